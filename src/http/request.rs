@@ -1,0 +1,508 @@
+//! Request parsing: turns the front of a connection's read buffer into a [`Request`].
+//!
+//! Zero-copy: the header block is frozen into one `Bytes` and the request keeps index ranges into
+//! it; the body is a `Bytes` slice of the same allocation. Pure: no sockets, no clocks; it must
+//! not decide what a request means (routing lives in `app`).
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Error, Limits};
+
+/// Most header fields accepted in one request; one more is answered with 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// One parsed HTTP/1.x request: the raw header block plus ranges into it, and the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The header block exactly as received (request line through the blank line).
+    head: Bytes,
+    method: Range<usize>,
+    /// The whole request target, `path?query`.
+    target: Range<usize>,
+    /// Length of the path part of `target` (up to, not including, the first `?`).
+    path_len: usize,
+    /// HTTP minor version: 0 or 1.
+    version: u8,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    body: Bytes,
+}
+
+impl Request {
+    /// The request method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        self.str_at(&self.method)
+    }
+
+    /// The full request target as sent, e.g. `/socket.io/?EIO=4&transport=polling`.
+    pub fn target(&self) -> &str {
+        self.str_at(&self.target)
+    }
+
+    /// The target before the first `?`, not percent-decoded.
+    pub fn path(&self) -> &str {
+        let target = self.target();
+        target.get(..self.path_len).unwrap_or(target)
+    }
+
+    /// The target after the first `?`, not decoded; `""` when there is no query.
+    pub fn query(&self) -> &str {
+        self.target()
+            .get(self.path_len..)
+            .and_then(|q| q.strip_prefix('?'))
+            .unwrap_or("")
+    }
+
+    /// HTTP minor version: `0` for HTTP/1.0, `1` for HTTP/1.1.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The first header named `name` (case-insensitive); `None` if absent or not valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_values(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Whether any header named `name` holds `token` in its comma-separated list
+    /// (case-insensitive), e.g. `Connection: keep-alive, Upgrade` holds `upgrade`.
+    pub fn header_contains_token(&self, name: &str, token: &str) -> bool {
+        self.header_values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// Every header as (name, raw value), in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers
+            .iter()
+            .map(|(n, v)| (self.str_at(n), self.bytes_at(v)))
+    }
+
+    /// The first query parameter whose decoded name is `name`, percent-decoded with `+` read as a
+    /// space. A parameter without `=` has the value `""`. Bytes that do not decode to UTF-8 become
+    /// U+FFFD rather than hiding the parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(k, _)| percent_decode(k) == name)
+            .map(|(_, v)| percent_decode(v))
+    }
+
+    /// The request body (empty when there is no `Content-Length`).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Whether the connection stays open after the response: HTTP/1.1 unless
+    /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.version >= 1 {
+            !self.header_contains_token("connection", "close")
+        } else {
+            self.header_contains_token("connection", "keep-alive")
+        }
+    }
+
+    fn header_values<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'s [u8]> + use<'s, 'n> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| self.bytes_at(n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| self.bytes_at(v))
+    }
+
+    fn bytes_at(&self, range: &Range<usize>) -> &[u8] {
+        self.head.get(range.clone()).unwrap_or_default()
+    }
+
+    /// Method, target and header names were checked to be ASCII tokens by httparse.
+    fn str_at(&self, range: &Range<usize>) -> &str {
+        std::str::from_utf8(self.bytes_at(range)).unwrap_or("")
+    }
+}
+
+/// Parses one request from the front of `buf`.
+///
+/// `Ok(None)` means more bytes are needed and `buf` is untouched. `Ok(Some(req))` removes exactly
+/// the request's bytes (head and body) from `buf`, leaving any pipelined bytes behind. Limits are
+/// enforced as early as possible: an over-long header block is refused even while incomplete, and
+/// an over-large `Content-Length` before any of the body has arrived.
+pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, Error> {
+    let Some(head) = parse_head(buf, limits)? else {
+        return Ok(None);
+    };
+    // content_length <= max_body_bytes (a usize), so this cannot overflow in practice.
+    let Some(total) = head.len.checked_add(head.content_length) else {
+        return Err(Error::BodyTooLarge {
+            length: u64::MAX,
+            limit: limits.max_body_bytes,
+        });
+    };
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let mut bytes = buf.split_to(total).freeze();
+    let body = bytes.split_off(head.len);
+    Ok(Some(Request {
+        head: bytes,
+        method: head.method,
+        target: head.target,
+        path_len: head.path_len,
+        version: head.version,
+        headers: head.headers,
+        body,
+    }))
+}
+
+/// A complete, validated header block: ranges are relative to the start of the buffer.
+struct Head {
+    len: usize,
+    method: Range<usize>,
+    target: Range<usize>,
+    path_len: usize,
+    version: u8,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    content_length: usize,
+}
+
+fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let status = req.parse(buf).map_err(|e| match e {
+        httparse::Error::TooManyHeaders => Error::TooManyHeaders,
+        other => Error::Malformed(other),
+    })?;
+    let too_large = Error::HeaderTooLarge {
+        limit: limits.max_header_bytes,
+    };
+    let len = match status {
+        httparse::Status::Partial if buf.len() > limits.max_header_bytes => return Err(too_large),
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) if n > limits.max_header_bytes => return Err(too_large),
+        httparse::Status::Complete(n) => n,
+    };
+    // A complete parse always fills these; treat their absence as a malformed request line.
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Error::Malformed(httparse::Error::Token));
+    };
+    let target_ok = target.starts_with('/') || (target == "*" && method == "OPTIONS");
+    if !target_ok {
+        return Err(Error::InvalidTarget);
+    }
+
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut transfer_encoding = false;
+    let mut content_length: Option<u64> = None;
+    for h in req.headers.iter() {
+        headers.push((range_in(buf, h.name.as_bytes()), range_in(buf, h.value)));
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            // RFC 9110 allows a list of identical values ("5, 5"); anything else is refused.
+            for item in h.value.split(|&b| b == b',') {
+                let n = parse_length(item.trim_ascii())?;
+                if content_length.is_some_and(|prev| prev != n) {
+                    return Err(Error::InvalidContentLength);
+                }
+                content_length = Some(n);
+            }
+        }
+    }
+    if transfer_encoding {
+        return Err(Error::TransferEncoding);
+    }
+    let declared = content_length.unwrap_or(0);
+    let content_length = match usize::try_from(declared) {
+        Ok(n) if n <= limits.max_body_bytes => n,
+        _ => {
+            return Err(Error::BodyTooLarge {
+                length: declared,
+                limit: limits.max_body_bytes,
+            })
+        }
+    };
+
+    Ok(Some(Head {
+        len,
+        method: range_in(buf, method.as_bytes()),
+        path_len: target.find('?').unwrap_or(target.len()),
+        target: range_in(buf, target.as_bytes()),
+        version,
+        headers,
+        content_length,
+    }))
+}
+
+/// A `Content-Length` value: ASCII digits only (no sign, no spaces). Too many digits saturate, so
+/// the caller answers 413 rather than 400 for an absurd but well-formed number.
+fn parse_length(value: &[u8]) -> Result<u64, Error> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Error::InvalidContentLength);
+    }
+    Ok(value.iter().fold(0u64, |acc, &d| {
+        acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+/// Where `part` (a sub-slice handed out by httparse) sits inside `base`; `0..0` if it does not.
+fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= base.len() => start..end,
+        _ => 0..0,
+    }
+}
+
+/// Percent-decodes a query component, reading `+` as a space. Malformed escapes stay literal.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                    let h = std::str::from_utf8(h).ok()?;
+                    u8::from_str_radix(h, 16).ok()
+                });
+                if let Some(v) = hex {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Request {
+        parse_bytes(s.as_bytes())
+    }
+
+    fn parse_bytes(s: &[u8]) -> Request {
+        let mut buf = BytesMut::from(s);
+        let req = parse_request(&mut buf, &Limits::default())
+            .expect("parse ok")
+            .expect("complete");
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        req
+    }
+
+    fn parse_err(s: &str, status: u16) -> Error {
+        parse_err_with(s.as_bytes(), &Limits::default(), status)
+    }
+
+    fn parse_err_with(s: &[u8], limits: &Limits, status: u16) -> Error {
+        let mut buf = BytesMut::from(s);
+        let e = parse_request(&mut buf, limits).expect_err("should fail");
+        assert_eq!(e.status(), status, "{e}");
+        e
+    }
+
+    #[test]
+    fn simple_get() {
+        let r = parse("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(r.method(), "GET");
+        assert_eq!(r.path(), "/health");
+        assert_eq!(r.query(), "");
+        assert_eq!(r.target(), "/health");
+        assert_eq!(r.version(), 1);
+        assert_eq!(r.header("host"), Some("x"));
+        assert_eq!(r.header("HOST"), Some("x"));
+        assert_eq!(r.header("missing"), None);
+        assert!(r.body().is_empty());
+        assert!(r.keep_alive());
+        assert_eq!(r.headers().count(), 1);
+    }
+
+    #[test]
+    fn query_and_params() {
+        let r = parse(
+            "GET /socket.io/?EIO=4&transport=polling&t=a%20b+c&flag&x=%zz&EIO=5 HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(r.path(), "/socket.io/");
+        assert_eq!(
+            r.query(),
+            "EIO=4&transport=polling&t=a%20b+c&flag&x=%zz&EIO=5"
+        );
+        assert_eq!(r.query_param("EIO").as_deref(), Some("4"));
+        assert_eq!(r.query_param("transport").as_deref(), Some("polling"));
+        assert_eq!(r.query_param("t").as_deref(), Some("a b c"));
+        assert_eq!(r.query_param("flag").as_deref(), Some(""));
+        assert_eq!(r.query_param("x").as_deref(), Some("%zz"));
+        assert_eq!(r.query_param("nope"), None);
+        let r = parse("GET /a? HTTP/1.1\r\n\r\n");
+        assert_eq!(r.path(), "/a");
+        assert_eq!(r.query(), "");
+        let r = parse("GET /a?s%74ream_id=%E2%82%AC%FF HTTP/1.1\r\n\r\n");
+        assert_eq!(r.query_param("stream_id").as_deref(), Some("€\u{FFFD}"));
+    }
+
+    #[test]
+    fn body_and_pipelining() {
+        let mut buf = BytesMut::from(
+            "POST /n HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.0\r\n\r\nGET",
+        );
+        let r = parse_request(&mut buf, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.method(), "POST");
+        assert_eq!(&r.body()[..], b"hello");
+        let r = parse_request(&mut buf, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.path(), "/b");
+        assert_eq!(r.version(), 0);
+        assert!(!r.keep_alive());
+        assert_eq!(parse_request(&mut buf, &Limits::default()), Ok(None));
+        assert_eq!(&buf[..], b"GET");
+    }
+
+    #[test]
+    fn partial_input_leaves_buffer_untouched() {
+        let full = "POST /n HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+        for cut in 0..full.len() {
+            let mut buf = BytesMut::from(&full[..cut]);
+            assert_eq!(
+                parse_request(&mut buf, &Limits::default()),
+                Ok(None),
+                "cut {cut}"
+            );
+            assert_eq!(&buf[..], &full.as_bytes()[..cut]);
+        }
+        let r = parse(full);
+        assert_eq!(&r.body()[..], b"abcd");
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive());
+        assert!(!parse("GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive());
+        assert!(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").keep_alive());
+    }
+
+    #[test]
+    fn header_tokens_and_non_utf8() {
+        let r = parse_bytes(b"GET / HTTP/1.1\r\nConnection: keep-alive,  Upgrade \r\nConnection: x\r\nX-Bin: \xff\xfe\r\n\r\n");
+        assert!(r.header_contains_token("connection", "upgrade"));
+        assert!(r.header_contains_token("Connection", "x"));
+        assert!(!r.header_contains_token("connection", "close"));
+        assert_eq!(r.header("x-bin"), None);
+        assert_eq!(r.header("connection"), Some("keep-alive,  Upgrade"));
+    }
+
+    #[test]
+    fn content_length_errors() {
+        for v in ["-1", "abc", "", "1 2", "+5", "0x10", "5, 6"] {
+            let req = format!("POST / HTTP/1.1\r\nContent-Length: {v}\r\n\r\n");
+            assert_eq!(parse_err(&req, 400), Error::InvalidContentLength, "{v}");
+        }
+        parse_err(
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            400,
+        );
+        let r = parse("POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2, 2\r\n\r\nab");
+        assert_eq!(&r.body()[..], b"ab");
+    }
+
+    #[test]
+    fn body_too_large_refused_before_body() {
+        let e = parse_err("POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413);
+        assert_eq!(
+            e,
+            Error::BodyTooLarge {
+                length: 1_048_577,
+                limit: 1_048_576
+            }
+        );
+        parse_err(
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            413,
+        );
+        let r = parse(&format!(
+            "POST / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n{}",
+            "a".repeat(1_048_576)
+        ));
+        assert_eq!(r.body().len(), 1_048_576);
+    }
+
+    #[test]
+    fn transfer_encoding_refused() {
+        let e = parse_err("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411);
+        assert_eq!(
+            e.to_string(),
+            "chunked request bodies are not supported; send Content-Length"
+        );
+        parse_err(
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+            411,
+        );
+    }
+
+    #[test]
+    fn header_limits() {
+        let limits = Limits {
+            max_header_bytes: 64,
+            max_body_bytes: 10,
+        };
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(60));
+        let e = parse_err_with(big.as_bytes(), &limits, 431);
+        assert_eq!(e, Error::HeaderTooLarge { limit: 64 });
+        // Incomplete, but already over the limit.
+        parse_err_with(&big.as_bytes()[..70], &limits, 431);
+        // Incomplete and under the limit: wait.
+        let mut buf = BytesMut::from(&big.as_bytes()[..60]);
+        assert_eq!(parse_request(&mut buf, &limits), Ok(None));
+
+        let many = |n: usize| {
+            let mut s = String::from("GET / HTTP/1.1\r\n");
+            for i in 0..n {
+                s.push_str(&format!("H{i}: v\r\n"));
+            }
+            s + "\r\n"
+        };
+        assert_eq!(parse(&many(64)).headers().count(), 64);
+        assert_eq!(parse_err(&many(65), 431), Error::TooManyHeaders);
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let e = parse_err("GET / HTTP/2.0\r\n\r\n", 400);
+        assert_eq!(e.to_string(), "malformed request: invalid HTTP version");
+        parse_err("GET / FOO/1.1\r\n\r\n", 400);
+        parse_err("G\x01T / HTTP/1.1\r\n\r\n", 400);
+        parse_err("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400);
+        parse_err("GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400);
+        assert_eq!(
+            parse_err("GET http://h/ HTTP/1.1\r\n\r\n", 400),
+            Error::InvalidTarget
+        );
+        parse_err("GET * HTTP/1.1\r\n\r\n", 400);
+        assert_eq!(parse("OPTIONS * HTTP/1.1\r\n\r\n").path(), "*");
+    }
+
+    #[test]
+    fn percent_decode_edges() {
+        assert_eq!(percent_decode("%41%4a%4A+%"), "AJJ %");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("a%2Bb"), "a+b");
+    }
+}
