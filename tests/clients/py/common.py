@@ -1,0 +1,49 @@
+"""Shared helpers for ASF's python-socketio test clients (listen.py, probe.py).
+
+Owns: argument conventions, JSON-line output, and building a python-socketio Client.
+Must not: decide pass/fail of a test; the Rust tests read the printed lines and exit codes.
+"""
+import json
+import sys
+import threading
+
+import socketio
+
+NAMESPACE = "/api/v1/podcasts/stream"
+_print_lock = threading.Lock()
+
+
+def emit_line(obj):
+    """Print one JSON object as a line on stdout, flushed (thread-safe)."""
+    with _print_lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+
+def transports_arg(value):
+    """Map --transports to python-socketio's transports argument (None = library default)."""
+    if value in (None, "", "default"):
+        return None
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def make_client():
+    """A python-socketio Client without reconnection whose handlers run in arrival order.
+
+    python-socketio's threaded Client starts a new thread per Engine.IO message, so handlers
+    for consecutive messages (and a binary event's header and attachment) may race; the
+    maintainers suggest serializing it yourself (python-socketio issue #382). We dispatch
+    messages on the read loop instead, which keeps the real protocol stack but makes the
+    byte-exact audio checks deterministic.
+    """
+    sio = socketio.Client(reconnection=False)
+    eio = getattr(sio, "eio", None)
+    original = getattr(eio, "_trigger_event", None)
+    if original is not None:
+        def ordered(event, *args, **kwargs):
+            if event == "message":
+                kwargs["run_async"] = False
+            return original(event, *args, **kwargs)
+
+        eio._trigger_event = ordered
+    return sio

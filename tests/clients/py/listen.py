@@ -1,0 +1,100 @@
+"""Listen to one ASF stream with python-socketio and save its audio.
+
+Usage: listen.py --url http://127.0.0.1:PORT --stream ID [--transports websocket|default]
+                 [--offset N] --out FILE [--timeout SECONDS]
+
+Prints every event as one JSON line ({"event": name, "data": ...}; audio chunks only as
+{"event": "audio_chunk", "len": N}), joins the stream on connection_ack, writes all audio
+bytes to FILE. Exit codes: 0 after end_of_stream, 2 connection failed, 3 stream_error,
+4 timeout (overall), 5 disconnected before end_of_stream.
+Must not: judge the audio; the Rust test compares it.
+"""
+import argparse
+import sys
+import threading
+
+from common import NAMESPACE, emit_line, make_client, transports_arg
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--stream", required=True)
+    parser.add_argument("--transports", default="websocket")
+    parser.add_argument("--offset", type=int, default=None)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args()
+
+    sio = make_client()
+    done = threading.Event()
+    state = {"code": 4}
+    out = open(args.out, "wb")
+
+    def finish(code):
+        if not done.is_set():
+            state["code"] = code
+            done.set()
+
+    @sio.on("connection_ack", namespace=NAMESPACE)
+    def on_ack(data=None):
+        emit_line({"event": "connection_ack", "data": data})
+        payload = {"stream_id": args.stream}
+        if args.offset is not None:
+            payload["offset"] = args.offset
+        sio.emit("join_stream", payload, namespace=NAMESPACE)
+
+    @sio.on("audio_chunk", namespace=NAMESPACE)
+    def on_chunk(data=None):
+        if isinstance(data, (bytes, bytearray)):
+            out.write(data)
+            emit_line({"event": "audio_chunk", "len": len(data)})
+        else:
+            emit_line({"event": "audio_chunk", "len": -1, "type": type(data).__name__})
+
+    @sio.on("audio_control", namespace=NAMESPACE)
+    def on_control(data=None):
+        emit_line({"event": "audio_control", "data": data})
+        if isinstance(data, dict) and data.get("event") == "end_of_stream":
+            finish(0)
+
+    @sio.on("stream_error", namespace=NAMESPACE)
+    def on_stream_error(data=None):
+        emit_line({"event": "stream_error", "data": data})
+        finish(3)
+
+    @sio.on("*", namespace=NAMESPACE)
+    def on_other(event, *data):
+        emit_line({"event": event, "data": data[0] if len(data) == 1 else list(data)})
+
+    @sio.on("disconnect", namespace=NAMESPACE)
+    def on_disconnect(*reason):
+        emit_line({"event": "disconnect", "data": [str(r) for r in reason]})
+        finish(5)
+
+    try:
+        sio.connect(
+            args.url,
+            namespaces=[NAMESPACE],
+            transports=transports_arg(args.transports),
+            wait_timeout=10,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
+        emit_line({"event": "connect_error", "data": str(exc)})
+        out.close()
+        return 2
+
+    if not done.wait(args.timeout):
+        emit_line({"event": "timeout", "data": args.timeout})
+    code = state["code"]
+    out.flush()
+    out.close()
+    try:
+        sio.disconnect()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
