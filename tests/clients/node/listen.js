@@ -43,6 +43,7 @@ socket.on('connect_error', (err) => {
 });
 
 socket.on('disconnect', (reason) => {
+  if (finished) return;
   emitLine({ event: 'disconnect', data: reason });
   finish(5);
 });

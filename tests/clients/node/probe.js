@@ -75,6 +75,7 @@ function runIdle() {
   });
   socket.on('connection_ack', (data) => emitLine({ event: 'connection_ack', data }));
   socket.on('disconnect', (reason) => {
+    if (done) return;
     disconnected = true;
     emitLine({ event: 'disconnect', data: reason });
   });

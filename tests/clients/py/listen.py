@@ -69,8 +69,9 @@ def main():
 
     @sio.on("disconnect", namespace=NAMESPACE)
     def on_disconnect(*reason):
-        emit_line({"event": "disconnect", "data": [str(r) for r in reason]})
-        finish(5)
+        if not done.is_set():
+            emit_line({"event": "disconnect", "data": [str(r) for r in reason]})
+            finish(5)
 
     try:
         sio.connect(

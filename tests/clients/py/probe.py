@@ -75,7 +75,7 @@ def scenario_bad_namespace(sio, args):
 
 
 def scenario_idle(sio, args):
-    state = {"disconnected": False}
+    state = {"disconnected": False, "reported": False}
 
     @sio.on("connection_ack", namespace=NAMESPACE)
     def on_ack(data=None):
@@ -83,12 +83,15 @@ def scenario_idle(sio, args):
 
     @sio.on("disconnect", namespace=NAMESPACE)
     def on_disconnect(*reason):
+        if state["reported"]:
+            return
         state["disconnected"] = True
         emit_line({"event": "disconnect", "data": [str(r) for r in reason]})
 
     connect(sio, args, NAMESPACE)
     time.sleep(args.seconds)
     disconnected = state["disconnected"] or not sio.connected
+    state["reported"] = True
     emit_line({"event": "idle_done", "disconnected": disconnected})
     return 6 if disconnected else 0
 
