@@ -1,1 +1,66 @@
-fn main() {}
+//! The `asf` binary: configuration, logging, then the runtime. Nothing else.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use asf::app::App;
+use asf::config::Config;
+
+fn main() -> ExitCode {
+    let mut print_config = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--print-config" => print_config = true,
+            "--version" | "-V" => {
+                println!("asf {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--help" | "-h" => {
+                println!(
+                    "asf {}: Audio Stream Feeder\n\nUsage: asf [--print-config]\n\nSettings come from ASF_* environment variables and ./.env; see .env.example.",
+                    env!("CARGO_PKG_VERSION")
+                );
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("asf: unknown argument {other:?}; try --help");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("asf: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if print_config {
+        println!("{}", config.summary());
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(config.log_filter())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    tracing::info!(config = %config.summary(), "starting asf {}", env!("CARGO_PKG_VERSION"));
+    if config.secret_key_generated {
+        tracing::warn!("ASF_SECRET_KEY is not set; generated a random one for this run");
+    }
+    if config.internal_token.is_none() {
+        tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port");
+    }
+    let config = Arc::new(config);
+    let app = Arc::new(App::new(Arc::clone(&config)));
+    match asf::runtime::run(config, app) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "asf stopped");
+            eprintln!("asf: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! One Engine.IO session as a sans-IO state machine.
+//!
+//! The runtime feeds it packets ([`Session::handle_packet`]) and timer expiries
+//! ([`Session::handle_timeout`]), drains what to send from its outbox, and asks
+//! [`Session::poll_timeout`] when to call again. It owns the heartbeat (server pings every
+//! `ping_interval`, a missing pong after `ping_timeout` closes the session), the connect
+//! timeout, the polling-to-WebSocket upgrade and the close rules. It never touches a
+//! socket or a clock: `now` is always an argument.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::packet::{OpenPacket, Outgoing, Packet};
+use super::sid::Sid;
+
+/// Engine.IO settings of a server.
+#[derive(Debug, Clone)]
+pub struct EioConfig {
+    /// Time between server pings.
+    pub ping_interval: Duration,
+    /// How long a pong may take before the session is closed.
+    pub ping_timeout: Duration,
+    /// How long a session may stay without joining a namespace.
+    pub connect_timeout: Duration,
+    /// Largest message accepted, and largest polling response body.
+    pub max_payload: usize,
+}
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+impl Transport {
+    /// The `transport` query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Polling => "polling",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Why a session ended. Closed set: every end of a session is one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client sent an Engine.IO close packet.
+    ClientClose,
+    /// The underlying connection closed.
+    TransportClose,
+    /// The underlying connection failed (I/O error, bad frame).
+    TransportError(String),
+    /// No pong within `ping_timeout`.
+    PingTimeout,
+    /// No namespace joined within `connect_timeout`.
+    ConnectTimeout,
+    /// A message larger than `max_payload`.
+    PayloadTooLarge,
+    /// A malformed or out-of-place packet.
+    ProtocolError(String),
+    /// The client sent events faster than allowed.
+    RateLimited,
+    /// The client did not take data fast enough.
+    SlowConsumer(String),
+    /// The server is shutting down.
+    ServerShutdown,
+    /// The session was replaced (upgrade finished on another transport) or closed by the app.
+    ServerClose,
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::ClientClose => f.write_str("client close"),
+            DisconnectReason::TransportClose => f.write_str("transport close"),
+            DisconnectReason::TransportError(e) => write!(f, "transport error: {e}"),
+            DisconnectReason::PingTimeout => f.write_str("ping timeout"),
+            DisconnectReason::ConnectTimeout => f.write_str("connect timeout"),
+            DisconnectReason::PayloadTooLarge => f.write_str("payload too large"),
+            DisconnectReason::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            DisconnectReason::RateLimited => f.write_str("event rate limit exceeded"),
+            DisconnectReason::SlowConsumer(e) => write!(f, "slow consumer: {e}"),
+            DisconnectReason::ServerShutdown => f.write_str("server shutting down"),
+            DisconnectReason::ServerClose => f.write_str("server close"),
+        }
+    }
+}
+
+/// A message for the layer above (Socket.IO or an echo).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A text message (without the Engine.IO type digit).
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// An Engine.IO session.
+#[derive(Debug)]
+pub struct Session {
+    sid: Sid,
+    config: EioConfig,
+    transport: Transport,
+    /// A WebSocket answered the `2probe` and the upgrade awaits the client's `5`.
+    probed: bool,
+    outbox: VecDeque<Outgoing>,
+    closed: Option<DisconnectReason>,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    connect_deadline: Option<Instant>,
+    poll_active: bool,
+}
+
+static PING: Bytes = Bytes::from_static(b"2");
+static PONG: Bytes = Bytes::from_static(b"3");
+static NOOP: Bytes = Bytes::from_static(b"6");
+static PROBE_REPLY: Bytes = Bytes::from_static(b"3probe");
+
+impl Session {
+    /// A session opened at `now` over `transport`.
+    pub fn new(sid: Sid, transport: Transport, config: EioConfig, now: Instant) -> Self {
+        Session {
+            sid,
+            transport,
+            probed: false,
+            outbox: VecDeque::new(),
+            closed: None,
+            next_ping: now + config.ping_interval,
+            pong_deadline: None,
+            connect_deadline: Some(now + config.connect_timeout),
+            poll_active: false,
+            config,
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EioConfig {
+        &self.config
+    }
+
+    /// The current transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The open packet for this session.
+    pub fn open_packet(&self) -> Bytes {
+        OpenPacket {
+            sid: self.sid.to_string(),
+            upgrades: match self.transport {
+                Transport::Polling => vec!["websocket"],
+                Transport::WebSocket => vec![],
+            },
+            ping_interval: self.config.ping_interval.as_millis() as u64,
+            ping_timeout: self.config.ping_timeout.as_millis() as u64,
+            max_payload: self.config.max_payload as u64,
+        }
+        .encode()
+    }
+
+    /// Queues a packet for the client.
+    pub fn push(&mut self, item: Outgoing) {
+        if self.closed.is_none() {
+            self.outbox.push_back(item);
+        }
+    }
+
+    /// The queue of packets waiting to be sent.
+    pub fn outbox(&mut self) -> &mut VecDeque<Outgoing> {
+        &mut self.outbox
+    }
+
+    /// True when packets wait to be sent.
+    pub fn has_output(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Why the session ended, once it has.
+    pub fn closed(&self) -> Option<&DisconnectReason> {
+        self.closed.as_ref()
+    }
+
+    /// Ends the session (the first reason wins).
+    pub fn close(&mut self, reason: DisconnectReason) {
+        if self.closed.is_none() {
+            self.closed = Some(reason);
+        }
+    }
+
+    /// The layer above joined a namespace: the connect timeout no longer applies.
+    pub fn mark_connected(&mut self) {
+        self.connect_deadline = None;
+    }
+
+    /// A polling GET starts. Overlapping GETs are a protocol error (as engine.io servers
+    /// treat them): the session closes.
+    pub fn begin_poll(&mut self) -> Result<(), DisconnectReason> {
+        if self.transport != Transport::Polling {
+            return Err(DisconnectReason::ProtocolError(
+                "polling request on a websocket session".into(),
+            ));
+        }
+        if self.poll_active {
+            let reason = DisconnectReason::ProtocolError("overlapping polling requests".into());
+            self.close(reason.clone());
+            return Err(reason);
+        }
+        self.poll_active = true;
+        Ok(())
+    }
+
+    /// The polling GET in flight has been answered.
+    pub fn end_poll(&mut self) {
+        self.poll_active = false;
+    }
+
+    /// Takes at most `max_packets` queued packets totalling at most `max_bytes` of polling
+    /// payload (always at least one) for a polling response.
+    pub fn take_polling_batch(&mut self, max_packets: usize, max_bytes: usize) -> Vec<Outgoing> {
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while let Some(next) = self.outbox.front() {
+            let len = next.polling_len() + usize::from(!batch.is_empty());
+            if batch.len() >= max_packets || (!batch.is_empty() && size + len > max_bytes) {
+                break;
+            }
+            size += len;
+            if let Some(item) = self.outbox.pop_front() {
+                batch.push(item);
+            }
+        }
+        batch
+    }
+
+    /// Handles a packet the client sent over `via`. Returns the message for the layer above,
+    /// if it is one. An error closes the session.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        packet: Packet,
+        via: Transport,
+    ) -> Result<Option<Message>, DisconnectReason> {
+        let result = self.dispatch(now, packet, via);
+        if let Err(reason) = &result {
+            self.close(reason.clone());
+        }
+        result
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        packet: Packet,
+        via: Transport,
+    ) -> Result<Option<Message>, DisconnectReason> {
+        let upgrading_ws = via == Transport::WebSocket && self.transport == Transport::Polling;
+        match packet {
+            Packet::Ping(data) if upgrading_ws => {
+                if &data[..] != b"probe" {
+                    return Err(DisconnectReason::ProtocolError(
+                        "expected ping probe during upgrade".into(),
+                    ));
+                }
+                // The probe reply goes straight to the probing WebSocket (the runtime sends
+                // it); release a pending poll so the client can pause polling.
+                self.probed = true;
+                self.outbox.push_back(Outgoing::Text(NOOP.clone()));
+                Ok(None)
+            }
+            Packet::Upgrade if upgrading_ws => {
+                if !self.probed {
+                    return Err(DisconnectReason::ProtocolError(
+                        "upgrade without probe".into(),
+                    ));
+                }
+                self.transport = Transport::WebSocket;
+                self.probed = false;
+                // A noop left for the paused poll is of no use to the WebSocket.
+                self.outbox
+                    .retain(|o| !matches!(o, Outgoing::Text(t) if t == &NOOP));
+                Ok(None)
+            }
+            _ if via != self.transport => Err(DisconnectReason::ProtocolError(format!(
+                "{} packet on a {} session",
+                via.as_str(),
+                self.transport.as_str()
+            ))),
+            Packet::Pong(_) => {
+                self.pong_deadline = None;
+                Ok(None)
+            }
+            Packet::Ping(data) => {
+                // Engine.IO v4 clients do not ping; answer anyway, as servers do.
+                let mut reply = Vec::with_capacity(1 + data.len());
+                reply.extend_from_slice(&PONG);
+                reply.extend_from_slice(&data);
+                self.outbox.push_back(Outgoing::Text(Bytes::from(reply)));
+                let _ = now;
+                Ok(None)
+            }
+            Packet::Message(text) => {
+                if text.len() > self.config.max_payload {
+                    return Err(DisconnectReason::PayloadTooLarge);
+                }
+                Ok(Some(Message::Text(text)))
+            }
+            Packet::Binary(data) => {
+                if data.len() > self.config.max_payload {
+                    return Err(DisconnectReason::PayloadTooLarge);
+                }
+                Ok(Some(Message::Binary(data)))
+            }
+            Packet::Close => Err(DisconnectReason::ClientClose),
+            Packet::Noop => Ok(None),
+            Packet::Open(_) | Packet::Upgrade => Err(DisconnectReason::ProtocolError(
+                "unexpected packet type from client".into(),
+            )),
+        }
+    }
+
+    /// The reply to a `2probe` on the upgrading WebSocket.
+    pub fn probe_reply() -> Bytes {
+        PROBE_REPLY.clone()
+    }
+
+    /// Applies timers due at `now`: sends a ping, closes on a missed pong or connect timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Some(deadline) = self.connect_deadline {
+            if now >= deadline {
+                self.close(DisconnectReason::ConnectTimeout);
+                return;
+            }
+        }
+        if let Some(deadline) = self.pong_deadline {
+            if now >= deadline {
+                self.close(DisconnectReason::PingTimeout);
+                return;
+            }
+        }
+        if now >= self.next_ping {
+            self.outbox.push_back(Outgoing::Text(PING.clone()));
+            self.next_ping = now + self.config.ping_interval;
+            if self.pong_deadline.is_none() {
+                self.pong_deadline = Some(now + self.config.ping_timeout);
+            }
+        }
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        [
+            Some(self.next_ping),
+            self.pong_deadline,
+            self.connect_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> EioConfig {
+        EioConfig {
+            ping_interval: Duration::from_millis(300),
+            ping_timeout: Duration::from_millis(200),
+            connect_timeout: Duration::from_millis(1000),
+            max_payload: 100,
+        }
+    }
+
+    fn session(t: Transport, now: Instant) -> Session {
+        Session::new(Sid::generate(), t, cfg(), now)
+    }
+
+    fn texts(s: &mut Session) -> Vec<Bytes> {
+        s.outbox()
+            .drain(..)
+            .filter_map(|o| match o {
+                Outgoing::Text(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn heartbeat_pings_and_times_out_without_pong() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::WebSocket, t0);
+        s.mark_connected();
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        s.handle_timeout(t0 + Duration::from_millis(300));
+        assert_eq!(texts(&mut s), vec![Bytes::from_static(b"2")]);
+        s.handle_timeout(t0 + Duration::from_millis(499));
+        assert!(s.closed().is_none());
+        s.handle_timeout(t0 + Duration::from_millis(500));
+        assert_eq!(s.closed(), Some(&DisconnectReason::PingTimeout));
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn pong_keeps_the_session_alive_for_many_intervals() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::WebSocket, t0);
+        s.mark_connected();
+        let mut now = t0;
+        for _ in 0..10 {
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now);
+            let sent = texts(&mut s);
+            if sent.contains(&Bytes::from_static(b"2")) {
+                s.handle_packet(now, Packet::Pong(Bytes::new()), Transport::WebSocket)
+                    .unwrap();
+            }
+        }
+        assert!(now > t0 + Duration::from_millis(2000));
+        assert!(s.closed().is_none());
+    }
+
+    #[test]
+    fn connect_timeout_closes_a_session_that_joins_nothing() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        let mut now = t0;
+        while s.closed().is_none() {
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now);
+            let _ = s.handle_packet(now, Packet::Pong(Bytes::new()), Transport::Polling);
+        }
+        assert_eq!(s.closed(), Some(&DisconnectReason::ConnectTimeout));
+        assert_eq!(now, t0 + Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn upgrade_needs_probe_then_switches_transport() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        let r = s.handle_packet(
+            t0,
+            Packet::Ping(Bytes::from_static(b"probe")),
+            Transport::WebSocket,
+        );
+        assert_eq!(r, Ok(None));
+        assert_eq!(texts(&mut s), vec![Bytes::from_static(b"6")]);
+        assert_eq!(
+            s.handle_packet(t0, Packet::Upgrade, Transport::WebSocket),
+            Ok(None)
+        );
+        assert_eq!(s.transport(), Transport::WebSocket);
+        assert!(s.begin_poll().is_err());
+    }
+
+    #[test]
+    fn upgrade_without_probe_and_oversized_messages_close() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        assert!(s
+            .handle_packet(t0, Packet::Upgrade, Transport::WebSocket)
+            .is_err());
+        assert!(s.closed().is_some());
+        let mut s = session(Transport::WebSocket, t0);
+        let big = Bytes::from(vec![b'a'; 101]);
+        assert_eq!(
+            s.handle_packet(t0, Packet::Message(big), Transport::WebSocket),
+            Err(DisconnectReason::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn overlapping_polls_close_and_batches_are_bounded() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        for _ in 0..20 {
+            s.push(Outgoing::Text(Bytes::from_static(b"42[\"x\"]")));
+        }
+        assert!(s.begin_poll().is_ok());
+        assert_eq!(s.take_polling_batch(16, 1_000_000).len(), 16);
+        assert_eq!(s.take_polling_batch(16, 1_000_000).len(), 4);
+        assert!(s.begin_poll().is_err());
+        assert!(s.closed().is_some());
+    }
+}

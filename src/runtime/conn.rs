@@ -1,0 +1,383 @@
+//! One TCP connection: HTTP/1.1 requests (the service's routes and Engine.IO polling) until
+//! it closes or upgrades to WebSocket.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use super::io::write_all;
+use super::session::{gather, perform_read, Budget, Ctx, Item, Shared, Step};
+use super::{websocket, Service};
+use crate::config::CorsOrigins;
+use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
+use crate::engineio::{Outgoing, Sid, Transport};
+use crate::http::{self, Request, Response};
+
+/// Most packets in one polling response (python-socketio refuses longer payloads).
+const MAX_POLL_PACKETS: usize = 16;
+/// Most packets accepted in one polling POST.
+const MAX_POST_PACKETS: usize = 256;
+const READ_CHUNK: usize = 4096;
+
+/// Why reading a request stopped.
+enum ReadEnd {
+    Closed,
+    TimedOut,
+    Error(std::io::Error),
+}
+
+/// Reads more bytes into `buf`, within `limit` time.
+async fn read_more(
+    stream: &TcpStream,
+    buf: BytesMut,
+    limit: Duration,
+) -> (Result<usize, ReadEnd>, BytesMut) {
+    let mut buf = buf;
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+    let start = buf.len();
+    let cap = buf.capacity();
+    match tokio::time::timeout(limit, stream.read(buf.slice(start..cap))).await {
+        Ok((Ok(0), slice)) => (Err(ReadEnd::Closed), slice.into_inner()),
+        Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
+        Ok((Err(e), slice)) => (Err(ReadEnd::Error(e)), slice.into_inner()),
+        // The buffer went with the cancelled read; the connection is closing anyway.
+        Err(_) => (Err(ReadEnd::TimedOut), BytesMut::new()),
+    }
+}
+
+/// Serves one accepted connection.
+pub(crate) async fn handle<S: Service>(ctx: Arc<Ctx<S>>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(stream);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut first = true;
+    loop {
+        match http::parse_request(&mut buf, &ctx.http_limits) {
+            Ok(Some(req)) => {
+                first = false;
+                let keep_alive = req.keep_alive();
+                let engine = req.path() == ctx.service.engine_path();
+                if engine && req.query_param("transport").as_deref() == Some("websocket") {
+                    websocket::handle(Arc::clone(&ctx), stream, req, buf, peer).await;
+                    return;
+                }
+                let resp = if engine {
+                    engine_request(&ctx, &req).await
+                } else {
+                    ctx.service.handle_http(&req, &ctx.stats)
+                };
+                let keep_alive =
+                    keep_alive && *ctx.phase.borrow() == super::session::Phase::Running;
+                if !send(&ctx, &stream, &resp, keep_alive, req.method() == "HEAD").await
+                    || !keep_alive
+                {
+                    return;
+                }
+            }
+            Ok(None) => {
+                let limit = if buf.is_empty() && !first {
+                    ctx.config.keepalive_timeout
+                } else {
+                    ctx.config.header_timeout
+                };
+                let (res, back) = read_more(&stream, buf, limit).await;
+                buf = back;
+                match res {
+                    Ok(_) => {}
+                    Err(ReadEnd::Closed) => return,
+                    Err(ReadEnd::TimedOut) => {
+                        if buf.is_empty() && !first {
+                            tracing::debug!(%peer, "idle keep-alive connection closed");
+                        } else {
+                            tracing::info!(%peer, "closing connection: request not received in time");
+                            let resp = Response::error(408, "Request not received in time");
+                            send(&ctx, &stream, &resp, false, false).await;
+                        }
+                        return;
+                    }
+                    Err(ReadEnd::Error(e)) => {
+                        tracing::debug!(%peer, error = %e, "read failed");
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, status = e.status(), "bad HTTP request");
+                send(&ctx, &stream, &http::error_response(&e), false, false).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a response; false when the connection is gone.
+async fn send<S: Service>(
+    ctx: &Ctx<S>,
+    stream: &TcpStream,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> bool {
+    let head = Bytes::from(resp.encode_head(keep_alive));
+    let bufs = if head_only {
+        vec![head]
+    } else {
+        vec![head, resp.body.clone()]
+    };
+    match write_all(stream, bufs, ctx.config.stall_timeout).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "response write failed");
+            false
+        }
+    }
+}
+
+/// An Engine.IO error answer.
+pub(crate) fn eio_error(code: ErrorCode) -> Response {
+    Response::text(code.status(), "application/json", code.body())
+}
+
+/// The CORS answer for `req`: Ok(headers to add) or Err(403 response).
+pub(crate) fn cors_headers(
+    origins: &CorsOrigins,
+    req: &Request,
+) -> Result<Vec<(&'static str, String)>, Response> {
+    let Some(origin) = req.header("origin") else {
+        return Ok(Vec::new());
+    };
+    if !origins.allows(origin) {
+        tracing::info!(origin = %origin, "request from an origin not in ASF_CORS_ALLOWED_ORIGINS refused");
+        return Err(eio_error(ErrorCode::Forbidden));
+    }
+    Ok(vec![
+        ("Access-Control-Allow-Origin", origin.to_owned()),
+        ("Access-Control-Allow-Credentials", "true".to_owned()),
+        ("Vary", "Origin".to_owned()),
+    ])
+}
+
+fn with_headers(mut resp: Response, headers: Vec<(&'static str, String)>) -> Response {
+    for (k, v) in headers {
+        resp = resp.with_header(k, v);
+    }
+    resp
+}
+
+/// Engine.IO over HTTP: handshake, polling GET and POST, CORS preflight.
+async fn engine_request<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Response {
+    let cors = match cors_headers(&ctx.config.cors_allowed_origins, req) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    let resp = engine_polling(ctx, req).await;
+    with_headers(resp, cors)
+}
+
+async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Response {
+    if req.method() == "OPTIONS" {
+        let allow_headers = req
+            .header("access-control-request-headers")
+            .unwrap_or("content-type")
+            .to_owned();
+        return Response::new(204)
+            .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            .with_header("Access-Control-Allow-Headers", allow_headers)
+            .with_header("Access-Control-Max-Age", "86400");
+    }
+    if req.query_param("EIO").as_deref() != Some("4") {
+        return eio_error(ErrorCode::UnsupportedProtocolVersion);
+    }
+    if req.query_param("transport").as_deref() != Some("polling") {
+        return eio_error(ErrorCode::UnknownTransport);
+    }
+    let Some(sid) = req.query_param("sid") else {
+        if req.method() != "GET" {
+            return eio_error(ErrorCode::BadHandshakeMethod);
+        }
+        if *ctx.phase.borrow() != super::session::Phase::Running {
+            return Response::error(503, "Server is shutting down");
+        }
+        let shared = ctx.create_session(Transport::Polling);
+        let open = shared.lock().eio.open_packet();
+        return Response::text(200, "text/plain; charset=UTF-8", open);
+    };
+    let Some(shared) = Sid::parse(&sid).and_then(|sid| ctx.lookup(&sid)) else {
+        tracing::debug!(sid = %sid, "polling request for an unknown session");
+        return eio_error(ErrorCode::UnknownSid);
+    };
+    match req.method() {
+        "GET" => poll_get(ctx, &shared).await,
+        "POST" => poll_post(ctx, &shared, req.body().clone()),
+        _ => eio_error(ErrorCode::BadRequest),
+    }
+}
+
+/// Converts gathered items into polling payload packets.
+fn to_outgoing(items: Vec<Item>) -> Vec<Outgoing> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Packet(p) => out.push(p),
+            Item::Chunk(header, data) => {
+                out.push(Outgoing::Text(header));
+                out.push(Outgoing::Binary(data));
+            }
+        }
+    }
+    out
+}
+
+async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) -> Response {
+    if let Err(reason) = shared.lock().eio.begin_poll() {
+        tracing::info!(sid = %shared.sid, %reason, "polling GET refused");
+        if shared.lock().eio.closed().is_some() {
+            ctx.finish(shared);
+        }
+        return eio_error(ErrorCode::BadRequest);
+    }
+    let mut scratch = Vec::new();
+    let mut items = Vec::new();
+    let closed = loop {
+        let now = Instant::now();
+        // Base64 grows binaries by a third: keep the body within maxPayload.
+        let budget = Budget {
+            packets: MAX_POLL_PACKETS,
+            bytes: ctx.eio.max_payload / 2,
+        };
+        let (step, prefetch, closed) = {
+            let mut st = shared.lock();
+            if st.eio.closed().is_some() {
+                (Step::Idle, None, true)
+            } else {
+                let (step, prefetch) = gather(
+                    ctx,
+                    &mut st,
+                    shared.sid,
+                    &shared.notify,
+                    now,
+                    budget,
+                    &mut items,
+                    &mut scratch,
+                );
+                (step, prefetch, st.eio.closed().is_some())
+            }
+        };
+        if let Some((session, b)) = prefetch {
+            super::io::spawn_prefetch(session, b);
+        }
+        if closed {
+            break true;
+        }
+        if !items.is_empty() {
+            break false;
+        }
+        match step {
+            Step::More => {}
+            Step::Read(session, b) => perform_read(session, b).await,
+            Step::Sleep(t) => {
+                tokio::select! {
+                    _ = shared.notify.notified() => {}
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                }
+            }
+            Step::Idle => shared.notify.notified().await,
+        }
+    };
+    shared.lock().eio.end_poll();
+    let mut out = to_outgoing(items);
+    if closed {
+        out.push(Outgoing::Text(Bytes::from_static(b"1")));
+        ctx.finish(shared);
+    }
+    Response::text(200, "text/plain; charset=UTF-8", encode_payload(&out))
+}
+
+fn poll_post<S: Service>(
+    ctx: &Arc<Ctx<S>>,
+    shared: &Arc<Shared<S::Conn>>,
+    body: Bytes,
+) -> Response {
+    if body.len() > ctx.eio.max_payload {
+        tracing::info!(sid = %shared.sid, len = body.len(), "polling POST over maxPayload; closing session");
+        shared
+            .lock()
+            .eio
+            .close(crate::engineio::DisconnectReason::PayloadTooLarge);
+        shared.notify.notify_one();
+        ctx.finish(shared);
+        return Response::error(413, "Payload too large");
+    }
+    let packets = match decode_payload(body, MAX_POST_PACKETS) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(sid = %shared.sid, error = %e, "bad polling payload; closing session");
+            shared
+                .lock()
+                .eio
+                .close(crate::engineio::DisconnectReason::ProtocolError(
+                    e.to_string(),
+                ));
+            shared.notify.notify_one();
+            ctx.finish(shared);
+            return eio_error(ErrorCode::BadRequest);
+        }
+    };
+    let closed = {
+        let mut st = shared.lock();
+        if st.eio.transport() != Transport::Polling {
+            drop(st);
+            return eio_error(ErrorCode::BadRequest);
+        }
+        let now = Instant::now();
+        for packet in packets {
+            handle_packet(ctx, &mut st, shared, packet, Transport::Polling, now);
+            if st.eio.closed().is_some() {
+                break;
+            }
+        }
+        st.eio.closed().cloned()
+    };
+    shared.notify.notify_one();
+    if let Some(reason) = closed {
+        tracing::debug!(sid = %shared.sid, %reason, "session closed by polling POST");
+        ctx.finish(shared);
+    }
+    Response::text(200, "text/html", Bytes::from_static(b"ok"))
+}
+
+/// Feeds one client packet to the session and its service (lock held).
+pub(crate) fn handle_packet<S: Service>(
+    ctx: &Ctx<S>,
+    st: &mut super::session::State<S::Conn>,
+    shared: &Shared<S::Conn>,
+    packet: crate::engineio::Packet,
+    via: Transport,
+    now: Instant,
+) {
+    match st.eio.handle_packet(now, packet, via) {
+        Ok(Some(msg)) => {
+            let super::session::State { eio, conn, .. } = st;
+            if let Err(reason) =
+                ctx.service
+                    .on_message(conn, eio.outbox(), msg, shared.sid, now, &shared.notify)
+            {
+                tracing::info!(sid = %shared.sid, %reason, "closing session");
+                eio.close(reason);
+            } else if ctx.service.is_connected(conn) {
+                eio.mark_connected();
+            }
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            tracing::info!(sid = %shared.sid, %reason, "closing session");
+        }
+    }
+}

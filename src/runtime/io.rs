@@ -1,0 +1,102 @@
+//! io_uring operations: vectored socket writes and block reads from audio files.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use crate::stream::StreamSession;
+
+/// Most buffers handed to one `writev` (the kernel's IOV_MAX is 1024).
+pub(crate) const MAX_IOVECS: usize = 1000;
+
+/// Writes every buffer, in order, with as few `writev` calls as the socket allows. A write
+/// that makes no progress for `stall` fails with `TimedOut`. Returns the (emptied) vector
+/// for reuse.
+pub(crate) async fn write_all(
+    stream: &TcpStream,
+    mut bufs: Vec<Bytes>,
+    stall: Duration,
+) -> io::Result<Vec<Bytes>> {
+    bufs.retain(|b| !b.is_empty());
+    while !bufs.is_empty() {
+        let (res, back) = match tokio::time::timeout(stall, stream.writev(bufs)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no write progress for {stall:?}"),
+                ))
+            }
+        };
+        bufs = back;
+        let mut n = res?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed"));
+        }
+        let mut done = 0;
+        while done < bufs.len() && n >= bufs[done].len() {
+            n -= bufs[done].len();
+            done += 1;
+        }
+        bufs.drain(..done);
+        if n > 0 {
+            if let Some(first) = bufs.first_mut() {
+                first.advance(n);
+            }
+        }
+    }
+    Ok(bufs)
+}
+
+/// Reads block `b` of `session`'s file with io_uring into a pooled buffer.
+pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<Bytes, String> {
+    let (start, len) = session.block_range(b);
+    let std_file = session
+        .file()
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate the file handle: {e}"))?;
+    let file = tokio_uring::fs::File::from_std(std_file);
+    let pool = session.pool();
+    let mut buf = pool.take();
+    let mut got = 0usize;
+    let mut failure = None;
+    while got < len {
+        let (res, slice) = file.read_at(buf.slice(got..len), start + got as u64).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                failure = Some(format!("read failed at byte {}: {e}", start + got as u64));
+                break;
+            }
+        }
+    }
+    let _ = file.close().await;
+    if let Some(why) = failure {
+        pool.give_back(buf);
+        return Err(why);
+    }
+    if got < len {
+        pool.give_back(buf);
+        return Err(format!(
+            "the audio file shrank while streaming (it ends before byte {} of {})",
+            start + len as u64,
+            session.len()
+        ));
+    }
+    Ok(pool.freeze(buf))
+}
+
+/// Reads block `b` in a background task (read-ahead) and reports it to the session.
+pub(crate) fn spawn_prefetch(session: Arc<StreamSession>, b: u64) {
+    tokio_uring::spawn(async move {
+        let result = read_block(&session, b).await;
+        session.complete_read(b, result);
+    });
+}

@@ -1,0 +1,196 @@
+//! Workers, listeners, signals and the shutdown sequence.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use super::session::{Ctx, Phase};
+use super::{conn, ServerStats, Service};
+use crate::config::Config;
+use crate::engineio::{DisconnectReason, EioConfig};
+
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+/// Binds one `SO_REUSEPORT` listener per worker on the configured address (the first
+/// one picks the port when it is 0).
+fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
+    let first = bind(
+        SocketAddr::new(config.host, config.port),
+        config.listen_backlog,
+    )?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..config.workers {
+        all.push(bind(addr, config.listen_backlog)?);
+    }
+    Ok(all)
+}
+
+/// Serves `service` until SIGTERM or SIGINT, then shuts down gracefully. Prints
+/// `asf listening on ADDR` on stdout once the listeners are bound.
+pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
+    let listeners = bind_all(&config).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}:{}: {e}", config.host, config.port),
+        )
+    })?;
+    let addr = listeners[0].local_addr()?;
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let ctx = Arc::new(Ctx {
+        eio: EioConfig {
+            ping_interval: config.ping_interval,
+            ping_timeout: config.ping_timeout,
+            connect_timeout: config.connect_timeout,
+            max_payload: config.max_payload,
+        },
+        http_limits: crate::http::Limits::default(),
+        stats: Arc::new(ServerStats::default()),
+        sessions: Mutex::new(HashMap::new()),
+        phase: phase_rx,
+        service,
+        config: Arc::clone(&config),
+    });
+    let mut workers = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let ctx = Arc::clone(&ctx);
+        let handle = std::thread::Builder::new()
+            .name(format!("asf-worker-{i}"))
+            .spawn(move || {
+                let result = tokio_uring::builder()
+                    .entries(1024)
+                    .start(worker(ctx, listener, i));
+                if let Err(e) = result {
+                    tracing::error!(worker = i, error = %e, "worker failed");
+                }
+            })?;
+        workers.push(handle);
+    }
+    tracing::info!(%addr, workers = config.workers, "listening");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "asf listening on {addr}");
+        let _ = out.flush();
+    }
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    signals.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        let grace = config.shutdown_grace;
+        tracing::info!(
+            signal = name,
+            grace_seconds = grace.as_secs_f64(),
+            "shutting down: no new connections; running streams may finish"
+        );
+        let _ = phase_tx.send(Phase::Draining);
+        let deadline = Instant::now() + grace;
+        while ctx.service.active_streams() > 0 && Instant::now() < deadline {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        let left = ctx.service.active_streams();
+        if left > 0 {
+            tracing::warn!(
+                streams = left,
+                "grace period over; disconnecting listeners mid-stream"
+            );
+        }
+        ctx.close_all(DisconnectReason::ServerShutdown);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ctx.stats.sessions.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = phase_tx.send(Phase::Exit);
+        io::Result::Ok(())
+    })?;
+    for w in workers {
+        let _ = w.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+async fn worker<S: Service>(
+    ctx: Arc<Ctx<S>>,
+    listener: TcpListener,
+    index: usize,
+) -> io::Result<()> {
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    let mut phase = ctx.phase.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let open = ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let ctx2 = Arc::clone(&ctx);
+                    if open >= ctx.config.max_connections {
+                        tracing::warn!(%peer, limit = ctx.config.max_connections, "connection refused: ASF_MAX_CONNECTIONS reached");
+                        tokio_uring::spawn(async move {
+                            let resp = crate::http::Response::error(503, "Server is at its connection limit; try again later");
+                            let _ = super::io::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
+                            ctx2.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                        });
+                        continue;
+                    }
+                    tokio_uring::spawn(async move {
+                        conn::handle(Arc::clone(&ctx2), stream, peer).await;
+                        ctx2.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    if is_fd_exhaustion(&e) {
+                        tracing::error!(worker = index, error = %e, "accept failed: out of file descriptors or memory; backing off 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    } else {
+                        tracing::warn!(worker = index, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            },
+            _ = phase.changed() => {
+                if *phase.borrow() != Phase::Running {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    // Keep serving the open connections until the shutdown sequence is over.
+    while *phase.borrow() != Phase::Exit {
+        if phase.changed().await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

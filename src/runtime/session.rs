@@ -1,0 +1,296 @@
+//! Shared Engine.IO sessions: the table every worker sees, the heartbeat task, and the
+//! gathering of what a session sends next (queued packets, then its stream feed).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+
+use super::{io, ServerStats, Service};
+use crate::config::Config;
+use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
+use crate::stream::{Poll, StreamSession};
+
+/// Shutdown phases, broadcast to every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Serving.
+    Running,
+    /// Not accepting; running streams may finish.
+    Draining,
+    /// Workers stop.
+    Exit,
+}
+
+/// Everything a worker shares with the others.
+pub(crate) struct Ctx<S: Service> {
+    pub config: Arc<Config>,
+    pub service: Arc<S>,
+    pub eio: EioConfig,
+    pub http_limits: crate::http::Limits,
+    pub stats: Arc<ServerStats>,
+    pub sessions: Mutex<HashMap<Sid, Arc<Shared<S::Conn>>>>,
+    pub phase: watch::Receiver<Phase>,
+}
+
+impl<S: Service> std::fmt::Debug for Ctx<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+impl<S: Service> Ctx<S> {
+    pub fn lookup(&self, sid: &Sid) -> Option<Arc<Shared<S::Conn>>> {
+        self.sessions.lock().ok()?.get(sid).cloned()
+    }
+
+    /// Creates and registers a session, and starts its heartbeat on this worker.
+    pub fn create_session(self: &Arc<Self>, transport: Transport) -> Arc<Shared<S::Conn>> {
+        let sid = Sid::generate();
+        let shared = Arc::new(Shared {
+            sid,
+            notify: Arc::new(Notify::new()),
+            state: Mutex::new(State {
+                eio: Session::new(sid, transport, self.eio.clone(), Instant::now()),
+                conn: self.service.open(),
+                ws_close: None,
+                ws_control: VecDeque::new(),
+                finished: false,
+            }),
+        });
+        if let Ok(mut map) = self.sessions.lock() {
+            map.insert(sid, Arc::clone(&shared));
+        }
+        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%sid, transport = transport.as_str(), "session opened");
+        tokio_uring::spawn(heartbeat(Arc::clone(self), Arc::clone(&shared)));
+        shared
+    }
+
+    /// Ends a closed session once: tells the service, drops it from the table.
+    pub fn finish(&self, shared: &Shared<S::Conn>) {
+        let mut st = shared.lock();
+        if st.finished {
+            return;
+        }
+        st.finished = true;
+        let reason = st
+            .eio
+            .closed()
+            .cloned()
+            .unwrap_or(DisconnectReason::ServerClose);
+        let State { eio, conn, .. } = &mut *st;
+        let mut discard = VecDeque::new();
+        self.service.on_close(
+            conn,
+            &mut discard,
+            &reason,
+            shared.sid,
+            Instant::now(),
+            &shared.notify,
+        );
+        let _ = eio;
+        drop(st);
+        if let Ok(mut map) = self.sessions.lock() {
+            map.remove(&shared.sid);
+        }
+        self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(sid = %shared.sid, %reason, "session closed");
+    }
+
+    /// Closes every session (shutdown).
+    pub fn close_all(&self, reason: DisconnectReason) {
+        let all: Vec<_> = self
+            .sessions
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for shared in all {
+            shared.lock().eio.close(reason.clone());
+            shared.notify.notify_one();
+        }
+    }
+}
+
+/// One session as every worker sees it.
+pub(crate) struct Shared<C> {
+    pub sid: Sid,
+    /// Wakes whoever drives the session's output (WebSocket writer or pending poll).
+    pub notify: Arc<Notify>,
+    state: Mutex<State<C>>,
+}
+
+pub(crate) struct State<C> {
+    pub eio: Session,
+    pub conn: C,
+    /// Close frame to send when the WebSocket closes (set by the reader on a client close or
+    /// a frame error).
+    pub ws_close: Option<Bytes>,
+    /// WebSocket control frames (pongs) the reader asked the writer to send.
+    pub ws_control: VecDeque<Bytes>,
+    pub finished: bool,
+}
+
+impl<C> Shared<C> {
+    pub fn lock(&self) -> MutexGuard<'_, State<C>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One thing to send.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A queued Engine.IO packet.
+    Packet(Outgoing),
+    /// An audio chunk: the header packet, then the chunk as a binary message.
+    Chunk(Bytes, Bytes),
+}
+
+/// What the driver does after sending the gathered items.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// More is ready now.
+    More,
+    /// Read this block, then gather again.
+    Read(Arc<StreamSession>, u64),
+    /// Nothing due before this instant (or a wake-up).
+    Sleep(Instant),
+    /// Nothing to do until woken.
+    Idle,
+}
+
+/// How much one gather may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Engine.IO packets (a chunk counts two).
+    pub packets: usize,
+    /// Bytes of chunk payload.
+    pub bytes: usize,
+}
+
+/// Under the session lock: runs the service's wake hook, takes queued packets, then chunks
+/// from the feed, within `budget`. Returns what to do next and a block worth reading ahead.
+pub(crate) fn gather<S: Service>(
+    ctx: &Ctx<S>,
+    st: &mut State<S::Conn>,
+    sid: Sid,
+    waker: &Arc<Notify>,
+    now: Instant,
+    budget: Budget,
+    out: &mut Vec<Item>,
+    scratch: &mut Vec<Bytes>,
+) -> (Step, Option<(Arc<StreamSession>, u64)>) {
+    let service = &ctx.service;
+    let State { eio, conn, .. } = st;
+    service.on_wake(conn, eio.outbox(), sid, now, waker);
+    let mut packets = 0;
+    while packets < budget.packets {
+        match eio.outbox().pop_front() {
+            Some(p) => {
+                out.push(Item::Packet(p));
+                packets += 1;
+            }
+            None => break,
+        }
+    }
+    if eio.has_output() {
+        return (Step::More, None);
+    }
+    let Some(feed) = service.feed(conn) else {
+        return (Step::Idle, None);
+    };
+    let lag = feed.listener.lag_bytes(now);
+    if lag > ctx.config.max_lag_bytes {
+        let why = format!(
+            "listener fell {lag} bytes behind the stream (limit {})",
+            ctx.config.max_lag_bytes
+        );
+        service.on_stream_end(conn, eio.outbox(), Err(why.clone()), sid);
+        while let Some(p) = eio.outbox().pop_front() {
+            out.push(Item::Packet(p));
+        }
+        eio.close(DisconnectReason::SlowConsumer(why));
+        return (Step::Idle, None);
+    }
+    let chunk_budget = (budget.packets - packets) / 2;
+    if chunk_budget == 0 {
+        return (Step::More, None);
+    }
+    scratch.clear();
+    let poll = feed
+        .listener
+        .poll(now, budget.bytes, chunk_budget, waker, scratch);
+    let prefetch = feed
+        .listener
+        .take_prefetch()
+        .map(|b| (Arc::clone(feed.listener.session()), b));
+    for chunk in scratch.drain(..) {
+        out.push(Item::Chunk(feed.chunk_header.clone(), chunk));
+    }
+    let step = match poll {
+        Poll::More => Step::More,
+        Poll::Wait => Step::Idle,
+        Poll::Read(b) => Step::Read(Arc::clone(feed.listener.session()), b),
+        Poll::Sleep(t) => Step::Sleep(t),
+        Poll::Finished | Poll::Failed(_) => {
+            let result = match poll {
+                Poll::Failed(why) => Err(why),
+                _ => Ok(()),
+            };
+            service.on_stream_end(conn, eio.outbox(), result, sid);
+            while let Some(p) = eio.outbox().pop_front() {
+                out.push(Item::Packet(p));
+            }
+            Step::More
+        }
+    };
+    (step, prefetch)
+}
+
+/// Runs a step's block read (awaiting it) and reports it to the session.
+pub(crate) async fn perform_read(session: Arc<StreamSession>, b: u64) {
+    let result = io::read_block(&session, b).await;
+    session.complete_read(b, result);
+}
+
+/// Drives a session's timers: pings, pong deadline, connect timeout.
+async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
+    loop {
+        let next = {
+            let mut st = shared.lock();
+            if st.finished {
+                return;
+            }
+            let now = Instant::now();
+            if ctx.service.is_connected(&st.conn) {
+                st.eio.mark_connected();
+            }
+            let had_output = st.eio.has_output();
+            st.eio.handle_timeout(now);
+            if st.eio.has_output() != had_output || st.eio.closed().is_some() {
+                shared.notify.notify_one();
+            }
+            if let Some(reason) = st.eio.closed() {
+                tracing::debug!(sid = %shared.sid, %reason, "heartbeat ends the session");
+                let polling = st.eio.transport() == Transport::Polling;
+                drop(st);
+                if polling {
+                    ctx.finish(&shared);
+                }
+                return;
+            }
+            st.eio.poll_timeout()
+        };
+        match next {
+            Some(t) => {
+                // Sleeping a little past the deadline is harmless; never spin.
+                let t = t.max(Instant::now() + Duration::from_millis(1));
+                tokio::time::sleep_until(t.into()).await;
+            }
+            None => return,
+        }
+    }
+}

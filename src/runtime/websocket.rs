@@ -1,0 +1,432 @@
+//! WebSocket connections: the upgrade, a reader task feeding frames to the session, and a
+//! writer task that sends the session's packets and audio chunks in vectored writes.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use super::conn::{cors_headers, eio_error, handle_packet};
+use super::io::{spawn_prefetch, write_all, MAX_IOVECS};
+use super::session::{gather, perform_read, Budget, Ctx, Item, Phase, Shared, Step};
+use super::Service;
+use crate::engineio::packet::{decode_text, ErrorCode};
+use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
+use crate::http::Request;
+use crate::ws::{self, Message};
+
+/// Bytes of chunk payload per writev (measured: the syscall, not the bytes, is the cost).
+const WRITE_BUDGET_BYTES: usize = 256 * 1024;
+/// Read buffer of an idle WebSocket (grows for larger messages).
+const WS_READ_CHUNK: usize = 2048;
+
+const TEXT: OpCode = OpCode::Data(Data::Text);
+const BINARY: OpCode = OpCode::Data(Data::Binary);
+
+/// Handles `GET /socket.io/?EIO=4&transport=websocket[&sid=..]`.
+pub(crate) async fn handle<S: Service>(
+    ctx: Arc<Ctx<S>>,
+    stream: Rc<TcpStream>,
+    req: Request,
+    leftover: BytesMut,
+    peer: SocketAddr,
+) {
+    let stall = ctx.config.stall_timeout;
+    let refuse = |resp: crate::http::Response| {
+        let stream = Rc::clone(&stream);
+        async move {
+            let head = Bytes::from(resp.encode_head(false));
+            let _ = write_all(&stream, vec![head, resp.body.clone()], stall).await;
+        }
+    };
+    if req.query_param("EIO").as_deref() != Some("4") {
+        tracing::info!(%peer, "websocket refused: unsupported EIO version");
+        return refuse(eio_error(ErrorCode::UnsupportedProtocolVersion)).await;
+    }
+    if let Err(resp) = cors_headers(&ctx.config.cors_allowed_origins, &req) {
+        return refuse(resp).await;
+    }
+    let accept = match ws::check_upgrade(&req) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "websocket handshake refused");
+            return refuse(e.response()).await;
+        }
+    };
+    if *ctx.phase.borrow() != Phase::Running {
+        return refuse(crate::http::Response::error(503, "Server is shutting down")).await;
+    }
+    let existing = match req.query_param("sid") {
+        None => None,
+        Some(sid) => match Sid::parse(&sid).and_then(|s| ctx.lookup(&s)) {
+            Some(shared) => {
+                let st = shared.lock();
+                let ok = st.eio.transport() == Transport::Polling && st.eio.closed().is_none();
+                drop(st);
+                if !ok {
+                    tracing::info!(%peer, sid = %sid, "websocket upgrade refused: session is not polling");
+                    return refuse(eio_error(ErrorCode::BadRequest)).await;
+                }
+                Some(shared)
+            }
+            None => {
+                tracing::info!(%peer, sid = %sid, "websocket for an unknown session");
+                return refuse(eio_error(ErrorCode::UnknownSid)).await;
+            }
+        },
+    };
+    let mut hello = ws::handshake_response(&accept);
+    let (shared, upgrading) = match existing {
+        Some(shared) => (shared, true),
+        None => {
+            let shared = ctx.create_session(Transport::WebSocket);
+            let open = shared.lock().eio.open_packet();
+            ws::write_frame_header(TEXT, open.len(), &mut hello);
+            hello.extend_from_slice(&open);
+            (shared, false)
+        }
+    };
+    if let Err(e) = write_all(&stream, vec![Bytes::from(hello)], ctx.config.stall_timeout).await {
+        tracing::debug!(%peer, error = %e, "websocket handshake write failed");
+        if !upgrading {
+            shared.lock().eio.close(DisconnectReason::TransportClose);
+            ctx.finish(&shared);
+        }
+        return;
+    }
+    if !upgrading {
+        tokio_uring::spawn(writer(
+            Arc::clone(&ctx),
+            Arc::clone(&shared),
+            Rc::clone(&stream),
+        ));
+    }
+    reader(ctx, shared, stream, leftover, upgrading, peer).await;
+}
+
+/// Reads frames until the connection ends.
+async fn reader<S: Service>(
+    ctx: Arc<Ctx<S>>,
+    shared: Arc<Shared<S::Conn>>,
+    stream: Rc<TcpStream>,
+    mut buf: BytesMut,
+    mut upgrading: bool,
+    peer: SocketAddr,
+) {
+    let mut decoder = ws::Decoder::new(ctx.eio.max_payload + 16);
+    loop {
+        loop {
+            let msg = match decoder.decode(&mut buf) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, sid = %shared.sid, error = %e, "bad websocket frame; closing");
+                    let reason = if e.close_code() == 1009 {
+                        DisconnectReason::PayloadTooLarge
+                    } else {
+                        DisconnectReason::TransportError(e.to_string())
+                    };
+                    let frame = ws::close_frame(e.close_code(), &e.to_string());
+                    if upgrading {
+                        let _ = write_all(&stream, vec![frame], ctx.config.stall_timeout).await;
+                        return;
+                    }
+                    let mut st = shared.lock();
+                    st.ws_close = Some(frame);
+                    st.eio.close(reason);
+                    drop(st);
+                    shared.notify.notify_one();
+                    return;
+                }
+            };
+            match on_message(&ctx, &shared, &stream, msg, &mut upgrading).await {
+                Flow::Continue => {}
+                Flow::Stop => return,
+            }
+        }
+        if !upgrading && shared.lock().eio.closed().is_some() {
+            return;
+        }
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(WS_READ_CHUNK);
+        }
+        let start = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = stream.read(buf.slice(start..cap)).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(n) if n > 0 => {}
+            other => {
+                if let Err(e) = other {
+                    tracing::debug!(%peer, sid = %shared.sid, error = %e, "websocket read failed");
+                }
+                if !upgrading {
+                    shared.lock().eio.close(DisconnectReason::TransportClose);
+                    shared.notify.notify_one();
+                } else {
+                    tracing::debug!(sid = %shared.sid, "upgrade probe connection closed; polling goes on");
+                }
+                return;
+            }
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+async fn on_message<S: Service>(
+    ctx: &Arc<Ctx<S>>,
+    shared: &Arc<Shared<S::Conn>>,
+    stream: &Rc<TcpStream>,
+    msg: Message,
+    upgrading: &mut bool,
+) -> Flow {
+    let packet = match msg {
+        Message::Text(t) => match decode_text(t) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(sid = %shared.sid, error = %e, "bad Engine.IO packet; closing");
+                shared
+                    .lock()
+                    .eio
+                    .close(DisconnectReason::ProtocolError(e.to_string()));
+                shared.notify.notify_one();
+                return Flow::Stop;
+            }
+        },
+        Message::Binary(b) => Packet::Binary(b),
+        Message::Ping(p) => {
+            let frame = ws::pong_frame(&p);
+            // Control frames go through the writer once it runs, so frames never interleave.
+            if *upgrading {
+                let _ = write_all(stream, vec![frame], ctx.config.stall_timeout).await;
+            } else {
+                push_control(shared, frame);
+            }
+            return Flow::Continue;
+        }
+        Message::Pong(_) => return Flow::Continue,
+        Message::Close(code) => {
+            tracing::debug!(sid = %shared.sid, ?code, "client closed the websocket");
+            if *upgrading {
+                return Flow::Stop;
+            }
+            let mut st = shared.lock();
+            st.ws_close = Some(ws::close_frame(1000, ""));
+            st.eio.close(DisconnectReason::TransportClose);
+            drop(st);
+            shared.notify.notify_one();
+            return Flow::Stop;
+        }
+    };
+    let is_probe = matches!(&packet, Packet::Ping(d) if &d[..] == b"probe");
+    let is_upgrade = matches!(packet, Packet::Upgrade);
+    let now = Instant::now();
+    let closed = {
+        let mut st = shared.lock();
+        handle_packet(ctx, &mut st, shared, packet, Transport::WebSocket, now);
+        st.eio.closed().is_some()
+    };
+    shared.notify.notify_one();
+    if *upgrading {
+        if closed {
+            return Flow::Stop;
+        }
+        if is_probe {
+            let reply = Session::probe_reply();
+            let mut frame = Vec::with_capacity(reply.len() + 2);
+            ws::write_frame_header(TEXT, reply.len(), &mut frame);
+            frame.extend_from_slice(&reply);
+            if write_all(stream, vec![Bytes::from(frame)], ctx.config.stall_timeout)
+                .await
+                .is_err()
+            {
+                return Flow::Stop;
+            }
+        } else if is_upgrade {
+            tracing::debug!(sid = %shared.sid, "session upgraded to websocket");
+            *upgrading = false;
+            tokio_uring::spawn(writer(
+                Arc::clone(ctx),
+                Arc::clone(shared),
+                Rc::clone(stream),
+            ));
+        }
+    } else if closed {
+        return Flow::Stop;
+    }
+    Flow::Continue
+}
+
+/// Queues a WebSocket control frame for the writer.
+fn push_control<C>(shared: &Shared<C>, frame: Bytes) {
+    let mut st = shared.lock();
+    st.ws_control.push_back(frame);
+    drop(st);
+    shared.notify.notify_one();
+}
+
+/// The close code for a session ending for `reason`.
+fn close_code(reason: &DisconnectReason) -> u16 {
+    match reason {
+        DisconnectReason::ServerShutdown => 1001,
+        DisconnectReason::PayloadTooLarge => 1009,
+        DisconnectReason::ProtocolError(_) | DisconnectReason::RateLimited => 1008,
+        _ => 1000,
+    }
+}
+
+/// True when the server, not the client, ends the session (the client is told why).
+fn server_initiated(reason: &DisconnectReason) -> bool {
+    !matches!(
+        reason,
+        DisconnectReason::ClientClose
+            | DisconnectReason::TransportClose
+            | DisconnectReason::TransportError(_)
+    )
+}
+
+/// Frame prefix of one audio chunk: the header packet's text frame and the binary frame
+/// header, in one buffer, cached per (header, length).
+#[derive(Default)]
+struct PrefixCache {
+    key: Option<(Bytes, usize)>,
+    prefix: Bytes,
+}
+
+impl PrefixCache {
+    fn get(&mut self, header: &Bytes, len: usize) -> Bytes {
+        if let Some((h, l)) = &self.key {
+            if *l == len && h.as_ptr() == header.as_ptr() && h.len() == header.len() {
+                return self.prefix.clone();
+            }
+        }
+        let mut p = Vec::with_capacity(header.len() + 14);
+        ws::write_frame_header(TEXT, header.len(), &mut p);
+        p.extend_from_slice(header);
+        ws::write_frame_header(BINARY, len, &mut p);
+        let prefix = Bytes::from(p);
+        // Cache only the common full-size chunk; odd sizes (last chunk) are one-offs.
+        if self.key.as_ref().map(|(_, l)| *l < len).unwrap_or(true) {
+            self.key = Some((header.clone(), len));
+            self.prefix = prefix.clone();
+        }
+        prefix
+    }
+}
+
+fn frame(opcode: OpCode, payload: Bytes, iov: &mut Vec<Bytes>) {
+    iov.push(ws::frame_header(opcode, payload.len()));
+    iov.push(payload);
+}
+
+/// Sends everything the session produces until it closes.
+async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stream: Rc<TcpStream>) {
+    let mut items = Vec::new();
+    let mut scratch = Vec::new();
+    let mut iov: Vec<Bytes> = Vec::with_capacity(MAX_IOVECS);
+    let mut prefixes = PrefixCache::default();
+    let budget = Budget {
+        packets: MAX_IOVECS / 2 - 8,
+        bytes: WRITE_BUDGET_BYTES,
+    };
+    loop {
+        let now = Instant::now();
+        let closing;
+        let (step, prefetch) = {
+            let mut st = shared.lock();
+            iov.extend(st.ws_control.drain(..));
+            if let Some(reason) = st.eio.closed().cloned() {
+                closing = true;
+                if server_initiated(&reason) {
+                    for p in ctx.service.close_packets(&st.conn) {
+                        items.push(Item::Packet(p));
+                    }
+                }
+                let close = st
+                    .ws_close
+                    .take()
+                    .unwrap_or_else(|| ws::close_frame(close_code(&reason), ""));
+                drop(st);
+                for item in items.drain(..) {
+                    push_item(item, &mut iov, &mut prefixes);
+                }
+                iov.push(close);
+                (Step::Idle, None)
+            } else {
+                let r = gather(
+                    &ctx,
+                    &mut st,
+                    shared.sid,
+                    &shared.notify,
+                    now,
+                    budget,
+                    &mut items,
+                    &mut scratch,
+                );
+                closing = st.eio.closed().is_some() && items.is_empty();
+                r
+            }
+        };
+        if let Some((session, b)) = prefetch {
+            spawn_prefetch(session, b);
+        }
+        for item in items.drain(..) {
+            push_item(item, &mut iov, &mut prefixes);
+        }
+        if !iov.is_empty() {
+            match write_all(&stream, std::mem::take(&mut iov), ctx.config.stall_timeout).await {
+                Ok(back) => iov = back,
+                Err(e) => {
+                    let reason = if e.kind() == std::io::ErrorKind::TimedOut {
+                        DisconnectReason::SlowConsumer(e.to_string())
+                    } else {
+                        DisconnectReason::TransportError(e.to_string())
+                    };
+                    tracing::info!(sid = %shared.sid, %reason, "websocket write failed; closing");
+                    shared.lock().eio.close(reason);
+                    break;
+                }
+            }
+        }
+        if closing {
+            break;
+        }
+        match step {
+            Step::More => {}
+            Step::Read(session, b) => perform_read(session, b).await,
+            Step::Sleep(t) => {
+                tokio::select! {
+                    _ = shared.notify.notified() => {}
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                }
+            }
+            Step::Idle => {
+                if shared.lock().eio.closed().is_none() {
+                    shared.notify.notified().await;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    ctx.finish(&shared);
+}
+
+fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {
+    match item {
+        Item::Packet(Outgoing::Text(t)) => frame(TEXT, t, iov),
+        Item::Packet(Outgoing::Binary(b)) => frame(BINARY, b, iov),
+        Item::Chunk(header, data) => {
+            iov.push(prefixes.get(&header, data.len()));
+            iov.push(data);
+        }
+    }
+}

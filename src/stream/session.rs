@@ -1,0 +1,300 @@
+//! A stream session: one opened file shared by every listener of a stream.
+//!
+//! The file is cut into blocks of `read_block_size` bytes. A block is read once (by the
+//! runtime, on behalf of whichever listener needs it first), frozen into a pooled `Bytes`
+//! and kept while listener cursors may still need it. Blocks behind every cursor are
+//! dropped at once; when the kept blocks exceed `cache_bytes`, the ones furthest ahead
+//! that no cursor is on (or about to enter) are dropped too and read again if someone
+//! needs them later. So memory is bounded by the spread of the listeners, never by the
+//! file size. No I/O here: the runtime performs reads and reports them with
+//! [`StreamSession::complete_read`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::pool::BufferPool;
+use super::registry::FileIdentity;
+
+/// Settings every session of a registry shares.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Pool the block buffers come from (its block size is the read size).
+    pub pool: Arc<BufferPool>,
+    /// Bytes of blocks a session may keep beyond the ones its cursors sit on.
+    pub cache_bytes: usize,
+    /// Process-wide counters.
+    pub stats: Arc<StreamStats>,
+}
+
+/// Process-wide streaming counters (health endpoint, tests, benchmarks).
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Bytes read from audio files.
+    pub disk_bytes_read: AtomicU64,
+    /// Block reads performed.
+    pub disk_reads: AtomicU64,
+}
+
+/// What a listener gets when it asks for a block.
+#[derive(Debug)]
+pub enum BlockState {
+    /// The block's bytes.
+    Ready(Bytes),
+    /// The block is not there: if `must_read`, the caller reads it now and reports with
+    /// `complete_read`; otherwise someone else is reading and the caller's waker fires
+    /// when it is done.
+    Missing {
+        /// The caller was chosen to perform the read.
+        must_read: bool,
+    },
+    /// Reading the file failed; the stream cannot go on past this point.
+    Failed(String),
+}
+
+#[derive(Debug, Default)]
+struct Blocks {
+    ready: BTreeMap<u64, Bytes>,
+    ready_bytes: usize,
+    pending: HashSet<u64>,
+    waiters: HashMap<u64, Vec<Arc<Notify>>>,
+    /// Number of listener cursors inside each block.
+    cursors: BTreeMap<u64, usize>,
+    failure: Option<String>,
+}
+
+/// One stream's opened file and block cache.
+#[derive(Debug)]
+pub struct StreamSession {
+    id: String,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    identity: FileIdentity,
+    params: SessionParams,
+    blocks: Mutex<Blocks>,
+    bytes_read: AtomicU64,
+}
+
+impl StreamSession {
+    /// A session reading `file` (already opened and checked).
+    pub fn new(
+        id: String,
+        path: PathBuf,
+        file: File,
+        params: SessionParams,
+    ) -> Result<Arc<Self>, String> {
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        Ok(Arc::new(StreamSession {
+            id,
+            path,
+            len: meta.len(),
+            identity: FileIdentity::of(&meta),
+            file,
+            params,
+            blocks: Mutex::new(Blocks::default()),
+            bytes_read: AtomicU64::new(0),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Blocks> {
+        // A panic while holding this lock cannot leave Blocks inconsistent in a way that
+        // matters more than stopping the stream, so recover the guard.
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The file's canonical path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The opened file (the runtime reads it).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// File length when the session opened it: what every listener is sent.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty file.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Identity of the opened file.
+    pub fn identity(&self) -> FileIdentity {
+        self.identity
+    }
+
+    /// Size of each block (the last may be shorter).
+    pub fn block_size(&self) -> u64 {
+        self.params.pool.block_size() as u64
+    }
+
+    /// The pool block buffers come from.
+    pub fn pool(&self) -> &Arc<BufferPool> {
+        &self.params.pool
+    }
+
+    /// Number of blocks.
+    pub fn block_count(&self) -> u64 {
+        self.len.div_ceil(self.block_size())
+    }
+
+    /// Byte offset and length of block `b`.
+    pub fn block_range(&self, b: u64) -> (u64, usize) {
+        let start = b * self.block_size();
+        let len = self.len.saturating_sub(start).min(self.block_size());
+        (start, len as usize)
+    }
+
+    /// Bytes this session has read from disk.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// True once a read failed.
+    pub fn has_failed(&self) -> bool {
+        self.lock().failure.is_some()
+    }
+
+    /// Block `b`, or what to do to get it. `waker` is notified when a pending read of `b`
+    /// completes.
+    pub fn get_block(&self, b: u64, waker: &Arc<Notify>) -> BlockState {
+        let mut blocks = self.lock();
+        if let Some(bytes) = blocks.ready.get(&b) {
+            return BlockState::Ready(bytes.clone());
+        }
+        if let Some(why) = &blocks.failure {
+            return BlockState::Failed(why.clone());
+        }
+        let waiters = blocks.waiters.entry(b).or_default();
+        if !waiters.iter().any(|w| Arc::ptr_eq(w, waker)) {
+            waiters.push(Arc::clone(waker));
+        }
+        let must_read = blocks.pending.insert(b);
+        BlockState::Missing { must_read }
+    }
+
+    /// Claims a read-ahead of block `b`: true when it is neither present nor being read
+    /// (the caller then reads it and reports with `complete_read`).
+    pub fn claim_prefetch(&self, b: u64) -> bool {
+        if b >= self.block_count() {
+            return false;
+        }
+        let mut blocks = self.lock();
+        if blocks.failure.is_some() || blocks.ready.contains_key(&b) {
+            return false;
+        }
+        blocks.pending.insert(b)
+    }
+
+    /// Reports the result of reading block `b`, wakes everyone waiting for it, and trims
+    /// the cache.
+    pub fn complete_read(&self, b: u64, result: Result<Bytes, String>) {
+        let mut blocks = self.lock();
+        blocks.pending.remove(&b);
+        match result {
+            Ok(bytes) => {
+                self.bytes_read
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.params
+                    .stats
+                    .disk_bytes_read
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.params.stats.disk_reads.fetch_add(1, Ordering::Relaxed);
+                blocks.ready_bytes += bytes.len();
+                if let Some(old) = blocks.ready.insert(b, bytes) {
+                    blocks.ready_bytes -= old.len();
+                }
+            }
+            Err(why) => {
+                blocks.failure.get_or_insert(why);
+            }
+        }
+        if let Some(waiters) = blocks.waiters.remove(&b) {
+            for w in waiters {
+                w.notify_one();
+            }
+        }
+        if blocks.failure.is_some() {
+            // Everyone waiting on any block must learn about the failure.
+            for (_, waiters) in blocks.waiters.drain() {
+                for w in waiters {
+                    w.notify_one();
+                }
+            }
+        }
+        self.trim(&mut blocks);
+    }
+
+    /// Moves a listener cursor from block `from` to block `to` (None = not in the stream).
+    pub fn move_cursor(&self, from: Option<u64>, to: Option<u64>) {
+        if from == to {
+            return;
+        }
+        let mut blocks = self.lock();
+        if let Some(f) = from {
+            if let Some(n) = blocks.cursors.get_mut(&f) {
+                *n -= 1;
+                if *n == 0 {
+                    blocks.cursors.remove(&f);
+                }
+            }
+        }
+        if let Some(t) = to {
+            *blocks.cursors.entry(t).or_insert(0) += 1;
+        }
+        self.trim(&mut blocks);
+    }
+
+    /// Blocks currently kept and their total size.
+    pub fn cached(&self) -> (usize, usize) {
+        let blocks = self.lock();
+        (blocks.ready.len(), blocks.ready_bytes)
+    }
+
+    fn trim(&self, blocks: &mut Blocks) {
+        // Nobody will ever need a block behind the rearmost cursor.
+        let rearmost = blocks.cursors.keys().next().copied();
+        let behind: Vec<u64> = match rearmost {
+            Some(r) => blocks.ready.range(..r).map(|(b, _)| *b).collect(),
+            None => blocks.ready.keys().copied().collect(),
+        };
+        for b in behind {
+            if let Some(old) = blocks.ready.remove(&b) {
+                blocks.ready_bytes -= old.len();
+            }
+        }
+        // Over the cache budget: drop the furthest-ahead blocks that no cursor sits on or
+        // is about to enter.
+        while blocks.ready_bytes > self.params.cache_bytes {
+            let victim = blocks.ready.keys().rev().copied().find(|b| {
+                !blocks.cursors.contains_key(b)
+                    && !(b > &0 && blocks.cursors.contains_key(&(b - 1)))
+            });
+            match victim {
+                Some(b) => {
+                    if let Some(old) = blocks.ready.remove(&b) {
+                        blocks.ready_bytes -= old.len();
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+}
