@@ -171,6 +171,7 @@ pub(crate) struct Budget {
     pub bytes: usize,
 }
 
+#[allow(clippy::too_many_arguments)] // one call site per transport; a struct would only rename them
 /// Under the session lock: runs the service's wake hook, takes queued packets, then chunks
 /// from the feed, within `budget`. Returns what to do next and a block worth reading ahead.
 pub(crate) fn gather<S: Service>(

@@ -65,9 +65,10 @@ pub(crate) async fn handle<S: Service>(
         None => None,
         Some(sid) => match Sid::parse(&sid).and_then(|s| ctx.lookup(&s)) {
             Some(shared) => {
-                let st = shared.lock();
-                let ok = st.eio.transport() == Transport::Polling && st.eio.closed().is_none();
-                drop(st);
+                let ok = {
+                    let st = shared.lock();
+                    st.eio.transport() == Transport::Polling && st.eio.closed().is_none()
+                };
                 if !ok {
                     tracing::info!(%peer, sid = %sid, "websocket upgrade refused: session is not polling");
                     return refuse(eio_error(ErrorCode::BadRequest)).await;

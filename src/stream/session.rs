@@ -285,7 +285,7 @@ impl StreamSession {
         while blocks.ready_bytes > self.params.cache_bytes {
             let victim = blocks.ready.keys().rev().copied().find(|b| {
                 !blocks.cursors.contains_key(b)
-                    && !(b > &0 && blocks.cursors.contains_key(&(b - 1)))
+                    && (*b == 0 || !blocks.cursors.contains_key(&(b - 1)))
             });
             match victim {
                 Some(b) => {
