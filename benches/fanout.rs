@@ -1,0 +1,290 @@
+//! Criterion benches of the zero-copy fan-out: one stream session handing a 1 MiB file to N
+//! in-memory listeners, and the vectored-write batch a WebSocket writer builds from a
+//! listener's chunks.
+//!
+//! `stream/fanout` measures delivering the whole file to all N listeners (N = 1, 100,
+//! 10 000) with the session's blocks already cached, so what is timed is the per-chunk work:
+//! the listener's pacing and cursor checks, one `Bytes::slice` of the shared block (a
+//! reference count, never a copy) and dropping it again, as a writer does after `writev`.
+//! `stream/fanout_cold` is the same (N = 1, 100) with a fresh session whose four 256 KiB blocks
+//! are read from the (warm) page cache inside the timed part, as a stream's first listener
+//! pays them.
+//! `ws/iovec_batch` measures building one writer batch: a pre-encoded header `Bytes` and the
+//! chunk `Bytes` per chunk, pushed into a reused `Vec`.
+//!
+//! Block reads are done synchronously with std here; the server does them with io_uring in
+//! `runtime`. These benches must not open sockets or spawn runtimes.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use asf::socketio::packet::single_binary_event;
+use asf::stream::{
+    BufferPool, Listener, Poll, Registry, SessionParams, StreamSession, StreamStats,
+};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use tokio::sync::Notify;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// Size of the streamed file.
+const FILE_BYTES: usize = 1 << 20;
+/// `ASF_CHUNK_SIZE` in these benches.
+const CHUNK: usize = 4096;
+/// Read block size (the pool's buffer size).
+const BLOCK: usize = 256 * 1024;
+/// What a writer takes from its listener per poll.
+const MAX_BYTES: usize = 256 * 1024;
+const MAX_CHUNKS: usize = 64;
+const STREAM_ID: &str = "strm_bench";
+const NS: &str = "/api/v1/podcasts/stream";
+
+/// A registry over a temp dir holding one 1 MiB file registered as [`STREAM_ID`].
+struct Fixture {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let data: Vec<u8> = (0..FILE_BYTES).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("audio.mp3"), &data).expect("write the audio file");
+        let params = SessionParams {
+            pool: BufferPool::new(BLOCK, 64),
+            cache_bytes: 8 << 20,
+            stats: Arc::new(StreamStats::default()),
+        };
+        let registry = Registry::new(dir.path().to_path_buf(), params);
+        registry
+            .notify(STREAM_ID, "audio.mp3")
+            .expect("register the audio file");
+        Fixture {
+            _dir: dir,
+            registry,
+        }
+    }
+
+    fn session(&self) -> Arc<StreamSession> {
+        self.registry
+            .open_session(STREAM_ID)
+            .expect("open the stream session")
+    }
+}
+
+/// Reads block `b` with std and reports it to the session, as the runtime does with io_uring.
+fn read_block(session: &StreamSession, b: u64) {
+    let (offset, len) = session.block_range(b);
+    let mut buf = session.pool().take();
+    buf.resize(len, 0);
+    let result = session
+        .file()
+        .read_exact_at(&mut buf, offset)
+        .map(|()| session.pool().freeze(buf))
+        .map_err(|e| e.to_string());
+    session.complete_read(b, result);
+}
+
+/// Polls `listener` until it has handed out the whole file, giving each batch to `write` and
+/// then dropping it (as a writer does once `writev` is done). Returns the chunks handed out.
+fn drain(
+    listener: &mut Listener,
+    waker: &Arc<Notify>,
+    out: &mut Vec<Bytes>,
+    mut write: impl FnMut(&[Bytes]),
+) -> usize {
+    let mut chunks = 0;
+    loop {
+        if let Some(b) = listener.take_prefetch() {
+            read_block(listener.session(), b);
+        }
+        let poll = listener.poll(Instant::now(), MAX_BYTES, MAX_CHUNKS, waker, out);
+        chunks += out.len();
+        write(out);
+        out.clear();
+        match poll {
+            Poll::More => {}
+            Poll::Read(b) => read_block(listener.session(), b),
+            Poll::Finished => return chunks,
+            // Single-threaded and unpaced: nobody else reads, nothing is due later.
+            other => panic!("unexpected poll result {other:?}"),
+        }
+    }
+}
+
+/// N listeners at the start of the stream, unpaced.
+fn listeners(session: &Arc<StreamSession>, n: usize) -> Vec<Listener> {
+    let now = Instant::now();
+    (0..n)
+        .map(|_| {
+            Listener::new(Arc::clone(session), 0, CHUNK, Duration::ZERO, now)
+                .expect("offset 0 is inside the file")
+        })
+        .collect()
+}
+
+/// Reads every block into the session's cache and keeps them there: the returned listener
+/// sits on block 0, so no block is behind every cursor, and 1 MiB is under the cache budget.
+fn warm(session: &Arc<StreamSession>) -> Listener {
+    let waker = Arc::new(Notify::new());
+    let mut pin = listeners(session, 1).remove(0);
+    if let Some(b) = pin.take_prefetch() {
+        read_block(session, b);
+    }
+    let mut reader = listeners(session, 1).remove(0);
+    let chunks = drain(&mut reader, &waker, &mut Vec::new(), |_| {});
+    assert_eq!(chunks, FILE_BYTES / CHUNK);
+    drop(reader);
+    assert_eq!(session.cached(), (FILE_BYTES / BLOCK, FILE_BYTES));
+    pin
+}
+
+const COUNTS: [usize; 3] = [1, 100, 10_000];
+
+fn fanout(c: &mut Criterion) {
+    let fixture = Fixture::new();
+    let session = fixture.session();
+    let pin = warm(&session);
+    let reads_before = session.bytes_read();
+    let waker = Arc::new(Notify::new());
+
+    let mut group = c.benchmark_group("stream/fanout");
+    for n in COUNTS {
+        group.throughput(Throughput::Bytes((n * FILE_BYTES) as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            let mut out = Vec::with_capacity(MAX_CHUNKS);
+            b.iter_batched(
+                || listeners(&session, n),
+                |mut all| {
+                    for l in &mut all {
+                        drain(l, &waker, &mut out, |batch| {
+                            black_box(batch);
+                        });
+                    }
+                    // Dropped outside the timed part (leaving moves the session's cursors).
+                    all
+                },
+                batch_size(n),
+            )
+        });
+    }
+    group.finish();
+    assert_eq!(
+        session.bytes_read(),
+        reads_before,
+        "the warm fan-out read from disk"
+    );
+
+    drop(pin);
+    drop(session);
+    // N = 10 000 costs the same four reads as N = 100, so the cold sweep stops there.
+    let mut group = c.benchmark_group("stream/fanout_cold");
+    for n in [1usize, 100] {
+        group.throughput(Throughput::Bytes((n * FILE_BYTES) as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            let mut out = Vec::with_capacity(MAX_CHUNKS);
+            b.iter_batched(
+                || {
+                    // A fresh session per iteration, so its blocks are not cached yet.
+                    let session = fixture.session();
+                    (listeners(&session, n), session)
+                },
+                |(mut all, session)| {
+                    for l in &mut all {
+                        drain(l, &waker, &mut out, |batch| {
+                            black_box(batch);
+                        });
+                    }
+                    (all, session)
+                },
+                // One at a time: a second setup alive would share (and warm) the session.
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Many setups per batch for small N; one per iteration once an iteration is long.
+fn batch_size(n: usize) -> BatchSize {
+    if n >= 100 {
+        BatchSize::PerIteration
+    } else {
+        BatchSize::SmallInput
+    }
+}
+
+/// The writer's per-chunk prefix for a full chunk: the text frame carrying the Socket.IO
+/// binary-event header, then the binary frame's header, merged into one pre-encoded slice.
+fn chunk_prefix(len: usize) -> Bytes {
+    let packet = single_binary_event(NS, "audio_chunk");
+    let mut prefix = asf::ws::frame_header(OpCode::Data(Data::Text), packet.len()).to_vec();
+    prefix.extend_from_slice(&packet);
+    prefix.extend_from_slice(&asf::ws::frame_header(OpCode::Data(Data::Binary), len));
+    Bytes::from(prefix)
+}
+
+fn iovec_batch(c: &mut Criterion) {
+    let fixture = Fixture::new();
+    let session = fixture.session();
+    let _pin = warm(&session);
+    let prefix = chunk_prefix(CHUNK);
+    let mut group = c.benchmark_group("ws/iovec_batch");
+    for chunks_per_write in [1usize, 16, 64] {
+        // One poll's worth of chunks, as the listener hands them out.
+        let mut listener = listeners(&session, 1).remove(0);
+        let mut chunks = Vec::new();
+        let waker = Arc::new(Notify::new());
+        let poll = listener.poll(
+            Instant::now(),
+            chunks_per_write * CHUNK,
+            chunks_per_write,
+            &waker,
+            &mut chunks,
+        );
+        assert!(matches!(poll, Poll::More), "{poll:?}");
+        assert_eq!(chunks.len(), chunks_per_write);
+        group.throughput(Throughput::Bytes(
+            (chunks_per_write * (prefix.len() + CHUNK)) as u64,
+        ));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(chunks_per_write),
+            &chunks,
+            |b, chunks| {
+                let mut iov: Vec<Bytes> = Vec::with_capacity(2 * MAX_CHUNKS);
+                b.iter(|| {
+                    // Releasing the previous batch is part of a writer's per-batch work.
+                    iov.clear();
+                    for chunk in chunks {
+                        let header = if chunk.len() == CHUNK {
+                            prefix.clone()
+                        } else {
+                            chunk_prefix(chunk.len())
+                        };
+                        iov.push(header);
+                        iov.push(chunk.clone());
+                    }
+                    black_box(&iov);
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn short() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = short();
+    targets = fanout, iovec_batch
+}
+criterion_main!(benches);
