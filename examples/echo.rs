@@ -93,16 +93,17 @@ fn parse_port(value: &str) -> Result<u16, String> {
 
 /// The configuration conformance suites expect: short heartbeats, 1 MB payloads, any origin.
 fn config(port: u16) -> Config {
-    let mut config = Config::default();
-    config.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = port;
-    config.ping_interval = Duration::from_millis(300);
-    config.ping_timeout = Duration::from_millis(200);
-    config.connect_timeout = Duration::from_millis(1000);
-    config.max_payload = 1_000_000;
-    config.cors_allowed_origins = CorsOrigins::Any;
-    config.workers = 2;
-    config
+    Config {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port,
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        connect_timeout: Duration::from_millis(1000),
+        max_payload: 1_000_000,
+        cors_allowed_origins: CorsOrigins::Any,
+        workers: 2,
+        ..Config::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

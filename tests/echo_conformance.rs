@@ -285,7 +285,13 @@ fn engineio_open_packet_and_echo_over_websocket() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["maxPayload", "pingInterval", "pingTimeout", "sid", "upgrades"],
+        [
+            "maxPayload",
+            "pingInterval",
+            "pingTimeout",
+            "sid",
+            "upgrades"
+        ],
         "{open}"
     );
     assert!(
