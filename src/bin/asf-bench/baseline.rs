@@ -1,0 +1,176 @@
+//! The raw-TCP baseline server: the cheapest honest way to send a file to many sockets.
+//!
+//! Owns `asf-bench baseline-server`: one thread, epoll (edge-triggered), non-blocking
+//! sockets, the file held in memory. Each byte `g` a client sends asks for the whole file
+//! once more; the server writes it in fixed-size `write`s (4096 bytes in `small` mode,
+//! 256 KiB in `large` mode) as fast as the socket drains. No framing, no protocol: it is
+//! the floor ASF's CPU cost is compared with. It must not do anything else.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
+/// Write size of `small` mode.
+pub const SMALL: usize = 4096;
+/// Write size of `large` mode.
+pub const LARGE: usize = 256 * 1024;
+
+struct Client {
+    sock: TcpStream,
+    /// Offset in the file of the current send, if any.
+    off: usize,
+    sending: bool,
+    pending: u64,
+}
+
+fn add(ep: i32, fd: i32, data: u64, events: u32) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: valid fds and event pointer.
+    if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends as much as the socket takes. Returns false when the client is gone.
+fn pump(c: &mut Client, file: &[u8], wsize: usize) -> bool {
+    loop {
+        if !c.sending {
+            if c.pending == 0 {
+                return true;
+            }
+            c.pending -= 1;
+            c.sending = true;
+            c.off = 0;
+        }
+        while c.off < file.len() {
+            let end = (c.off + wsize).min(file.len());
+            match c.sock.write(&file[c.off..end]) {
+                Ok(0) => return false,
+                Ok(n) => c.off += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        c.sending = false;
+    }
+}
+
+/// Runs the baseline server until killed.
+pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String> {
+    let wsize = match mode {
+        "small" => SMALL,
+        "large" => LARGE,
+        other => return Err(format!("--mode {other}: expected small or large")),
+    };
+    let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("baseline listening on {addr}");
+    let _ = io::stdout().flush();
+    // SAFETY: plain syscall.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(io::Error::last_os_error().to_string());
+    }
+    const LISTENER: u64 = u64::MAX;
+    add(ep, listener.as_raw_fd(), LISTENER, libc::EPOLLIN as u32).map_err(|e| e.to_string())?;
+    let mut clients: Vec<Option<Client>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 512];
+    let mut rbuf = [0u8; 4096];
+    loop {
+        // SAFETY: the buffer holds 512 events.
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 512, -1) };
+        if n < 0 {
+            continue;
+        }
+        for ev in &events[..n as usize] {
+            if ev.u64 == LISTENER {
+                while let Ok((sock, _)) = listener.accept() {
+                    if sock.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let idx = free.pop().unwrap_or_else(|| {
+                        clients.push(None);
+                        clients.len() - 1
+                    });
+                    let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+                    if add(ep, sock.as_raw_fd(), idx as u64, flags as u32).is_err() {
+                        free.push(idx);
+                        continue;
+                    }
+                    clients[idx] = Some(Client {
+                        sock,
+                        off: 0,
+                        sending: false,
+                        pending: 0,
+                    });
+                }
+                continue;
+            }
+            let idx = ev.u64 as usize;
+            let Some(Some(c)) = clients.get_mut(idx) else {
+                continue;
+            };
+            let mut alive = true;
+            loop {
+                match c.sock.read(&mut rbuf) {
+                    Ok(0) => {
+                        alive = false;
+                        break;
+                    }
+                    Ok(k) => c.pending += rbuf[..k].iter().filter(|b| **b == b'g').count() as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        alive = false;
+                        break;
+                    }
+                }
+            }
+            if alive {
+                alive = pump(c, &data, wsize);
+            }
+            if !alive {
+                clients[idx] = None; // dropping closes the fd, which leaves the epoll set
+                free.push(idx);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pump_sends_the_file_per_request() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cli = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (srv, _) = l.accept().unwrap();
+        srv.set_nonblocking(true).unwrap();
+        let mut c = Client {
+            sock: srv,
+            off: 0,
+            sending: false,
+            pending: 2,
+        };
+        let file: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        assert!(pump(&mut c, &file, SMALL));
+        assert_eq!(c.pending, 0);
+        assert!(!c.sending);
+        let mut got = vec![0u8; 20_000];
+        cli.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..10_000], &file[..]);
+        assert_eq!(&got[10_000..], &file[..]);
+    }
+
+    #[test]
+    fn bad_mode_is_an_error() {
+        let e = serve("medium", std::path::Path::new("/nonexistent"), 0).unwrap_err();
+        assert!(e.contains("small or large"));
+    }
+}

@@ -1,0 +1,206 @@
+//! `asf-bench`: the load tool. Starts the release server on loopback, drives simulated
+//! Socket.IO clients at it, and compares its CPU cost with a raw-TCP baseline.
+//!
+//! Owns the command line: `suite` (run everything, write bench-out/), `baseline-server`
+//! (the raw server, run as its own process so /proc measures it like ASF), and `plot`
+//! (re-render the table and SVG from a results.json). It must not contain scenario logic
+//! (see `suite`) nor protocol code (see `client`). It never edits anything outside --out.
+
+mod baseline;
+mod client;
+mod hash;
+mod procs;
+mod report;
+mod suite;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+const USAGE: &str = "usage:
+  asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--asf PATH] [--out DIR]
+  asf-bench baseline-server --mode small|large --file F [--port P]
+  asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)";
+
+fn arg_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn parse_num<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
+    match arg_value(args, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name} {v}: not a valid number")),
+    }
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    json!({ "cpu": model, "cores": cores, "kernel": kernel, "mem": mem })
+}
+
+fn write_reports(out: &std::path::Path, medians: &[suite::Sample]) -> Result<(), String> {
+    let mut md = report::table(medians);
+    md.push_str("\nTargets:\n");
+    for (line, _) in report::targets(medians) {
+        md.push_str(&format!("- {line}\n"));
+    }
+    std::fs::write(out.join("table.md"), &md).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("plot.svg"), report::svg(medians)).map_err(|e| e.to_string())?;
+    println!("{md}");
+    Ok(())
+}
+
+fn samples_from_json(v: &Value) -> Vec<suite::Sample> {
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let mut out = Vec::new();
+    for s in v["medians"].as_array().into_iter().flatten() {
+        let mut x = suite::Sample {
+            scenario: leak(s["scenario"].as_str().unwrap_or("")),
+            variant: leak(s["variant"].as_str().unwrap_or("")),
+            n: s["n"].as_u64().unwrap_or(0) as usize,
+            size: s["size"].as_u64().unwrap_or(0),
+            values: Default::default(),
+        };
+        for (k, val) in s["values"].as_object().into_iter().flatten() {
+            x.values.insert(leak(k), val.as_f64().unwrap_or(f64::NAN));
+        }
+        out.push(x);
+    }
+    out
+}
+
+fn run_suite(args: &[String]) -> Result<bool, String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = PathBuf::from(arg_value(args, "--out").unwrap_or_else(|| "bench-out".into()));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let opts = suite::Opts {
+        quick,
+        rounds: parse_num(args, "--rounds", if quick { 1 } else { 5 })?,
+        warmup: parse_num(args, "--warmup", if quick { 0 } else { 1 })?,
+        asf: PathBuf::from(arg_value(args, "--asf").unwrap_or_else(|| "target/release/asf".into()))
+            .canonicalize()
+            .map_err(|e| {
+                format!("the asf binary: {e} (build it with cargo build --release --bins)")
+            })?,
+        out: out.clone(),
+        min_bytes: parse_num::<u64>(args, "--min-mib", if quick { 128 } else { 1024 })? << 20,
+    };
+    let limit = client::raise_nofile(65_536);
+    eprintln!(
+        "asf-bench: RLIMIT_NOFILE {limit}; results go to {}",
+        out.display()
+    );
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let started = std::time::SystemTime::now();
+    let (samples, failures) = suite::run(&opts, &exe)?;
+    let medians = suite::medians(&samples);
+    let results = json!({
+        "started_unix": started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": machine(),
+        "quick": quick,
+        "rounds": opts.rounds,
+        "warmup_rounds": opts.warmup,
+        "min_bytes_per_run": opts.min_bytes,
+        "failures": failures,
+        "medians": medians.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+        "samples": samples.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+        "targets": report::targets(&medians).iter().map(|(l, ok)| json!({"target": l, "met": ok})).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("results.json"), text).map_err(|e| e.to_string())?;
+    write_reports(&out, &medians)?;
+    if !failures.is_empty() {
+        eprintln!("asf-bench: {} runs failed:", failures.len());
+        for f in &failures {
+            eprintln!("  {f}");
+        }
+    }
+    Ok(failures.is_empty())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("suite") => run_suite(&args[1..]),
+        Some("baseline-server") => {
+            let mode = arg_value(&args, "--mode").unwrap_or_default();
+            let file = arg_value(&args, "--file").unwrap_or_default();
+            match parse_num::<u16>(&args, "--port", 0) {
+                Ok(port) => baseline::serve(&mode, std::path::Path::new(&file), port).map(|_| true),
+                Err(e) => Err(e),
+            }
+        }
+        Some("plot") => {
+            let out =
+                PathBuf::from(arg_value(&args, "--out").unwrap_or_else(|| "bench-out".into()));
+            std::fs::read_to_string(out.join("results.json"))
+                .map_err(|e| format!("{}: {e}", out.join("results.json").display()))
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+                .and_then(|v| write_reports(&out, &samples_from_json(&v)).map(|_| true))
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("asf-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags() {
+        let a = args("--rounds 3 --out x");
+        assert_eq!(arg_value(&a, "--out").as_deref(), Some("x"));
+        assert_eq!(parse_num(&a, "--rounds", 5usize), Ok(3));
+        assert_eq!(parse_num(&a, "--warmup", 1usize), Ok(1));
+        assert!(parse_num::<usize>(&args("--rounds x"), "--rounds", 5).is_err());
+        assert_eq!(arg_value(&args("--out"), "--out"), None);
+    }
+
+    #[test]
+    fn results_json_round_trips_into_samples() {
+        let v = json!({"medians": [{"scenario": "fanout", "variant": "asf", "n": 10, "size": 1048576, "values": {"cpu_s_per_gib": 0.5}}, {"bad": true}]});
+        let s = samples_from_json(&v);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].n, 10);
+        assert_eq!(s[0].values["cpu_s_per_gib"], 0.5);
+        assert_eq!(samples_from_json(&json!("nothing")).len(), 0);
+    }
+}

@@ -1,0 +1,240 @@
+//! The server processes a run measures, and what /proc says about them.
+//!
+//! Owns spawning the release `asf` binary and the baseline server (reading the address each
+//! prints), stopping them, the notify request, and reading CPU time (`/proc/<pid>/stat`
+//! utime + stime) and RSS (`/proc/<pid>/status` VmRSS). It must not run scenarios.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A spawned server.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+}
+
+impl Proc {
+    /// Spawns `cmd` and waits for a stdout line `<prefix> ADDR`.
+    pub fn spawn(mut cmd: Command, prefix: &str, log: &Path) -> Result<Proc, String> {
+        let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        cmd.stdout(Stdio::piped())
+            .stderr(log_file)
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+        let Some(out) = child.stdout.take() else {
+            return Err("no stdout".into());
+        };
+        let mut lines = BufReader::new(out);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "server exited before printing its address; see {}",
+                        log.display()
+                    ));
+                }
+                Ok(_) => {
+                    if let Some(rest) = line.trim().strip_prefix(prefix) {
+                        if let Ok(addr) = rest.trim().parse() {
+                            break Proc::finish(child, lines, addr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(
+        child: Child,
+        mut lines: BufReader<std::process::ChildStdout>,
+        addr: SocketAddr,
+    ) -> Result<Proc, String> {
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 4096];
+            while matches!(lines.read(&mut sink), Ok(n) if n > 0) {}
+        });
+        Ok(Proc { child, addr })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds (user + sys) so far.
+    pub fn cpu(&self) -> f64 {
+        cpu_seconds(self.pid()).unwrap_or(f64::NAN)
+    }
+
+    /// Resident set size in bytes.
+    pub fn rss(&self) -> u64 {
+        rss_bytes(self.pid()).unwrap_or(0)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Parses utime + stime (clock ticks) from a `/proc/<pid>/stat` line.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let u: u64 = f.get(11)?.parse().ok()?;
+    let s: u64 = f.get(12)?.parse().ok()?;
+    Some(u + s)
+}
+
+/// CPU seconds (user + sys) of `pid`, all threads.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: plain sysconf.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(parse_stat_ticks(&s)? as f64 / hz)
+}
+
+/// Parses VmRSS (bytes) from `/proc/<pid>/status`.
+pub fn parse_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resident set size of `pid` in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    parse_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// CPU seconds of this process (the clients), user + sys.
+pub fn self_cpu() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(f64::NAN)
+}
+
+/// Spawns the release ASF server on loopback with a fresh audio root.
+pub fn start_asf(bin: &Path, root: &Path, log: &Path) -> Result<Proc, String> {
+    let mut cmd = Command::new(bin);
+    cmd.env_remove("ASF_INTERNAL_TOKEN")
+        .env("ASF_HOST", "127.0.0.1")
+        .env("ASF_PORT", "0")
+        .env("ASF_DEBUG_MODE", "false")
+        .env("ASF_LOG", "warn")
+        .env("ASF_STREAM_SLEEP_INTERVAL", "0")
+        .env("ASF_CHUNK_SIZE", "4096")
+        .env("ASF_AUDIO_ROOT", root)
+        // Runs re-join one stream hundreds of times a second on one connection.
+        .env("ASF_MAX_EVENTS_PER_SEC", "1000000")
+        .current_dir(root);
+    Proc::spawn(cmd, "asf listening on", log)
+}
+
+/// Spawns `asf-bench baseline-server`.
+pub fn start_baseline(exe: &Path, mode: &str, file: &Path, log: &Path) -> Result<Proc, String> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("baseline-server")
+        .arg("--mode")
+        .arg(mode)
+        .arg("--file")
+        .arg(file)
+        .arg("--port")
+        .arg("0");
+    Proc::spawn(cmd, "baseline listening on", log)
+}
+
+/// POSTs a notify for `id` -> `path`.
+pub fn notify(addr: SocketAddr, id: &str, path: &Path) -> Result<(), String> {
+    let body =
+        serde_json::json!({ "stream_id": id, "filepath": path.to_string_lossy() }).to_string();
+    let req = format!(
+        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("notify connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("notify write: {e}"))?;
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    if resp.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "notify {id} answered: {}",
+            String::from_utf8_lossy(&resp[..resp.len().min(200)])
+        ))
+    }
+}
+
+/// Writes a deterministic pseudo-random file of `len` bytes.
+pub fn write_audio(dir: &Path, name: &str, len: usize) -> Result<(PathBuf, Vec<u8>), String> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ len as u64;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, &data).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields() {
+        let line = "1234 (asf (worker) x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_stat_ticks(line), Some(300));
+        assert_eq!(parse_stat_ticks("garbage"), None);
+        assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn rss_field() {
+        let s = "Name:\tasf\nVmPeak:\t 100 kB\nVmRSS:\t    2048 kB\n";
+        assert_eq!(parse_rss(s), Some(2048 * 1024));
+        assert_eq!(parse_rss("VmRSS: x kB"), None);
+        assert_eq!(parse_rss(""), None);
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        assert!(self_cpu() >= 0.0);
+        assert!(rss_bytes(std::process::id()).unwrap_or(0) > 0);
+    }
+}

@@ -1,0 +1,604 @@
+//! The benchmark suite: scenarios, rounds, rotation, medians.
+//!
+//! Owns what is run and in which order: fan-out (ASF and the two raw baselines), many
+//! streams, idle connections, join latency under load, and connect rate. Each round runs
+//! every job once, in an order rotated every round; warm-up rounds are discarded. It must
+//! not format reports (see `report`) nor speak the wire protocol (see `client`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::client::{Clients, Expect, Kind};
+use crate::hash::hash;
+use crate::procs::{self, Proc};
+
+/// Suite settings.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Smoke-check sizes and one round.
+    pub quick: bool,
+    /// Measured rounds.
+    pub rounds: usize,
+    /// Discarded warm-up rounds.
+    pub warmup: usize,
+    /// The release `asf` binary.
+    pub asf: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Each delivery run delivers at least this many bytes (listeners re-join to reach it).
+    pub min_bytes: u64,
+}
+
+const MIB: u64 = 1 << 20;
+const GIB: f64 = (1u64 << 30) as f64;
+const INFLIGHT: usize = 256;
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// fanout, streams, idle, latency, connect.
+    pub scenario: &'static str,
+    /// asf, raw-small, raw-large.
+    pub variant: &'static str,
+    /// Connections (listeners, streams, idle connections, connects).
+    pub n: usize,
+    /// File size in bytes (0 when not a delivery).
+    pub size: u64,
+    /// Named figures.
+    pub values: BTreeMap<&'static str, f64>,
+}
+
+impl Sample {
+    fn new(scenario: &'static str, variant: &'static str, n: usize, size: u64) -> Sample {
+        Sample {
+            scenario,
+            variant,
+            n,
+            size,
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// The key that groups the rounds of one job.
+    pub fn key(&self) -> (String, String, usize, u64) {
+        (
+            self.scenario.to_string(),
+            self.variant.to_string(),
+            self.n,
+            self.size,
+        )
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "scenario": self.scenario, "variant": self.variant, "n": self.n,
+            "size": self.size, "values": self.values,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Fanout(&'static str, usize, u64),
+    Streams(usize, u64),
+    Idle(usize),
+    Latency(usize, u64),
+    Connect(usize),
+}
+
+struct File {
+    path: PathBuf,
+    expect: Expect,
+}
+
+struct Env {
+    asf: Proc,
+    raw: BTreeMap<(&'static str, u64), Proc>,
+    files: BTreeMap<u64, File>,
+    root: PathBuf,
+    opts: Opts,
+    ids: u64,
+}
+
+fn deadline_for(bytes: u64) -> Instant {
+    Instant::now() + Duration::from_secs(60) + Duration::from_secs_f64(bytes as f64 / 2e8)
+}
+
+/// Opens `n` connections and drives them to ready, at most `INFLIGHT` at a time.
+fn connect(c: &mut Clients, addr: SocketAddr, kind: Kind, n: usize) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(120);
+    let mut opened = 0;
+    while c.ready < n {
+        while opened < n && opened - c.ready - c.failed < INFLIGHT {
+            c.open(addr, kind)
+                .map_err(|e| format!("connect #{opened}: {e}"))?;
+            opened += 1;
+        }
+        if c.failed > 0 {
+            return Err(format!("{} connects failed: {:?}", c.failed, c.errors()));
+        }
+        c.poll(Duration::from_millis(2))
+            .map_err(|e| e.to_string())?;
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {n} connected in 120 s", c.ready));
+        }
+    }
+    Ok(t0.elapsed())
+}
+
+/// Polls until `done()` or a failure or the deadline.
+fn wait(
+    c: &mut Clients,
+    deadline: Instant,
+    what: &str,
+    mut done: impl FnMut(&Clients) -> bool,
+) -> Result<(), String> {
+    while !done(c) {
+        if c.failed > 0 {
+            return Err(format!(
+                "{what}: {} clients failed: {:?}",
+                c.failed,
+                c.errors()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what}: timed out with {} streams verified",
+                c.finished.len()
+            ));
+        }
+        c.poll(Duration::from_millis(5))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The median of `v` (NaN when empty).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+impl Env {
+    fn file(&self, size: u64) -> &File {
+        &self.files[&size]
+    }
+
+    fn new_id(&mut self, tag: &str) -> String {
+        self.ids += 1;
+        format!("bench-{tag}-{}", self.ids)
+    }
+
+    fn reps(&self, n: usize, size: u64) -> u32 {
+        let per = n as u64 * size;
+        (self.opts.min_bytes.div_ceil(per)).max(1) as u32
+    }
+
+    /// Fan-out or raw baseline: n listeners of one file.
+    fn fanout(&mut self, variant: &'static str, n: usize, size: u64) -> Result<Sample, String> {
+        let reps = self.reps(n, size);
+        let (proc, kind, id) = if variant == "asf" {
+            let id = self.new_id("fan");
+            procs::notify(self.asf.addr, &id, &self.file(size).path)?;
+            (&self.asf, Kind::Sio, id)
+        } else {
+            (&self.raw[&(variant, size)], Kind::Raw, String::new())
+        };
+        let expect = self.file(size).expect;
+        let mut c = Clients::new().map_err(|e| e.to_string())?;
+        connect(&mut c, proc.addr, kind, n)?;
+        let total = n as u64 * reps as u64;
+        let (cpu0, ccpu0, t0) = (proc.cpu(), procs::self_cpu(), Instant::now());
+        for i in 0..n {
+            c.start(i, &id, expect, reps, t0);
+        }
+        wait(&mut c, deadline_for(total * size), "fan-out", |c| {
+            c.finished.len() as u64 == total
+        })?;
+        let secs = t0.elapsed().as_secs_f64();
+        let (cpu, ccpu) = (proc.cpu() - cpu0, procs::self_cpu() - ccpu0);
+        Ok(delivery(
+            "fanout",
+            variant,
+            n,
+            size,
+            total * size,
+            secs,
+            cpu,
+            ccpu,
+            reps,
+        ))
+    }
+
+    /// N streams, one listener each.
+    fn streams(&mut self, n: usize, size: u64) -> Result<Sample, String> {
+        let reps = self.reps(n, size);
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.new_id("many");
+            procs::notify(self.asf.addr, &id, &self.file(size).path)?;
+            ids.push(id);
+        }
+        let expect = self.file(size).expect;
+        let mut c = Clients::new().map_err(|e| e.to_string())?;
+        connect(&mut c, self.asf.addr, Kind::Sio, n)?;
+        let total = n as u64 * reps as u64;
+        let (cpu0, ccpu0, t0) = (self.asf.cpu(), procs::self_cpu(), Instant::now());
+        for (i, id) in ids.iter().enumerate() {
+            c.start(i, id, expect, reps, t0);
+        }
+        wait(&mut c, deadline_for(total * size), "many streams", |c| {
+            c.finished.len() as u64 == total
+        })?;
+        let secs = t0.elapsed().as_secs_f64();
+        let (cpu, ccpu) = (self.asf.cpu() - cpu0, procs::self_cpu() - ccpu0);
+        Ok(delivery(
+            "streams",
+            "asf",
+            n,
+            size,
+            total * size,
+            secs,
+            cpu,
+            ccpu,
+            reps,
+        ))
+    }
+
+    /// RSS per namespace-joined idle connection, on a fresh server.
+    fn idle(&mut self, n: usize) -> Result<Sample, String> {
+        let root = self.root.join("idle");
+        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+        let log = self.opts.out.join("asf-idle.log");
+        let server = procs::start_asf(&self.opts.asf, &root, &log)?;
+        {
+            // One connection first, so one-time allocations are not counted per connection.
+            let mut warm = Clients::new().map_err(|e| e.to_string())?;
+            connect(&mut warm, server.addr, Kind::Sio, 1)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let rss0 = server.rss();
+            let mut c = Clients::new().map_err(|e| e.to_string())?;
+            let took = connect(&mut c, server.addr, Kind::Sio, n)?;
+            let until = Instant::now() + Duration::from_millis(1000);
+            while Instant::now() < until {
+                c.poll(Duration::from_millis(50))
+                    .map_err(|e| e.to_string())?;
+            }
+            let rss1 = server.rss();
+            let mut s = Sample::new("idle", "asf", n, 0);
+            s.values.insert("rss_before_mib", rss0 as f64 / MIB as f64);
+            s.values.insert("rss_after_mib", rss1 as f64 / MIB as f64);
+            s.values
+                .insert("rss_per_conn_bytes", (rss1 as f64 - rss0 as f64) / n as f64);
+            s.values.insert("connect_secs", took.as_secs_f64());
+            drop(c);
+            drop(warm);
+            server.stop(Duration::from_secs(5));
+            Ok(s)
+        }
+    }
+
+    /// Join latency of new listeners while `load` listeners stream a `size` file.
+    fn latency(&mut self, load: usize, size: u64) -> Result<Sample, String> {
+        const PROBE_SIZE: u64 = MIB;
+        const PROBES: usize = 300;
+        let load_id = self.new_id("load");
+        procs::notify(self.asf.addr, &load_id, &self.file(size).path)?;
+        let mut probe_ids = Vec::new();
+        for _ in 0..PROBES {
+            let id = self.new_id("probe");
+            procs::notify(self.asf.addr, &id, &self.file(PROBE_SIZE).path)?;
+            probe_ids.push(id);
+        }
+        let mut c = Clients::new().map_err(|e| e.to_string())?;
+        connect(&mut c, self.asf.addr, Kind::Sio, load + PROBES)?;
+        let (load_expect, probe_expect) = (self.file(size).expect, self.file(PROBE_SIZE).expect);
+        let t0 = Instant::now();
+        for i in 0..load {
+            c.start(i, &load_id, load_expect, 1, t0);
+        }
+        let deadline = deadline_for(load as u64 * size);
+        let mut next_probe = t0 + Duration::from_millis(20);
+        let mut started = 0;
+        let mut probe_first = Vec::new();
+        let mut probe_total = Vec::new();
+        let mut load_done = 0;
+        let mut seen = 0;
+        while load_done < load || probe_first.len() < started {
+            if c.failed > 0 {
+                return Err(format!(
+                    "latency: {} clients failed: {:?}",
+                    c.failed,
+                    c.errors()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err("latency: timed out".into());
+            }
+            let now = Instant::now();
+            if load_done < load && started < PROBES && now >= next_probe {
+                c.start(load + started, &probe_ids[started], probe_expect, 1, now);
+                started += 1;
+                next_probe = now + Duration::from_millis(10);
+            }
+            c.poll(Duration::from_millis(1))
+                .map_err(|e| e.to_string())?;
+            for f in &c.finished[seen..] {
+                if f.conn < load {
+                    load_done += 1;
+                } else {
+                    probe_first.push(f.first.as_secs_f64() * 1e3);
+                    probe_total.push(f.total.as_secs_f64() * 1e3);
+                }
+            }
+            seen = c.finished.len();
+        }
+        probe_first.sort_by(|a, b| a.total_cmp(b));
+        probe_total.sort_by(|a, b| a.total_cmp(b));
+        let mut s = Sample::new("latency", "asf", load, size);
+        s.values.insert("probes", probe_first.len() as f64);
+        s.values.insert("load_secs", t0.elapsed().as_secs_f64());
+        for (name, v) in [("first", &probe_first), ("end", &probe_total)] {
+            for (p, label) in [(50.0, "p50"), (99.0, "p99"), (100.0, "max")] {
+                let key: &'static str = match (name, label) {
+                    ("first", "p50") => "first_p50_ms",
+                    ("first", "p99") => "first_p99_ms",
+                    ("first", _) => "first_max_ms",
+                    (_, "p50") => "end_p50_ms",
+                    (_, "p99") => "end_p99_ms",
+                    _ => "end_max_ms",
+                };
+                s.values.insert(key, percentile(v, p));
+            }
+        }
+        Ok(s)
+    }
+
+    /// WebSocket + namespace connects per second.
+    fn connect_rate(&mut self, n: usize) -> Result<Sample, String> {
+        let mut c = Clients::new().map_err(|e| e.to_string())?;
+        let cpu0 = self.asf.cpu();
+        let took = connect(&mut c, self.asf.addr, Kind::Sio, n)?;
+        let cpu = self.asf.cpu() - cpu0;
+        let mut s = Sample::new("connect", "asf", n, 0);
+        s.values.insert("per_sec", n as f64 / took.as_secs_f64());
+        s.values
+            .insert("server_cpu_us_per_conn", cpu * 1e6 / n as f64);
+        Ok(s)
+    }
+
+    fn run(&mut self, job: Job) -> Result<Sample, String> {
+        match job {
+            Job::Fanout(v, n, size) => self.fanout(v, n, size),
+            Job::Streams(n, size) => self.streams(n, size),
+            Job::Idle(n) => self.idle(n),
+            Job::Latency(n, size) => self.latency(n, size),
+            Job::Connect(n) => self.connect_rate(n),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn delivery(
+    scenario: &'static str,
+    variant: &'static str,
+    n: usize,
+    size: u64,
+    bytes: u64,
+    secs: f64,
+    cpu: f64,
+    client_cpu: f64,
+    reps: u32,
+) -> Sample {
+    let gib = bytes as f64 / GIB;
+    let mut s = Sample::new(scenario, variant, n, size);
+    s.values.insert("gib", gib);
+    s.values.insert("secs", secs);
+    s.values.insert("goodput_gib_s", gib / secs);
+    s.values.insert("server_cpu_s", cpu);
+    s.values.insert("cpu_s_per_gib", cpu / gib);
+    s.values.insert("client_cpu_s_per_gib", client_cpu / gib);
+    s.values.insert("reps", reps as f64);
+    s
+}
+
+fn jobs(quick: bool) -> Vec<Job> {
+    let mut v = Vec::new();
+    let fan: &[(usize, u64)] = if quick {
+        &[(1, MIB), (100, MIB), (1000, MIB), (100, 10 * MIB)]
+    } else {
+        &[
+            (1, MIB),
+            (100, MIB),
+            (1000, MIB),
+            (10_000, MIB),
+            (1, 10 * MIB),
+            (100, 10 * MIB),
+            (1000, 10 * MIB),
+        ]
+    };
+    for &(n, size) in fan {
+        for variant in ["asf", "raw-small", "raw-large"] {
+            v.push(Job::Fanout(variant, n, size));
+        }
+    }
+    if quick {
+        v.push(Job::Streams(100, MIB));
+        v.push(Job::Idle(1000));
+        v.push(Job::Latency(100, MIB));
+        v.push(Job::Connect(500));
+    } else {
+        v.push(Job::Streams(1000, MIB));
+        v.push(Job::Idle(10_000));
+        v.push(Job::Latency(1000, 10 * MIB));
+        v.push(Job::Connect(5000));
+    }
+    v
+}
+
+/// Runs the suite; returns every measured sample and the failures.
+pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String> {
+    let root = opts.out.join("audio");
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    let root = root.canonicalize().map_err(|e| e.to_string())?;
+    let mut files = BTreeMap::new();
+    for size in [MIB, 10 * MIB] {
+        let (path, data) = procs::write_audio(&root, &format!("audio-{size}.bin"), size as usize)?;
+        let expect = Expect {
+            len: size,
+            hash: hash(&data),
+        };
+        files.insert(size, File { path, expect });
+    }
+    let asf = procs::start_asf(&opts.asf, &root, &opts.out.join("asf.log"))?;
+    let mut raw = BTreeMap::new();
+    for mode in ["small", "large"] {
+        for (size, f) in &files {
+            let variant = if mode == "small" {
+                "raw-small"
+            } else {
+                "raw-large"
+            };
+            let log = opts.out.join(format!("baseline-{mode}-{size}.log"));
+            raw.insert(
+                (variant, *size),
+                procs::start_baseline(exe, mode, &f.path, &log)?,
+            );
+        }
+    }
+    let mut env = Env {
+        asf,
+        raw,
+        files,
+        root,
+        opts: opts.clone(),
+        ids: 0,
+    };
+    let mut samples = Vec::new();
+    let mut failures = Vec::new();
+    let mut jobs = jobs(opts.quick);
+    let total = opts.warmup + opts.rounds;
+    for round in 0..total {
+        let warm = round < opts.warmup;
+        let started = Instant::now();
+        for job in jobs.clone() {
+            match env.run(job) {
+                Ok(s) => {
+                    eprintln!(
+                        "  round {round}{} {:?}: {}",
+                        if warm { " (warm-up)" } else { "" },
+                        job,
+                        brief(&s)
+                    );
+                    if !warm {
+                        samples.push(s);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("  round {round} {job:?}: FAILED: {e}");
+                    failures.push(format!("round {round} {job:?}: {e}"));
+                }
+            }
+        }
+        eprintln!(
+            "round {round} done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        jobs.rotate_left(1);
+    }
+    let Env { asf, raw, .. } = env;
+    asf.stop(Duration::from_secs(10));
+    drop(raw);
+    Ok((samples, failures))
+}
+
+fn brief(s: &Sample) -> String {
+    s.values
+        .iter()
+        .filter(|(k, _)| !matches!(**k, "gib" | "server_cpu_s" | "reps"))
+        .map(|(k, v)| format!("{k}={v:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Medians of every value over the rounds of each job.
+pub fn medians(samples: &[Sample]) -> Vec<Sample> {
+    let mut groups: BTreeMap<(String, String, usize, u64), Vec<&Sample>> = BTreeMap::new();
+    for s in samples {
+        groups.entry(s.key()).or_default().push(s);
+    }
+    groups
+        .into_values()
+        .map(|g| {
+            let mut m = Sample::new(g[0].scenario, g[0].variant, g[0].n, g[0].size);
+            for k in g[0].values.keys() {
+                let v: Vec<f64> = g.iter().filter_map(|s| s.values.get(k).copied()).collect();
+                m.values.insert(k, median(&v));
+            }
+            m.values.insert("rounds", g.len() as f64);
+            m
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn medians_of_rounds() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        let mk = |v: f64| {
+            let mut s = Sample::new("fanout", "asf", 10, MIB);
+            s.values.insert("cpu_s_per_gib", v);
+            s
+        };
+        let m = medians(&[mk(5.0), mk(1.0), mk(3.0)]);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].values["cpu_s_per_gib"], 3.0);
+        assert_eq!(m[0].values["rounds"], 3.0);
+    }
+
+    #[test]
+    fn quick_and_full_jobs() {
+        assert!(jobs(true).len() < jobs(false).len());
+        assert!(jobs(false)
+            .iter()
+            .any(|j| matches!(j, Job::Fanout("raw-large", 10_000, MIB))));
+    }
+}
