@@ -231,6 +231,8 @@ fn two_hundred_concurrent_listeners_each_get_the_whole_file() {
     }
 }
 
+/// Every block of a file no bigger than the stream cache is read from disk once, however
+/// many listeners join and however their joins are spread (here: 200, joined together).
 #[test]
 fn a_chunk_is_read_from_disk_once_per_stream_for_200_listeners() {
     let _w = Watchdog::new(LIMIT, "disk read once per stream");
