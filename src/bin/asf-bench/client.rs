@@ -90,8 +90,6 @@ pub struct Conn {
 /// A finished stream of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Finished {
-    /// Connection index.
-    pub conn: usize,
     /// Join (or request) to first audio byte.
     pub first: Duration,
     /// Join to end of stream.
@@ -616,7 +614,6 @@ impl Clients {
         c.check()?;
         let join = c.t_join.unwrap_or(now);
         self.finished.push(Finished {
-            conn: idx,
             first: c.t_first.unwrap_or(now).saturating_duration_since(join),
             total: now.saturating_duration_since(join),
         });

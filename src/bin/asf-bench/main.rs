@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
-  asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--asf PATH] [--out DIR]
+  asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
   asf-bench baseline-server --mode small|large --file F [--port P]
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)";
 
@@ -108,6 +108,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
                 format!("the asf binary: {e} (build it with cargo build --release --bins)")
             })?,
         out: out.clone(),
+        only: arg_value(args, "--only"),
         min_bytes: parse_num::<u64>(args, "--min-mib", if quick { 128 } else { 1024 })? << 20,
     };
     let limit = client::raise_nofile(65_536);

@@ -29,6 +29,8 @@ pub struct Opts {
     pub asf: PathBuf,
     /// Output directory.
     pub out: PathBuf,
+    /// Run only the jobs whose name starts with this (fanout, streams, idle, latency, connect).
+    pub only: Option<String>,
     /// Each delivery run delivers at least this many bytes (listeners re-join to reach it).
     pub min_bytes: u64,
 }
@@ -314,53 +316,63 @@ impl Env {
             probe_ids.push(id);
         }
         let mut c = Clients::new().map_err(|e| e.to_string())?;
-        connect(&mut c, self.asf.addr, Kind::Sio, load + PROBES)?;
-        let (load_expect, probe_expect) = (self.file(size).expect, self.file(PROBE_SIZE).expect);
+        connect(&mut c, self.asf.addr, Kind::Sio, load)?;
+        // The probes run in their own thread and epoll set, so the busy load sockets do
+        // not delay their timestamps.
+        let mut p = Clients::new().map_err(|e| e.to_string())?;
+        connect(&mut p, self.asf.addr, Kind::Sio, PROBES)?;
+        let probe_expect = self.file(PROBE_SIZE).expect;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = std::sync::Arc::clone(&stop);
+        let deadline = deadline_for(load as u64 * size);
+        let prober = std::thread::spawn(move || -> Result<Vec<(f64, f64)>, String> {
+            let mut started = 0;
+            let mut next = Instant::now() + Duration::from_millis(20);
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) || p.finished.len() < started {
+                if p.failed > 0 {
+                    return Err(format!("probe failed: {:?}", p.errors()));
+                }
+                if Instant::now() > deadline {
+                    return Err("probes timed out".into());
+                }
+                let now = Instant::now();
+                if !stop2.load(std::sync::atomic::Ordering::Relaxed)
+                    && started < PROBES
+                    && now >= next
+                {
+                    p.start(started, &probe_ids[started], probe_expect, 1, now);
+                    started += 1;
+                    next = now + Duration::from_millis(10);
+                }
+                p.poll(Duration::from_millis(1))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(p.finished
+                .iter()
+                .map(|f| (f.first.as_secs_f64() * 1e3, f.total.as_secs_f64() * 1e3))
+                .collect())
+        });
+        let load_expect = self.file(size).expect;
         let t0 = Instant::now();
         for i in 0..load {
             c.start(i, &load_id, load_expect, 1, t0);
         }
-        let deadline = deadline_for(load as u64 * size);
-        let mut next_probe = t0 + Duration::from_millis(20);
-        let mut started = 0;
-        let mut probe_first = Vec::new();
-        let mut probe_total = Vec::new();
-        let mut load_done = 0;
-        let mut seen = 0;
-        while load_done < load || probe_first.len() < started {
-            if c.failed > 0 {
-                return Err(format!(
-                    "latency: {} clients failed: {:?}",
-                    c.failed,
-                    c.errors()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err("latency: timed out".into());
-            }
-            let now = Instant::now();
-            if load_done < load && started < PROBES && now >= next_probe {
-                c.start(load + started, &probe_ids[started], probe_expect, 1, now);
-                started += 1;
-                next_probe = now + Duration::from_millis(10);
-            }
-            c.poll(Duration::from_millis(1))
-                .map_err(|e| e.to_string())?;
-            for f in &c.finished[seen..] {
-                if f.conn < load {
-                    load_done += 1;
-                } else {
-                    probe_first.push(f.first.as_secs_f64() * 1e3);
-                    probe_total.push(f.total.as_secs_f64() * 1e3);
-                }
-            }
-            seen = c.finished.len();
-        }
+        let r = wait(&mut c, deadline, "latency load", |c| {
+            c.finished.len() == load
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let load_secs = t0.elapsed().as_secs_f64();
+        let probes = prober
+            .join()
+            .map_err(|_| "probe thread panicked".to_string())??;
+        r?;
+        let mut probe_first: Vec<f64> = probes.iter().map(|x| x.0).collect();
+        let mut probe_total: Vec<f64> = probes.iter().map(|x| x.1).collect();
         probe_first.sort_by(|a, b| a.total_cmp(b));
         probe_total.sort_by(|a, b| a.total_cmp(b));
         let mut s = Sample::new("latency", "asf", load, size);
         s.values.insert("probes", probe_first.len() as f64);
-        s.values.insert("load_secs", t0.elapsed().as_secs_f64());
+        s.values.insert("load_secs", load_secs);
         for (name, v) in [("first", &probe_first), ("end", &probe_total)] {
             for (p, label) in [(50.0, "p50"), (99.0, "p99"), (100.0, "max")] {
                 let key: &'static str = match (name, label) {
@@ -500,6 +512,9 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
     let mut samples = Vec::new();
     let mut failures = Vec::new();
     let mut jobs = jobs(opts.quick);
+    if let Some(only) = &opts.only {
+        jobs.retain(|j| format!("{j:?}").to_lowercase().starts_with(only.as_str()));
+    }
     let total = opts.warmup + opts.rounds;
     for round in 0..total {
         let warm = round < opts.warmup;
