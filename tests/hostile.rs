@@ -102,13 +102,19 @@ impl RawWs {
             sid: String::new(),
         };
         let req = ws_handshake("/socket.io/?EIO=4&transport=websocket", addr, "");
-        ws.stream.write_all(req.as_bytes()).expect("write handshake");
+        ws.stream
+            .write_all(req.as_bytes())
+            .expect("write handshake");
         let deadline = Instant::now() + CASE_WAIT;
         let head_end = loop {
             if let Some(p) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break p + 4;
             }
-            assert!(ws.fill(deadline), "closed during handshake: {:?}", ws.lossy());
+            assert!(
+                ws.fill(deadline),
+                "closed during handshake: {:?}",
+                ws.lossy()
+            );
         };
         let head = String::from_utf8_lossy(&ws.buf[..head_end]).into_owned();
         assert!(
@@ -118,8 +124,8 @@ impl RawWs {
         ws.buf.drain(..head_end);
         let open = ws.next_frame(deadline).expect("open packet frame");
         let text = String::from_utf8_lossy(&open.payload).into_owned();
-        let json: Value = serde_json::from_str(text.strip_prefix('0').expect("open packet"))
-            .expect("open JSON");
+        let json: Value =
+            serde_json::from_str(text.strip_prefix('0').expect("open packet")).expect("open JSON");
         ws.sid = json["sid"].as_str().expect("sid").to_string();
         ws
     }
@@ -205,10 +211,7 @@ impl RawWs {
                     end.texts.push(t);
                 }
                 8 => {
-                    end.close = f
-                        .payload
-                        .get(..2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                    end.close = f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
                     return end;
                 }
                 _ => {}
@@ -284,7 +287,10 @@ fn assert_error(resp: &support::Response, status: u16, error: &str) {
     let text = String::from_utf8_lossy(body);
     assert_eq!(*got, status, "status; body {text}");
     let ctype = header(headers, "content-type").unwrap_or("");
-    assert!(ctype.starts_with("application/json"), "content-type {ctype:?}");
+    assert!(
+        ctype.starts_with("application/json"),
+        "content-type {ctype:?}"
+    );
     assert_eq!(parse_json(body), json!({ "error": error }), "body");
 }
 
@@ -294,12 +300,20 @@ fn assert_error_prefix(resp: &support::Response, status: u16, prefix: &str) {
     assert_eq!(*got, status, "status; body {text}");
     let json = parse_json(body);
     let err = json["error"].as_str().unwrap_or_default();
-    assert!(err.starts_with(prefix), "error {err:?} should start with {prefix:?}");
+    assert!(
+        err.starts_with(prefix),
+        "error {err:?} should start with {prefix:?}"
+    );
 }
 
 fn assert_eio_error(resp: &support::Response, status: u16, code: u8, message: &str) {
     let (got, _, body) = resp;
-    assert_eq!(*got, status, "status; body {}", String::from_utf8_lossy(body));
+    assert_eq!(
+        *got,
+        status,
+        "status; body {}",
+        String::from_utf8_lossy(body)
+    );
     assert_eq!(
         parse_json(body),
         json!({ "code": code, "message": message }),
@@ -346,14 +360,17 @@ fn assert_kicked(end: &Ending, code: u16) {
     assert_closed(end, code, "session close");
     let disconnect = format!("41{NAMESPACE},");
     assert!(
-        end.texts.iter().any(|t| *t == disconnect),
+        end.texts.contains(&disconnect),
         "no Socket.IO DISCONNECT before the close; saw {:?}",
         end.texts.iter().rev().take(5).collect::<Vec<_>>()
     );
 }
 
 fn ws_refusal(addr: SocketAddr, path: &str, headers: &str) -> support::Response {
-    raw(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -362,7 +379,11 @@ fn ws_refusal(addr: SocketAddr, path: &str, headers: &str) -> support::Response 
 
 /// Joins the healthy stream over and over on one connection until `stop`; each run must be
 /// byte-exact. Returns the number of complete runs, or why it failed.
-fn healthy_listener(addr: SocketAddr, expect: String, stop: Arc<AtomicBool>) -> Result<u32, String> {
+fn healthy_listener(
+    addr: SocketAddr,
+    expect: String,
+    stop: Arc<AtomicBool>,
+) -> Result<u32, String> {
     let mut client = SioClient::try_connect(addr)?;
     let mut runs = 0;
     loop {
@@ -389,14 +410,18 @@ fn healthy_listener(addr: SocketAddr, expect: String, stop: Arc<AtomicBool>) -> 
 fn quick_health(addr: SocketAddr) -> Result<(), String> {
     for i in 0..4 {
         let mut s = TcpStream::connect(addr).map_err(|e| format!("probe {i}: connect: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
         s.write_all(b"GET /asf/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .map_err(|e| format!("probe {i}: write: {e}"))?;
         let mut head = [0u8; 12];
         s.read_exact(&mut head)
             .map_err(|e| format!("server stopped answering GET /asf/health (probe {i}): {e}"))?;
         if &head != b"HTTP/1.1 200" {
-            return Err(format!("health probe {i} answered {:?}", String::from_utf8_lossy(&head)));
+            return Err(format!(
+                "health probe {i} answered {:?}",
+                String::from_utf8_lossy(&head)
+            ));
         }
     }
     Ok(())
@@ -420,154 +445,311 @@ fn http_cases(s: &Server) -> Vec<Case<'_>> {
     let root = s.root_path();
     let root_s = root.to_string_lossy().into_owned();
     let mut v: Vec<Case<'_>> = Vec::new();
-    v.push(("http: oversized header block -> 431", Box::new(move || {
-        let big = "a".repeat(20_000);
-        let r = raw(a, format!("GET /asf/health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
-        assert_error(&r, 431, "request header block is larger than 16384 bytes");
-    })));
-    v.push(("http: too many header fields -> 431", Box::new(move || {
-        let hs: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
-        let r = raw(a, format!("GET /asf/health HTTP/1.1\r\nHost: x\r\n{hs}\r\n").as_bytes());
-        assert_error(&r, 431, "request has more than 64 header fields");
-    })));
-    v.push(("http: oversized body -> 413", Box::new(move || {
-        let r = raw(a, format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n").as_bytes());
-        assert_error(&r, 413, "request body of 2000000 bytes is larger than the limit of 1048576 bytes");
-    })));
+    v.push((
+        "http: oversized header block -> 431",
+        Box::new(move || {
+            let big = "a".repeat(20_000);
+            let r = raw(
+                a,
+                format!("GET /asf/health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+            );
+            assert_error(&r, 431, "request header block is larger than 16384 bytes");
+        }),
+    ));
+    v.push((
+        "http: too many header fields -> 431",
+        Box::new(move || {
+            let hs: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+            let r = raw(
+                a,
+                format!("GET /asf/health HTTP/1.1\r\nHost: x\r\n{hs}\r\n").as_bytes(),
+            );
+            assert_error(&r, 431, "request has more than 64 header fields");
+        }),
+    ));
+    v.push((
+        "http: oversized body -> 413",
+        Box::new(move || {
+            let r = raw(
+                a,
+                format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_error(
+                &r,
+                413,
+                "request body of 2000000 bytes is larger than the limit of 1048576 bytes",
+            );
+        }),
+    ));
     for bad in ["abc", "-1", "5, 6", "+5", "0x10", ""] {
-        v.push(("http: bad Content-Length -> 400", Box::new(move || {
-            let r = raw(a, format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n{{}}").as_bytes());
-            assert_error(&r, 400, "invalid Content-Length header");
-        })));
+        v.push((
+            "http: bad Content-Length -> 400",
+            Box::new(move || {
+                let r = raw(
+                    a,
+                    format!(
+                        "POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n{{}}"
+                    )
+                    .as_bytes(),
+                );
+                assert_error(&r, 400, "invalid Content-Length header");
+            }),
+        ));
     }
     v.push(("http: Content-Length + Transfer-Encoding -> 411", Box::new(move || {
         let r = raw(a, format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n").as_bytes());
         assert_error(&r, 411, "chunked request bodies are not supported; send Content-Length");
     })));
-    v.push(("http: CR inside a header value -> 400", Box::new(move || {
-        let r = raw(a, b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\rSet-Cookie: x=1\r\n\r\n");
-        assert_error_prefix(&r, 400, "malformed request");
-    })));
-    v.push(("http: obs-fold continuation line -> 400", Box::new(move || {
-        let r = raw(a, b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\r\n  folded\r\n\r\n");
-        assert_error_prefix(&r, 400, "malformed request");
-    })));
-    v.push(("http: NUL in header value -> 400", Box::new(move || {
-        let r = raw(a, b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\0c\r\n\r\n");
-        assert_error_prefix(&r, 400, "malformed request");
-    })));
+    v.push((
+        "http: CR inside a header value -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\rSet-Cookie: x=1\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push((
+        "http: obs-fold continuation line -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\r\n  folded\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push((
+        "http: NUL in header value -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\0c\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
     v.push(("http: encoded CRLF in path is not reflected as a header", Box::new(move || {
         let r = raw(a, b"GET /nope%0d%0aSet-Cookie:%20x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert_error(&r, 404, "No route for /nope%0d%0aSet-Cookie:%20x=1");
         assert!(header(&r.1, "set-cookie").is_none(), "injected header: {:?}", r.1);
     })));
-    v.push(("http: invalid UTF-8 in path -> 400", Box::new(move || {
-        let r = raw(a, b"GET /asf/\xff\xfehealth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        assert_error_prefix(&r, 400, "malformed request");
-    })));
-    v.push(("http: request target not origin-form -> 400", Box::new(move || {
-        let r = raw(a, b"GET http://evil/asf/health HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_error(&r, 400, "request target must start with '/'");
-    })));
-    v.push(("notify: invalid UTF-8 body -> 400", Box::new(move || {
-        let r = post_raw(a, NOTIFY, b"{\"stream_id\": \"\xff\xfe\", \"filepath\": \"x\"}");
-        assert_error_prefix(&r, 400, "Request body must be a JSON object");
-    })));
-    v.push(("notify: non-JSON body -> 400", Box::new(move || {
-        let r = post_raw(a, NOTIFY, b"stream_id=a&filepath=b");
-        assert_error_prefix(&r, 400, "Request body must be a JSON object");
-    })));
-    v.push(("notify: JSON array body -> 400", Box::new(move || {
-        let r = post_raw(a, NOTIFY, b"[1,2]");
-        assert_error(&r, 400, "Request body must be a JSON object");
-    })));
-    v.push(("notify: 100000 nested '[' -> 400, no crash", Box::new(move || {
-        let r = post_raw(a, NOTIFY, "[".repeat(100_000).as_bytes());
-        assert_error_prefix(&r, 400, "Request body must be a JSON object");
-        let r = post_raw(a, NOTIFY, "{\"a\":".repeat(50_000).as_bytes());
-        assert_error_prefix(&r, 400, "Request body must be a JSON object");
-    })));
+    v.push((
+        "http: invalid UTF-8 in path -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/\xff\xfehealth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push((
+        "http: request target not origin-form -> 400",
+        Box::new(move || {
+            let r = raw(a, b"GET http://evil/asf/health HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_error(&r, 400, "request target must start with '/'");
+        }),
+    ));
+    v.push((
+        "notify: invalid UTF-8 body -> 400",
+        Box::new(move || {
+            let r = post_raw(
+                a,
+                NOTIFY,
+                b"{\"stream_id\": \"\xff\xfe\", \"filepath\": \"x\"}",
+            );
+            assert_error_prefix(&r, 400, "Request body must be a JSON object");
+        }),
+    ));
+    v.push((
+        "notify: non-JSON body -> 400",
+        Box::new(move || {
+            let r = post_raw(a, NOTIFY, b"stream_id=a&filepath=b");
+            assert_error_prefix(&r, 400, "Request body must be a JSON object");
+        }),
+    ));
+    v.push((
+        "notify: JSON array body -> 400",
+        Box::new(move || {
+            let r = post_raw(a, NOTIFY, b"[1,2]");
+            assert_error(&r, 400, "Request body must be a JSON object");
+        }),
+    ));
+    v.push((
+        "notify: 100000 nested '[' -> 400, no crash",
+        Box::new(move || {
+            let r = post_raw(a, NOTIFY, "[".repeat(100_000).as_bytes());
+            assert_error_prefix(&r, 400, "Request body must be a JSON object");
+            let r = post_raw(a, NOTIFY, "{\"a\":".repeat(50_000).as_bytes());
+            assert_error_prefix(&r, 400, "Request body must be a JSON object");
+        }),
+    ));
     let file = s.write_audio("typed.mp3", b"abc");
     let file_s = file.to_string_lossy().into_owned();
     for field in ["stream_id", "filepath"] {
-        for (kind, bad) in [("number", json!(5)), ("array", json!(["a"])), ("object", json!({"a": 1})), ("bool", json!(true))] {
+        for (kind, bad) in [
+            ("number", json!(5)),
+            ("array", json!(["a"])),
+            ("object", json!({"a": 1})),
+            ("bool", json!(true)),
+        ] {
             let fs = file_s.clone();
-            v.push((leak(format!("notify: {field} as {kind} -> 400")), Box::new(move || {
-                let mut body = json!({"stream_id": "strm_typed", "filepath": fs});
-                body[field] = bad.clone();
-                assert_error(&notify_json(a, &body), 400, &format!("{field} must be a string"));
-            })));
+            v.push((
+                leak(format!("notify: {field} as {kind} -> 400")),
+                Box::new(move || {
+                    let mut body = json!({"stream_id": "strm_typed", "filepath": fs});
+                    body[field] = bad.clone();
+                    assert_error(
+                        &notify_json(a, &body),
+                        400,
+                        &format!("{field} must be a string"),
+                    );
+                }),
+            ));
         }
         let fs = file_s.clone();
-        v.push((leak(format!("notify: {field} null -> 400 missing")), Box::new(move || {
-            let mut body = json!({"stream_id": "strm_typed", "filepath": fs});
-            body[field] = Value::Null;
-            assert_error(&notify_json(a, &body), 400, &format!("Missing required parameters: {field}"));
-        })));
+        v.push((
+            leak(format!("notify: {field} null -> 400 missing")),
+            Box::new(move || {
+                let mut body = json!({"stream_id": "strm_typed", "filepath": fs});
+                body[field] = Value::Null;
+                assert_error(
+                    &notify_json(a, &body),
+                    400,
+                    &format!("Missing required parameters: {field}"),
+                );
+            }),
+        ));
     }
     let fs = file_s.clone();
-    v.push(("notify: stream id of 300 bytes -> 400", Box::new(move || {
-        let body = json!({"stream_id": "s".repeat(300), "filepath": fs});
-        assert_error(&notify_json(a, &body), 400, "stream_id is too long (at most 256 bytes)");
-    })));
+    v.push((
+        "notify: stream id of 300 bytes -> 400",
+        Box::new(move || {
+            let body = json!({"stream_id": "s".repeat(300), "filepath": fs});
+            assert_error(
+                &notify_json(a, &body),
+                400,
+                "stream_id is too long (at most 256 bytes)",
+            );
+        }),
+    ));
     let rs = root_s.clone();
-    v.push(("notify: ../ traversal -> 403", Box::new(move || {
-        for p in [format!("{rs}/../../etc/passwd"), "../etc/passwd".to_string(), format!("{rs}/sub/../typed.mp3")] {
-            let body = json!({"stream_id": "strm_trav", "filepath": p});
-            assert_error(&notify_json(a, &body), 403, "filepath must not contain '..' components");
-        }
-    })));
+    v.push((
+        "notify: ../ traversal -> 403",
+        Box::new(move || {
+            for p in [
+                format!("{rs}/../../etc/passwd"),
+                "../etc/passwd".to_string(),
+                format!("{rs}/sub/../typed.mp3"),
+            ] {
+                let body = json!({"stream_id": "strm_trav", "filepath": p});
+                assert_error(
+                    &notify_json(a, &body),
+                    403,
+                    "filepath must not contain '..' components",
+                );
+            }
+        }),
+    ));
     let rs = root_s.clone();
-    v.push(("notify: absolute path outside root -> 403", Box::new(move || {
-        for p in ["/etc/passwd", "/dev/zero", "/proc/self/environ"] {
-            let body = json!({"stream_id": "strm_abs", "filepath": p});
-            assert_error(&notify_json(a, &body), 403, &format!("filepath resolves outside the audio root {rs}"));
-        }
-    })));
+    v.push((
+        "notify: absolute path outside root -> 403",
+        Box::new(move || {
+            for p in ["/etc/passwd", "/dev/zero", "/proc/self/environ"] {
+                let body = json!({"stream_id": "strm_abs", "filepath": p});
+                assert_error(
+                    &notify_json(a, &body),
+                    403,
+                    &format!("filepath resolves outside the audio root {rs}"),
+                );
+            }
+        }),
+    ));
     let rs = root_s.clone();
     let root2 = root.clone();
-    v.push(("notify: symlink escaping the root -> 403", Box::new(move || {
-        for (name, target) in [("evil.mp3", "/etc/passwd"), ("zero.mp3", "/dev/zero"), ("evildir", "/etc")] {
-            let link = root2.join(name);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(target, &link).expect("symlink");
-            let p = if name == "evildir" { link.join("passwd") } else { link };
-            let body = json!({"stream_id": "strm_link", "filepath": p.to_string_lossy()});
-            assert_error(&notify_json(a, &body), 403, &format!("filepath resolves outside the audio root {rs}"));
-        }
-    })));
+    v.push((
+        "notify: symlink escaping the root -> 403",
+        Box::new(move || {
+            for (name, target) in [
+                ("evil.mp3", "/etc/passwd"),
+                ("zero.mp3", "/dev/zero"),
+                ("evildir", "/etc"),
+            ] {
+                let link = root2.join(name);
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(target, &link).expect("symlink");
+                let p = if name == "evildir" {
+                    link.join("passwd")
+                } else {
+                    link
+                };
+                let body = json!({"stream_id": "strm_link", "filepath": p.to_string_lossy()});
+                assert_error(
+                    &notify_json(a, &body),
+                    403,
+                    &format!("filepath resolves outside the audio root {rs}"),
+                );
+            }
+        }),
+    ));
     let root2 = root.clone();
-    v.push(("notify: FIFO inside the root -> 400", Box::new(move || {
-        let fifo = root2.join("pipe.mp3");
-        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("cstring");
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
-        assert_eq!(rc, 0, "mkfifo");
-        let body = json!({"stream_id": "strm_fifo", "filepath": fifo.to_string_lossy()});
-        assert_error(&notify_json(a, &body), 400, "filepath is not a regular file (a FIFO)");
-    })));
+    v.push((
+        "notify: FIFO inside the root -> 400",
+        Box::new(move || {
+            let fifo = root2.join("pipe.mp3");
+            let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("cstring");
+            // SAFETY: mkfifo with a valid NUL-terminated path.
+            let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+            assert_eq!(rc, 0, "mkfifo");
+            let body = json!({"stream_id": "strm_fifo", "filepath": fifo.to_string_lossy()});
+            assert_error(
+                &notify_json(a, &body),
+                400,
+                "filepath is not a regular file (a FIFO)",
+            );
+        }),
+    ));
     let root2 = root.clone();
-    v.push(("notify: directory as filepath -> 400", Box::new(move || {
-        std::fs::create_dir_all(root2.join("adir")).expect("mkdir");
-        for p in [root2.join("adir"), root2.clone()] {
-            let body = json!({"stream_id": "strm_dir", "filepath": p.to_string_lossy()});
-            assert_error(&notify_json(a, &body), 400, "filepath is not a regular file (a directory)");
-        }
-    })));
-    v.push(("notify: NUL in filepath -> 400", Box::new(move || {
-        let body = json!({"stream_id": "strm_nul", "filepath": "a\u{0}b.mp3"});
-        assert_error(&notify_json(a, &body), 400, "filepath is not a valid path");
-    })));
-    v.push(("http: slowloris (half a request line) -> 408 then close after 1 s", Box::new(move || {
-        let mut c = HttpConn::connect(a);
-        c.send_raw(b"GET /asf/hea");
-        let t0 = Instant::now();
-        let r = c.read_response();
-        let took = t0.elapsed();
-        assert_error(&r, 408, "Request not received in time");
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
-        assert!(c.closed_by_peer(), "connection left open after 408");
-    })));
+    v.push((
+        "notify: directory as filepath -> 400",
+        Box::new(move || {
+            std::fs::create_dir_all(root2.join("adir")).expect("mkdir");
+            for p in [root2.join("adir"), root2.clone()] {
+                let body = json!({"stream_id": "strm_dir", "filepath": p.to_string_lossy()});
+                assert_error(
+                    &notify_json(a, &body),
+                    400,
+                    "filepath is not a regular file (a directory)",
+                );
+            }
+        }),
+    ));
+    v.push((
+        "notify: NUL in filepath -> 400",
+        Box::new(move || {
+            let body = json!({"stream_id": "strm_nul", "filepath": "a\u{0}b.mp3"});
+            assert_error(&notify_json(a, &body), 400, "filepath is not a valid path");
+        }),
+    ));
+    v.push((
+        "http: slowloris (half a request line) -> 408 then close after 1 s",
+        Box::new(move || {
+            let mut c = HttpConn::connect(a);
+            c.send_raw(b"GET /asf/hea");
+            let t0 = Instant::now();
+            let r = c.read_response();
+            let took = t0.elapsed();
+            assert_error(&r, 408, "Request not received in time");
+            assert!(
+                took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+                "took {took:?}"
+            );
+            assert!(c.closed_by_peer(), "connection left open after 408");
+        }),
+    ));
     v
 }
 
@@ -575,38 +757,71 @@ fn eio_cases(s: &Server) -> Vec<Case<'_>> {
     let a = s.addr;
     let mut v: Vec<Case<'_>> = Vec::new();
     for eio in ["EIO=3", "EIO=5", "EIO=abc", ""] {
-        v.push((leak(format!("eio: polling with {eio:?} -> code 5")), Box::new(move || {
-            let r = eio_get(a, &format!("{eio}&transport=polling"));
-            assert_eio_error(&r, 400, 5, "Unsupported protocol version");
-        })));
-        v.push((leak(format!("eio: websocket with {eio:?} -> code 5")), Box::new(move || {
-            let r = raw(a, ws_handshake(&format!("/socket.io/?{eio}&transport=websocket"), a, "").as_bytes());
-            assert_eio_error(&r, 400, 5, "Unsupported protocol version");
-        })));
+        v.push((
+            leak(format!("eio: polling with {eio:?} -> code 5")),
+            Box::new(move || {
+                let r = eio_get(a, &format!("{eio}&transport=polling"));
+                assert_eio_error(&r, 400, 5, "Unsupported protocol version");
+            }),
+        ));
+        v.push((
+            leak(format!("eio: websocket with {eio:?} -> code 5")),
+            Box::new(move || {
+                let r = raw(
+                    a,
+                    ws_handshake(&format!("/socket.io/?{eio}&transport=websocket"), a, "")
+                        .as_bytes(),
+                );
+                assert_eio_error(&r, 400, 5, "Unsupported protocol version");
+            }),
+        ));
     }
     for t in ["transport=flash", "transport=", ""] {
-        v.push((leak(format!("eio: unknown transport {t:?} -> code 0")), Box::new(move || {
-            let r = eio_get(a, &format!("EIO=4&{t}"));
-            assert_eio_error(&r, 400, 0, "Transport unknown");
-        })));
+        v.push((
+            leak(format!("eio: unknown transport {t:?} -> code 0")),
+            Box::new(move || {
+                let r = eio_get(a, &format!("EIO=4&{t}"));
+                assert_eio_error(&r, 400, 0, "Transport unknown");
+            }),
+        ));
     }
-    v.push(("eio: unknown sid -> code 1", Box::new(move || {
-        let r = eio_get(a, "EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA");
-        assert_eio_error(&r, 400, 1, "Session ID unknown");
-        let r = raw(a, ws_handshake("/socket.io/?EIO=4&transport=websocket&sid=AAAAAAAAAAAAAAAAAAAA", a, "").as_bytes());
-        assert_eio_error(&r, 400, 1, "Session ID unknown");
-    })));
-    v.push(("eio: malformed sids -> code 1", Box::new(move || {
-        for sid in ["%00%ff", "..%2F..%2Fetc", &"x".repeat(5000), "", "%E2%80%AE"] {
-            let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+    v.push((
+        "eio: unknown sid -> code 1",
+        Box::new(move || {
+            let r = eio_get(a, "EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA");
             assert_eio_error(&r, 400, 1, "Session ID unknown");
-        }
-    })));
+            let r = raw(
+                a,
+                ws_handshake(
+                    "/socket.io/?EIO=4&transport=websocket&sid=AAAAAAAAAAAAAAAAAAAA",
+                    a,
+                    "",
+                )
+                .as_bytes(),
+            );
+            assert_eio_error(&r, 400, 1, "Session ID unknown");
+        }),
+    ));
+    v.push((
+        "eio: malformed sids -> code 1",
+        Box::new(move || {
+            for sid in [
+                "%00%ff",
+                "..%2F..%2Fetc",
+                &"x".repeat(5000),
+                "",
+                "%E2%80%AE",
+            ] {
+                let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+                assert_eio_error(&r, 400, 1, "Session ID unknown");
+            }
+        }),
+    ));
     v
 }
 
 /// Cases that share the polling-GET refusal path; run last because a server bug there has
-/// been seen to wedge every worker (see the report in the commit message).
+/// been seen to deadlock a worker (a refused polling GET re-locks the session it still holds).
 fn eio_polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
     let a = s.addr;
     let mut v: Vec<Case<'_>> = Vec::new();
@@ -623,30 +838,40 @@ fn eio_polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
         ws.text(&format!("40{NAMESPACE},"));
         ws.until_text("connection_ack after refused polling", |t| t.contains("connection_ack"));
     })));
-    v.push(("eio: overlapping polling GETs -> second gets code 3, first returns the close packet", Box::new(move || {
-        let sid = polling_handshake(a);
-        let sid1 = sid.clone();
-        let first = thread::spawn(move || {
-            let sid = sid1;
-            let t0 = Instant::now();
-            let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
-            (r, t0.elapsed())
-        });
-        thread::sleep(Duration::from_millis(300));
-        let r2 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
-        assert_eio_error(&r2, 400, 3, "Bad request");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !first.is_finished() {
-            assert!(Instant::now() < deadline, "first GET still hanging 5 s after the overlap closed its session");
-            thread::sleep(Duration::from_millis(20));
-        }
-        let ((status, _, body), _took) = first.join().expect("first GET thread");
-        assert_eq!(status, 200, "first GET: {}", String::from_utf8_lossy(&body));
-        let body = String::from_utf8_lossy(&body).into_owned();
-        assert_eq!(body.split('\u{1e}').last(), Some("1"), "first GET should end with the close packet: {body:?}");
-        let r3 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
-        assert_eio_error(&r3, 400, 1, "Session ID unknown");
-    })));
+    v.push((
+        "eio: overlapping polling GETs -> second gets code 3, first returns the close packet",
+        Box::new(move || {
+            let sid = polling_handshake(a);
+            let sid1 = sid.clone();
+            let first = thread::spawn(move || {
+                let sid = sid1;
+                let t0 = Instant::now();
+                let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+                (r, t0.elapsed())
+            });
+            thread::sleep(Duration::from_millis(300));
+            let r2 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+            assert_eio_error(&r2, 400, 3, "Bad request");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !first.is_finished() {
+                assert!(
+                    Instant::now() < deadline,
+                    "first GET still hanging 5 s after the overlap closed its session"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+            let ((status, _, body), _took) = first.join().expect("first GET thread");
+            assert_eq!(status, 200, "first GET: {}", String::from_utf8_lossy(&body));
+            let body = String::from_utf8_lossy(&body).into_owned();
+            assert_eq!(
+                body.split('\u{1e}').next_back(),
+                Some("1"),
+                "first GET should end with the close packet: {body:?}"
+            );
+            let r3 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+            assert_eio_error(&r3, 400, 1, "Session ID unknown");
+        }),
+    ));
     v
 }
 
@@ -660,10 +885,17 @@ fn ws_cases(s: &Server) -> Vec<Case<'_>> {
             assert_error(&r, 400, "Sec-WebSocket-Key must be the base64 encoding of 16 bytes");
         }
     })));
-    v.push(("ws handshake: missing Sec-WebSocket-Key -> 400", Box::new(move || {
-        let r = ws_refusal(a, path, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
-        assert_error(&r, 400, "missing Sec-WebSocket-Key header");
-    })));
+    v.push((
+        "ws handshake: missing Sec-WebSocket-Key -> 400",
+        Box::new(move || {
+            let r = ws_refusal(
+                a,
+                path,
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
+            );
+            assert_error(&r, 400, "missing Sec-WebSocket-Key header");
+        }),
+    ));
     v.push(("ws handshake: version 12 -> 400 + Sec-WebSocket-Version: 13", Box::new(move || {
         let r = ws_refusal(a, path, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 12\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
         assert_error(&r, 400, "unsupported Sec-WebSocket-Version; only 13 is supported");
@@ -678,95 +910,139 @@ fn ws_cases(s: &Server) -> Vec<Case<'_>> {
         let r = ws_refusal(a, path, "Upgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
         assert_error(&r, 400, "Connection header must include upgrade");
     })));
-    v.push(("ws frame: over maxPayload -> close 1009", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        let mut f = vec![0x81, 0x80 | 127];
-        f.extend_from_slice(&2_000_000u64.to_be_bytes());
-        f.extend_from_slice(&[1, 2, 3, 4]);
-        f.extend_from_slice(&[b'4'; 1000]);
-        ws.send(&f);
-        assert_closed(&ws.until_close(), 1009, "oversized frame");
-    })));
-    v.push(("ws frame: message over maxPayload in fragments -> close 1009", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        let part = vec![b'x'; 400_000];
-        ws.send(&encode_frame(false, 1, b"4", true));
-        for _ in 0..3 {
-            ws.send(&encode_frame(false, 0, &part, true));
-        }
-        assert_closed(&ws.until_close(), 1009, "oversized fragmented message");
-    })));
-    v.push(("ws frame: unmasked client frame -> close 1002", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(true, 1, b"40", false));
-        assert_closed(&ws.until_close(), 1002, "unmasked frame");
-    })));
-    v.push(("ws frame: fragmented ping -> close 1002", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(false, 9, b"hi", true));
-        assert_closed(&ws.until_close(), 1002, "fragmented control frame");
-    })));
-    v.push(("ws frame: ping over 125 bytes -> close 1002", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(true, 9, &[b'p'; 200], true));
-        assert_closed(&ws.until_close(), 1002, "long control frame");
-    })));
+    v.push((
+        "ws frame: over maxPayload -> close 1009",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            let mut f = vec![0x81, 0x80 | 127];
+            f.extend_from_slice(&2_000_000u64.to_be_bytes());
+            f.extend_from_slice(&[1, 2, 3, 4]);
+            f.extend_from_slice(&[b'4'; 1000]);
+            ws.send(&f);
+            assert_closed(&ws.until_close(), 1009, "oversized frame");
+        }),
+    ));
+    v.push((
+        "ws frame: message over maxPayload in fragments -> close 1009",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            let part = vec![b'x'; 400_000];
+            ws.send(&encode_frame(false, 1, b"4", true));
+            for _ in 0..3 {
+                ws.send(&encode_frame(false, 0, &part, true));
+            }
+            assert_closed(&ws.until_close(), 1009, "oversized fragmented message");
+        }),
+    ));
+    v.push((
+        "ws frame: unmasked client frame -> close 1002",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(true, 1, b"40", false));
+            assert_closed(&ws.until_close(), 1002, "unmasked frame");
+        }),
+    ));
+    v.push((
+        "ws frame: fragmented ping -> close 1002",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(false, 9, b"hi", true));
+            assert_closed(&ws.until_close(), 1002, "fragmented control frame");
+        }),
+    ));
+    v.push((
+        "ws frame: ping over 125 bytes -> close 1002",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(true, 9, &[b'p'; 200], true));
+            assert_closed(&ws.until_close(), 1002, "long control frame");
+        }),
+    ));
     for code in [0u16, 999, 1005, 1006, 1015, 2999, 5000] {
-        v.push((leak(format!("ws frame: close with invalid code {code} -> close 1002")), Box::new(move || {
-            let mut ws = RawWs::open(a);
-            ws.send(&encode_frame(true, 8, &code.to_be_bytes(), true));
-            assert_closed(&ws.until_close(), 1002, "invalid close code");
-        })));
+        v.push((
+            leak(format!(
+                "ws frame: close with invalid code {code} -> close 1002"
+            )),
+            Box::new(move || {
+                let mut ws = RawWs::open(a);
+                ws.send(&encode_frame(true, 8, &code.to_be_bytes(), true));
+                assert_closed(&ws.until_close(), 1002, "invalid close code");
+            }),
+        ));
     }
-    v.push(("ws frame: close with 1-byte payload -> close 1002", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(true, 8, &[3], true));
-        assert_closed(&ws.until_close(), 1002, "1-byte close");
-    })));
-    v.push(("ws frame: valid client close -> close 1000 echoed", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(true, 8, &1000u16.to_be_bytes(), true));
-        assert_closed(&ws.until_close(), 1000, "polite close");
-    })));
+    v.push((
+        "ws frame: close with 1-byte payload -> close 1002",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(true, 8, &[3], true));
+            assert_closed(&ws.until_close(), 1002, "1-byte close");
+        }),
+    ));
+    v.push((
+        "ws frame: valid client close -> close 1000 echoed",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(true, 8, &1000u16.to_be_bytes(), true));
+            assert_closed(&ws.until_close(), 1000, "polite close");
+        }),
+    ));
     for op in [3u8, 7, 11, 15] {
-        v.push((leak(format!("ws frame: reserved opcode {op} -> close 1002")), Box::new(move || {
-            let mut ws = RawWs::open(a);
-            ws.send(&encode_frame(true, op, b"x", true));
-            assert_closed(&ws.until_close(), 1002, "reserved opcode");
-        })));
+        v.push((
+            leak(format!("ws frame: reserved opcode {op} -> close 1002")),
+            Box::new(move || {
+                let mut ws = RawWs::open(a);
+                ws.send(&encode_frame(true, op, b"x", true));
+                assert_closed(&ws.until_close(), 1002, "reserved opcode");
+            }),
+        ));
     }
-    v.push(("ws frame: RSV1 set -> close 1002", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        let mut f = encode_frame(true, 1, b"40", true);
-        f[0] |= 0x40;
-        ws.send(&f);
-        assert_closed(&ws.until_close(), 1002, "rsv bit");
-    })));
-    v.push(("ws frame: continuation without a message -> close 1002", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(true, 0, b"x", true));
-        assert_closed(&ws.until_close(), 1002, "stray continuation");
-    })));
-    v.push(("ws frame: invalid UTF-8 text -> close 1007", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.send(&encode_frame(true, 1, b"4\xff\xfe\xfd", true));
-        assert_closed(&ws.until_close(), 1007, "invalid UTF-8");
-    })));
-    v.push(("ws frame: UTF-8 split across fragments is valid", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        let msg = format!("40{NAMESPACE},{{\"x\":\"é\"}}");
-        let bytes = msg.as_bytes();
-        let cut = bytes.len() - 3; // inside the two bytes of é
-        ws.send(&encode_frame(false, 1, &bytes[..cut], true));
-        ws.send(&encode_frame(true, 0, &bytes[cut..], true));
-        ws.until_text("connection_ack", |t| t.contains("connection_ack"));
-    })));
-    for (label, text) in [("\"x\"", "x"), ("\"9\"", "9"), ("empty", "")] {
-        v.push((leak(format!("eio: garbage text {label} -> close 1008")), Box::new(move || {
+    v.push((
+        "ws frame: RSV1 set -> close 1002",
+        Box::new(move || {
             let mut ws = RawWs::open(a);
-            ws.text(text);
-            assert_closed(&ws.until_close(), 1008, "Engine.IO garbage");
-        })));
+            let mut f = encode_frame(true, 1, b"40", true);
+            f[0] |= 0x40;
+            ws.send(&f);
+            assert_closed(&ws.until_close(), 1002, "rsv bit");
+        }),
+    ));
+    v.push((
+        "ws frame: continuation without a message -> close 1002",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(true, 0, b"x", true));
+            assert_closed(&ws.until_close(), 1002, "stray continuation");
+        }),
+    ));
+    v.push((
+        "ws frame: invalid UTF-8 text -> close 1007",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.send(&encode_frame(true, 1, b"4\xff\xfe\xfd", true));
+            assert_closed(&ws.until_close(), 1007, "invalid UTF-8");
+        }),
+    ));
+    v.push((
+        "ws frame: UTF-8 split across fragments is valid",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            let msg = format!("40{NAMESPACE},{{\"x\":\"é\"}}");
+            let bytes = msg.as_bytes();
+            let cut = bytes.len() - 3; // inside the two bytes of é
+            ws.send(&encode_frame(false, 1, &bytes[..cut], true));
+            ws.send(&encode_frame(true, 0, &bytes[cut..], true));
+            ws.until_text("connection_ack", |t| t.contains("connection_ack"));
+        }),
+    ));
+    for (label, text) in [("\"x\"", "x"), ("\"9\"", "9"), ("empty", "")] {
+        v.push((
+            leak(format!("eio: garbage text {label} -> close 1008")),
+            Box::new(move || {
+                let mut ws = RawWs::open(a);
+                ws.text(text);
+                assert_closed(&ws.until_close(), 1008, "Engine.IO garbage");
+            }),
+        ));
     }
     v
 }
@@ -774,14 +1050,33 @@ fn ws_cases(s: &Server) -> Vec<Case<'_>> {
 fn sio_cases(s: &Server) -> Vec<Case<'_>> {
     let a = s.addr;
     let mut v: Vec<Case<'_>> = Vec::new();
-    for bad in ["4abc", "42{}", "42[]", "42abc[\"x\"]", "42[1,2]", "42[\"x\"", "44{\"message\":\"x\"}"] {
-        v.push((leak(format!("sio: garbage {bad:?} -> DISCONNECT + close 1008")), Box::new(move || {
-            let mut ws = RawWs::joined(a);
-            let nsbad = if bad.len() > 2 { format!("{}{NAMESPACE},{}", &bad[..2], &bad[2..]) } else { bad.to_string() };
-            let packet = if bad == "4abc" { bad.to_string() } else { nsbad };
-            ws.text(&packet);
-            assert_kicked(&ws.until_close(), 1008);
-        })));
+    for bad in [
+        "4abc",
+        "42{}",
+        "42[]",
+        "42abc[\"x\"]",
+        "42[1,2]",
+        "42[\"x\"",
+        "44{\"message\":\"x\"}",
+    ] {
+        v.push((
+            leak(format!("sio: garbage {bad:?} -> DISCONNECT + close 1008")),
+            Box::new(move || {
+                let mut ws = RawWs::joined(a);
+                let nsbad = if bad.len() > 2 {
+                    format!("{}{NAMESPACE},{}", &bad[..2], &bad[2..])
+                } else {
+                    bad.to_string()
+                };
+                let packet = if bad == "4abc" {
+                    bad.to_string()
+                } else {
+                    nsbad
+                };
+                ws.text(&packet);
+                assert_kicked(&ws.until_close(), 1008);
+            }),
+        ));
     }
     v.push(("sio: placeholder count mismatch (451- with 2 placeholders) -> close 1008", Box::new(move || {
         let mut ws = RawWs::joined(a);
@@ -789,93 +1084,162 @@ fn sio_cases(s: &Server) -> Vec<Case<'_>> {
         ws.send(&encode_frame(true, 2, b"\x04bin", true));
         assert_kicked(&ws.until_close(), 1008);
     })));
-    v.push(("sio: attachments never sent, then a text packet -> close 1008", Box::new(move || {
-        let mut ws = RawWs::joined(a);
-        ws.text(&format!("451-{NAMESPACE},[\"join_stream\",{{\"_placeholder\":true,\"num\":0}}]"));
-        ws.text(&format!("42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"x\"}}]"));
-        assert_kicked(&ws.until_close(), 1008);
-    })));
-    v.push(("sio: binary without a pending binary packet -> close 1008", Box::new(move || {
-        let mut ws = RawWs::joined(a);
-        ws.send(&encode_frame(true, 2, b"\x04junk", true));
-        assert_kicked(&ws.until_close(), 1008);
-    })));
-    v.push(("sio: event flood -> DISCONNECT + close 1008, server still serves", Box::new(move || {
-        let ws = RawWs::joined(a);
-        let mut writer = ws.stream.try_clone().expect("clone");
-        let frame = encode_frame(true, 1, format!("42{NAMESPACE},[\"noop\",1]").as_bytes(), true);
-        let mut ws = ws;
-        let flood = thread::spawn(move || {
-            let batch: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 500).collect();
-            for _ in 0..10 {
-                if writer.write_all(&batch).is_err() {
-                    break;
+    v.push((
+        "sio: attachments never sent, then a text packet -> close 1008",
+        Box::new(move || {
+            let mut ws = RawWs::joined(a);
+            ws.text(&format!(
+                "451-{NAMESPACE},[\"join_stream\",{{\"_placeholder\":true,\"num\":0}}]"
+            ));
+            ws.text(&format!(
+                "42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"x\"}}]"
+            ));
+            assert_kicked(&ws.until_close(), 1008);
+        }),
+    ));
+    v.push((
+        "sio: binary without a pending binary packet -> close 1008",
+        Box::new(move || {
+            let mut ws = RawWs::joined(a);
+            ws.send(&encode_frame(true, 2, b"\x04junk", true));
+            assert_kicked(&ws.until_close(), 1008);
+        }),
+    ));
+    v.push((
+        "sio: event flood -> DISCONNECT + close 1008, server still serves",
+        Box::new(move || {
+            let ws = RawWs::joined(a);
+            let mut writer = ws.stream.try_clone().expect("clone");
+            let frame = encode_frame(
+                true,
+                1,
+                format!("42{NAMESPACE},[\"noop\",1]").as_bytes(),
+                true,
+            );
+            let mut ws = ws;
+            let flood = thread::spawn(move || {
+                let batch: Vec<u8> = frame
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(frame.len() * 500)
+                    .collect();
+                for _ in 0..10 {
+                    if writer.write_all(&batch).is_err() {
+                        break;
+                    }
+                }
+            });
+            let end = ws.until_close();
+            let _ = flood.join();
+            assert_kicked(&end, 1008);
+            let mut again = RawWs::joined(a);
+            again.text(&format!("42{NAMESPACE},[\"join_stream\",{{}}]"));
+            again.until_text("error event after flood", |t| {
+                t.contains("stream_id is required for join_stream.")
+            });
+        }),
+    ));
+    v.push((
+        "sio: CONNECT to 50 unknown namespaces -> 50 CONNECT_ERROR, session lives",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            for i in 0..50 {
+                ws.text(&format!("40/nope{i},"));
+            }
+            let mut errors = 0;
+            ws.until_text("50 CONNECT_ERRORs", |t| {
+                if let Some(p) = t.strip_prefix('4').and_then(|p| parse_packet(p).ok()) {
+                    assert_eq!(p.kind, 4, "unexpected packet {t:?}");
+                    assert_eq!(p.data, json!({"message": "Invalid namespace"}), "{t:?}");
+                }
+                errors += 1;
+                errors == 50
+            });
+            ws.text(&format!("40{NAMESPACE},"));
+            ws.until_text("connection_ack after refused namespaces", |t| {
+                t.contains("connection_ack")
+            });
+        }),
+    ));
+    v.push((
+        "sio: event before CONNECT is ignored, session lives",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            ws.text(&format!(
+                "42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"{HEALTHY_ID}\"}}]"
+            ));
+            ws.text(&format!("40{NAMESPACE},"));
+            let seen = ws.until_text("connection_ack", |t| t.contains("connection_ack"));
+            assert!(
+                !seen.iter().any(|t| t.contains("stream_status")),
+                "event before CONNECT was served: {seen:?}"
+            );
+        }),
+    ));
+    v.push((
+        "sio: join flood (300 join_stream) -> each answered, last one streams byte-exact",
+        Box::new(move || {
+            let mut ws = RawWs::joined(a);
+            let join = encode_frame(
+                true,
+                1,
+                format!("42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"{HEALTHY_ID}\"}}]")
+                    .as_bytes(),
+                true,
+            );
+            let mut batch = Vec::new();
+            for _ in 0..300 {
+                batch.extend_from_slice(&join);
+            }
+            ws.send(&batch);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let (mut statuses, mut audio, mut pending_bin) = (0, Vec::new(), false);
+            loop {
+                let f = ws
+                    .next_frame(deadline)
+                    .unwrap_or_else(|| panic!("closed after {statuses} stream_status"));
+                match f.opcode {
+                    1 => {
+                        let t = String::from_utf8_lossy(&f.payload).into_owned();
+                        if t == "2" {
+                            ws.text("3");
+                            continue;
+                        }
+                        if t.contains("\"stream_status\"") {
+                            statuses += 1;
+                            audio.clear();
+                        }
+                        if t.starts_with("451-") {
+                            pending_bin = true;
+                        }
+                        if t.contains("end_of_stream") && statuses == 300 {
+                            break;
+                        }
+                        assert!(
+                            !t.contains("stream_error") && !t.contains("\"error\""),
+                            "join flood got {t:?}"
+                        );
+                    }
+                    2 => {
+                        assert!(pending_bin, "binary frame without a header");
+                        pending_bin = false;
+                        if statuses == 300 {
+                            audio.extend_from_slice(&f.payload);
+                        }
+                    }
+                    8 => panic!("closed after {statuses} joins: {:?}", f.payload),
+                    _ => {}
                 }
             }
-        });
-        let end = ws.until_close();
-        let _ = flood.join();
-        assert_kicked(&end, 1008);
-        let mut again = RawWs::joined(a);
-        again.text(&format!("42{NAMESPACE},[\"join_stream\",{{}}]"));
-        again.until_text("error event after flood", |t| t.contains("stream_id is required for join_stream."));
-    })));
-    v.push(("sio: CONNECT to 50 unknown namespaces -> 50 CONNECT_ERROR, session lives", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        for i in 0..50 {
-            ws.text(&format!("40/nope{i},"));
-        }
-        let mut errors = 0;
-        ws.until_text("50 CONNECT_ERRORs", |t| {
-            if let Some(p) = t.strip_prefix('4').and_then(|p| parse_packet(p).ok()) {
-                assert_eq!(p.kind, 4, "unexpected packet {t:?}");
-                assert_eq!(p.data, json!({"message": "Invalid namespace"}), "{t:?}");
-            }
-            errors += 1;
-            errors == 50
-        });
-        ws.text(&format!("40{NAMESPACE},"));
-        ws.until_text("connection_ack after refused namespaces", |t| t.contains("connection_ack"));
-    })));
-    v.push(("sio: event before CONNECT is ignored, session lives", Box::new(move || {
-        let mut ws = RawWs::open(a);
-        ws.text(&format!("42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"{HEALTHY_ID}\"}}]"));
-        ws.text(&format!("40{NAMESPACE},"));
-        let seen = ws.until_text("connection_ack", |t| t.contains("connection_ack"));
-        assert!(!seen.iter().any(|t| t.contains("stream_status")), "event before CONNECT was served: {seen:?}");
-    })));
-    v.push(("sio: join flood (300 join_stream) -> each answered, last one streams byte-exact", Box::new(move || {
-        let mut ws = RawWs::joined(a);
-        let join = encode_frame(true, 1, format!("42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"{HEALTHY_ID}\"}}]").as_bytes(), true);
-        let mut batch = Vec::new();
-        for _ in 0..300 {
-            batch.extend_from_slice(&join);
-        }
-        ws.send(&batch);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (mut statuses, mut audio, mut pending_bin) = (0, Vec::new(), false);
-        loop {
-            let f = ws.next_frame(deadline).unwrap_or_else(|| panic!("closed after {statuses} stream_status"));
-            match f.opcode {
-                1 => {
-                    let t = String::from_utf8_lossy(&f.payload).into_owned();
-                    if t == "2" { ws.text("3"); continue; }
-                    if t.contains("\"stream_status\"") { statuses += 1; audio.clear(); }
-                    if t.starts_with("451-") { pending_bin = true; }
-                    if t.contains("end_of_stream") && statuses == 300 { break; }
-                    assert!(!t.contains("stream_error") && !t.contains("\"error\""), "join flood got {t:?}");
-                }
-                2 => {
-                    assert!(pending_bin, "binary frame without a header");
-                    pending_bin = false;
-                    if statuses == 300 { audio.extend_from_slice(&f.payload); }
-                }
-                8 => panic!("closed after {statuses} joins: {:?}", f.payload),
-                _ => {}
-            }
-        }
-        assert_eq!(sha256_hex(&audio), sha256_hex(&audio_bytes(HEALTHY_LEN, 7)), "last join's audio ({} bytes)", audio.len());
-    })));
+            assert_eq!(
+                sha256_hex(&audio),
+                sha256_hex(&audio_bytes(HEALTHY_LEN, 7)),
+                "last join's audio ({} bytes)",
+                audio.len()
+            );
+        }),
+    ));
     v.push(("sio: join with 300-byte stream id -> error event", Box::new(move || {
         let mut ws = RawWs::joined(a);
         ws.text(&format!("42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"{}\"}}]", "s".repeat(300)));
@@ -941,7 +1305,10 @@ fn hostile_inputs_leave_the_server_and_a_healthy_listener_intact() {
         }
         if let Err(why) = quick_health(server.addr) {
             eprintln!("FAIL after {label}: {why}");
-            failures.lock().unwrap().push(format!("[after {label}] {why}"));
+            failures
+                .lock()
+                .unwrap()
+                .push(format!("[after {label}] {why}"));
         }
     }
     let health = catch_unwind(AssertUnwindSafe(|| server.health()));
