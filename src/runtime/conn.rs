@@ -11,7 +11,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::io::write_all;
-use super::session::{gather, perform_read, Budget, Ctx, Item, Shared, Step};
+use super::session::{gather, Budget, Ctx, Item, Shared, Step};
 use super::{websocket, Service};
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
@@ -236,9 +236,13 @@ fn to_outgoing(items: Vec<Item>) -> Vec<Outgoing> {
 }
 
 async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) -> Response {
-    if let Err(reason) = shared.lock().eio.begin_poll() {
+    let begun = shared.lock().eio.begin_poll();
+    if let Err(reason) = begun {
         tracing::info!(sid = %shared.sid, %reason, "polling GET refused");
-        if shared.lock().eio.closed().is_some() {
+        let closed = shared.lock().eio.closed().is_some();
+        if closed {
+            // Wake the poll already waiting so it answers with a close packet.
+            shared.notify.notify_one();
             ctx.finish(shared);
         }
         return eio_error(ErrorCode::BadRequest);
@@ -255,7 +259,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
         let (step, prefetch, closed) = {
             let mut st = shared.lock();
             if st.eio.closed().is_some() {
-                (Step::Idle, None, true)
+                (Step::Idle, Vec::new(), true)
             } else {
                 let (step, prefetch) = gather(
                     ctx,
@@ -270,8 +274,8 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
                 (step, prefetch, st.eio.closed().is_some())
             }
         };
-        if let Some((session, b)) = prefetch {
-            super::io::spawn_prefetch(session, b);
+        for (session, b) in prefetch {
+            super::io::spawn_read(session, b);
         }
         if closed {
             break true;
@@ -281,7 +285,6 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
         }
         match step {
             Step::More => {}
-            Step::Read(session, b) => perform_read(session, b).await,
             Step::Sleep(t) => {
                 tokio::select! {
                     _ = shared.notify.notified() => {}

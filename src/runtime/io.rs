@@ -93,8 +93,9 @@ pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<B
     Ok(pool.freeze(buf))
 }
 
-/// Reads block `b` in a background task (read-ahead) and reports it to the session.
-pub(crate) fn spawn_prefetch(session: Arc<StreamSession>, b: u64) {
+/// Reads block `b` in a task of its own and reports it to the session (which wakes every
+/// listener waiting for it).
+pub(crate) fn spawn_read(session: Arc<StreamSession>, b: u64) {
     tokio_uring::spawn(async move {
         let result = read_block(&session, b).await;
         session.complete_read(b, result);

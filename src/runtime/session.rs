@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use super::{io, ServerStats, Service};
+use super::{ServerStats, Service};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
 use crate::stream::{Poll, StreamSession};
@@ -154,8 +154,6 @@ pub(crate) enum Item {
 pub(crate) enum Step {
     /// More is ready now.
     More,
-    /// Read this block, then gather again.
-    Read(Arc<StreamSession>, u64),
     /// Nothing due before this instant (or a wake-up).
     Sleep(Instant),
     /// Nothing to do until woken.
@@ -173,7 +171,8 @@ pub(crate) struct Budget {
 
 #[allow(clippy::too_many_arguments)] // one call site per transport; a struct would only rename them
 /// Under the session lock: runs the service's wake hook, takes queued packets, then chunks
-/// from the feed, within `budget`. Returns what to do next and a block worth reading ahead.
+/// from the feed, within `budget`. Returns what to do next and the block reads to start
+/// (the listener's demand read or read-ahead); a read's completion wakes the waiters.
 pub(crate) fn gather<S: Service>(
     ctx: &Ctx<S>,
     st: &mut State<S::Conn>,
@@ -183,7 +182,7 @@ pub(crate) fn gather<S: Service>(
     budget: Budget,
     out: &mut Vec<Item>,
     scratch: &mut Vec<Bytes>,
-) -> (Step, Option<(Arc<StreamSession>, u64)>) {
+) -> (Step, Vec<(Arc<StreamSession>, u64)>) {
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
     service.on_wake(conn, eio.outbox(), sid, now, waker);
@@ -198,10 +197,10 @@ pub(crate) fn gather<S: Service>(
         }
     }
     if eio.has_output() {
-        return (Step::More, None);
+        return (Step::More, Vec::new());
     }
     let Some(feed) = service.feed(conn) else {
-        return (Step::Idle, None);
+        return (Step::Idle, Vec::new());
     };
     let lag = feed.listener.lag_bytes(now);
     if lag > ctx.config.max_lag_bytes {
@@ -214,27 +213,34 @@ pub(crate) fn gather<S: Service>(
             out.push(Item::Packet(p));
         }
         eio.close(DisconnectReason::SlowConsumer(why));
-        return (Step::Idle, None);
+        return (Step::Idle, Vec::new());
     }
     let chunk_budget = (budget.packets - packets) / 2;
     if chunk_budget == 0 {
-        return (Step::More, None);
+        return (Step::More, Vec::new());
     }
     scratch.clear();
     let poll = feed
         .listener
         .poll(now, budget.bytes, chunk_budget, waker, scratch);
-    let prefetch = feed
+    let mut reads: Vec<_> = feed
         .listener
         .take_prefetch()
-        .map(|b| (Arc::clone(feed.listener.session()), b));
+        .map(|b| (Arc::clone(feed.listener.session()), b))
+        .into_iter()
+        .collect();
     for chunk in scratch.drain(..) {
         out.push(Item::Chunk(feed.chunk_header.clone(), chunk));
     }
     let step = match poll {
         Poll::More => Step::More,
         Poll::Wait => Step::Idle,
-        Poll::Read(b) => Step::Read(Arc::clone(feed.listener.session()), b),
+        Poll::Read(b) => {
+            // Read in its own task so that the claim is always completed, whatever
+            // becomes of this connection; completion wakes this writer.
+            reads.push((Arc::clone(feed.listener.session()), b));
+            Step::Idle
+        }
         Poll::Sleep(t) => Step::Sleep(t),
         Poll::Finished | Poll::Failed(_) => {
             let result = match poll {
@@ -248,13 +254,7 @@ pub(crate) fn gather<S: Service>(
             Step::More
         }
     };
-    (step, prefetch)
-}
-
-/// Runs a step's block read (awaiting it) and reports it to the session.
-pub(crate) async fn perform_read(session: Arc<StreamSession>, b: u64) {
-    let result = io::read_block(&session, b).await;
-    session.complete_read(b, result);
+    (step, reads)
 }
 
 /// Drives a session's timers: pings, pong deadline, connect timeout.

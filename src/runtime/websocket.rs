@@ -12,8 +12,8 @@ use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet};
-use super::io::{spawn_prefetch, write_all, MAX_IOVECS};
-use super::session::{gather, perform_read, Budget, Ctx, Item, Phase, Shared, Step};
+use super::io::{spawn_read, write_all, MAX_IOVECS};
+use super::session::{gather, Budget, Ctx, Item, Phase, Shared, Step};
 use super::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
@@ -361,7 +361,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     push_item(item, &mut iov, &mut prefixes);
                 }
                 iov.push(close);
-                (Step::Idle, None)
+                (Step::Idle, Vec::new())
             } else {
                 let r = gather(
                     &ctx,
@@ -377,8 +377,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 r
             }
         };
-        if let Some((session, b)) = prefetch {
-            spawn_prefetch(session, b);
+        for (session, b) in prefetch {
+            spawn_read(session, b);
         }
         for item in items.drain(..) {
             push_item(item, &mut iov, &mut prefixes);
@@ -403,7 +403,6 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         }
         match step {
             Step::More => {}
-            Step::Read(session, b) => perform_read(session, b).await,
             Step::Sleep(t) => {
                 tokio::select! {
                     _ = shared.notify.notified() => {}

@@ -149,7 +149,9 @@ impl Listener {
         if target != self.cursor {
             self.session.move_cursor(self.cursor, target);
             self.cursor = target;
-            if let Some(b) = target {
+            // One read-ahead claim at a time: a claim the caller has not taken yet must not
+            // be overwritten, or its block would stay "being read" forever.
+            if let (Some(b), None) = (target, self.prefetch) {
                 if self.session.claim_prefetch(b + 1) {
                     self.prefetch = Some(b + 1);
                 }
@@ -220,5 +222,262 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.session.move_cursor(self.cursor, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{BufferPool, Registry, SessionParams, StreamStats};
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::Ordering;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        registry: Registry,
+        stats: Arc<StreamStats>,
+        data: Vec<u8>,
+    }
+
+    fn fixture(len: usize, block: usize, cache: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("a.mp3"), &data).unwrap();
+        let stats = Arc::new(StreamStats::default());
+        let registry = Registry::new(
+            dir.path().to_path_buf(),
+            SessionParams {
+                pool: BufferPool::new(block, 8),
+                cache_bytes: cache,
+                stats: Arc::clone(&stats),
+            },
+        );
+        registry.notify("s", "a.mp3").unwrap();
+        Fixture {
+            _dir: dir,
+            registry,
+            stats,
+            data,
+        }
+    }
+
+    /// What the runtime does for a block read, done synchronously.
+    fn read(session: &Arc<StreamSession>, b: u64) {
+        let (start, len) = session.block_range(b);
+        let mut buf = session.pool().take();
+        buf.resize(len, 0);
+        session.file().read_exact_at(&mut buf, start).unwrap();
+        session.complete_read(b, Ok(session.pool().freeze(buf)));
+    }
+
+    /// Drains a listener completely (unpaced), performing reads and prefetches.
+    fn drain(l: &mut Listener, waker: &Arc<Notify>, step_chunks: usize) -> Vec<Bytes> {
+        let mut all = Vec::new();
+        for _ in 0..100_000 {
+            let mut out = Vec::new();
+            let poll = l.poll(Instant::now(), usize::MAX, step_chunks, waker, &mut out);
+            if let Some(b) = l.take_prefetch() {
+                read(l.session(), b);
+            }
+            all.extend(out);
+            match poll {
+                Poll::Finished => return all,
+                Poll::Read(b) => read(l.session(), b),
+                // The block this listener prefetched was read just above.
+                Poll::More | Poll::Wait => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        panic!(
+            "listener never finished: at byte {} of {}, cached {:?}",
+            l.bytes_sent(),
+            l.total(),
+            l.session().cached()
+        );
+    }
+
+    #[test]
+    fn chunks_are_slices_of_blocks_and_cover_the_file() {
+        let f = fixture(10_000, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let mut l = Listener::new(session, 0, 1000, Duration::ZERO, Instant::now()).unwrap();
+        let chunks = drain(&mut l, &waker, 3);
+        assert!(chunks.iter().all(|c| c.len() <= 1000));
+        assert_eq!(chunks.concat(), f.data);
+        assert!(l.is_done());
+        assert_eq!(l.bytes_sent(), 10_000);
+    }
+
+    #[test]
+    fn offset_starts_mid_file_and_past_end_is_refused() {
+        let f = fixture(10_000, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let mut l = Listener::new(
+            Arc::clone(&session),
+            5000,
+            1024,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(drain(&mut l, &waker, 4).concat(), &f.data[5000..]);
+        let err = Listener::new(session, 10_001, 1024, Duration::ZERO, Instant::now());
+        assert_eq!(err.unwrap_err().len, 10_000);
+    }
+
+    #[test]
+    fn many_listeners_share_one_read_per_block() {
+        let f = fixture(100_000, 8192, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let mut listeners: Vec<Listener> = (0..50)
+            .map(|_| {
+                Listener::new(
+                    Arc::clone(&session),
+                    0,
+                    4096,
+                    Duration::ZERO,
+                    Instant::now(),
+                )
+                .unwrap()
+            })
+            .collect();
+        for l in listeners.iter_mut() {
+            assert_eq!(drain(l, &waker, 7).concat(), f.data);
+        }
+        assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 100_000);
+        drop(listeners);
+        drop(session);
+        assert_eq!(f.registry.active_sessions(), 0);
+    }
+
+    #[test]
+    fn a_late_joiner_catches_up_from_memory_within_the_cache_budget() {
+        let f = fixture(64 * 1024, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let mut first = Listener::new(
+            Arc::clone(&session),
+            0,
+            4096,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(drain(&mut first, &waker, 5).concat(), f.data);
+        let mut late = Listener::new(
+            Arc::clone(&session),
+            0,
+            4096,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(drain(&mut late, &waker, 5).concat(), f.data);
+        assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 64 * 1024);
+        drop((first, late, session));
+        assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn blocks_behind_every_cursor_are_released_over_budget() {
+        let f = fixture(64 * 1024, 4096, 0);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let mut l = Listener::new(
+            Arc::clone(&session),
+            0,
+            4096,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap();
+        for _ in 0..8 {
+            let mut out = Vec::new();
+            loop {
+                let poll = l.poll(Instant::now(), usize::MAX, 1, &waker, &mut out);
+                if let Some(b) = l.take_prefetch() {
+                    read(&session, b);
+                }
+                match poll {
+                    Poll::Read(b) => read(&session, b),
+                    Poll::Wait => {}
+                    Poll::More => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            // Only the cursor's block and the one it is about to enter are kept.
+            assert!(session.cached().0 <= 2, "cached {:?}", session.cached());
+        }
+    }
+
+    #[test]
+    fn pacing_releases_chunk_k_at_k_intervals() {
+        let f = fixture(10 * 100, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let t0 = Instant::now();
+        let iv = Duration::from_millis(10);
+        let mut l = Listener::new(session, 0, 100, iv, t0).unwrap();
+        let mut out = Vec::new();
+        let poll = loop {
+            match l.poll(t0, usize::MAX, 64, &waker, &mut out) {
+                Poll::Read(b) => read(l.session(), b),
+                other => break other,
+            }
+        };
+        assert_eq!(out.len(), 1, "only chunk 0 is due at the start");
+        assert_eq!(poll, Poll::Sleep(t0 + iv));
+        out.clear();
+        assert_eq!(
+            l.poll(t0 + iv * 5, usize::MAX, 64, &waker, &mut out),
+            Poll::Sleep(t0 + iv * 6)
+        );
+        assert_eq!(out.len(), 5, "chunks 1..=5 are due at 5 intervals");
+        assert_eq!(l.lag_bytes(t0 + iv * 5), 0);
+        assert_eq!(l.lag_bytes(t0 + iv * 8), 300);
+    }
+
+    #[test]
+    fn a_failed_read_fails_every_listener() {
+        let f = fixture(20_000, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let mut a = Listener::new(
+            Arc::clone(&session),
+            0,
+            4096,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap();
+        let mut b = Listener::new(
+            Arc::clone(&session),
+            0,
+            4096,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out) else {
+            panic!("first poll must ask for a read");
+        };
+        assert_eq!(
+            b.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
+            Poll::Wait
+        );
+        session.complete_read(blk, Err("disk on fire".into()));
+        assert_eq!(
+            a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
+            Poll::Failed("disk on fire".into())
+        );
+        assert_eq!(
+            b.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
+            Poll::Failed("disk on fire".into())
+        );
+        assert!(session.has_failed());
     }
 }

@@ -1,18 +1,20 @@
 //! A stream session: one opened file shared by every listener of a stream.
 //!
 //! The file is cut into blocks of `read_block_size` bytes. A block is read once (by the
-//! runtime, on behalf of whichever listener needs it first), frozen into a pooled `Bytes`
-//! and kept while listener cursors may still need it. Blocks behind every cursor are
-//! dropped at once; when the kept blocks exceed `cache_bytes`, the ones furthest ahead
-//! that no cursor is on (or about to enter) are dropped too and read again if someone
-//! needs them later. So memory is bounded by the spread of the listeners, never by the
-//! file size. No I/O here: the runtime performs reads and reports them with
-//! [`StreamSession::complete_read`].
+//! runtime, on behalf of whichever listener needs it first) and frozen into a pooled
+//! `Bytes`. The blocks a cursor sits on or is about to enter are always kept ("pinned").
+//! Every other kept block counts against one process-wide budget (`cache_bytes`): while
+//! the total stays under it, blocks stay, so listeners that join a little late catch up
+//! from memory; over it, a session gives back first the blocks behind all its cursors
+//! (oldest first), then the unpinned blocks furthest ahead, which are read again if a
+//! lagging cursor gets there. Memory is thus bounded by the cursors' positions plus the
+//! budget, never by the file size. No I/O here: the runtime performs reads and reports
+//! them with [`StreamSession::complete_read`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -26,7 +28,7 @@ use super::registry::FileIdentity;
 pub struct SessionParams {
     /// Pool the block buffers come from (its block size is the read size).
     pub pool: Arc<BufferPool>,
-    /// Bytes of blocks a session may keep beyond the ones its cursors sit on.
+    /// Process-wide bytes of blocks kept beyond the ones cursors sit on.
     pub cache_bytes: usize,
     /// Process-wide counters.
     pub stats: Arc<StreamStats>,
@@ -39,6 +41,8 @@ pub struct StreamStats {
     pub disk_bytes_read: AtomicU64,
     /// Block reads performed.
     pub disk_reads: AtomicU64,
+    /// Bytes of blocks held by all stream sessions.
+    pub cached_bytes: AtomicUsize,
 }
 
 /// What a listener gets when it asks for a block.
@@ -217,9 +221,9 @@ impl StreamSession {
                     .disk_bytes_read
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 self.params.stats.disk_reads.fetch_add(1, Ordering::Relaxed);
-                blocks.ready_bytes += bytes.len();
+                self.account(&mut blocks, bytes.len() as isize);
                 if let Some(old) = blocks.ready.insert(b, bytes) {
-                    blocks.ready_bytes -= old.len();
+                    self.account(&mut blocks, -(old.len() as isize));
                 }
             }
             Err(why) => {
@@ -268,33 +272,64 @@ impl StreamSession {
         (blocks.ready.len(), blocks.ready_bytes)
     }
 
-    fn trim(&self, blocks: &mut Blocks) {
-        // Nobody will ever need a block behind the rearmost cursor.
-        let rearmost = blocks.cursors.keys().next().copied();
-        let behind: Vec<u64> = match rearmost {
-            Some(r) => blocks.ready.range(..r).map(|(b, _)| *b).collect(),
-            None => blocks.ready.keys().copied().collect(),
-        };
-        for b in behind {
-            if let Some(old) = blocks.ready.remove(&b) {
-                blocks.ready_bytes -= old.len();
-            }
+    fn account(&self, blocks: &mut Blocks, delta: isize) {
+        if delta >= 0 {
+            blocks.ready_bytes += delta as usize;
+            self.params
+                .stats
+                .cached_bytes
+                .fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            blocks.ready_bytes -= delta.unsigned_abs();
+            self.params
+                .stats
+                .cached_bytes
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
         }
-        // Over the cache budget: drop the furthest-ahead blocks that no cursor sits on or
-        // is about to enter.
-        while blocks.ready_bytes > self.params.cache_bytes {
-            let victim = blocks.ready.keys().rev().copied().find(|b| {
-                !blocks.cursors.contains_key(b)
-                    && (*b == 0 || !blocks.cursors.contains_key(&(b - 1)))
+    }
+
+    fn evict(&self, blocks: &mut Blocks, b: u64) {
+        if let Some(old) = blocks.ready.remove(&b) {
+            self.account(blocks, -(old.len() as isize));
+        }
+    }
+
+    /// Keeps the process-wide block memory within budget, giving back this session's
+    /// unpinned blocks: behind every cursor first (oldest first), then furthest ahead.
+    fn trim(&self, blocks: &mut Blocks) {
+        let budget = self.params.cache_bytes;
+        let over = || self.params.stats.cached_bytes.load(Ordering::Relaxed) > budget;
+        if !over() {
+            return;
+        }
+        let rearmost = blocks.cursors.keys().next().copied();
+        while over() {
+            let behind = blocks
+                .ready
+                .keys()
+                .next()
+                .copied()
+                .filter(|b| rearmost.is_none_or(|r| *b < r));
+            let victim = behind.or_else(|| {
+                blocks.ready.keys().rev().copied().find(|b| {
+                    !blocks.cursors.contains_key(b)
+                        && (*b == 0 || !blocks.cursors.contains_key(&(b - 1)))
+                })
             });
             match victim {
-                Some(b) => {
-                    if let Some(old) = blocks.ready.remove(&b) {
-                        blocks.ready_bytes -= old.len();
-                    }
-                }
+                Some(b) => self.evict(blocks, b),
                 None => break,
             }
         }
+    }
+}
+
+impl Drop for StreamSession {
+    fn drop(&mut self) {
+        let held = self.lock().ready_bytes;
+        self.params
+            .stats
+            .cached_bytes
+            .fetch_sub(held, Ordering::Relaxed);
     }
 }
