@@ -43,12 +43,25 @@ async fn read_more(
     }
     let start = buf.len();
     let cap = buf.capacity();
-    match tokio::time::timeout(limit, stream.read(buf.slice(start..cap))).await {
-        Ok((Ok(0), slice)) => (Err(ReadEnd::Closed), slice.into_inner()),
-        Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
-        Ok((Err(e), slice)) => (Err(ReadEnd::Error(e)), slice.into_inner()),
-        // The buffer went with the cancelled read; the connection is closing anyway.
-        Err(_) => (Err(ReadEnd::TimedOut), BytesMut::new()),
+    let read = stream.read(buf.slice(start..cap));
+    tokio::pin!(read);
+    let mut timed_out = false;
+    let (res, slice) = tokio::select! {
+        done = &mut read => done,
+        _ = tokio::time::sleep(limit) => {
+            // Never abandon an in-flight io_uring read (its fd and buffer would live on in
+            // the kernel): end it by shutting the read side, then collect it.
+            timed_out = true;
+            let _ = stream.shutdown(std::net::Shutdown::Read);
+            read.await
+        }
+    };
+    let buf = slice.into_inner();
+    match res {
+        _ if timed_out => (Err(ReadEnd::TimedOut), buf),
+        Ok(0) => (Err(ReadEnd::Closed), buf),
+        Ok(n) => (Ok(n), buf),
+        Err(e) => (Err(ReadEnd::Error(e)), buf),
     }
 }
 

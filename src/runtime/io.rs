@@ -23,13 +23,19 @@ pub(crate) async fn write_all(
 ) -> io::Result<Vec<Bytes>> {
     bufs.retain(|b| !b.is_empty());
     while !bufs.is_empty() {
-        let (res, back) = match tokio::time::timeout(stall, stream.writev(bufs)).await {
-            Ok(r) => r,
-            Err(_) => {
+        let write = stream.writev(bufs);
+        tokio::pin!(write);
+        let (res, back) = tokio::select! {
+            done = &mut write => done,
+            _ = tokio::time::sleep(stall) => {
+                // Never abandon an in-flight io_uring write (it would pin the socket open
+                // in the kernel): shut the socket so it completes, then report the stall.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                let _ = write.await;
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("no write progress for {stall:?}"),
-                ))
+                ));
             }
         };
         bufs = back;
