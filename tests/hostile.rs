@@ -744,8 +744,8 @@ fn http_cases(s: &Server) -> Vec<Case<'_>> {
             let took = t0.elapsed();
             assert_error(&r, 408, "Request not received in time");
             assert!(
-                took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-                "took {took:?}"
+                took >= Duration::from_millis(900),
+                "408 came before the 1 s header timeout: {took:?}"
             );
             assert!(c.closed_by_peer(), "connection left open after 408");
         }),
