@@ -500,6 +500,10 @@ impl Service for App {
         }
     }
 
+    fn tick(&self, now: Instant) {
+        self.registry().sweep(now);
+    }
+
     fn active_streams(&self) -> usize {
         self.registry().active_sessions()
     }

@@ -110,6 +110,8 @@ pub trait Service: Send + Sync + 'static {
         let _ = stats;
         Response::error(404, &format!("No route for {}", req.path()))
     }
+    /// Periodic housekeeping (about every 500 ms, from one worker).
+    fn tick(&self, _now: Instant) {}
     /// Streams still running (graceful shutdown waits for them).
     fn active_streams(&self) -> usize {
         0

@@ -148,6 +148,18 @@ async fn worker<S: Service>(
 ) -> io::Result<()> {
     let listener = tokio_uring::net::TcpListener::from_std(listener);
     let mut phase = ctx.phase.clone();
+    if index == 0 {
+        let ctx = Arc::clone(&ctx);
+        tokio_uring::spawn(async move {
+            let mut phase = ctx.phase.clone();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => ctx.service.tick(Instant::now()),
+                    r = phase.changed() => if r.is_err() || *phase.borrow() == Phase::Exit { return },
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

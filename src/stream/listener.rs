@@ -378,6 +378,12 @@ mod tests {
         assert_eq!(drain(&mut late, &waker, 5).concat(), f.data);
         assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 64 * 1024);
         drop((first, late, session));
+        // The idle session lingers a while, then its blocks go back.
+        let now = Instant::now();
+        f.registry.sweep(now);
+        assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 64 * 1024);
+        f.registry
+            .sweep(now + crate::stream::registry::SESSION_LINGER);
         assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 0);
     }
 

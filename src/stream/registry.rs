@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -180,13 +182,25 @@ impl FileIdentity {
     }
 }
 
+/// How long a session nobody listens to keeps its blocks, so that a listener joining just
+/// after the others finished does not read the file again (unless the block budget is
+/// exceeded, which ends the linger at once).
+pub const SESSION_LINGER: Duration = Duration::from_secs(3);
+
+/// A session and, once no listener holds it, since when.
+#[derive(Debug)]
+struct Held {
+    session: Arc<StreamSession>,
+    idle_since: Option<Instant>,
+}
+
 /// Stream ids, their files, and the sessions currently streaming them.
 #[derive(Debug)]
 pub struct Registry {
     root: PathBuf,
     params: SessionParams,
     entries: Mutex<HashMap<String, PathBuf>>,
-    sessions: Mutex<HashMap<String, Weak<StreamSession>>>,
+    sessions: Mutex<HashMap<String, Held>>,
     /// Connections waiting for an id that has not been notified yet.
     waiters: Mutex<HashMap<String, Vec<Weak<Notify>>>>,
 }
@@ -262,28 +276,57 @@ impl Registry {
             .sessions
             .lock()
             .map_err(|_| OpenError::Unavailable("registry poisoned".into()))?;
-        if let Some(existing) = sessions.get(id).and_then(Weak::upgrade) {
+        if let Some(held) = sessions.get_mut(id) {
+            let existing = &held.session;
             let same_file = existing.path() == path
                 && std::fs::metadata(&path)
                     .map(|m| FileIdentity::of(&m) == existing.identity())
                     .unwrap_or(false);
             if same_file && !existing.has_failed() {
-                return Ok(existing);
+                held.idle_since = None;
+                return Ok(Arc::clone(existing));
             }
         }
         let (file, _len) = open_audio_file(&self.root, &path).map_err(OpenError::Unavailable)?;
         let session = StreamSession::new(id.to_owned(), path, file, self.params.clone())
             .map_err(OpenError::Unavailable)?;
-        sessions.retain(|_, w| w.strong_count() > 0);
-        sessions.insert(id.to_owned(), Arc::downgrade(&session));
+        // A replaced session lives on in its listeners' hands until they finish.
+        sessions.insert(
+            id.to_owned(),
+            Held {
+                session: Arc::clone(&session),
+                idle_since: None,
+            },
+        );
         Ok(session)
+    }
+
+    /// Lets go of sessions nobody has listened to for [`SESSION_LINGER`], or at once when
+    /// the block budget is exceeded. The runtime calls this periodically.
+    pub fn sweep(&self, now: Instant) {
+        let over_budget =
+            self.params.stats.cached_bytes.load(Ordering::Relaxed) > self.params.cache_bytes;
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, held| {
+                if Arc::strong_count(&held.session) > 1 {
+                    held.idle_since = None;
+                    return true;
+                }
+                let since = *held.idle_since.get_or_insert(now);
+                !over_budget && now.saturating_duration_since(since) < SESSION_LINGER
+            });
+        }
     }
 
     /// Sessions that still have listeners.
     pub fn active_sessions(&self) -> usize {
         self.sessions
             .lock()
-            .map(|s| s.values().filter(|w| w.strong_count() > 0).count())
+            .map(|s| {
+                s.values()
+                    .filter(|h| Arc::strong_count(&h.session) > 1)
+                    .count()
+            })
             .unwrap_or(0)
     }
 }
