@@ -11,7 +11,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::io::write_all;
-use super::session::{gather, Budget, Ctx, Item, Shared, Step};
+use super::session::{gather, Budget, ConnGuard, Ctx, Item, Shared, Step};
 use super::{websocket, Service};
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
@@ -66,7 +66,12 @@ async fn read_more(
 }
 
 /// Serves one accepted connection.
-pub(crate) async fn handle<S: Service>(ctx: Arc<Ctx<S>>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn handle<S: Service>(
+    ctx: Arc<Ctx<S>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) {
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -78,7 +83,8 @@ pub(crate) async fn handle<S: Service>(ctx: Arc<Ctx<S>>, stream: TcpStream, peer
                 let keep_alive = req.keep_alive();
                 let engine = req.path() == ctx.service.engine_path();
                 if engine && req.query_param("transport").as_deref() == Some("websocket") {
-                    websocket::handle(Arc::clone(&ctx), stream, req, buf, peer).await;
+                    // Its own task: this HTTP task's state is freed for the connection's life.
+                    tokio_uring::spawn(websocket::handle(ctx, stream, req, buf, peer, guard));
                     return;
                 }
                 let resp = if engine {

@@ -14,8 +14,8 @@ use crate::stream::StreamSession;
 pub(crate) const MAX_IOVECS: usize = 1000;
 
 /// Writes every buffer, in order, with as few `writev` calls as the socket allows. A write
-/// that makes no progress for `stall` fails with `TimedOut`. Returns the (emptied) vector
-/// for reuse.
+/// that makes no progress for `stall` fails with `TimedOut` (the socket is shut down).
+/// Returns the (emptied) vector for reuse.
 pub(crate) async fn write_all(
     stream: &TcpStream,
     mut bufs: Vec<Bytes>,

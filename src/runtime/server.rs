@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use super::session::{Ctx, Phase};
+use super::session::{ConnGuard, Ctx, Phase};
 use super::{conn, ServerStats, Service};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig};
@@ -165,20 +165,17 @@ async fn worker<S: Service>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let open = ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let ctx2 = Arc::clone(&ctx);
+                    let guard = ConnGuard(Arc::clone(&ctx.stats));
                     if open >= ctx.config.max_connections {
                         tracing::warn!(%peer, limit = ctx.config.max_connections, "connection refused: ASF_MAX_CONNECTIONS reached");
                         tokio_uring::spawn(async move {
                             let resp = crate::http::Response::error(503, "Server is at its connection limit; try again later");
                             let _ = super::io::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
-                            ctx2.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                            drop(guard);
                         });
                         continue;
                     }
-                    tokio_uring::spawn(async move {
-                        conn::handle(Arc::clone(&ctx2), stream, peer).await;
-                        ctx2.stats.connections.fetch_sub(1, Ordering::Relaxed);
-                    });
+                    tokio_uring::spawn(conn::handle(Arc::clone(&ctx), stream, peer, guard));
                 }
                 Err(e) => {
                     if is_fd_exhaustion(&e) {

@@ -66,7 +66,10 @@ impl<S: Service> Ctx<S> {
         }
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%sid, transport = transport.as_str(), "session opened");
-        tokio_uring::spawn(heartbeat(Arc::clone(self), Arc::clone(&shared)));
+        // A WebSocket session's writer runs its timers; a polling one needs a task for them.
+        if transport == Transport::Polling {
+            tokio_uring::spawn(heartbeat(Arc::clone(self), Arc::clone(&shared)));
+        }
         shared
     }
 
@@ -113,6 +116,30 @@ impl<S: Service> Ctx<S> {
             shared.notify.notify_one();
         }
     }
+}
+
+/// Counts an open TCP connection; the count drops when the guard does, in whichever task
+/// ends the connection.
+#[derive(Debug)]
+pub(crate) struct ConnGuard(pub Arc<ServerStats>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Applies the session's timers at `now` (lock held) and returns its next deadline.
+pub(crate) fn run_timers<S: Service>(
+    ctx: &Ctx<S>,
+    st: &mut State<S::Conn>,
+    now: Instant,
+) -> Option<Instant> {
+    if ctx.service.is_connected(&st.conn) {
+        st.eio.mark_connected();
+    }
+    st.eio.handle_timeout(now);
+    st.eio.poll_timeout()
 }
 
 /// One session as every worker sees it.
@@ -265,12 +292,8 @@ async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
             if st.finished {
                 return;
             }
-            let now = Instant::now();
-            if ctx.service.is_connected(&st.conn) {
-                st.eio.mark_connected();
-            }
             let had_output = st.eio.has_output();
-            st.eio.handle_timeout(now);
+            let next = run_timers(&ctx, &mut st, Instant::now());
             if st.eio.has_output() != had_output || st.eio.closed().is_some() {
                 shared.notify.notify_one();
             }
@@ -283,7 +306,7 @@ async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
                 }
                 return;
             }
-            st.eio.poll_timeout()
+            next
         };
         match next {
             Some(t) => {

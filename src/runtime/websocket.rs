@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
@@ -13,7 +13,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet};
 use super::io::{spawn_read, write_all, MAX_IOVECS};
-use super::session::{gather, Budget, Ctx, Item, Phase, Shared, Step};
+use super::session::{gather, run_timers, Budget, ConnGuard, Ctx, Item, Phase, Shared, Step};
 use super::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
@@ -23,7 +23,7 @@ use crate::ws::{self, Message};
 /// Bytes of chunk payload per writev (measured: the syscall, not the bytes, is the cost).
 const WRITE_BUDGET_BYTES: usize = 256 * 1024;
 /// Read buffer of an idle WebSocket (grows for larger messages).
-const WS_READ_CHUNK: usize = 2048;
+const WS_READ_CHUNK: usize = 512;
 
 const TEXT: OpCode = OpCode::Data(Data::Text);
 const BINARY: OpCode = OpCode::Data(Data::Binary);
@@ -35,6 +35,7 @@ pub(crate) async fn handle<S: Service>(
     req: Request,
     leftover: BytesMut,
     peer: SocketAddr,
+    guard: ConnGuard,
 ) {
     let stall = ctx.config.stall_timeout;
     let refuse = |resp: crate::http::Response| {
@@ -107,7 +108,12 @@ pub(crate) async fn handle<S: Service>(
             Rc::clone(&stream),
         ));
     }
-    reader(ctx, shared, stream, leftover, upgrading, peer).await;
+    // An idle WebSocket reads small control frames: give it a small buffer of its own and
+    // let the handshake's buffer go (it holds the whole request).
+    let mut buf = BytesMut::with_capacity(leftover.len().max(WS_READ_CHUNK));
+    buf.extend_from_slice(&leftover);
+    drop((req, leftover));
+    tokio_uring::spawn(reader(ctx, shared, stream, buf, upgrading, peer, guard));
 }
 
 /// Reads frames until the connection ends.
@@ -118,6 +124,7 @@ async fn reader<S: Service>(
     mut buf: BytesMut,
     mut upgrading: bool,
     peer: SocketAddr,
+    _guard: ConnGuard,
 ) {
     let mut decoder = ws::Decoder::new(ctx.eio.max_payload + 16);
     loop {
@@ -153,8 +160,9 @@ async fn reader<S: Service>(
         if !upgrading && shared.lock().eio.closed().is_some() {
             return;
         }
-        if buf.capacity() - buf.len() < 512 {
-            buf.reserve(WS_READ_CHUNK);
+        if buf.capacity() - buf.len() < WS_READ_CHUNK / 2 {
+            // Grow with the data in flight (a large message arrives in larger reads).
+            buf.reserve(buf.len().max(WS_READ_CHUNK));
         }
         let start = buf.len();
         let cap = buf.capacity();
@@ -342,6 +350,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
     loop {
         let now = Instant::now();
         let closing;
+        let mut timer = None;
+        let mut lag_deadline: Option<Instant> = None;
         let (step, prefetch) = {
             let mut st = shared.lock();
             iov.extend(st.ws_control.drain(..));
@@ -363,6 +373,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 iov.push(close);
                 (Step::Idle, Vec::new())
             } else {
+                timer = run_timers(&ctx, &mut st, now);
                 let r = gather(
                     &ctx,
                     &mut st,
@@ -373,7 +384,12 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     &mut items,
                     &mut scratch,
                 );
-                closing = st.eio.closed().is_some() && items.is_empty();
+                // A close found here is sent (with its close frame) on the next turn.
+                closing = false;
+                lag_deadline = ctx
+                    .service
+                    .feed(&mut st.conn)
+                    .and_then(|f| f.listener.lag_deadline(ctx.config.max_lag_bytes));
                 r
             }
         };
@@ -384,11 +400,24 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             push_item(item, &mut iov, &mut prefixes);
         }
         if !iov.is_empty() {
-            match write_all(&stream, std::mem::take(&mut iov), ctx.config.stall_timeout).await {
+            // A paced listener whose socket takes nothing must still be dropped once it
+            // falls ASF_MAX_LAG_BYTES behind, not only after ASF_STALL_TIMEOUT.
+            let stall = lag_deadline
+                .map(|d| {
+                    d.saturating_duration_since(now)
+                        .max(Duration::from_millis(1))
+                })
+                .map_or(ctx.config.stall_timeout, |d| {
+                    d.min(ctx.config.stall_timeout)
+                });
+            match write_all(&stream, std::mem::take(&mut iov), stall).await {
                 Ok(back) => iov = back,
                 Err(e) => {
                     let reason = if e.kind() == std::io::ErrorKind::TimedOut {
-                        DisconnectReason::SlowConsumer(e.to_string())
+                        DisconnectReason::SlowConsumer(format!(
+                            "{e} (stall timeout {:?}, lag limit {} bytes)",
+                            ctx.config.stall_timeout, ctx.config.max_lag_bytes
+                        ))
                     } else {
                         DisconnectReason::TransportError(e.to_string())
                     };
@@ -401,19 +430,22 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         if closing {
             break;
         }
-        match step {
-            Step::More => {}
-            Step::Sleep(t) => {
+        let wake_at = match step {
+            Step::More => continue,
+            Step::Sleep(t) => Some(timer.map_or(t, |d| d.min(t))),
+            Step::Idle => timer,
+        };
+        if shared.lock().eio.closed().is_some() {
+            continue;
+        }
+        match wake_at {
+            Some(t) => {
                 tokio::select! {
                     _ = shared.notify.notified() => {}
                     _ = tokio::time::sleep_until(t.into()) => {}
                 }
             }
-            Step::Idle => {
-                if shared.lock().eio.closed().is_none() {
-                    shared.notify.notified().await;
-                }
-            }
+            None => shared.notify.notified().await,
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);

@@ -135,6 +135,19 @@ impl Listener {
         due_end.saturating_sub(self.next)
     }
 
+    /// When this listener's lag will pass `max_lag` bytes if it takes nothing more (None
+    /// when unpaced or already finished).
+    pub fn lag_deadline(&self, max_lag: u64) -> Option<Instant> {
+        if self.interval.is_zero() || self.is_done() {
+            return None;
+        }
+        // Lag exceeds max_lag once more than (next + max_lag - start) / chunk chunks are
+        // due, and chunk count c is due from (c - 1) intervals on.
+        let chunks = (self.next - self.start_offset + max_lag) / self.chunk_size + 1;
+        let k = u32::try_from(chunks - 1).ok()?;
+        Some(self.started + self.interval.checked_mul(k)?)
+    }
+
     fn due_chunks(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.started);
         (elapsed.as_nanos() / self.interval.as_nanos().max(1)) as u64 + 1
@@ -444,6 +457,12 @@ mod tests {
         assert_eq!(out.len(), 5, "chunks 1..=5 are due at 5 intervals");
         assert_eq!(l.lag_bytes(t0 + iv * 5), 0);
         assert_eq!(l.lag_bytes(t0 + iv * 8), 300);
+        // 6 chunks sent; with 250 bytes allowed, lag passes the limit when the 9th chunk is
+        // due, at 8 intervals.
+        let deadline = l.lag_deadline(250).unwrap();
+        assert_eq!(deadline, t0 + iv * 8);
+        assert!(l.lag_bytes(deadline) > 250);
+        assert!(l.lag_bytes(deadline - Duration::from_nanos(1)) <= 250);
     }
 
     #[test]
