@@ -1,0 +1,358 @@
+//! The server's protective limits over real sockets against the spawned `asf` binary: the
+//! internal bearer token, the connection cap, the keep-alive and header timeouts, the per-session
+//! event rate and the slow-listener lag limit. Each limit must stop the offending client and
+//! leave every other client untouched (streams stay byte-exact).
+//!
+//! Timing is only asserted where the limit is the behaviour (a 1 s timeout must not fire before
+//! 0.9 s); everything else waits with generous deadlines and a watchdog against hangs.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use socket2::{Domain, Protocol, Socket, Type};
+use support::sio::SioClient;
+use support::{
+    assert_json_error, audio_bytes, get, header, http_request, parse_json, post_request,
+    sha256_hex, wait_until, HttpConn, Server, Watchdog, NAMESPACE, WAIT,
+};
+use tungstenite::{Message, WebSocket};
+
+const NOTIFY: &str = "/asf/internal/notify_new_audio";
+const HEALTH: &str = "/asf/health";
+
+/// A keep-alive health request (no `Connection: close`).
+fn health_request(addr: SocketAddr) -> Vec<u8> {
+    format!("GET {HEALTH} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+}
+
+/// The `sessions` count from health.
+fn sessions(server: &Server) -> u64 {
+    server.health()["sessions"].as_u64().unwrap_or(u64::MAX)
+}
+
+/// A notify request carrying `authorization` (if any) for a freshly written file.
+fn notify_with(server: &Server, id: &str, authorization: Option<&str>) -> support::Response {
+    let path = server.write_audio(&format!("{id}.mp3"), b"abc");
+    let body = json!({"stream_id": id, "filepath": path.to_string_lossy()}).to_string();
+    let mut raw = post_request(server.addr, NOTIFY, body.as_bytes(), true);
+    if let Some(value) = authorization {
+        // Insert the header right after the request line.
+        let at = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| p + 2)
+            .unwrap_or(0);
+        let line = format!("Authorization: {value}\r\n");
+        raw.splice(at..at, line.into_bytes());
+    }
+    http_request(server.addr, &raw)
+}
+
+/// Joins `id` with a raw client and returns the stream it collected.
+fn listen_raw(addr: SocketAddr, id: &str) -> support::sio::StreamResult {
+    let mut client = SioClient::connect(addr);
+    client.join(id);
+    let result = client.collect_stream();
+    client.close();
+    result
+}
+
+fn assert_byte_exact(result: &support::sio::StreamResult, audio: &[u8]) {
+    assert_eq!(
+        result
+            .events
+            .last()
+            .and_then(|(_, d)| d.get("event"))
+            .and_then(Value::as_str),
+        Some("end_of_stream"),
+        "events: {:?}",
+        result.control_names()
+    );
+    assert_eq!(result.audio.len(), audio.len(), "audio length");
+    assert_eq!(sha256_hex(&result.audio), sha256_hex(audio), "audio sha256");
+}
+
+// --- ASF_INTERNAL_TOKEN ----------------------------------------------------------------------
+
+#[test]
+fn token_notify_without_authorization_is_401_with_bearer_challenge() {
+    let server = Server::start_with(&[("ASF_INTERNAL_TOKEN", "secret")]);
+    let resp = notify_with(&server, "strm_a", None);
+    assert_json_error(&resp, &[401]);
+    let challenge = header(&resp.1, "www-authenticate").unwrap_or("");
+    assert!(
+        challenge.starts_with("Bearer"),
+        "WWW-Authenticate is {challenge:?}"
+    );
+}
+
+#[test]
+fn token_notify_with_wrong_token_is_401() {
+    let server = Server::start_with(&[("ASF_INTERNAL_TOKEN", "secret")]);
+    for wrong in [
+        "Bearer wrong",
+        "Bearer secretx",
+        "Bearer ",
+        "Basic secret",
+        "secret",
+    ] {
+        let resp = notify_with(&server, "strm_w", Some(wrong));
+        assert_json_error(&resp, &[401]);
+    }
+}
+
+#[test]
+fn token_notify_with_right_token_is_200() {
+    let server = Server::start_with(&[("ASF_INTERNAL_TOKEN", "secret")]);
+    let resp = notify_with(&server, "strm_ok", Some("Bearer secret"));
+    assert_eq!(resp.0, 200, "{}", String::from_utf8_lossy(&resp.2));
+    assert_eq!(
+        parse_json(&resp.2),
+        json!({"message": "Notification received successfully", "stream_id": "strm_ok"})
+    );
+}
+
+#[test]
+fn token_does_not_guard_health() {
+    let server = Server::start_with(&[("ASF_INTERNAL_TOKEN", "secret")]);
+    let (status, _, body) = get(server.addr, HEALTH);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn without_token_the_log_warns_that_internal_endpoints_are_open() {
+    let server = Server::start();
+    wait_until(WAIT, "the ASF_INTERNAL_TOKEN warning", || {
+        server.log().lines().any(|l| {
+            l.starts_with("stderr") && l.contains("WARN") && l.contains("ASF_INTERNAL_TOKEN")
+        })
+    });
+    let with_token = Server::start_with(&[("ASF_INTERNAL_TOKEN", "secret")]);
+    // Its start-up lines are logged before the listening line; give the log thread a moment.
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !with_token.log().contains("ASF_INTERNAL_TOKEN is not set"),
+        "warned although the token is set:\n{}",
+        with_token.log()
+    );
+}
+
+// --- ASF_MAX_CONNECTIONS ---------------------------------------------------------------------
+
+/// The status of a fresh connection's health request, `None` if it got no parsable answer.
+fn probe_status(addr: SocketAddr) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let raw = format!("GET {HEALTH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(raw.as_bytes()).ok()?;
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[test]
+fn max_connections_refuses_the_sixth_with_503_and_recovers() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "ASF_MAX_CONNECTIONS=5");
+    let server = Server::start_with(&[("ASF_MAX_CONNECTIONS", "5")]);
+    let mut held: Vec<HttpConn> = (0..5)
+        .map(|_| {
+            let mut conn = HttpConn::connect(server.addr);
+            let resp = conn.request(&health_request(server.addr));
+            assert_eq!(resp.0, 200, "{}", String::from_utf8_lossy(&resp.2));
+            conn
+        })
+        .collect();
+    // The sixth sends nothing: the refusal is written right after accept.
+    let mut sixth = HttpConn::connect(server.addr);
+    let resp = sixth.read_response();
+    assert_json_error(&resp, &[503]);
+    assert!(sixth.closed_by_peer(), "the refused connection stayed open");
+    for conn in &mut held {
+        let resp = conn.request(&health_request(server.addr));
+        assert_eq!(resp.0, 200, "a held connection stopped working");
+    }
+    drop(held);
+    wait_until(
+        WAIT,
+        "a new connection to be served after closing the five",
+        || probe_status(server.addr) == Some(200),
+    );
+    let more: Vec<HttpConn> = (0..4).map(|_| HttpConn::connect(server.addr)).collect();
+    assert_eq!(
+        probe_status(server.addr),
+        Some(200),
+        "the cap did not recover fully"
+    );
+    drop(more);
+}
+
+// --- ASF_KEEPALIVE_TIMEOUT -------------------------------------------------------------------
+
+#[test]
+fn idle_keepalive_connection_is_closed_after_the_timeout() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "ASF_KEEPALIVE_TIMEOUT=1");
+    let server = Server::start_with(&[("ASF_KEEPALIVE_TIMEOUT", "1")]);
+    let mut conn = HttpConn::connect(server.addr);
+    let resp = conn.request(&health_request(server.addr));
+    assert_eq!(resp.0, 200);
+    let idle_from = Instant::now();
+    assert!(
+        conn.closed_by_peer(),
+        "the server sent bytes on an idle connection"
+    );
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900),
+        "closed after {idle:?}, before the 1 s keep-alive timeout"
+    );
+}
+
+// --- ASF_HEADER_TIMEOUT ----------------------------------------------------------------------
+
+#[test]
+fn half_a_request_gets_408_then_eof() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "ASF_HEADER_TIMEOUT=1");
+    let server = Server::start_with(&[("ASF_HEADER_TIMEOUT", "1")]);
+    let mut conn = HttpConn::connect(server.addr);
+    conn.send_raw(format!("GET {HEALTH} HTTP/1.1\r\nHost: {}\r\n", server.addr).as_bytes());
+    let resp = conn.read_response();
+    assert_eq!(resp.0, 408, "{}", String::from_utf8_lossy(&resp.2));
+    assert_eq!(
+        parse_json(&resp.2),
+        json!({"error": "Request not received in time"})
+    );
+    assert!(conn.closed_by_peer(), "connection stayed open after 408");
+}
+
+// --- ASF_MAX_EVENTS_PER_SEC ------------------------------------------------------------------
+
+#[test]
+fn event_flood_closes_the_session_and_spares_other_clients() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "ASF_MAX_EVENTS_PER_SEC=50");
+    let server = Server::start_with(&[
+        ("ASF_MAX_EVENTS_PER_SEC", "50"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.001"),
+    ]);
+    let audio = audio_bytes(1 << 20, 21);
+    server.publish("strm_calm", &audio);
+    let addr = server.addr;
+    let calm = thread::spawn(move || listen_raw(addr, "strm_calm"));
+
+    let mut flood = SioClient::connect(server.addr);
+    let mut sent = 0;
+    for i in 0..1000 {
+        let packet = format!("42{NAMESPACE},{}", json!(["noise", {"i": i}]));
+        if flood.send_text(&packet).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent > 100, "only {sent} events could be sent");
+    // Whatever comes back, the session must end: a DISCONNECT, a close frame or EOF.
+    let why = loop {
+        match flood.next_event() {
+            Ok(_) => continue,
+            Err(why) => break why,
+        }
+    };
+    assert!(
+        !why.starts_with("timed out"),
+        "the flooding session was not closed: {why}"
+    );
+    wait_until(WAIT, "a log line naming the event rate limit", || {
+        server.log().contains("event rate limit exceeded")
+    });
+
+    let result = calm.join().expect("calm listener");
+    assert_byte_exact(&result, &audio);
+    drop(flood);
+    wait_until(WAIT, "health sessions back to 0", || sessions(&server) == 0);
+}
+
+// --- ASF_MAX_LAG_BYTES -----------------------------------------------------------------------
+
+/// A WebSocket client with a small receive buffer (so that a client that stops reading is
+/// visible to the server quickly), joined to `id` and then never read again.
+fn stalled_listener(addr: SocketAddr, id: &str) -> WebSocket<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+    let expect_text = |ws: &mut WebSocket<TcpStream>, prefix: &str| loop {
+        match ws.read().expect("read during join") {
+            Message::Text(t) if t.as_str().starts_with(prefix) => return,
+            Message::Text(_) => continue,
+            other => panic!("unexpected {other:?} while waiting for {prefix:?}"),
+        }
+    };
+    expect_text(&mut ws, "0{");
+    ws.send(Message::text(format!("40{NAMESPACE},")))
+        .expect("send CONNECT");
+    expect_text(&mut ws, &format!("40{NAMESPACE},"));
+    expect_text(&mut ws, &format!("42{NAMESPACE},[\"connection_ack\""));
+    let join = format!(
+        "42{NAMESPACE},{}",
+        json!(["join_stream", {"stream_id": id}])
+    );
+    ws.send(Message::text(join)).expect("send join_stream");
+    ws
+}
+
+#[test]
+fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "ASF_MAX_LAG_BYTES=65536");
+    let server = Server::start_with(&[
+        ("ASF_MAX_LAG_BYTES", "65536"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.001"),
+        // Only the lag rule may drop the stalled client within the test's deadlines.
+        ("ASF_STALL_TIMEOUT", "300"),
+    ]);
+    let audio = audio_bytes(8 << 20, 22);
+    server.publish("strm_lag", &audio);
+    let mut stalled = stalled_listener(server.addr, "strm_lag");
+    let addr = server.addr;
+    let normal = thread::spawn(move || listen_raw(addr, "strm_lag"));
+    let result = normal.join().expect("normal listener");
+    assert_byte_exact(&result, &audio);
+    wait_until(
+        WAIT,
+        "health sessions back to 0 (stalled client dropped)",
+        || sessions(&server) == 0,
+    );
+    // The stalled client still holds its socket; reading it now ends in a close or EOF.
+    let deadline = Instant::now() + WAIT;
+    let mut got = 0usize;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "stalled connection not closed by the server"
+        );
+        match stalled.read() {
+            Ok(Message::Close(_)) => break,
+            Ok(msg) => got += msg.len(),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("stalled connection still open after {WAIT:?} of reading")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        got < audio.len(),
+        "the stalled client was sent the whole file ({got} bytes)"
+    );
+}

@@ -1,0 +1,467 @@
+//! Graceful shutdown of the real `asf` binary on SIGTERM and SIGINT: a running stream finishes
+//! within `ASF_SHUTDOWN_GRACE` and new connections are refused; a stream that outlives the grace
+//! is ended with a Socket.IO DISCONNECT and a WebSocket close 1001; the process exits 0.
+//!
+//! These tests spawn the binary themselves (mirroring `tests/support`'s environment handling)
+//! because they must send exactly one signal and then read the exit status: support's
+//! `Server::stop` sends its own SIGTERM, and a second SIGTERM cuts the grace period short.
+//! No test asserts an upper bound on speed; watchdogs only catch hangs.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::sio::{parse_packet, SioClient, StreamResult};
+use support::{audio_bytes, sha256_hex, wait_until, Watchdog, NAMESPACE, WAIT};
+use tempfile::TempDir;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+/// Environment every server here gets (as in `tests/support`); `Proc::start` overrides entries.
+const BASE_ENV: &[(&str, &str)] = &[
+    ("ASF_HOST", "127.0.0.1"),
+    ("ASF_PORT", "0"),
+    ("ASF_WORKERS", "2"),
+    ("ASF_DEBUG_MODE", "false"),
+    ("ASF_STREAM_SLEEP_INTERVAL", "0"),
+];
+const LISTEN_PREFIX: &str = "asf listening on ";
+/// How long a server may take to exit after the signal before the test fails (a hang guard,
+/// not a speed assertion).
+const EXIT_WAIT: Duration = Duration::from_secs(30);
+
+/// A spawned `asf` whose exit status the test reads itself.
+struct Proc {
+    addr: SocketAddr,
+    root: TempDir,
+    _cwd: TempDir,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn start(overrides: &[(&str, &str)]) -> Proc {
+        let root = tempfile::Builder::new()
+            .prefix("asf-root-")
+            .tempdir()
+            .expect("audio root");
+        let cwd = tempfile::Builder::new()
+            .prefix("asf-cwd-")
+            .tempdir()
+            .expect("cwd");
+        let root_path = root.path().canonicalize().expect("canonical root");
+        let mut env: HashMap<String, String> = BASE_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert(
+            "ASF_AUDIO_ROOT".into(),
+            root_path.to_string_lossy().into_owned(),
+        );
+        for (k, v) in overrides {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_asf"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .envs(&env)
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent; it makes
+        // the kernel kill the server if the test process dies (e.g. a watchdog abort).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn asf");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        if let Some(stdout) = child.stdout.take() {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                let mut first = true;
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if first {
+                        first = false;
+                        let _ = tx.send(line);
+                    } else {
+                        push_log(&log, &line);
+                    }
+                }
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    push_log(&log, &line);
+                }
+            });
+        }
+        let mut proc = Proc {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            root,
+            _cwd: cwd,
+            child,
+            log,
+        };
+        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "asf did not print `{LISTEN_PREFIX}...` within {WAIT:?}\n{}",
+                proc.log()
+            )
+        });
+        proc.addr = line
+            .strip_prefix(LISTEN_PREFIX)
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
+        proc
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends `signal` to the server (once).
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.child.id());
+    }
+
+    /// Waits for the process to exit on its own (no further signal); panics with the log if it
+    /// is still running after `EXIT_WAIT`.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + EXIT_WAIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    thread::sleep(Duration::from_millis(50)); // let the log threads drain
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                other => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "asf did not exit within {EXIT_WAIT:?} after the signal ({other:?})\n\
+                         --- asf log ---\n{}",
+                        self.log()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes `bytes` as an audio file and registers it as stream `id`.
+    fn publish(&self, id: &str, bytes: &[u8]) {
+        let path = self
+            .root
+            .path()
+            .canonicalize()
+            .expect("root")
+            .join(format!("{id}.mp3"));
+        std::fs::write(&path, bytes).expect("write audio");
+        let body = serde_json::json!({"stream_id": id, "filepath": path.to_string_lossy()});
+        let (status, _, resp) =
+            support::post_json(self.addr, "/asf/internal/notify_new_audio", &body);
+        assert_eq!(status, 200, "notify: {}", String::from_utf8_lossy(&resp));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
+fn push_log(log: &Mutex<String>, line: &str) {
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    if log.len() < 4 << 20 {
+        log.push_str(line);
+        log.push('\n');
+    }
+}
+
+/// True when the log holds the runtime's final `stopped` line.
+fn logged_stopped(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.trim_end().ends_with(" stopped") && !l.contains("ERROR"))
+}
+
+/// Connects, joins the namespace, sends `join_stream` and reads up to `start_of_stream`.
+fn join_started(addr: SocketAddr, id: &str) -> SioClient {
+    let mut client = SioClient::connect(addr);
+    client.join(id);
+    loop {
+        let event = client
+            .next_event()
+            .unwrap_or_else(|e| panic!("waiting for start_of_stream: {e}"));
+        if event.name == "stream_error" {
+            panic!("stream_error before start: {:?}", event.args);
+        }
+        if event.name == "audio_control"
+            && event.data().get("event").and_then(Value::as_str) == Some("start_of_stream")
+        {
+            return client;
+        }
+    }
+}
+
+/// True when a new connection to `addr` is refused or gets no HTTP answer at all.
+fn gets_no_service(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return true;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /asf/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return true;
+    }
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    !got.starts_with(b"HTTP/1.1 200")
+}
+
+/// What a raw listener saw after the server began shutting down.
+#[derive(Debug, Default)]
+struct Ending {
+    audio_bytes: usize,
+    end_of_stream: bool,
+    /// Whether a Socket.IO DISCONNECT for ASF's namespace arrived.
+    disconnect: bool,
+    /// The close frame's code, if one arrived.
+    close_code: Option<CloseCode>,
+    /// Whether the DISCONNECT came before the close frame.
+    disconnect_before_close: bool,
+}
+
+/// Reads raw frames until the server closes the WebSocket (or the connection ends).
+fn read_to_close(client: &mut SioClient) -> Ending {
+    let mut ending = Ending::default();
+    let deadline = Instant::now() + WAIT;
+    let ws = client.ws();
+    loop {
+        let msg = match ws.read() {
+            Ok(msg) => msg,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "no close from the server within {WAIT:?}; so far {ending:?}"
+                );
+                continue;
+            }
+            Err(_) => return ending,
+        };
+        match msg {
+            Message::Binary(b) => ending.audio_bytes += b.len(),
+            Message::Text(t) => {
+                let text = t.as_str();
+                if text == "2" {
+                    let _ = ws.send(Message::text("3"));
+                    continue;
+                }
+                let Some(packet) = text.strip_prefix('4') else {
+                    continue;
+                };
+                let Ok(packet) = parse_packet(packet) else {
+                    continue;
+                };
+                if packet.nsp == NAMESPACE && packet.kind == 1 {
+                    ending.disconnect = true;
+                }
+                if packet.data.get(0).and_then(Value::as_str) == Some("audio_control")
+                    && packet.data[1].get("event").and_then(Value::as_str) == Some("end_of_stream")
+                {
+                    ending.end_of_stream = true;
+                }
+            }
+            Message::Close(frame) => {
+                ending.close_code = Some(frame.map(|f| f.code).unwrap_or(CloseCode::Status));
+                ending.disconnect_before_close = ending.disconnect;
+                return ending;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn assert_byte_exact(result: &StreamResult, audio: &[u8]) {
+    assert_eq!(
+        result.control_names().last().copied(),
+        Some("audio_control"),
+        "stream did not end with audio_control: {:?}",
+        result.control_names()
+    );
+    assert_eq!(
+        result
+            .events
+            .last()
+            .and_then(|(_, d)| d.get("event"))
+            .and_then(Value::as_str),
+        Some("end_of_stream"),
+        "last event: {:?}",
+        result.events.last()
+    );
+    assert_eq!(result.audio.len(), audio.len(), "audio length");
+    assert_eq!(sha256_hex(&result.audio), sha256_hex(audio), "audio sha256");
+}
+
+#[test]
+fn sigterm_lets_a_running_stream_finish_and_refuses_new_connections() {
+    let _dog = Watchdog::new(
+        Duration::from_secs(90),
+        "graceful SIGTERM with a running stream",
+    );
+    let mut server = Proc::start(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
+        ("ASF_SHUTDOWN_GRACE", "10"),
+    ]);
+    // 250 chunks of 4 KiB at 2 ms each: about half a second of streaming.
+    let audio = audio_bytes(1_000_000, 11);
+    server.publish("strm_grace", &audio);
+    let mut client = join_started(server.addr, "strm_grace");
+    let reader = thread::spawn(move || {
+        let result = client.collect_stream();
+        (client, result)
+    });
+    server.signal(libc::SIGTERM);
+    wait_until(WAIT, "the `shutting down` log line", || {
+        server.log().contains("shutting down")
+    });
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        gets_no_service(server.addr),
+        "a connection opened after SIGTERM was served"
+    );
+    let (client, result) = reader.join().expect("listener thread");
+    assert_byte_exact(&result, &audio);
+    let status = server.wait_exit();
+    client.close();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let log = server.log();
+    assert!(logged_stopped(&log), "no `stopped` line:\n{log}");
+    // The signal must have arrived while the stream was still running.
+    let shutting = log.find("shutting down");
+    let complete = log.find("stream complete");
+    assert!(
+        matches!((shutting, complete), (Some(a), Some(b)) if a < b),
+        "the stream was not running when SIGTERM arrived:\n{log}"
+    );
+}
+
+#[test]
+fn sigterm_past_the_grace_disconnects_the_listener_with_1001_and_exits_0() {
+    let _dog = Watchdog::new(
+        Duration::from_secs(90),
+        "SIGTERM with a grace shorter than the stream",
+    );
+    let mut server = Proc::start(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
+        ("ASF_SHUTDOWN_GRACE", "0.5"),
+    ]);
+    // 2048 chunks of 4 KiB at 2 ms each: about four seconds, far past the grace.
+    let audio = audio_bytes(8 << 20, 12);
+    server.publish("strm_long", &audio);
+    let mut client = join_started(server.addr, "strm_long");
+    server.signal(libc::SIGTERM);
+    let ending = read_to_close(&mut client);
+    assert!(
+        !ending.end_of_stream,
+        "the stream ended normally; the server waited past the grace: {ending:?}"
+    );
+    assert!(
+        ending.audio_bytes < audio.len(),
+        "all audio arrived before the close: {ending:?}"
+    );
+    assert!(
+        ending.disconnect,
+        "no `41{NAMESPACE},` DISCONNECT: {ending:?}"
+    );
+    assert_eq!(ending.close_code, Some(CloseCode::Away), "{ending:?}");
+    assert!(ending.disconnect_before_close, "{ending:?}");
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    assert!(
+        logged_stopped(&server.log()),
+        "no `stopped` line:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn sigint_behaves_like_sigterm() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "SIGINT with a connected client");
+    let mut server = Proc::start(&[("ASF_SHUTDOWN_GRACE", "0.5")]);
+    let mut client = SioClient::connect(server.addr);
+    server.signal(libc::SIGINT);
+    let ending = read_to_close(&mut client);
+    assert!(
+        ending.disconnect,
+        "no `41{NAMESPACE},` DISCONNECT: {ending:?}"
+    );
+    assert_eq!(ending.close_code, Some(CloseCode::Away), "{ending:?}");
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let log = server.log();
+    assert!(
+        log.contains("SIGINT"),
+        "the shutdown log names no SIGINT:\n{log}"
+    );
+    assert!(logged_stopped(&log), "no `stopped` line:\n{log}");
+}
+
+#[test]
+fn idle_server_exits_0_on_sigterm() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "idle SIGTERM");
+    let mut server = Proc::start(&[]);
+    let (status, _, _) = support::get(server.addr, "/asf/health");
+    assert_eq!(status, 200);
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let log = server.log();
+    assert!(logged_stopped(&log), "no `stopped` line:\n{log}");
+}
+
+/// Once `asf listening on` is printed the server is up, so a SIGTERM at once must still be a
+/// graceful shutdown (exit 0), not the default signal action. Repeated because it is a race.
+#[test]
+fn sigterm_right_after_the_listening_line_exits_0() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "SIGTERM right after start-up");
+    for round in 0..40 {
+        let mut server = Proc::start(&[("ASF_WORKERS", "1")]);
+        server.signal(libc::SIGTERM);
+        let status = server.wait_exit();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "round {round}: exit status {status:?} (killed by the signal before the handler \
+             was installed?)"
+        );
+    }
+}
