@@ -22,7 +22,9 @@ use crate::http::{self, Request, Response};
 const MAX_POLL_PACKETS: usize = 16;
 /// Most packets accepted in one polling POST.
 const MAX_POST_PACKETS: usize = 256;
-const READ_CHUNK: usize = 4096;
+/// First read buffer of a connection (a Socket.IO handshake is a few hundred bytes); it
+/// doubles as a request needs more.
+const READ_CHUNK: usize = 1024;
 
 /// Why reading a request stopped.
 enum ReadEnd {
@@ -38,8 +40,8 @@ async fn read_more(
     limit: Duration,
 ) -> (Result<usize, ReadEnd>, BytesMut) {
     let mut buf = buf;
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(buf.len().max(READ_CHUNK));
     }
     let start = buf.len();
     let cap = buf.capacity();

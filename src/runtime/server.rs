@@ -80,6 +80,17 @@ pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
             })?;
         workers.push(handle);
     }
+    // Handlers before the listening line: from then on a SIGTERM must drain, not kill.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        let _guard = signals.enter();
+        (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        )
+    };
     tracing::info!(%addr, workers = config.workers, "listening");
     {
         use std::io::Write;
@@ -87,12 +98,7 @@ pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
         let _ = writeln!(out, "asf listening on {addr}");
         let _ = out.flush();
     }
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     signals.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

@@ -341,7 +341,8 @@ fn frame(opcode: OpCode, payload: Bytes, iov: &mut Vec<Bytes>) {
 async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stream: Rc<TcpStream>) {
     let mut items = Vec::new();
     let mut scratch = Vec::new();
-    let mut iov: Vec<Bytes> = Vec::with_capacity(MAX_IOVECS);
+    // Grows to what streaming needs; an idle connection keeps a small one.
+    let mut iov: Vec<Bytes> = Vec::new();
     let mut prefixes = PrefixCache::default();
     let budget = Budget {
         packets: MAX_IOVECS / 2 - 8,
@@ -433,7 +434,15 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         let wake_at = match step {
             Step::More => continue,
             Step::Sleep(t) => Some(timer.map_or(t, |d| d.min(t))),
-            Step::Idle => timer,
+            Step::Idle => {
+                // Going idle (stream over, or waiting): hand back the batch buffers.
+                if iov.capacity() > 64 {
+                    iov = Vec::new();
+                    items = Vec::new();
+                    scratch = Vec::new();
+                }
+                timer
+            }
         };
         if shared.lock().eio.closed().is_some() {
             continue;
