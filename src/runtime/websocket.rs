@@ -25,6 +25,16 @@ const WRITE_BUDGET_BYTES: usize = 256 * 1024;
 /// Read buffer of an idle WebSocket (grows for larger messages).
 const WS_READ_CHUNK: usize = 512;
 
+/// Audio writes in flight per worker at once (see the writer).
+const BULK_WRITES_IN_FLIGHT: usize = 8;
+/// How long a bulk write keeps its slot at most.
+const SLOT_HOLD: Duration = Duration::from_millis(2);
+
+thread_local! {
+    static BULK_SLOTS: Arc<tokio::sync::Semaphore> =
+        Arc::new(tokio::sync::Semaphore::new(BULK_WRITES_IN_FLIGHT));
+}
+
 const TEXT: OpCode = OpCode::Data(Data::Text);
 const BINARY: OpCode = OpCode::Data(Data::Binary);
 
@@ -397,7 +407,9 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         for (session, b) in prefetch {
             spawn_read(session, b);
         }
+        let mut bulk = false;
         for item in items.drain(..) {
+            bulk |= matches!(item, Item::Chunk(..));
             push_item(item, &mut iov, &mut prefixes);
         }
         if !iov.is_empty() {
@@ -411,7 +423,30 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 .map_or(ctx.config.stall_timeout, |d| {
                     d.min(ctx.config.stall_timeout)
                 });
-            match write_all(&stream, std::mem::take(&mut iov), stall).await {
+            // Bulk (audio) writes take one of a few per-worker slots, so the worker's run
+            // queue never holds more than a handful of big writes ahead of a new client's
+            // handshake or join. A slot is given back after SLOT_HOLD even if the socket is
+            // slow to take the bytes, so one slow client cannot hold it.
+            let mut slot = if bulk {
+                BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
+            } else {
+                None
+            };
+            let write = write_all(&stream, std::mem::take(&mut iov), stall);
+            tokio::pin!(write);
+            let written = if slot.is_some() {
+                tokio::select! {
+                    r = &mut write => r,
+                    _ = tokio::time::sleep(SLOT_HOLD) => {
+                        slot.take();
+                        write.await
+                    }
+                }
+            } else {
+                write.await
+            };
+            drop(slot);
+            match written {
                 Ok(back) => iov = back,
                 Err(e) => {
                     let reason = if e.kind() == std::io::ErrorKind::TimedOut {
