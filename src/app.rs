@@ -107,8 +107,13 @@ impl Streams {
         data.waiting_for = None;
     }
 
-    fn start(&self, socket: &mut Socket<'_, ConnData>, session: Arc<StreamSession>, offset: u64) {
-        let id = session.id().to_owned();
+    fn start(
+        &self,
+        socket: &mut Socket<'_, ConnData>,
+        id: String,
+        session: Arc<StreamSession>,
+        offset: u64,
+    ) {
         let listener = match Listener::new(
             session,
             offset,
@@ -143,6 +148,7 @@ impl Streams {
         );
         tracing::info!(sid = %socket.sid(), stream_id = %id, offset, total = listener.total(), "listener joined");
         socket.data.feed = Some(Feed {
+            stream_id: id,
             listener,
             chunk_header: self.chunk_header.clone(),
         });
@@ -151,7 +157,7 @@ impl Streams {
     fn join(&self, socket: &mut Socket<'_, ConnData>, req: JoinRequest) {
         Self::leave(socket.data);
         match self.registry.open_session(&req.stream_id) {
-            Ok(session) => self.start(socket, session, req.offset),
+            Ok(session) => self.start(socket, req.stream_id, session, req.offset),
             Err(OpenError::NotFound) => {
                 tracing::info!(sid = %socket.sid(), stream_id = %req.stream_id, "join of an unknown stream id; waiting for its notify");
                 socket.emit("stream_error", &[json!({ "message": STREAM_NOT_FOUND })]);
@@ -175,7 +181,7 @@ impl Streams {
         }
         socket.data.waiting_for = None;
         match self.registry.open_session(&id) {
-            Ok(session) => self.start(socket, session, 0),
+            Ok(session) => self.start(socket, id, session, 0),
             Err(e) => {
                 tracing::warn!(sid = %socket.sid(), stream_id = %id, error = %e, "notified stream unavailable");
                 socket.emit("stream_error", &[json!({ "message": FILE_UNAVAILABLE })]);
@@ -217,7 +223,7 @@ impl Handler for Streams {
 
     fn on_disconnect(&self, socket: &mut Socket<'_, ConnData>, reason: &DisconnectReason) {
         if let Some(feed) = &socket.data.feed {
-            tracing::info!(sid = %socket.sid(), stream_id = %feed.listener.stream_id(), sent = feed.listener.bytes_sent(), %reason, "listener left mid-stream");
+            tracing::info!(sid = %socket.sid(), stream_id = %feed.stream_id, sent = feed.listener.bytes_sent(), %reason, "listener left mid-stream");
         }
         Self::leave(socket.data);
     }
@@ -469,7 +475,7 @@ impl Service for App {
         let Some(feed) = conn.data.feed.take() else {
             return;
         };
-        let id = feed.listener.stream_id().to_owned();
+        let id = feed.stream_id;
         let sent = feed.listener.bytes_sent();
         match result {
             Ok(()) => {

@@ -32,6 +32,8 @@ pub use server::run;
 /// before each of its chunks.
 #[derive(Debug)]
 pub struct Feed {
+    /// The stream id the client joined (several ids may share one file's session).
+    pub stream_id: String,
     /// The cursor into the stream.
     pub listener: Listener,
     /// Engine.IO text packet announcing one binary attachment (sent before every chunk).

@@ -162,7 +162,7 @@ pub fn open_audio_file(root: &Path, path: &Path) -> Result<(File, u64), String> 
 }
 
 /// Identity of an opened file, to tell a replaced file from the one a session reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
     dev: u64,
     ino: u64,
@@ -200,7 +200,9 @@ pub struct Registry {
     root: PathBuf,
     params: SessionParams,
     entries: Mutex<HashMap<String, PathBuf>>,
-    sessions: Mutex<HashMap<String, Held>>,
+    /// Sessions by the file they read: ids that name the same file share one session (and
+    /// one read of each block).
+    sessions: Mutex<HashMap<FileIdentity, Held>>,
     /// Connections waiting for an id that has not been notified yet.
     waiters: Mutex<HashMap<String, Vec<Weak<Notify>>>>,
 }
@@ -268,23 +270,19 @@ impl Registry {
         self.len() == 0
     }
 
-    /// A session for `id`'s current file: the live one when it still reads that same file,
-    /// otherwise a new one.
+    /// A session for `id`'s current file: the live one reading that same file (whichever
+    /// id opened it), otherwise a new one.
     pub fn open_session(&self, id: &str) -> Result<Arc<StreamSession>, OpenError> {
         let path = self.lookup(id).ok_or(OpenError::NotFound)?;
+        let current = std::fs::metadata(&path).map(|m| FileIdentity::of(&m)).ok();
         let mut sessions = self
             .sessions
             .lock()
             .map_err(|_| OpenError::Unavailable("registry poisoned".into()))?;
-        if let Some(held) = sessions.get_mut(id) {
-            let existing = &held.session;
-            let same_file = existing.path() == path
-                && std::fs::metadata(&path)
-                    .map(|m| FileIdentity::of(&m) == existing.identity())
-                    .unwrap_or(false);
-            if same_file && !existing.has_failed() {
+        if let Some(held) = current.and_then(|ident| sessions.get_mut(&ident)) {
+            if !held.session.has_failed() {
                 held.idle_since = None;
-                return Ok(Arc::clone(existing));
+                return Ok(Arc::clone(&held.session));
             }
         }
         let (file, _len) = open_audio_file(&self.root, &path).map_err(OpenError::Unavailable)?;
@@ -292,7 +290,7 @@ impl Registry {
             .map_err(OpenError::Unavailable)?;
         // A replaced session lives on in its listeners' hands until they finish.
         sessions.insert(
-            id.to_owned(),
+            session.identity(),
             Held {
                 session: Arc::clone(&session),
                 idle_since: None,
@@ -318,7 +316,7 @@ impl Registry {
         }
     }
 
-    /// Sessions that still have listeners.
+    /// Files being streamed (sessions that still have listeners).
     pub fn active_sessions(&self) -> usize {
         self.sessions
             .lock()
@@ -354,6 +352,36 @@ mod tests {
                 "a path below something that is not a directory"
             ))
         );
+    }
+
+    fn registry(dir: &Path) -> Registry {
+        Registry::new(
+            dir.to_path_buf(),
+            SessionParams {
+                pool: crate::stream::BufferPool::new(4096, 4),
+                cache_bytes: 1 << 20,
+                stats: Arc::new(crate::stream::StreamStats::default()),
+            },
+        )
+    }
+
+    #[test]
+    fn ids_naming_one_file_share_a_session_and_a_changed_file_gets_a_new_one() {
+        let dir = root();
+        std::fs::write(dir.path().join("a.mp3"), b"first").unwrap();
+        let reg = registry(dir.path());
+        reg.notify("x", "a.mp3").unwrap();
+        reg.notify("y", "a.mp3").unwrap();
+        let x = reg.open_session("x").unwrap();
+        let y = reg.open_session("y").unwrap();
+        assert!(Arc::ptr_eq(&x, &y));
+        assert_eq!(reg.active_sessions(), 1);
+        std::fs::write(dir.path().join("b.mp3"), b"second file").unwrap();
+        reg.notify("y", "b.mp3").unwrap();
+        let y2 = reg.open_session("y").unwrap();
+        assert!(!Arc::ptr_eq(&x, &y2));
+        assert_eq!(y2.len(), 11);
+        assert_eq!(reg.open_session("nope").unwrap_err(), OpenError::NotFound);
     }
 
     #[test]
