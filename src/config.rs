@@ -362,8 +362,9 @@ pub struct Config {
     /// `ASF_READ_BLOCK_SIZE`, bytes per io_uring file read, 4096..=16 MiB. Default 262144:
     /// bigger blocks mean fewer reads but more memory per active stream.
     pub read_block_size: usize,
-    /// `ASF_STREAM_CACHE_BYTES`, memory budget for cached stream blocks, 0..=4 GiB. Default
-    /// 8 MiB: more lets late joiners catch up without rereading files; 0 disables caching.
+    /// `ASF_STREAM_CACHE_BYTES`, process-wide budget for stream blocks kept beyond the ones
+    /// listener cursors sit on, 0..=4 GiB. Default 8 MiB: more lets late joiners catch up
+    /// without rereading files; 0 keeps only the blocks in use.
     pub stream_cache_bytes: usize,
     /// `ASF_MAX_LAG_BYTES`, how far one listener may fall behind its stream before it is
     /// dropped, >= 1. Default 4 MiB: more tolerates slow links but pins more blocks.
