@@ -1,0 +1,304 @@
+//! Running out of file descriptors: when `accept` fails with EMFILE, the real `asf` binary must
+//! log it and back off, not spin on the failing accept, and it must recover once descriptors
+//! are free again.
+//!
+//! The test spawns the binary itself (mirroring `tests/support`'s environment handling) because
+//! it must lower `RLIMIT_NOFILE` in the child before exec, which support's `Server` cannot do.
+//! It asserts a bound on CPU *consumed* (utime + stime from `/proc/<pid>/stat`), never a
+//! wall-clock speed: a spinning accept loop burns a whole core however fast or slow the
+//! machine is, while a server that sleeps 100 ms between failed accepts uses almost none.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{get, wait_until, Watchdog, WAIT};
+use tempfile::TempDir;
+
+/// The descriptor limit the server runs under: low enough that 200 connections exhaust it.
+const NOFILE: libc::rlim_t = 64;
+/// Connections the test opens and holds; far more than `NOFILE`.
+const CONNECTIONS: usize = 200;
+/// The window over which the server's CPU use is measured while exhausted.
+const CPU_WINDOW: Duration = Duration::from_secs(2);
+/// Most CPU the server may consume during `CPU_WINDOW`. A spinning accept loop would consume
+/// about the whole window (one worker thread on a core); backing off 100 ms between attempts
+/// costs a few milliseconds.
+const CPU_BUDGET: Duration = Duration::from_millis(500);
+/// The line the server logs when accept fails for lack of descriptors.
+const EXHAUSTION_LOG: &str = "accept failed: out of file descriptors or memory";
+const LISTEN_PREFIX: &str = "asf listening on ";
+
+/// A spawned `asf` under a low descriptor limit.
+struct Proc {
+    addr: SocketAddr,
+    _root: TempDir,
+    _cwd: TempDir,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawns `asf` with one worker and `RLIMIT_NOFILE` = `NOFILE`; waits for its listening line.
+    fn start() -> Proc {
+        let root = tempfile::Builder::new()
+            .prefix("asf-root-")
+            .tempdir()
+            .expect("audio root");
+        let cwd = tempfile::Builder::new()
+            .prefix("asf-cwd-")
+            .tempdir()
+            .expect("cwd");
+        let root_path = root.path().canonicalize().expect("canonical root");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_asf"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .env("ASF_HOST", "127.0.0.1")
+            .env("ASF_PORT", "0")
+            .env("ASF_AUDIO_ROOT", &root_path)
+            .env("ASF_WORKERS", "1")
+            .env("ASF_DEBUG_MODE", "false")
+            // Idle connections must stay open for the whole measurement, so that the server is
+            // still out of descriptors while its CPU is sampled.
+            .env("ASF_HEADER_TIMEOUT", "120")
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setrlimit(2) and prctl(2) are async-signal-safe and touch only the child's
+        // own kernel state; the closure allocates nothing. PDEATHSIG kills the server if the
+        // test process dies (e.g. on a watchdog abort).
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: NOFILE,
+                    rlim_max: NOFILE,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn asf");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        if let Some(stdout) = child.stdout.take() {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                let mut first = true;
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if first {
+                        first = false;
+                        let _ = tx.send(line);
+                    } else {
+                        push_log(&log, &line);
+                    }
+                }
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    push_log(&log, &line);
+                }
+            });
+        }
+        let mut proc = Proc {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            _root: root,
+            _cwd: cwd,
+            child,
+            log,
+        };
+        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "asf did not print `{LISTEN_PREFIX}...` within {WAIT:?}\n{}",
+                proc.log()
+            )
+        });
+        proc.addr = line
+            .strip_prefix(LISTEN_PREFIX)
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
+        proc
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM once and waits for the exit status (a hang guard, not a speed bound).
+    fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                other => panic!(
+                    "asf did not exit within {WAIT:?} after SIGTERM ({other:?})\n{}",
+                    self.log()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            thread::sleep(Duration::from_millis(50));
+            eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
+fn push_log(log: &Mutex<String>, line: &str) {
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    if log.len() < 4 << 20 {
+        log.push_str(line);
+        log.push('\n');
+    }
+}
+
+/// CPU time (user + system, all threads) the process `pid` has consumed so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    parse_cpu_ticks(&stat)
+        .map(|ticks| {
+            // SAFETY: sysconf(3) only reads a system constant.
+            #[allow(unsafe_code)]
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
+        })
+        .unwrap_or_else(|| panic!("unparsable /proc/{pid}/stat: {stat:?}"))
+}
+
+/// utime + stime (fields 14 and 15, in clock ticks) from a `/proc/<pid>/stat` line. The command
+/// name (field 2) may contain spaces and parentheses, so fields are counted after the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After `)`: field 3 (state) is index 0, so field N is index N - 3.
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Connects without blocking for long: connections beyond the backlog may not complete, and
+/// that is fine, the point is only to hold as many descriptors in the server as possible.
+fn try_connect(addr: SocketAddr) -> Option<TcpStream> {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+}
+
+/// One `GET /asf/health` that reports failure instead of panicking (the server may still be
+/// draining its backlog of dead connections when the first attempts are made).
+fn health_ok(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /asf/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response.starts_with(b"HTTP/1.1 200 ")
+}
+
+#[test]
+fn accept_backs_off_when_out_of_descriptors_and_recovers() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "fd exhaustion test");
+    let mut proc = Proc::start();
+    let addr = proc.addr;
+    let (status, _, _) = get(addr, "/asf/health");
+    assert_eq!(status, 200, "health before exhaustion");
+
+    let held: Vec<TcpStream> = (0..CONNECTIONS).filter_map(|_| try_connect(addr)).collect();
+    assert!(
+        held.len() > NOFILE as usize,
+        "only {} of {CONNECTIONS} connections completed; cannot exhaust {NOFILE} descriptors",
+        held.len()
+    );
+    wait_until(WAIT, "the accept-failure log line", || {
+        proc.log().contains(EXHAUSTION_LOG)
+    });
+    let line = proc
+        .log()
+        .lines()
+        .find(|l| l.contains(EXHAUSTION_LOG))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains("backing off"),
+        "log line does not say it backs off: {line:?}"
+    );
+
+    // The server is now out of descriptors with connections still queued: a spinning accept
+    // loop would burn a core here.
+    let before = cpu_time(proc.pid());
+    let started = Instant::now();
+    thread::sleep(CPU_WINDOW);
+    let used = cpu_time(proc.pid()).saturating_sub(before);
+    let window = started.elapsed();
+    eprintln!(
+        "held {} connections; asf used {used:?} of CPU in {window:?} while out of descriptors",
+        held.len()
+    );
+    assert!(
+        used < CPU_BUDGET,
+        "asf used {used:?} of CPU in {window:?} while out of descriptors (budget {CPU_BUDGET:?}): \
+         the accept loop spins instead of backing off"
+    );
+    assert!(proc.alive(), "asf died while out of descriptors");
+
+    drop(held);
+    wait_until(
+        WAIT,
+        "GET /asf/health to succeed after freeing descriptors",
+        || health_ok(addr),
+    );
+    assert!(proc.alive(), "asf died after recovering");
+    let status = proc.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status:?}"
+    );
+}
+
+#[test]
+fn parses_proc_stat_cpu_fields() {
+    let stat = "1234 (a (weird) name) S 1 2 3 4 5 6 7 8 9 10 17 25 0 0 20 0 3 0";
+    assert_eq!(parse_cpu_ticks(stat), Some(42));
+    assert_eq!(parse_cpu_ticks("1234 (x) S 1"), None);
+    assert_eq!(parse_cpu_ticks("no paren"), None);
+}
