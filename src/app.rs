@@ -421,10 +421,7 @@ impl Service for App {
         now: Instant,
         waker: &Arc<Notify>,
     ) -> Result<(), DisconnectReason> {
-        match msg {
-            Message::Text(t) => self.sio.handle_text(conn, out, t, sid, now, waker),
-            Message::Binary(b) => self.sio.handle_binary(conn, out, b, sid, now, waker),
-        }
+        self.sio.handle_message(conn, out, msg, sid, now, waker)
     }
 
     fn is_connected(&self, conn: &Self::Conn) -> bool {

@@ -217,6 +217,25 @@ impl<H: Handler> Server<H> {
         }
     }
 
+    /// Handles an Engine.IO message (text packet or binary attachment). An error ends the
+    /// session.
+    pub fn handle_message(
+        &self,
+        conn: &mut Conn<H::Data>,
+        out: &mut VecDeque<Outgoing>,
+        msg: crate::engineio::Message,
+        sid: Sid,
+        now: Instant,
+        waker: &Arc<Notify>,
+    ) -> Result<(), DisconnectReason> {
+        match msg {
+            crate::engineio::Message::Text(t) => self.handle_text(conn, out, t, sid, now, waker),
+            crate::engineio::Message::Binary(b) => {
+                self.handle_binary(conn, out, b, sid, now, waker)
+            }
+        }
+    }
+
     /// Handles an Engine.IO text message. An error ends the session.
     pub fn handle_text(
         &self,
