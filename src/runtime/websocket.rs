@@ -126,7 +126,8 @@ pub(crate) async fn handle<S: Service>(
     tokio_uring::spawn(reader(ctx, shared, stream, buf, upgrading, peer, guard));
 }
 
-/// Reads frames until the connection ends.
+/// Reads frames until the connection ends. (Writes made while upgrading are boxed, so the
+/// task of an idle connection stays small.)
 async fn reader<S: Service>(
     ctx: Arc<Ctx<S>>,
     shared: Arc<Shared<S::Conn>>,
@@ -151,7 +152,8 @@ async fn reader<S: Service>(
                     };
                     let frame = ws::close_frame(e.close_code(), &e.to_string());
                     if upgrading {
-                        let _ = write_all(&stream, vec![frame], ctx.config.stall_timeout).await;
+                        let _ = Box::pin(write_all(&stream, vec![frame], ctx.config.stall_timeout))
+                            .await;
                         return;
                     }
                     let mut st = shared.lock();
@@ -226,7 +228,7 @@ async fn on_message<S: Service>(
             let frame = ws::pong_frame(&p);
             // Control frames go through the writer once it runs, so frames never interleave.
             if *upgrading {
-                let _ = write_all(stream, vec![frame], ctx.config.stall_timeout).await;
+                let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout)).await;
             } else {
                 push_control(shared, frame);
             }
@@ -264,9 +266,13 @@ async fn on_message<S: Service>(
             let mut frame = Vec::with_capacity(reply.len() + 2);
             ws::write_frame_header(TEXT, reply.len(), &mut frame);
             frame.extend_from_slice(&reply);
-            if write_all(stream, vec![Bytes::from(frame)], ctx.config.stall_timeout)
-                .await
-                .is_err()
+            if Box::pin(write_all(
+                stream,
+                vec![Bytes::from(frame)],
+                ctx.config.stall_timeout,
+            ))
+            .await
+            .is_err()
             {
                 return Flow::Stop;
             }
@@ -432,8 +438,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             } else {
                 None
             };
-            let write = write_all(&stream, std::mem::take(&mut iov), stall);
-            tokio::pin!(write);
+            // Boxed: an idle connection's writer task then does not carry the write's state.
+            let mut write = Box::pin(write_all(&stream, std::mem::take(&mut iov), stall));
             let written = if slot.is_some() {
                 tokio::select! {
                     r = &mut write => r,
