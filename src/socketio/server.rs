@@ -298,28 +298,14 @@ impl<H: Handler> Server<H> {
                     conn.namespaces.push(ns.clone());
                 }
                 out.push_back(Outgoing::Text(packet::connect(&ns, sid.as_str())));
-                let mut socket = Socket {
-                    ns: &ns,
-                    sid,
-                    out,
-                    data: &mut conn.data,
-                    now,
-                    waker,
-                };
+                let mut socket = Socket::new(&ns, sid, out, &mut conn.data, now, waker);
                 self.handler.on_connect(&mut socket, auth.as_ref());
                 Ok(())
             }
             Incoming::Disconnect { ns } => {
                 if let Some(i) = conn.namespaces.iter().position(|n| n == &ns) {
                     conn.namespaces.remove(i);
-                    let mut socket = Socket {
-                        ns: &ns,
-                        sid,
-                        out,
-                        data: &mut conn.data,
-                        now,
-                        waker,
-                    };
+                    let mut socket = Socket::new(&ns, sid, out, &mut conn.data, now, waker);
                     self.handler
                         .on_disconnect(&mut socket, &DisconnectReason::ClientClose);
                 }
@@ -339,14 +325,7 @@ impl<H: Handler> Server<H> {
                     tracing::debug!(%sid, ns = %ns, event = %event, "event for a namespace the client has not joined; ignored");
                     return Ok(());
                 }
-                let mut socket = Socket {
-                    ns: &ns,
-                    sid,
-                    out,
-                    data: &mut conn.data,
-                    now,
-                    waker,
-                };
+                let mut socket = Socket::new(&ns, sid, out, &mut conn.data, now, waker);
                 self.handler.on_event(
                     &mut socket,
                     Event {
@@ -377,14 +356,7 @@ impl<H: Handler> Server<H> {
         waker: &Arc<Notify>,
     ) {
         for ns in std::mem::take(&mut conn.namespaces) {
-            let mut socket = Socket {
-                ns: &ns,
-                sid,
-                out,
-                data: &mut conn.data,
-                now,
-                waker,
-            };
+            let mut socket = Socket::new(&ns, sid, out, &mut conn.data, now, waker);
             self.handler.on_disconnect(&mut socket, reason);
         }
     }
