@@ -10,15 +10,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{get, wait_until, Watchdog, WAIT};
+use support::{asf_command, capture_output, get, listening_addr, wait_until, Watchdog, WAIT};
 use tempfile::TempDir;
 
 /// The descriptor limit the server runs under: low enough that 200 connections exhaust it.
@@ -33,7 +33,6 @@ const CPU_WINDOW: Duration = Duration::from_secs(2);
 const CPU_BUDGET: Duration = Duration::from_millis(500);
 /// The line the server logs when accept fails for lack of descriptors.
 const EXHAUSTION_LOG: &str = "accept failed: out of file descriptors or memory";
-const LISTEN_PREFIX: &str = "asf listening on ";
 
 /// A spawned `asf` under a low descriptor limit.
 struct Proc {
@@ -56,22 +55,13 @@ impl Proc {
             .tempdir()
             .expect("cwd");
         let root_path = root.path().canonicalize().expect("canonical root");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_asf"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-            .env("ASF_HOST", "127.0.0.1")
-            .env("ASF_PORT", "0")
-            .env("ASF_AUDIO_ROOT", &root_path)
-            .env("ASF_WORKERS", "1")
-            .env("ASF_DEBUG_MODE", "false")
-            // Idle connections must stay open for the whole measurement, so that the server is
-            // still out of descriptors while its CPU is sampled.
-            .env("ASF_HEADER_TIMEOUT", "120")
-            .current_dir(cwd.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        // Idle connections must stay open for the whole measurement, so that the server is
+        // still out of descriptors while its CPU is sampled.
+        let mut cmd = asf_command(
+            &root_path,
+            cwd.path(),
+            &[("ASF_WORKERS", "1"), ("ASF_HEADER_TIMEOUT", "120")],
+        );
         // SAFETY: setrlimit(2) and prctl(2) are async-signal-safe and touch only the child's
         // own kernel state; the closure allocates nothing. PDEATHSIG kills the server if the
         // test process dies (e.g. on a watchdog abort).
@@ -90,30 +80,7 @@ impl Proc {
             });
         }
         let mut child = cmd.spawn().expect("spawn asf");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        if let Some(stdout) = child.stdout.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                let mut first = true;
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if first {
-                        first = false;
-                        let _ = tx.send(line);
-                    } else {
-                        push_log(&log, &line);
-                    }
-                }
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    push_log(&log, &line);
-                }
-            });
-        }
+        let (log, rx) = capture_output(&mut child);
         let mut proc = Proc {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             _root: root,
@@ -121,16 +88,7 @@ impl Proc {
             child,
             log,
         };
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "asf did not print `{LISTEN_PREFIX}...` within {WAIT:?}\n{}",
-                proc.log()
-            )
-        });
-        proc.addr = line
-            .strip_prefix(LISTEN_PREFIX)
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
+        proc.addr = listening_addr(&rx).unwrap_or_else(|why| panic!("{why}\n{}", proc.log()));
         proc
     }
 
@@ -176,14 +134,6 @@ impl Drop for Proc {
             thread::sleep(Duration::from_millis(50));
             eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
         }
-    }
-}
-
-fn push_log(log: &Mutex<String>, line: &str) {
-    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-    if log.len() < 4 << 20 {
-        log.push_str(line);
-        log.push('\n');
     }
 }
 

@@ -2,38 +2,31 @@
 //! within `ASF_SHUTDOWN_GRACE` and new connections are refused; a stream that outlives the grace
 //! is ended with a Socket.IO DISCONNECT and a WebSocket close 1001; the process exits 0.
 //!
-//! These tests spawn the binary themselves (mirroring `tests/support`'s environment handling)
+//! These tests spawn the binary themselves (with `support::asf_command`, the same environment)
 //! because they must send exactly one signal and then read the exit status: support's
 //! `Server::stop` sends its own SIGTERM, and a second SIGTERM cuts the grace period short.
 //! No test asserts an upper bound on speed; watchdogs only catch hangs.
 
 mod support;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::sio::{parse_packet, SioClient, StreamResult};
-use support::{audio_bytes, sha256_hex, wait_until, Watchdog, NAMESPACE, WAIT};
+use support::{
+    asf_command, audio_bytes, capture_output, listening_addr, sha256_hex, wait_until, Watchdog,
+    NAMESPACE, WAIT,
+};
 use tempfile::TempDir;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-/// Environment every server here gets (as in `tests/support`); `Proc::start` overrides entries.
-const BASE_ENV: &[(&str, &str)] = &[
-    ("ASF_HOST", "127.0.0.1"),
-    ("ASF_PORT", "0"),
-    ("ASF_WORKERS", "2"),
-    ("ASF_DEBUG_MODE", "false"),
-    ("ASF_STREAM_SLEEP_INTERVAL", "0"),
-];
-const LISTEN_PREFIX: &str = "asf listening on ";
 /// How long a server may take to exit after the signal before the test fails (a hang guard,
 /// not a speed assertion).
 const EXIT_WAIT: Duration = Duration::from_secs(30);
@@ -58,26 +51,7 @@ impl Proc {
             .tempdir()
             .expect("cwd");
         let root_path = root.path().canonicalize().expect("canonical root");
-        let mut env: HashMap<String, String> = BASE_ENV
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        env.insert(
-            "ASF_AUDIO_ROOT".into(),
-            root_path.to_string_lossy().into_owned(),
-        );
-        for (k, v) in overrides {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_asf"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-            .envs(&env)
-            .current_dir(cwd.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = asf_command(&root_path, cwd.path(), overrides);
         // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent; it makes
         // the kernel kill the server if the test process dies (e.g. a watchdog abort).
         unsafe {
@@ -87,30 +61,7 @@ impl Proc {
             });
         }
         let mut child = cmd.spawn().expect("spawn asf");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        if let Some(stdout) = child.stdout.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                let mut first = true;
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if first {
-                        first = false;
-                        let _ = tx.send(line);
-                    } else {
-                        push_log(&log, &line);
-                    }
-                }
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    push_log(&log, &line);
-                }
-            });
-        }
+        let (log, rx) = capture_output(&mut child);
         let mut proc = Proc {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             root,
@@ -118,16 +69,7 @@ impl Proc {
             child,
             log,
         };
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "asf did not print `{LISTEN_PREFIX}...` within {WAIT:?}\n{}",
-                proc.log()
-            )
-        });
-        proc.addr = line
-            .strip_prefix(LISTEN_PREFIX)
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
+        proc.addr = listening_addr(&rx).unwrap_or_else(|why| panic!("{why}\n{}", proc.log()));
         proc
     }
 
@@ -191,14 +133,6 @@ impl Drop for Proc {
         if thread::panicking() {
             eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
         }
-    }
-}
-
-fn push_log(log: &Mutex<String>, line: &str) {
-    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-    if log.len() < 4 << 20 {
-        log.push_str(line);
-        log.push('\n');
     }
 }
 

@@ -86,57 +86,14 @@ impl Server {
             .tempdir()
             .map_err(|e| format!("cannot create cwd: {e}"))?;
         let root_path = root.path().canonicalize().map_err(|e| e.to_string())?;
-        let mut env: HashMap<String, String> = BASE_ENV
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        env.insert(
-            "ASF_AUDIO_ROOT".into(),
-            root_path.to_string_lossy().into_owned(),
-        );
-        for (k, v) in overrides {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_asf"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-            .envs(&env)
-            .current_dir(cwd.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
+        let mut child = asf_command(&root_path, cwd.path(), overrides)
             .spawn()
             .map_err(|e| format!("cannot spawn {}: {e}", env!("CARGO_BIN_EXE_asf")))?;
         live_pids()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(child.id() as i32);
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        if let Some(stdout) = child.stdout.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                let mut first = true;
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if first {
-                        first = false;
-                        let _ = tx.send(line);
-                    } else {
-                        push_log(&log, "stdout", &line);
-                    }
-                }
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    push_log(&log, "stderr", &line);
-                }
-            });
-        }
+        let (log, rx) = capture_output(&mut child);
         let mut server = Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             root,
@@ -144,24 +101,12 @@ impl Server {
             child: Some(child),
             log,
         };
-        match rx.recv_timeout(WAIT) {
-            Ok(line) => match line
-                .strip_prefix(LISTEN_PREFIX)
-                .and_then(|a| a.trim().parse::<SocketAddr>().ok())
-            {
-                Some(addr) => {
-                    server.addr = addr;
-                    Ok(server)
-                }
-                None => Err(format!(
-                    "asf's first stdout line was {line:?}, expected `{LISTEN_PREFIX}IP:PORT`\n{}",
-                    server.stop_and_log()
-                )),
-            },
-            Err(_) => Err(format!(
-                "asf did not print `{LISTEN_PREFIX}...` within {WAIT:?} (or exited first)\n{}",
-                server.stop_and_log()
-            )),
+        match listening_addr(&rx) {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Err(why) => Err(format!("{why}\n{}", server.stop_and_log())),
         }
     }
 
@@ -270,6 +215,73 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// The `asf` command in the test environment: environment cleared but for PATH and HOME,
+/// then the default test settings, `ASF_AUDIO_ROOT=root` and `overrides` (which win); run in
+/// `cwd` (empty, so no stray `.env` is read); stdout and stderr piped. Tests that must set
+/// process limits or read the exit status themselves spawn it directly.
+pub fn asf_command(root: &Path, cwd: &Path, overrides: &[(&str, &str)]) -> Command {
+    let mut env: HashMap<String, String> = BASE_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("ASF_AUDIO_ROOT".into(), root.to_string_lossy().into_owned());
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_asf"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .envs(&env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Collects a spawned server's output: every stderr line and every stdout line after the first
+/// go into the returned log; the first stdout line (the listening line) comes on the channel.
+pub fn capture_output(child: &mut Child) -> (Arc<Mutex<String>>, mpsc::Receiver<String>) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    if let Some(stdout) = child.stdout.take() {
+        let log = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut first = true;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if first {
+                    first = false;
+                    let _ = tx.send(line);
+                } else {
+                    push_log(&log, "stdout", &line);
+                }
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let log = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                push_log(&log, "stderr", &line);
+            }
+        });
+    }
+    (log, rx)
+}
+
+/// The address from the server's `asf listening on IP:PORT` line, waited for at most `WAIT`.
+pub fn listening_addr(first_line: &mpsc::Receiver<String>) -> Result<SocketAddr, String> {
+    let line = first_line.recv_timeout(WAIT).map_err(|_| {
+        format!("asf did not print `{LISTEN_PREFIX}...` within {WAIT:?} (or exited first)")
+    })?;
+    line.strip_prefix(LISTEN_PREFIX)
+        .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        .ok_or_else(|| {
+            format!("asf's first stdout line was {line:?}, expected `{LISTEN_PREFIX}IP:PORT`")
+        })
 }
 
 fn push_log(log: &Mutex<String>, stream: &str, line: &str) {
