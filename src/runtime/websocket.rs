@@ -369,6 +369,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         let closing;
         let mut timer = None;
         let mut lag_deadline: Option<Instant> = None;
+        // A listener that has not had its first chunk yet skips the bulk-write slots below.
+        let mut fresh = false;
         let (step, prefetch) = {
             let mut st = shared.lock();
             iov.extend(st.ws_control.drain(..));
@@ -391,13 +393,23 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 (Step::Idle, Vec::new())
             } else {
                 timer = run_timers(&ctx, &mut st, now);
+                fresh = ctx
+                    .service
+                    .feed(&mut st.conn)
+                    .is_some_and(|f| f.listener.bytes_sent() == 0);
                 let r = gather(
                     &ctx,
                     &mut st,
                     shared.sid,
                     &shared.notify,
                     now,
-                    budget,
+                    // The first write after a join carries one chunk: a thousand listeners
+                    // joining at once then cost the worker one small write each.
+                    if fresh {
+                        Budget { bytes: 1, ..budget }
+                    } else {
+                        budget
+                    },
                     &mut items,
                     &mut scratch,
                 );
@@ -433,7 +445,9 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             // queue never holds more than a handful of big writes ahead of a new client's
             // handshake or join. A slot is given back after SLOT_HOLD even if the socket is
             // slow to take the bytes, so one slow client cannot hold it.
-            let mut slot = if bulk {
+            // A listener's first write after a join skips the queue: join -> first chunk
+            // should not wait for every busy listener's turn.
+            let mut slot = if bulk && !fresh {
                 BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
             } else {
                 None
