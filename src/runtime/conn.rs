@@ -251,6 +251,8 @@ fn to_outgoing(items: Vec<Item>) -> Vec<Outgoing> {
                 out.push(Outgoing::Text(header));
                 out.push(Outgoing::Binary(data));
             }
+            // Only produced with a framer, and polling passes none.
+            Item::Wire(_) => debug_assert!(false, "framed audio on a polling transport"),
         }
     }
     out
@@ -291,6 +293,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
                     budget,
                     &mut items,
                     &mut scratch,
+                    None,
                 );
                 (step, prefetch, st.eio.closed().is_some())
             }

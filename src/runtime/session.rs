@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 use super::{ServerStats, Service};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
-use crate::stream::{Poll, StreamSession};
+use crate::stream::{Framing, Poll, StreamSession};
 
 /// Shutdown phases, broadcast to every worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +174,17 @@ pub(crate) enum Item {
     Packet(Outgoing),
     /// An audio chunk: the header packet, then the chunk as a binary message.
     Chunk(Bytes, Bytes),
+    /// Audio already framed for the wire by a [`Framer`] (one or many chunks).
+    Wire(Bytes),
+}
+
+/// Frames audio chunks for a transport that sends bytes (the WebSocket writer), so that
+/// listeners of one stream can share the framed blocks (see `stream::Framing`).
+pub(crate) trait Framer {
+    /// Equal keys for headers that frame equally.
+    fn key(&mut self, header: &Bytes) -> u64;
+    /// The bytes before a chunk of `len` bytes announced by `header`.
+    fn prefix(&mut self, header: &Bytes, len: usize) -> Bytes;
 }
 
 /// What the driver does after sending the gathered items.
@@ -209,6 +220,7 @@ pub(crate) fn gather<S: Service>(
     budget: Budget,
     out: &mut Vec<Item>,
     scratch: &mut Vec<Bytes>,
+    framer: Option<&mut dyn Framer>,
 ) -> (Step, Vec<(Arc<StreamSession>, u64)>) {
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
@@ -247,9 +259,26 @@ pub(crate) fn gather<S: Service>(
         return (Step::More, Vec::new());
     }
     scratch.clear();
-    let poll = feed
-        .listener
-        .poll(now, budget.bytes, chunk_budget, waker, scratch);
+    let poll = match framer {
+        Some(framer) => {
+            let header = &feed.chunk_header;
+            let key = framer.key(header);
+            let framer = std::cell::RefCell::new(framer);
+            let prefix = |len: usize| framer.borrow_mut().prefix(header, len);
+            let framing = Framing {
+                key,
+                prefix: &prefix,
+            };
+            let poll =
+                feed.listener
+                    .poll_wire(now, budget.bytes, chunk_budget, waker, &framing, scratch);
+            out.extend(scratch.drain(..).map(Item::Wire));
+            poll
+        }
+        None => feed
+            .listener
+            .poll(now, budget.bytes, chunk_budget, waker, scratch),
+    };
     let mut reads: Vec<_> = feed
         .listener
         .take_prefetch()

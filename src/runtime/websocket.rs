@@ -13,7 +13,9 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet};
 use super::io::{spawn_read, write_all, MAX_IOVECS};
-use super::session::{gather, run_timers, Budget, ConnGuard, Ctx, Item, Phase, Shared, Step};
+use super::session::{
+    gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Shared, Step,
+};
 use super::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
@@ -348,6 +350,19 @@ impl PrefixCache {
     }
 }
 
+impl Framer for PrefixCache {
+    fn key(&mut self, header: &Bytes) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        header.hash(&mut h);
+        h.finish()
+    }
+
+    fn prefix(&mut self, header: &Bytes, len: usize) -> Bytes {
+        self.get(header, len)
+    }
+}
+
 fn frame(opcode: OpCode, payload: Bytes, iov: &mut Vec<Bytes>) {
     iov.push(ws::frame_header(opcode, payload.len()));
     iov.push(payload);
@@ -412,6 +427,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     },
                     &mut items,
                     &mut scratch,
+                    Some(&mut prefixes),
                 );
                 // A close found here is sent (with its close frame) on the next turn.
                 closing = false;
@@ -427,7 +443,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         }
         let mut bulk = false;
         for item in items.drain(..) {
-            bulk |= matches!(item, Item::Chunk(..));
+            bulk |= matches!(item, Item::Chunk(..) | Item::Wire(..));
             push_item(item, &mut iov, &mut prefixes);
         }
         if !iov.is_empty() {
@@ -524,5 +540,6 @@ fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {
             iov.push(prefixes.get(&header, data.len()));
             iov.push(data);
         }
+        Item::Wire(bytes) => iov.push(bytes),
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::session::{BlockState, StreamSession};
+use super::session::{BlockState, Framing, StreamSession, WireBlock};
 
 /// Why a listener stopped handing out chunks for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub struct Listener {
     started: Instant,
     chunks_sent: u64,
     held: Option<(u64, Bytes)>,
+    /// The wire block of `held`, or None when the session had none for it.
+    held_wire: Option<(u64, Option<WireBlock>)>,
     cursor: Option<u64>,
     prefetch: Option<u64>,
 }
@@ -79,6 +81,7 @@ impl Listener {
             started: now,
             chunks_sent: 0,
             held: None,
+            held_wire: None,
             cursor: None,
             prefetch: None,
             session,
@@ -182,21 +185,56 @@ impl Listener {
         waker: &Arc<Notify>,
         out: &mut Vec<Bytes>,
     ) -> Poll {
+        self.poll_inner(now, max_bytes, max_chunks, waker, None, out)
+    }
+
+    /// Like [`Listener::poll`], but appends the bytes to send: each chunk preceded by its
+    /// `framing` prefix. Where the session has a wire block (several listeners, this one
+    /// on the chunk grid), many chunks come as one slice of it; otherwise a prefix and a
+    /// chunk slice per chunk.
+    pub fn poll_wire(
+        &mut self,
+        now: Instant,
+        max_bytes: usize,
+        max_chunks: usize,
+        waker: &Arc<Notify>,
+        framing: &Framing<'_>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll {
+        self.poll_inner(now, max_bytes, max_chunks, waker, Some(framing), out)
+    }
+
+    fn poll_inner(
+        &mut self,
+        now: Instant,
+        max_bytes: usize,
+        max_chunks: usize,
+        waker: &Arc<Notify>,
+        framing: Option<&Framing<'_>>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll {
         let mut bytes = 0usize;
         let mut chunks = 0usize;
         loop {
             if self.is_done() {
                 self.held = None;
+                self.held_wire = None;
                 self.place_cursor();
                 return Poll::Finished;
             }
             if chunks >= max_chunks || bytes >= max_bytes {
                 return Poll::More;
             }
-            if !self.interval.is_zero() && self.chunks_sent >= self.due_chunks(now) {
-                let at = self.started + self.interval.saturating_mul(self.chunks_sent as u32);
-                return Poll::Sleep(at);
-            }
+            let due = if self.interval.is_zero() {
+                u64::MAX
+            } else {
+                let due = self.due_chunks(now).saturating_sub(self.chunks_sent);
+                if due == 0 {
+                    let at = self.started + self.interval.saturating_mul(self.chunks_sent as u32);
+                    return Poll::Sleep(at);
+                }
+                due
+            };
             let b = self.block_of(self.next);
             let block = match &self.held {
                 Some((hb, bytes)) if *hb == b => bytes.clone(),
@@ -220,14 +258,53 @@ impl Listener {
                     self.session.len()
                 ));
             }
-            let to = block.len().min(from + self.chunk_size as usize);
+            let chunk_size = self.chunk_size as usize;
+            if let Some(framing) = framing {
+                if from % chunk_size == 0 {
+                    if let Some(wire) = self.wire_of(b, &block, framing) {
+                        // Whole chunks from the grid: one slice of the wire block.
+                        let first = from / chunk_size;
+                        let room_bytes = (max_bytes - bytes).div_ceil(chunk_size);
+                        let count = (wire.chunks() - first)
+                            .min(max_chunks - chunks)
+                            .min(room_bytes.max(1))
+                            .min(usize::try_from(due).unwrap_or(usize::MAX));
+                        let end = block.len().min((first + count) * chunk_size);
+                        out.push(wire.slice(first, count));
+                        bytes += end - from;
+                        chunks += count;
+                        self.next += (end - from) as u64;
+                        self.chunks_sent += count as u64;
+                        self.place_cursor();
+                        continue;
+                    }
+                }
+            }
+            let to = block.len().min(from + chunk_size);
             let chunk = block.slice(from..to);
             bytes += chunk.len();
             chunks += 1;
             self.next += chunk.len() as u64;
             self.chunks_sent += 1;
+            if let Some(framing) = framing {
+                out.push((framing.prefix)(chunk.len()));
+            }
             out.push(chunk);
             self.place_cursor();
+        }
+    }
+
+    /// The session's wire block for block `b`, asked once per block.
+    fn wire_of(&mut self, b: u64, block: &Bytes, framing: &Framing<'_>) -> Option<WireBlock> {
+        match &self.held_wire {
+            Some((hb, w)) if *hb == b => w.clone(),
+            _ => {
+                let w = self
+                    .session
+                    .wire_block(b, block, self.chunk_size as usize, framing);
+                self.held_wire = Some((b, w.clone()));
+                w
+            }
         }
     }
 }
@@ -504,5 +581,129 @@ mod tests {
             Poll::Failed("disk on fire".into())
         );
         assert!(session.has_failed());
+    }
+
+    /// A prefix that names the chunk length, so a wrong prefix shows in the bytes.
+    fn test_prefix(len: usize) -> Bytes {
+        Bytes::from(format!("<{len}>"))
+    }
+
+    /// Drains a listener with `poll_wire`, returning the bytes and the pieces' count.
+    fn drain_wire(l: &mut Listener, waker: &Arc<Notify>, step: usize) -> (Vec<u8>, usize) {
+        let prefix = test_prefix;
+        let framing = Framing {
+            key: 7,
+            prefix: &prefix,
+        };
+        let (mut all, mut pieces) = (Vec::new(), 0);
+        for _ in 0..100_000 {
+            let mut out = Vec::new();
+            let poll = l.poll_wire(Instant::now(), 64 * 1024, step, waker, &framing, &mut out);
+            if let Some(b) = l.take_prefetch() {
+                read(l.session(), b);
+            }
+            pieces += out.len();
+            out.iter().for_each(|p| all.extend_from_slice(p));
+            match poll {
+                Poll::Finished => return (all, pieces),
+                Poll::Read(b) => read(l.session(), b),
+                Poll::More | Poll::Wait => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        panic!("listener never finished");
+    }
+
+    /// What the wire must carry from `offset`: each chunk (cut at block ends) after its
+    /// prefix.
+    fn expected_wire(data: &[u8], offset: usize, block: usize, chunk: usize) -> Vec<u8> {
+        let mut want = Vec::new();
+        let mut at = offset;
+        while at < data.len() {
+            let block_end = (at / block + 1) * block;
+            let end = (at + chunk).min(block_end).min(data.len());
+            want.extend_from_slice(&test_prefix(end - at));
+            want.extend_from_slice(&data[at..end]);
+            at = end;
+        }
+        want
+    }
+
+    #[test]
+    fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
+        // 10,000 bytes, blocks of 4,096, chunks of 1,000: blocks end in short chunks, and
+        // the last block is short too.
+        let f = fixture(10_000, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let new = |offset| {
+            Listener::new(
+                Arc::clone(&session),
+                offset,
+                1000,
+                Duration::ZERO,
+                Instant::now(),
+            )
+            .unwrap()
+        };
+        // Alone, a listener gets prefix + chunk pairs (no wire block is kept for one).
+        let mut solo = new(0);
+        let (bytes, pieces) = drain_wire(&mut solo, &waker, 3);
+        assert_eq!(bytes, expected_wire(&f.data, 0, 4096, 1000));
+        assert_eq!(pieces, 2 * 12, "two pieces per chunk without a wire block");
+        drop(solo);
+        let (_, solo_cached) = session.cached();
+        // Three listeners: two on the grid share wire blocks, one off the grid (offset
+        // 1,500) gets pairs until its next block starts.
+        let mut a = new(0);
+        let mut b = new(0);
+        let mut c = new(1500);
+        let (wa, pa) = drain_wire(&mut a, &waker, 64);
+        let (wb, _) = drain_wire(&mut b, &waker, 3);
+        let (wc, _) = drain_wire(&mut c, &waker, 64);
+        assert_eq!(wa, expected_wire(&f.data, 0, 4096, 1000));
+        assert_eq!(wb, wa);
+        assert_eq!(wc, expected_wire(&f.data, 1500, 4096, 1000));
+        assert_eq!(pa, 3, "one slice per block");
+        // The wire blocks count against the cache budget.
+        assert!(session.cached().1 > solo_cached);
+        assert_eq!(
+            f.stats.cached_bytes.load(Ordering::Relaxed),
+            session.cached().1
+        );
+    }
+
+    #[test]
+    fn paced_wire_listener_takes_only_due_chunks() {
+        let f = fixture(8192, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let waker = Arc::new(Notify::new());
+        let t0 = Instant::now();
+        let iv = Duration::from_millis(10);
+        let mut a = Listener::new(Arc::clone(&session), 0, 1024, iv, t0).unwrap();
+        let _b = Listener::new(Arc::clone(&session), 0, 1024, iv, t0).unwrap();
+        read(&session, 0);
+        let prefix = test_prefix;
+        let framing = Framing {
+            key: 1,
+            prefix: &prefix,
+        };
+        let mut out = Vec::new();
+        let poll = a.poll_wire(t0 + iv * 2, usize::MAX, 64, &waker, &framing, &mut out);
+        assert_eq!(poll, Poll::Sleep(t0 + iv * 3));
+        assert_eq!(a.bytes_sent(), 3 * 1024, "chunks 0, 1 and 2 are due");
+        let bytes: Vec<u8> = out.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(bytes, expected_wire(&f.data[..3 * 1024], 0, 4096, 1024));
+        // A different framing key does not reuse the block framed with key 1.
+        let other = |len: usize| Bytes::from(format!("[{len}]"));
+        let framing2 = Framing {
+            key: 2,
+            prefix: &other,
+        };
+        let mut c = Listener::new(Arc::clone(&session), 0, 1024, Duration::ZERO, t0).unwrap();
+        let mut out = Vec::new();
+        c.poll_wire(t0, usize::MAX, 1, &waker, &framing2, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0][..], b"[1024]");
     }
 }

@@ -13,4 +13,4 @@ pub mod session;
 pub use listener::{Listener, OffsetError, Poll};
 pub use pool::BufferPool;
 pub use registry::{OpenError, PathError, Registry};
-pub use session::{BlockState, SessionParams, StreamSession, StreamStats};
+pub use session::{BlockState, Framing, SessionParams, StreamSession, StreamStats, WireBlock};

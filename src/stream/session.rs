@@ -61,9 +61,61 @@ pub enum BlockState {
     Failed(String),
 }
 
+/// How a transport frames chunks for the wire. Chunks of a block are cut on a fixed grid
+/// (every `chunk_size` bytes from the block start), so every listener on that grid sends
+/// the same bytes for a block: `prefix(len)` then the chunk, chunk after chunk. A session
+/// with several listeners builds that sequence once per block (a "wire block") and each
+/// listener sends slices of it, one iovec for many chunks instead of two per chunk.
+pub struct Framing<'a> {
+    /// Equal keys mean equal prefixes (e.g. a hash of the event header).
+    pub key: u64,
+    /// The bytes sent before a chunk of `len` bytes.
+    pub prefix: &'a dyn Fn(usize) -> Bytes,
+}
+
+impl std::fmt::Debug for Framing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framing").field("key", &self.key).finish()
+    }
+}
+
+/// A block framed for the wire (see [`Framing`]).
+#[derive(Debug, Clone)]
+pub struct WireBlock {
+    key: u64,
+    chunk_size: usize,
+    /// Bytes of one full chunk with its prefix.
+    unit: usize,
+    /// Chunks in the block.
+    chunks: usize,
+    bytes: Bytes,
+}
+
+impl WireBlock {
+    /// Chunks `first..first + count` of the block with their prefixes, as one slice.
+    pub fn slice(&self, first: usize, count: usize) -> Bytes {
+        let start = first * self.unit;
+        let end = if first + count >= self.chunks {
+            self.bytes.len()
+        } else {
+            (first + count) * self.unit
+        };
+        self.bytes.slice(start..end)
+    }
+
+    /// Chunks in the block.
+    pub fn chunks(&self) -> usize {
+        self.chunks
+    }
+}
+
 #[derive(Debug, Default)]
 struct Blocks {
     ready: BTreeMap<u64, Bytes>,
+    /// Wire blocks built for sessions with more than one listener (see [`Framing`]).
+    wire: HashMap<u64, WireBlock>,
+    /// Listener cursors in the stream.
+    listeners: usize,
     ready_bytes: usize,
     pending: HashSet<u64>,
     waiters: HashMap<u64, Vec<Arc<Notify>>>,
@@ -194,6 +246,60 @@ impl StreamSession {
         BlockState::Missing { must_read }
     }
 
+    /// Block `b` framed for the wire, for a listener on the chunk grid. None when the
+    /// session has a single listener (nothing to share, so no second copy is kept), when
+    /// the block is not kept, or when the block was framed differently (another key).
+    pub fn wire_block(
+        &self,
+        b: u64,
+        block: &Bytes,
+        chunk_size: usize,
+        framing: &Framing<'_>,
+    ) -> Option<WireBlock> {
+        {
+            let blocks = self.lock();
+            if let Some(w) = blocks.wire.get(&b) {
+                let same = w.key == framing.key && w.chunk_size == chunk_size;
+                return same.then(|| w.clone());
+            }
+            if blocks.listeners < 2 || !blocks.ready.contains_key(&b) || chunk_size == 0 {
+                return None;
+            }
+        }
+        // Built outside the lock: other workers' listeners keep going meanwhile.
+        let chunks = block.len().div_ceil(chunk_size);
+        let full = (framing.prefix)(chunk_size);
+        let mut out = Vec::with_capacity(block.len() + chunks * full.len() + 16);
+        for piece in block.chunks(chunk_size) {
+            if piece.len() == chunk_size {
+                out.extend_from_slice(&full);
+            } else {
+                out.extend_from_slice(&(framing.prefix)(piece.len()));
+            }
+            out.extend_from_slice(piece);
+        }
+        let built = WireBlock {
+            key: framing.key,
+            chunk_size,
+            unit: full.len() + chunk_size,
+            chunks,
+            bytes: Bytes::from(out),
+        };
+        let mut blocks = self.lock();
+        if let Some(w) = blocks.wire.get(&b) {
+            // Another worker built it first.
+            let same = w.key == framing.key && w.chunk_size == chunk_size;
+            return same.then(|| w.clone());
+        }
+        if !blocks.ready.contains_key(&b) {
+            return None;
+        }
+        self.account(&mut blocks, built.bytes.len() as isize);
+        blocks.wire.insert(b, built.clone());
+        self.trim(&mut blocks);
+        Some(built)
+    }
+
     /// Claims a read-ahead of block `b`: true when it is neither present nor being read
     /// (the caller then reads it and reports with `complete_read`).
     pub fn claim_prefetch(&self, b: u64) -> bool {
@@ -224,6 +330,9 @@ impl StreamSession {
                 self.account(&mut blocks, bytes.len() as isize);
                 if let Some(old) = blocks.ready.insert(b, bytes) {
                     self.account(&mut blocks, -(old.len() as isize));
+                    if let Some(w) = blocks.wire.remove(&b) {
+                        self.account(&mut blocks, -(w.bytes.len() as isize));
+                    }
                 }
             }
             Err(why) => {
@@ -252,6 +361,11 @@ impl StreamSession {
             return;
         }
         let mut blocks = self.lock();
+        match (from, to) {
+            (None, Some(_)) => blocks.listeners += 1,
+            (Some(_), None) => blocks.listeners = blocks.listeners.saturating_sub(1),
+            _ => {}
+        }
         if let Some(f) = from {
             if let Some(n) = blocks.cursors.get_mut(&f) {
                 *n -= 1;
@@ -266,7 +380,7 @@ impl StreamSession {
         self.trim(&mut blocks);
     }
 
-    /// Blocks currently kept and their total size.
+    /// Blocks currently kept and their total size (wire blocks included in the size).
     pub fn cached(&self) -> (usize, usize) {
         let blocks = self.lock();
         (blocks.ready.len(), blocks.ready_bytes)
@@ -291,6 +405,9 @@ impl StreamSession {
     fn evict(&self, blocks: &mut Blocks, b: u64) {
         if let Some(old) = blocks.ready.remove(&b) {
             self.account(blocks, -(old.len() as isize));
+        }
+        if let Some(old) = blocks.wire.remove(&b) {
+            self.account(blocks, -(old.bytes.len() as isize));
         }
     }
 

@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 const USAGE: &str = "usage:
   asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
   asf-bench baseline-server --mode small|large --file F [--port P]
-  asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)";
+  asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
+--only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
+  e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -94,7 +96,35 @@ fn samples_from_json(v: &Value) -> Vec<suite::Sample> {
     out
 }
 
+/// Refuses flags the command does not know (so `--help` or a typo never starts a run).
+fn check_flags(args: &[String], valued: &[&str], bare: &[&str]) -> Result<(), String> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if valued.contains(&a) {
+            i += 2;
+        } else if bare.contains(&a) {
+            i += 1;
+        } else {
+            return Err(format!("unknown argument {a:?}\n{USAGE}"));
+        }
+    }
+    Ok(())
+}
+
 fn run_suite(args: &[String]) -> Result<bool, String> {
+    check_flags(
+        args,
+        &[
+            "--rounds",
+            "--warmup",
+            "--min-mib",
+            "--only",
+            "--asf",
+            "--out",
+        ],
+        &["--quick"],
+    )?;
     let quick = args.iter().any(|a| a == "--quick");
     let out = PathBuf::from(arg_value(args, "--out").unwrap_or_else(|| "bench-out".into()));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -152,16 +182,20 @@ fn main() -> ExitCode {
         Some("baseline-server") => {
             let mode = arg_value(&args, "--mode").unwrap_or_default();
             let file = arg_value(&args, "--file").unwrap_or_default();
-            match parse_num::<u16>(&args, "--port", 0) {
-                Ok(port) => baseline::serve(&mode, std::path::Path::new(&file), port).map(|_| true),
-                Err(e) => Err(e),
-            }
+            check_flags(&args[1..], &["--mode", "--file", "--port"], &[])
+                .and_then(|_| parse_num::<u16>(&args, "--port", 0))
+                .and_then(|port| {
+                    baseline::serve(&mode, std::path::Path::new(&file), port).map(|_| true)
+                })
         }
         Some("plot") => {
             let out =
                 PathBuf::from(arg_value(&args, "--out").unwrap_or_else(|| "bench-out".into()));
-            std::fs::read_to_string(out.join("results.json"))
-                .map_err(|e| format!("{}: {e}", out.join("results.json").display()))
+            check_flags(&args[1..], &["--out"], &[])
+                .and_then(|_| {
+                    std::fs::read_to_string(out.join("results.json"))
+                        .map_err(|e| format!("{}: {e}", out.join("results.json").display()))
+                })
                 .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
                 .and_then(|v| write_reports(&out, &samples_from_json(&v)).map(|_| true))
         }
@@ -193,6 +227,9 @@ mod tests {
         assert_eq!(parse_num(&a, "--warmup", 1usize), Ok(1));
         assert!(parse_num::<usize>(&args("--rounds x"), "--rounds", 5).is_err());
         assert_eq!(arg_value(&args("--out"), "--out"), None);
+        assert!(check_flags(&args("--rounds 3 --quick"), &["--rounds"], &["--quick"]).is_ok());
+        assert!(check_flags(&args("--help"), &["--rounds"], &["--quick"]).is_err());
+        assert!(check_flags(&args("--quick 3"), &["--rounds"], &["--quick"]).is_err());
     }
 
     #[test]

@@ -189,18 +189,30 @@ pub fn targets(m: &[Sample]) -> Vec<(String, bool)> {
         1.3,
         "x",
     );
-    if let Some(s) = largest(m, "streams") {
-        let large = val(find(m, "fanout", "raw-large", s.n, s.size), "cpu_s_per_gib");
-        check(
-            format!(
-                "many streams {} x {}, server CPU/GiB vs raw 256 KiB writes",
-                s.n,
-                size_label(s.size)
-            ),
-            val(Some(s), "cpu_s_per_gib") / large,
-            2.0,
-            "x",
-        );
+    for variant in ["asf", "asf-files"] {
+        let streams: Vec<Sample> = m
+            .iter()
+            .filter(|s| s.scenario == "streams" && s.variant == variant)
+            .cloned()
+            .collect();
+        if let Some(s) = largest(&streams, "streams") {
+            let large = val(find(m, "fanout", "raw-large", s.n, s.size), "cpu_s_per_gib");
+            check(
+                format!(
+                    "many streams {} x {} ({}), server CPU/GiB vs raw 256 KiB writes",
+                    s.n,
+                    size_label(s.size),
+                    if variant == "asf" {
+                        "one file under N ids"
+                    } else {
+                        "N distinct files"
+                    }
+                ),
+                val(Some(s), "cpu_s_per_gib") / large,
+                2.0,
+                "x",
+            );
+        }
     }
     if let Some(s) = largest(m, "idle") {
         check(

@@ -29,7 +29,8 @@ pub struct Opts {
     pub asf: PathBuf,
     /// Output directory.
     pub out: PathBuf,
-    /// Run only the jobs whose name starts with this (fanout, streams, idle, latency, connect).
+    /// Run only the jobs whose name starts with this (fanout, streams, idle, latency, connect;
+    /// `|` separates alternatives; names as printed, lowercase, e.g. `fanout("asf", 1000`).
     pub only: Option<String>,
     /// Each delivery run delivers at least this many bytes (listeners re-join to reach it).
     pub min_bytes: u64,
@@ -87,7 +88,9 @@ impl Sample {
 #[derive(Debug, Clone, Copy)]
 enum Job {
     Fanout(&'static str, usize, u64),
-    Streams(usize, u64),
+    /// Variant "asf": one file notified under N ids (one shared session); "asf-files":
+    /// N distinct files (copies), N sessions.
+    Streams(&'static str, usize, u64),
     Idle(usize),
     Latency(usize, u64),
     Connect(usize),
@@ -189,6 +192,25 @@ impl Env {
         &self.files[&size]
     }
 
+    /// `n` distinct copies (own inodes, so own sessions) of the `size` file, made once.
+    fn copies(&mut self, n: usize, size: u64) -> Result<Vec<PathBuf>, String> {
+        let dir = self.root.join(format!("copies-{size}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let src = self.file(size).path.clone();
+        (0..n)
+            .map(|i| {
+                let path = dir.join(format!("copy-{i}.bin"));
+                let fresh = std::fs::metadata(&path)
+                    .map(|m| m.len() != size)
+                    .unwrap_or(true);
+                if fresh {
+                    std::fs::copy(&src, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                Ok(path)
+            })
+            .collect()
+    }
+
     fn new_id(&mut self, tag: &str) -> String {
         self.ids += 1;
         format!("bench-{tag}-{}", self.ids)
@@ -235,13 +257,18 @@ impl Env {
         ))
     }
 
-    /// N streams, one listener each.
-    fn streams(&mut self, n: usize, size: u64) -> Result<Sample, String> {
+    /// N streams, one listener each: one file under N ids, or N distinct files.
+    fn streams(&mut self, variant: &'static str, n: usize, size: u64) -> Result<Sample, String> {
         let reps = self.reps(n, size);
+        let paths = if variant == "asf-files" {
+            self.copies(n, size)?
+        } else {
+            vec![self.file(size).path.clone(); n]
+        };
         let mut ids = Vec::with_capacity(n);
-        for _ in 0..n {
+        for path in &paths {
             let id = self.new_id("many");
-            procs::notify(self.asf.addr, &id, &self.file(size).path)?;
+            procs::notify(self.asf.addr, &id, path)?;
             ids.push(id);
         }
         let expect = self.file(size).expect;
@@ -259,7 +286,7 @@ impl Env {
         let (cpu, ccpu) = (self.asf.cpu() - cpu0, procs::self_cpu() - ccpu0);
         Ok(delivery(
             "streams",
-            "asf",
+            variant,
             n,
             size,
             total * size,
@@ -405,7 +432,7 @@ impl Env {
     fn run(&mut self, job: Job) -> Result<Sample, String> {
         match job {
             Job::Fanout(v, n, size) => self.fanout(v, n, size),
-            Job::Streams(n, size) => self.streams(n, size),
+            Job::Streams(variant, n, size) => self.streams(variant, n, size),
             Job::Idle(n) => self.idle(n),
             Job::Latency(n, size) => self.latency(n, size),
             Job::Connect(n) => self.connect_rate(n),
@@ -458,12 +485,14 @@ fn jobs(quick: bool) -> Vec<Job> {
         }
     }
     if quick {
-        v.push(Job::Streams(100, MIB));
+        v.push(Job::Streams("asf", 100, MIB));
+        v.push(Job::Streams("asf-files", 100, MIB));
         v.push(Job::Idle(1000));
         v.push(Job::Latency(100, MIB));
         v.push(Job::Connect(500));
     } else {
-        v.push(Job::Streams(1000, MIB));
+        v.push(Job::Streams("asf", 1000, MIB));
+        v.push(Job::Streams("asf-files", 1000, MIB));
         v.push(Job::Idle(10_000));
         v.push(Job::Latency(1000, 10 * MIB));
         v.push(Job::Connect(5000));
@@ -513,7 +542,11 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
     let mut failures = Vec::new();
     let mut jobs = jobs(opts.quick);
     if let Some(only) = &opts.only {
-        jobs.retain(|j| format!("{j:?}").to_lowercase().starts_with(only.as_str()));
+        // `|` separates alternatives: --only 'fanout("asf", 1000|fanout("raw-large", 1000'
+        jobs.retain(|j| {
+            let name = format!("{j:?}").to_lowercase();
+            only.split('|').any(|p| name.starts_with(p))
+        });
     }
     let total = opts.warmup + opts.rounds;
     for round in 0..total {
