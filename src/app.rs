@@ -41,7 +41,8 @@ pub const MAX_STREAM_ID_LEN: usize = 256;
 /// Per-connection ASF state.
 #[derive(Debug, Default)]
 pub struct ConnData {
-    feed: Option<Feed>,
+    /// Boxed: an idle connection (most of them) then carries a pointer, not a listener.
+    feed: Option<Box<Feed>>,
     waiting_for: Option<String>,
 }
 
@@ -147,11 +148,11 @@ impl Streams {
             })],
         );
         tracing::info!(sid = %socket.sid(), stream_id = %id, offset, total = listener.total(), "listener joined");
-        socket.data.feed = Some(Feed {
+        socket.data.feed = Some(Box::new(Feed {
             stream_id: id,
             listener,
             chunk_header: self.chunk_header.clone(),
-        });
+        }));
     }
 
     fn join(&self, socket: &mut Socket<'_, ConnData>, req: JoinRequest) {
@@ -459,7 +460,7 @@ impl Service for App {
     }
 
     fn feed<'a>(&self, conn: &'a mut Self::Conn) -> Option<&'a mut Feed> {
-        conn.data.feed.as_mut()
+        conn.data.feed.as_deref_mut()
     }
 
     fn on_stream_end(

@@ -144,7 +144,18 @@ pub fn self_cpu() -> f64 {
 
 /// Spawns the release ASF server on loopback with a fresh audio root.
 pub fn start_asf(bin: &Path, root: &Path, log: &Path) -> Result<Proc, String> {
+    start_asf_with(bin, root, log, &[])
+}
+
+/// Like [`start_asf`], with extra environment (e.g. `ASF_WORKERS`).
+pub fn start_asf_with(
+    bin: &Path,
+    root: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Result<Proc, String> {
     let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().copied());
     cmd.env_remove("ASF_INTERNAL_TOKEN")
         .env("ASF_HOST", "127.0.0.1")
         .env("ASF_PORT", "0")
@@ -194,6 +205,24 @@ pub fn notify(addr: SocketAddr, id: &str, path: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&resp[..resp.len().min(200)])
         ))
     }
+}
+
+/// The server's `disk_bytes_read` counter from its health endpoint.
+pub fn disk_bytes_read(addr: SocketAddr) -> Result<u64, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("health connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let req = format!("GET /asf/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("health write: {e}"))?;
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("health body {body:?}: {e}"))?;
+    v.get("disk_bytes_read")
+        .and_then(|x| x.as_u64())
+        .ok_or_else(|| format!("health has no disk_bytes_read: {body}"))
 }
 
 /// Writes a deterministic pseudo-random file of `len` bytes.

@@ -92,7 +92,8 @@ enum Job {
     /// N distinct files (copies), N sessions.
     Streams(&'static str, usize, u64),
     Idle(usize),
-    Latency(usize, u64),
+    /// Join latency; with `Some(w)`, on a fresh server with `ASF_WORKERS=w`.
+    Latency(Option<usize>, usize, u64),
     Connect(usize),
 }
 
@@ -275,6 +276,7 @@ impl Env {
         let mut c = Clients::new().map_err(|e| e.to_string())?;
         connect(&mut c, self.asf.addr, Kind::Sio, n)?;
         let total = n as u64 * reps as u64;
+        let disk0 = procs::disk_bytes_read(self.asf.addr)?;
         let (cpu0, ccpu0, t0) = (self.asf.cpu(), procs::self_cpu(), Instant::now());
         for (i, id) in ids.iter().enumerate() {
             c.start(i, id, expect, reps, t0);
@@ -284,7 +286,8 @@ impl Env {
         })?;
         let secs = t0.elapsed().as_secs_f64();
         let (cpu, ccpu) = (self.asf.cpu() - cpu0, procs::self_cpu() - ccpu0);
-        Ok(delivery(
+        let disk = procs::disk_bytes_read(self.asf.addr)? - disk0;
+        let mut sample = delivery(
             "streams",
             variant,
             n,
@@ -294,7 +297,14 @@ impl Env {
             cpu,
             ccpu,
             reps,
-        ))
+        );
+        // Disk (page cache) bytes read per byte delivered: 1 / n when every file is read
+        // once for its n listeners, 1 when each stream reads its own file once.
+        sample.values.insert(
+            "disk_read_per_delivered",
+            disk as f64 / (total * size) as f64,
+        );
+        Ok(sample)
     }
 
     /// RSS per namespace-joined idle connection, on a fresh server.
@@ -331,30 +341,79 @@ impl Env {
     }
 
     /// Join latency of new listeners while `load` listeners stream a `size` file.
-    fn latency(&mut self, load: usize, size: u64) -> Result<Sample, String> {
+    fn latency(
+        &mut self,
+        workers: Option<usize>,
+        load: usize,
+        size: u64,
+    ) -> Result<Sample, String> {
+        // With a worker count, a fresh server of its own (the shared one runs the default).
+        let own = match workers {
+            Some(w) => {
+                let log = self.opts.out.join(format!("asf-latency-{w}-workers.log"));
+                let w = w.to_string();
+                Some(procs::start_asf_with(
+                    &self.opts.asf,
+                    &self.root,
+                    &log,
+                    &[("ASF_WORKERS", &w)],
+                )?)
+            }
+            None => None,
+        };
+        let addr = own.as_ref().map_or(self.asf.addr, |p| p.addr);
+        let r = self.latency_on(addr, load, size);
+        if let Some(p) = own {
+            p.stop(Duration::from_secs(5));
+        }
+        let mut s = r?;
+        if let Some(w) = workers {
+            s.variant = if w == 1 {
+                "asf-1-worker"
+            } else {
+                "asf-n-workers"
+            };
+            s.values.insert("workers", w as f64);
+        }
+        Ok(s)
+    }
+
+    fn latency_on(&mut self, addr: SocketAddr, load: usize, size: u64) -> Result<Sample, String> {
         const PROBE_SIZE: u64 = MIB;
         const PROBES: usize = 300;
         let load_id = self.new_id("load");
-        procs::notify(self.asf.addr, &load_id, &self.file(size).path)?;
+        procs::notify(addr, &load_id, &self.file(size).path)?;
         let mut probe_ids = Vec::new();
         for _ in 0..PROBES {
             let id = self.new_id("probe");
-            procs::notify(self.asf.addr, &id, &self.file(PROBE_SIZE).path)?;
+            procs::notify(addr, &id, &self.file(PROBE_SIZE).path)?;
             probe_ids.push(id);
         }
         let mut c = Clients::new().map_err(|e| e.to_string())?;
-        connect(&mut c, self.asf.addr, Kind::Sio, load)?;
+        connect(&mut c, addr, Kind::Sio, load)?;
         // The probes run in their own thread and epoll set, so the busy load sockets do
         // not delay their timestamps.
         let mut p = Clients::new().map_err(|e| e.to_string())?;
-        connect(&mut p, self.asf.addr, Kind::Sio, PROBES)?;
+        connect(&mut p, addr, Kind::Sio, PROBES)?;
         let probe_expect = self.file(PROBE_SIZE).expect;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = std::sync::Arc::clone(&stop);
+        // Probes begin once every load listener has its first chunk: they measure joins
+        // while the load streams, not while 1,000 other joins are being served (that join
+        // storm is reported separately, as the load's own join -> first chunk).
+        let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let go2 = std::sync::Arc::clone(&go);
         let deadline = deadline_for(load as u64 * size);
         let prober = std::thread::spawn(move || -> Result<Vec<(f64, f64)>, String> {
             let mut started = 0;
-            let mut next = Instant::now() + Duration::from_millis(20);
+            while !go2.load(std::sync::atomic::Ordering::Relaxed) {
+                if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err("the load ended before it was streaming".into());
+                }
+                p.poll(Duration::from_millis(1))
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut next = Instant::now();
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) || p.finished.len() < started {
                 if p.failed > 0 {
                     return Err(format!("probe failed: {:?}", p.errors()));
@@ -384,8 +443,27 @@ impl Env {
         for i in 0..load {
             c.start(i, &load_id, load_expect, 1, t0);
         }
-        let r = wait(&mut c, deadline, "latency load", |c| {
-            c.finished.len() == load
+        let streaming = |c: &Clients| {
+            c.conns
+                .iter()
+                .filter(|x| x.t_first.is_some() || x.completed > 0)
+                .count()
+                == load
+        };
+        let r = wait(&mut c, deadline, "latency load start", streaming);
+        let mut storm: Vec<f64> = c
+            .conns
+            .iter()
+            // One stream per load listener, so t_join / t_first are its join's.
+            .filter_map(|x| Some(x.t_first?.saturating_duration_since(x.t_join?)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        storm.sort_by(|a, b| a.total_cmp(b));
+        go.store(true, std::sync::atomic::Ordering::Relaxed);
+        let r = r.and_then(|_| {
+            wait(&mut c, deadline, "latency load", |c| {
+                c.finished.len() == load
+            })
         });
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let load_secs = t0.elapsed().as_secs_f64();
@@ -400,6 +478,12 @@ impl Env {
         let mut s = Sample::new("latency", "asf", load, size);
         s.values.insert("probes", probe_first.len() as f64);
         s.values.insert("load_secs", load_secs);
+        s.values
+            .insert("storm_first_p50_ms", percentile(&storm, 50.0));
+        s.values
+            .insert("storm_first_p99_ms", percentile(&storm, 99.0));
+        s.values
+            .insert("storm_first_max_ms", percentile(&storm, 100.0));
         for (name, v) in [("first", &probe_first), ("end", &probe_total)] {
             for (p, label) in [(50.0, "p50"), (99.0, "p99"), (100.0, "max")] {
                 let key: &'static str = match (name, label) {
@@ -434,7 +518,7 @@ impl Env {
             Job::Fanout(v, n, size) => self.fanout(v, n, size),
             Job::Streams(variant, n, size) => self.streams(variant, n, size),
             Job::Idle(n) => self.idle(n),
-            Job::Latency(n, size) => self.latency(n, size),
+            Job::Latency(workers, n, size) => self.latency(workers, n, size),
             Job::Connect(n) => self.connect_rate(n),
         }
     }
@@ -488,13 +572,15 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Streams("asf", 100, MIB));
         v.push(Job::Streams("asf-files", 100, MIB));
         v.push(Job::Idle(1000));
-        v.push(Job::Latency(100, MIB));
+        v.push(Job::Latency(None, 100, MIB));
+        v.push(Job::Latency(Some(1), 100, MIB));
         v.push(Job::Connect(500));
     } else {
         v.push(Job::Streams("asf", 1000, MIB));
         v.push(Job::Streams("asf-files", 1000, MIB));
         v.push(Job::Idle(10_000));
-        v.push(Job::Latency(1000, 10 * MIB));
+        v.push(Job::Latency(None, 1000, 10 * MIB));
+        v.push(Job::Latency(Some(1), 1000, 10 * MIB));
         v.push(Job::Connect(5000));
     }
     v
