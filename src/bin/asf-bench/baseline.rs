@@ -5,6 +5,11 @@
 //! once more; the server writes it in fixed-size `write`s (4096 bytes in `small` mode,
 //! 256 KiB in `large` mode) as fast as the socket drains. No framing, no protocol: it is
 //! the floor ASF's CPU cost is compared with. It must not do anything else.
+//!
+//! `files` mode is the floor for many distinct streams: `--file` names a directory, the
+//! k-th accepted connection is given its k-th file (sorted by name), and each request reads
+//! that file with `pread` in 256 KiB blocks into the connection's buffer and writes each
+//! block in one `write`, as ASF must when every stream has its own file.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,6 +26,60 @@ struct Client {
     off: usize,
     sending: bool,
     pending: u64,
+    /// `files` mode: this connection's file and its block buffer (`buf[at..]` unsent).
+    own: Option<OwnFile>,
+}
+
+struct OwnFile {
+    file: std::fs::File,
+    len: usize,
+    /// Block buffer (LARGE bytes, zeroed once); `buf[at..filled]` is unsent.
+    buf: Vec<u8>,
+    filled: usize,
+    at: usize,
+}
+
+/// `files` mode: sends the connection's own file per request, read block by block.
+fn pump_file(c: &mut Client) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Some(own) = c.own.as_mut() else {
+        return false;
+    };
+    loop {
+        if !c.sending {
+            if c.pending == 0 {
+                return true;
+            }
+            c.pending -= 1;
+            c.sending = true;
+            c.off = 0;
+            own.filled = 0;
+            own.at = 0;
+        }
+        while own.at < own.filled || c.off < own.len {
+            if own.at == own.filled {
+                let n = (own.len - c.off).min(LARGE);
+                if own
+                    .file
+                    .read_exact_at(&mut own.buf[..n], c.off as u64)
+                    .is_err()
+                {
+                    return false;
+                }
+                own.filled = n;
+                own.at = 0;
+                c.off += n;
+            }
+            match c.sock.write(&own.buf[own.at..own.filled]) {
+                Ok(0) => return false,
+                Ok(n) => own.at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        c.sending = false;
+    }
 }
 
 fn add(ep: i32, fd: i32, data: u64, events: u32) -> io::Result<()> {
@@ -61,10 +120,24 @@ fn pump(c: &mut Client, file: &[u8], wsize: usize) -> bool {
 pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String> {
     let wsize = match mode {
         "small" => SMALL,
-        "large" => LARGE,
-        other => return Err(format!("--mode {other}: expected small or large")),
+        "large" | "files" => LARGE,
+        other => return Err(format!("--mode {other}: expected small, large or files")),
     };
-    let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let (data, files) = if mode == "files" {
+        let mut files: Vec<_> = std::fs::read_dir(file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(format!("{}: no files", file.display()));
+        }
+        (Vec::new(), files)
+    } else {
+        let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        (data, Vec::new())
+    };
+    let mut accepted = 0usize;
     let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -102,11 +175,29 @@ pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String
                         free.push(idx);
                         continue;
                     }
+                    let own = if files.is_empty() {
+                        None
+                    } else {
+                        let path = &files[accepted % files.len()];
+                        accepted += 1;
+                        let Ok(f) = std::fs::File::open(path) else {
+                            continue;
+                        };
+                        let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                        Some(OwnFile {
+                            file: f,
+                            len,
+                            buf: vec![0; LARGE],
+                            filled: 0,
+                            at: 0,
+                        })
+                    };
                     clients[idx] = Some(Client {
                         sock,
                         off: 0,
                         sending: false,
                         pending: 0,
+                        own,
                     });
                 }
                 continue;
@@ -132,7 +223,11 @@ pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String
                 }
             }
             if alive {
-                alive = pump(c, &data, wsize);
+                alive = if c.own.is_some() {
+                    pump_file(c)
+                } else {
+                    pump(c, &data, wsize)
+                };
             }
             if !alive {
                 clients[idx] = None; // dropping closes the fd, which leaves the epoll set
@@ -157,6 +252,7 @@ mod tests {
             off: 0,
             sending: false,
             pending: 2,
+            own: None,
         };
         let file: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         assert!(pump(&mut c, &file, SMALL));
@@ -169,8 +265,51 @@ mod tests {
     }
 
     #[test]
+    fn files_mode_reads_the_connection_file_per_request() {
+        let dir = tempfile::tempdir().unwrap();
+        // Larger than one block, so the second block and a short last block are read.
+        let file: Vec<u8> = (0..(LARGE + 1000) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, &file).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cli = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (srv, _) = l.accept().unwrap();
+        srv.set_nonblocking(true).unwrap();
+        let mut c = Client {
+            sock: srv,
+            off: 0,
+            sending: false,
+            pending: 2,
+            own: Some(OwnFile {
+                file: std::fs::File::open(&path).unwrap(),
+                len: file.len(),
+                buf: vec![0; LARGE],
+                filled: 0,
+                at: 0,
+            }),
+        };
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 2 * (LARGE + 1000)];
+            cli.read_exact(&mut got).unwrap();
+            got
+        });
+        for _ in 0..10_000 {
+            assert!(pump_file(&mut c));
+            if c.pending == 0 && !c.sending {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..file.len()], &file[..]);
+        assert_eq!(&got[file.len()..], &file[..]);
+    }
+
+    #[test]
     fn bad_mode_is_an_error() {
         let e = serve("medium", std::path::Path::new("/nonexistent"), 0).unwrap_err();
-        assert!(e.contains("small or large"));
+        assert!(e.contains("small, large or files"));
     }
 }

@@ -89,6 +89,22 @@ pub fn table(m: &[Sample]) -> String {
             f(val(Some(s), "rounds"), 0)
         );
     }
+    for s in m
+        .iter()
+        .filter(|s| s.scenario == "streams" && s.variant == "asf-files")
+    {
+        if let Some(raw) = find(m, "streams", "raw-files", s.n, s.size) {
+            let _ = writeln!(
+                t,
+                "- many streams, {} distinct {} files: asf {} s/GiB vs raw-files (pread 256 KiB blocks + one write each) {} s/GiB = {}x",
+                s.n,
+                size_label(s.size),
+                f(val(Some(s), "cpu_s_per_gib"), 3),
+                f(val(Some(raw), "cpu_s_per_gib"), 3),
+                f(val(Some(s), "cpu_s_per_gib") / val(Some(raw), "cpu_s_per_gib"), 2),
+            );
+        }
+    }
     for s in m.iter().filter(|s| s.scenario == "latency") {
         let _ = writeln!(
             t,

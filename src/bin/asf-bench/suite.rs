@@ -103,6 +103,8 @@ struct File {
 }
 
 struct Env {
+    /// This asf-bench binary (it also runs the baseline servers).
+    exe: PathBuf,
     asf: Proc,
     raw: BTreeMap<(&'static str, u64), Proc>,
     files: BTreeMap<u64, File>,
@@ -260,6 +262,9 @@ impl Env {
 
     /// N streams, one listener each: one file under N ids, or N distinct files.
     fn streams(&mut self, variant: &'static str, n: usize, size: u64) -> Result<Sample, String> {
+        if variant == "raw-files" {
+            return self.raw_files(n, size);
+        }
         let reps = self.reps(n, size);
         let paths = if variant == "asf-files" {
             self.copies(n, size)?
@@ -305,6 +310,49 @@ impl Env {
             disk as f64 / (total * size) as f64,
         );
         Ok(sample)
+    }
+
+    /// The raw baseline of N distinct files: each connection's own file, read with pread
+    /// in 256 KiB blocks and written in one write per block.
+    fn raw_files(&mut self, n: usize, size: u64) -> Result<Sample, String> {
+        let reps = self.reps(n, size);
+        let paths = self.copies(n, size)?;
+        let dir = paths
+            .first()
+            .and_then(|p| p.parent())
+            .ok_or("no copies")?
+            .to_path_buf();
+        let log = self.opts.out.join(format!("baseline-files-{size}.log"));
+        let server = procs::start_baseline(&self.exe, "files", &dir, &log)?;
+        let expect = self.file(size).expect;
+        let run = || -> Result<Sample, String> {
+            let mut c = Clients::new().map_err(|e| e.to_string())?;
+            connect(&mut c, server.addr, Kind::Raw, n)?;
+            let total = n as u64 * reps as u64;
+            let (cpu0, ccpu0, t0) = (server.cpu(), procs::self_cpu(), Instant::now());
+            for i in 0..n {
+                c.start(i, "", expect, reps, t0);
+            }
+            wait(&mut c, deadline_for(total * size), "raw files", |c| {
+                c.finished.len() as u64 == total
+            })?;
+            let secs = t0.elapsed().as_secs_f64();
+            let (cpu, ccpu) = (server.cpu() - cpu0, procs::self_cpu() - ccpu0);
+            Ok(delivery(
+                "streams",
+                "raw-files",
+                n,
+                size,
+                total * size,
+                secs,
+                cpu,
+                ccpu,
+                reps,
+            ))
+        };
+        let r = run();
+        server.stop(Duration::from_secs(5));
+        r
     }
 
     /// RSS per namespace-joined idle connection, on a fresh server.
@@ -571,6 +619,7 @@ fn jobs(quick: bool) -> Vec<Job> {
     if quick {
         v.push(Job::Streams("asf", 100, MIB));
         v.push(Job::Streams("asf-files", 100, MIB));
+        v.push(Job::Streams("raw-files", 100, MIB));
         v.push(Job::Idle(1000));
         v.push(Job::Latency(None, 100, MIB));
         v.push(Job::Latency(Some(1), 100, MIB));
@@ -578,6 +627,7 @@ fn jobs(quick: bool) -> Vec<Job> {
     } else {
         v.push(Job::Streams("asf", 1000, MIB));
         v.push(Job::Streams("asf-files", 1000, MIB));
+        v.push(Job::Streams("raw-files", 1000, MIB));
         v.push(Job::Idle(10_000));
         v.push(Job::Latency(None, 1000, 10 * MIB));
         v.push(Job::Latency(Some(1), 1000, 10 * MIB));
@@ -617,6 +667,7 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
         }
     }
     let mut env = Env {
+        exe: exe.to_path_buf(),
         asf,
         raw,
         files,
