@@ -9,6 +9,10 @@
 //! `stream/fanout_cold` is the same (N = 1, 100) with a fresh session whose four 256 KiB blocks
 //! are read from the (warm) page cache inside the timed part, as a stream's first listener
 //! pays them.
+//! `stream/fanout_wire` is `stream/fanout` through `Listener::poll_wire`, as the WebSocket
+//! writer drains a session with several listeners: each block is framed once (the first
+//! iteration builds the wire blocks), then every listener takes slices of them, one per
+//! poll instead of a header and a chunk per 4 KiB.
 //! `ws/iovec_batch` measures building one writer batch: a pre-encoded header `Bytes` and the
 //! chunk `Bytes` per chunk, pushed into a reused `Vec`.
 //!
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use asf::socketio::packet::single_binary_event;
 use asf::stream::{
-    BufferPool, Listener, Poll, Registry, SessionParams, StreamSession, StreamStats,
+    BufferPool, Framing, Listener, Poll, Registry, SessionParams, StreamSession, StreamStats,
 };
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
@@ -94,6 +98,17 @@ fn drain(
     listener: &mut Listener,
     waker: &Arc<Notify>,
     out: &mut Vec<Bytes>,
+    write: impl FnMut(&[Bytes]),
+) -> usize {
+    drain_with(listener, waker, None, out, write)
+}
+
+/// [`drain`], through `poll_wire` when `framing` is given (returns the pieces handed out).
+fn drain_with(
+    listener: &mut Listener,
+    waker: &Arc<Notify>,
+    framing: Option<&Framing<'_>>,
+    out: &mut Vec<Bytes>,
     mut write: impl FnMut(&[Bytes]),
 ) -> usize {
     let mut chunks = 0;
@@ -101,7 +116,11 @@ fn drain(
         if let Some(b) = listener.take_prefetch() {
             read_block(listener.session(), b);
         }
-        let poll = listener.poll(Instant::now(), MAX_BYTES, MAX_CHUNKS, waker, out);
+        let now = Instant::now();
+        let poll = match framing {
+            Some(f) => listener.poll_wire(now, MAX_BYTES, MAX_CHUNKS, waker, f, out),
+            None => listener.poll(now, MAX_BYTES, MAX_CHUNKS, waker, out),
+        };
         chunks += out.len();
         write(out);
         out.clear();
@@ -165,6 +184,39 @@ fn fanout(c: &mut Criterion) {
                         });
                     }
                     // Dropped outside the timed part (leaving moves the session's cursors).
+                    all
+                },
+                batch_size(n),
+            )
+        });
+    }
+    group.finish();
+
+    let full = chunk_prefix(CHUNK);
+    let prefix = |len: usize| {
+        if len == CHUNK {
+            full.clone()
+        } else {
+            chunk_prefix(len)
+        }
+    };
+    let framing = Framing {
+        key: 1,
+        prefix: &prefix,
+    };
+    let mut group = c.benchmark_group("stream/fanout_wire");
+    for n in COUNTS {
+        group.throughput(Throughput::Bytes((n * FILE_BYTES) as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            let mut out = Vec::with_capacity(MAX_CHUNKS);
+            b.iter_batched(
+                || listeners(&session, n),
+                |mut all| {
+                    for l in &mut all {
+                        drain_with(l, &waker, Some(&framing), &mut out, |batch| {
+                            black_box(batch);
+                        });
+                    }
                     all
                 },
                 batch_size(n),
