@@ -170,28 +170,6 @@ fn fanout(c: &mut Criterion) {
     let reads_before = session.bytes_read();
     let waker = Arc::new(Notify::new());
 
-    let mut group = c.benchmark_group("stream/fanout");
-    for n in COUNTS {
-        group.throughput(Throughput::Bytes((n * FILE_BYTES) as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            let mut out = Vec::with_capacity(MAX_CHUNKS);
-            b.iter_batched(
-                || listeners(&session, n),
-                |mut all| {
-                    for l in &mut all {
-                        drain(l, &waker, &mut out, |batch| {
-                            black_box(batch);
-                        });
-                    }
-                    // Dropped outside the timed part (leaving moves the session's cursors).
-                    all
-                },
-                batch_size(n),
-            )
-        });
-    }
-    group.finish();
-
     let full = chunk_prefix(CHUNK);
     let prefix = |len: usize| {
         if len == CHUNK {
@@ -204,26 +182,33 @@ fn fanout(c: &mut Criterion) {
         key: 1,
         prefix: &prefix,
     };
-    let mut group = c.benchmark_group("stream/fanout_wire");
-    for n in COUNTS {
-        group.throughput(Throughput::Bytes((n * FILE_BYTES) as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            let mut out = Vec::with_capacity(MAX_CHUNKS);
-            b.iter_batched(
-                || listeners(&session, n),
-                |mut all| {
-                    for l in &mut all {
-                        drain_with(l, &waker, Some(&framing), &mut out, |batch| {
-                            black_box(batch);
-                        });
-                    }
-                    all
-                },
-                batch_size(n),
-            )
-        });
+    for (name, framing) in [
+        ("stream/fanout", None),
+        ("stream/fanout_wire", Some(&framing)),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for n in COUNTS {
+            group.throughput(Throughput::Bytes((n * FILE_BYTES) as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+                let mut out = Vec::with_capacity(MAX_CHUNKS);
+                b.iter_batched(
+                    || listeners(&session, n),
+                    |mut all| {
+                        for l in &mut all {
+                            drain_with(l, &waker, framing, &mut out, |batch| {
+                                black_box(batch);
+                            });
+                        }
+                        // Dropped outside the timed part (leaving moves the session's
+                        // cursors).
+                        all
+                    },
+                    batch_size(n),
+                )
+            });
+        }
+        group.finish();
     }
-    group.finish();
     assert_eq!(
         session.bytes_read(),
         reads_before,

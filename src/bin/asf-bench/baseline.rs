@@ -39,6 +39,38 @@ struct OwnFile {
     at: usize,
 }
 
+/// Starts the next pending request, if any.
+fn begin_request(pending: &mut u64, sending: &mut bool, off: &mut usize) -> bool {
+    if *pending == 0 {
+        return false;
+    }
+    *pending -= 1;
+    *sending = true;
+    *off = 0;
+    true
+}
+
+enum Wrote {
+    Bytes(usize),
+    /// The socket is full (edge-triggered: wait for the next EPOLLOUT).
+    Blocked,
+    /// Closed or failed.
+    Gone,
+}
+
+/// One non-blocking `write`, retried on EINTR.
+fn write_some(sock: &mut TcpStream, buf: &[u8]) -> Wrote {
+    loop {
+        match sock.write(buf) {
+            Ok(0) => return Wrote::Gone,
+            Ok(n) => return Wrote::Bytes(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Wrote::Gone,
+        }
+    }
+}
+
 /// `files` mode: sends the connection's own file per request, read block by block.
 fn pump_file(c: &mut Client) -> bool {
     use std::os::unix::fs::FileExt;
@@ -47,12 +79,9 @@ fn pump_file(c: &mut Client) -> bool {
     };
     loop {
         if !c.sending {
-            if c.pending == 0 {
+            if !begin_request(&mut c.pending, &mut c.sending, &mut c.off) {
                 return true;
             }
-            c.pending -= 1;
-            c.sending = true;
-            c.off = 0;
             own.filled = 0;
             own.at = 0;
         }
@@ -70,12 +99,10 @@ fn pump_file(c: &mut Client) -> bool {
                 own.at = 0;
                 c.off += n;
             }
-            match c.sock.write(&own.buf[own.at..own.filled]) {
-                Ok(0) => return false,
-                Ok(n) => own.at += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+            match write_some(&mut c.sock, &own.buf[own.at..own.filled]) {
+                Wrote::Bytes(n) => own.at += n,
+                Wrote::Blocked => return true,
+                Wrote::Gone => return false,
             }
         }
         c.sending = false;
@@ -94,22 +121,15 @@ fn add(ep: i32, fd: i32, data: u64, events: u32) -> io::Result<()> {
 /// Sends as much as the socket takes. Returns false when the client is gone.
 fn pump(c: &mut Client, file: &[u8], wsize: usize) -> bool {
     loop {
-        if !c.sending {
-            if c.pending == 0 {
-                return true;
-            }
-            c.pending -= 1;
-            c.sending = true;
-            c.off = 0;
+        if !c.sending && !begin_request(&mut c.pending, &mut c.sending, &mut c.off) {
+            return true;
         }
         while c.off < file.len() {
             let end = (c.off + wsize).min(file.len());
-            match c.sock.write(&file[c.off..end]) {
-                Ok(0) => return false,
-                Ok(n) => c.off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+            match write_some(&mut c.sock, &file[c.off..end]) {
+                Wrote::Bytes(n) => c.off += n,
+                Wrote::Blocked => return true,
+                Wrote::Gone => return false,
             }
         }
         c.sending = false;
@@ -241,19 +261,26 @@ pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String
 mod tests {
     use super::*;
 
-    #[test]
-    fn pump_sends_the_file_per_request() {
+    /// A loopback connection: the client end, and the server end as a baseline client
+    /// with two requests pending.
+    fn connection(own: Option<OwnFile>) -> (TcpStream, Client) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut cli = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let cli = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (srv, _) = l.accept().unwrap();
         srv.set_nonblocking(true).unwrap();
-        let mut c = Client {
+        let c = Client {
             sock: srv,
             off: 0,
             sending: false,
             pending: 2,
-            own: None,
+            own,
         };
+        (cli, c)
+    }
+
+    #[test]
+    fn pump_sends_the_file_per_request() {
+        let (mut cli, mut c) = connection(None);
         let file: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         assert!(pump(&mut c, &file, SMALL));
         assert_eq!(c.pending, 0);
@@ -273,23 +300,13 @@ mod tests {
             .collect();
         let path = dir.path().join("a.bin");
         std::fs::write(&path, &file).unwrap();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut cli = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (srv, _) = l.accept().unwrap();
-        srv.set_nonblocking(true).unwrap();
-        let mut c = Client {
-            sock: srv,
-            off: 0,
-            sending: false,
-            pending: 2,
-            own: Some(OwnFile {
-                file: std::fs::File::open(&path).unwrap(),
-                len: file.len(),
-                buf: vec![0; LARGE],
-                filled: 0,
-                at: 0,
-            }),
-        };
+        let (mut cli, mut c) = connection(Some(OwnFile {
+            file: std::fs::File::open(&path).unwrap(),
+            len: file.len(),
+            buf: vec![0; LARGE],
+            filled: 0,
+            at: 0,
+        }));
         let reader = std::thread::spawn(move || {
             let mut got = vec![0u8; 2 * (LARGE + 1000)];
             cli.read_exact(&mut got).unwrap();

@@ -234,30 +234,20 @@ impl Env {
         } else {
             (&self.raw[&(variant, size)], Kind::Raw, String::new())
         };
-        let expect = self.file(size).expect;
         let mut c = Clients::new().map_err(|e| e.to_string())?;
         connect(&mut c, proc.addr, kind, n)?;
-        let total = n as u64 * reps as u64;
-        let (cpu0, ccpu0, t0) = (proc.cpu(), procs::self_cpu(), Instant::now());
-        for i in 0..n {
-            c.start(i, &id, expect, reps, t0);
-        }
-        wait(&mut c, deadline_for(total * size), "fan-out", |c| {
-            c.finished.len() as u64 == total
-        })?;
-        let secs = t0.elapsed().as_secs_f64();
-        let (cpu, ccpu) = (proc.cpu() - cpu0, procs::self_cpu() - ccpu0);
-        Ok(delivery(
-            "fanout",
-            variant,
-            n,
-            size,
-            total * size,
-            secs,
-            cpu,
-            ccpu,
-            reps,
-        ))
+        deliver(
+            &mut c,
+            proc,
+            Delivery {
+                scenario: "fanout",
+                variant,
+                size,
+                reps,
+                expect: self.file(size).expect,
+                ids: &vec![id; n],
+            },
+        )
     }
 
     /// N streams, one listener each: one file under N ids, or N distinct files.
@@ -277,32 +267,23 @@ impl Env {
             procs::notify(self.asf.addr, &id, path)?;
             ids.push(id);
         }
-        let expect = self.file(size).expect;
         let mut c = Clients::new().map_err(|e| e.to_string())?;
         connect(&mut c, self.asf.addr, Kind::Sio, n)?;
-        let total = n as u64 * reps as u64;
         let disk0 = procs::disk_bytes_read(self.asf.addr)?;
-        let (cpu0, ccpu0, t0) = (self.asf.cpu(), procs::self_cpu(), Instant::now());
-        for (i, id) in ids.iter().enumerate() {
-            c.start(i, id, expect, reps, t0);
-        }
-        wait(&mut c, deadline_for(total * size), "many streams", |c| {
-            c.finished.len() as u64 == total
-        })?;
-        let secs = t0.elapsed().as_secs_f64();
-        let (cpu, ccpu) = (self.asf.cpu() - cpu0, procs::self_cpu() - ccpu0);
+        let mut sample = deliver(
+            &mut c,
+            &self.asf,
+            Delivery {
+                scenario: "streams",
+                variant,
+                size,
+                reps,
+                expect: self.file(size).expect,
+                ids: &ids,
+            },
+        )?;
         let disk = procs::disk_bytes_read(self.asf.addr)? - disk0;
-        let mut sample = delivery(
-            "streams",
-            variant,
-            n,
-            size,
-            total * size,
-            secs,
-            cpu,
-            ccpu,
-            reps,
-        );
+        let total = n as u64 * reps as u64;
         // Disk (page cache) bytes read per byte delivered: 1 / n when every file is read
         // once for its n listeners, 1 when each stream reads its own file once.
         sample.values.insert(
@@ -328,27 +309,18 @@ impl Env {
         let run = || -> Result<Sample, String> {
             let mut c = Clients::new().map_err(|e| e.to_string())?;
             connect(&mut c, server.addr, Kind::Raw, n)?;
-            let total = n as u64 * reps as u64;
-            let (cpu0, ccpu0, t0) = (server.cpu(), procs::self_cpu(), Instant::now());
-            for i in 0..n {
-                c.start(i, "", expect, reps, t0);
-            }
-            wait(&mut c, deadline_for(total * size), "raw files", |c| {
-                c.finished.len() as u64 == total
-            })?;
-            let secs = t0.elapsed().as_secs_f64();
-            let (cpu, ccpu) = (server.cpu() - cpu0, procs::self_cpu() - ccpu0);
-            Ok(delivery(
-                "streams",
-                "raw-files",
-                n,
-                size,
-                total * size,
-                secs,
-                cpu,
-                ccpu,
-                reps,
-            ))
+            deliver(
+                &mut c,
+                &server,
+                Delivery {
+                    scenario: "streams",
+                    variant: "raw-files",
+                    size,
+                    reps,
+                    expect,
+                    ids: &vec![String::new(); n],
+                },
+            )
         };
         let r = run();
         server.stop(Duration::from_secs(5));
@@ -572,28 +544,41 @@ impl Env {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn delivery(
+/// One measured delivery: connection `i` streams `ids[i]` `reps` times.
+struct Delivery<'a> {
     scenario: &'static str,
     variant: &'static str,
-    n: usize,
     size: u64,
-    bytes: u64,
-    secs: f64,
-    cpu: f64,
-    client_cpu: f64,
     reps: u32,
-) -> Sample {
-    let gib = bytes as f64 / GIB;
-    let mut s = Sample::new(scenario, variant, n, size);
+    expect: Expect,
+    ids: &'a [String],
+}
+
+/// Starts every connection of `c` on its stream, waits until every stream is verified, and
+/// reports goodput and `server`'s CPU (and the client's) per GiB delivered.
+fn deliver(c: &mut Clients, server: &Proc, d: Delivery<'_>) -> Result<Sample, String> {
+    let n = d.ids.len();
+    let total = n as u64 * d.reps as u64;
+    let (cpu0, ccpu0, t0) = (server.cpu(), procs::self_cpu(), Instant::now());
+    for (i, id) in d.ids.iter().enumerate() {
+        c.start(i, id, d.expect, d.reps, t0);
+    }
+    let what = format!("{} {}", d.scenario, d.variant);
+    wait(c, deadline_for(total * d.size), &what, |c| {
+        c.finished.len() as u64 == total
+    })?;
+    let secs = t0.elapsed().as_secs_f64();
+    let (cpu, client_cpu) = (server.cpu() - cpu0, procs::self_cpu() - ccpu0);
+    let gib = (total * d.size) as f64 / GIB;
+    let mut s = Sample::new(d.scenario, d.variant, n, d.size);
     s.values.insert("gib", gib);
     s.values.insert("secs", secs);
     s.values.insert("goodput_gib_s", gib / secs);
     s.values.insert("server_cpu_s", cpu);
     s.values.insert("cpu_s_per_gib", cpu / gib);
     s.values.insert("client_cpu_s_per_gib", client_cpu / gib);
-    s.values.insert("reps", reps as f64);
-    s
+    s.values.insert("reps", d.reps as f64);
+    Ok(s)
 }
 
 fn jobs(quick: bool) -> Vec<Job> {
