@@ -97,18 +97,31 @@ fn assert_stream(r: &StreamResult, id: &str, expected: &[u8], chunk_max: usize) 
 
 /// Connects `n` clients, then joins them all to `id` at once and collects their streams.
 fn many_listeners(addr: SocketAddr, id: &str, n: usize) -> Vec<StreamResult> {
+    listeners_at(addr, id, &vec![None; n])
+}
+
+/// Connects one client per entry of `offsets`, then joins them all to `id` at once (with
+/// that `offset`, or none) and collects their streams, in the order of `offsets`.
+fn listeners_at(addr: SocketAddr, id: &str, offsets: &[Option<usize>]) -> Vec<StreamResult> {
+    let n = offsets.len();
     let clients: Vec<SioClient> = (0..n).map(|_| SioClient::connect(addr)).collect();
     let barrier = Arc::new(Barrier::new(n));
     let handles: Vec<_> = clients
         .into_iter()
-        .map(|mut client| {
+        .zip(offsets.iter().copied())
+        .map(|(mut client, offset)| {
             let barrier = Arc::clone(&barrier);
             let id = id.to_string();
             thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
                     barrier.wait();
-                    client.join(&id);
+                    match offset {
+                        None => client.join(&id),
+                        Some(offset) => {
+                            client.emit("join_stream", json!({ "stream_id": id, "offset": offset }))
+                        }
+                    }
                     let r = client.collect_stream();
                     client.close();
                     r
@@ -297,6 +310,37 @@ fn two_streams_at_once_are_each_byte_exact() {
 }
 
 // --- offsets, waiting, re-notify ------------------------------------------------------------
+
+/// Listeners of one stream share framed blocks when they sit on the chunk grid; listeners
+/// that joined at an offset off the grid get their own framing until their next block. All
+/// of them together, over real sockets, must still get exactly their bytes in chunks.
+#[test]
+fn listeners_on_and_off_the_chunk_grid_share_a_stream_byte_exact() {
+    let _w = Watchdog::new(LIMIT, "on and off the chunk grid");
+    let server = Server::start();
+    // Four 256 KiB blocks and a short fifth one.
+    let file = audio_bytes(MIB + 777, 12);
+    server.publish("strm_grid", &file);
+    let offsets = [
+        None,
+        None,
+        Some(0),
+        Some(1),
+        Some(1000),
+        Some(CHUNK - 1),
+        Some(CHUNK),
+        Some(256 * 1024 - 1),
+        Some(300_001),
+        None,
+        Some(file.len() - 5),
+        None,
+    ];
+    let results = listeners_at(server.addr, "strm_grid", &offsets);
+    for (r, offset) in results.iter().zip(offsets) {
+        let offset = offset.unwrap_or(0);
+        assert_stream(r, "strm_grid", &file[offset..], CHUNK);
+    }
+}
 
 #[test]
 fn join_with_offset_delivers_exactly_the_rest_of_the_file() {
