@@ -8,8 +8,9 @@
 //! the library's public API; they must not touch sockets, files or clocks of their own.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use asf::engineio::packet::{decode_payload, decode_text, encode_payload, Outgoing};
 use asf::http::{parse_request, Limits};
@@ -236,16 +237,9 @@ fn ws(c: &mut Criterion) {
     group.finish();
 }
 
-fn short() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = codecs;
-    config = short();
+    config = common::short();
     targets = http, engineio, socketio, ws
 }
 criterion_main!(codecs);

@@ -20,6 +20,8 @@
 //! `runtime`. These benches must not open sockets or spawn runtimes.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -312,16 +314,9 @@ fn iovec_batch(c: &mut Criterion) {
     group.finish();
 }
 
-fn short() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = short();
+    config = common::short();
     targets = fanout, iovec_batch
 }
 criterion_main!(benches);

@@ -8,6 +8,8 @@
 //! (`iter_custom`), so its setup is not timed. These benches must not open sockets.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -94,16 +96,9 @@ fn file_read(c: &mut Criterion) {
     group.finish();
 }
 
-fn short() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = short();
+    config = common::short();
     targets = file_read
 }
 criterion_main!(benches);

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ExitStatus};
@@ -171,17 +170,7 @@ fn try_connect(addr: SocketAddr) -> Option<TcpStream> {
 /// One `GET /asf/health` that reports failure instead of panicking (the server may still be
 /// draining its backlog of dead connections when the first attempts are made).
 fn health_ok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /asf/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    response.starts_with(b"HTTP/1.1 200 ")
+    support::health_answers(addr, Duration::from_secs(1), Duration::from_secs(2))
 }
 
 #[test]

@@ -9,8 +9,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
@@ -163,17 +162,7 @@ fn join_started(addr: SocketAddr, id: &str) -> SioClient {
 
 /// True when a new connection to `addr` is refused or gets no HTTP answer at all.
 fn gets_no_service(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return true;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /asf/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return true;
-    }
-    let mut got = Vec::new();
-    let _ = stream.read_to_end(&mut got);
-    !got.starts_with(b"HTTP/1.1 200")
+    !support::health_answers(addr, Duration::from_secs(5), Duration::from_secs(5))
 }
 
 /// What a raw listener saw after the server began shutting down.

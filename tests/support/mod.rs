@@ -487,6 +487,23 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     http_request(addr, raw.as_bytes())
 }
 
+/// True when `GET /asf/health` on a new connection gets a 200 within the timeouts; false
+/// when the connection, the request or the answer fails (never panics: for servers that are
+/// starting, starved or shutting down).
+pub fn health_answers(addr: SocketAddr, connect: Duration, read: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, connect) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(read));
+    let request = format!("GET /asf/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response.starts_with(b"HTTP/1.1 200 ")
+}
+
 /// POST `body` (serialized JSON) to `path` with `Connection: close`.
 pub fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Response {
     post_raw(addr, path, body.to_string().as_bytes())
