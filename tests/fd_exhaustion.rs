@@ -11,14 +11,10 @@
 mod support;
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{asf_command, capture_output, get, listening_addr, wait_until, Watchdog, WAIT};
-use tempfile::TempDir;
+use support::{get, wait_until, ChildServer, Watchdog, WAIT};
 
 /// The descriptor limit the server runs under: low enough that 200 connections exhaust it.
 const NOFILE: libc::rlim_t = 64;
@@ -33,107 +29,14 @@ const CPU_BUDGET: Duration = Duration::from_millis(500);
 /// The line the server logs when accept fails for lack of descriptors.
 const EXHAUSTION_LOG: &str = "accept failed: out of file descriptors or memory";
 
-/// A spawned `asf` under a low descriptor limit.
-struct Proc {
-    addr: SocketAddr,
-    _root: TempDir,
-    _cwd: TempDir,
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    /// Spawns `asf` with one worker and `RLIMIT_NOFILE` = `NOFILE`; waits for its listening line.
-    fn start() -> Proc {
-        let root = tempfile::Builder::new()
-            .prefix("asf-root-")
-            .tempdir()
-            .expect("audio root");
-        let cwd = tempfile::Builder::new()
-            .prefix("asf-cwd-")
-            .tempdir()
-            .expect("cwd");
-        let root_path = root.path().canonicalize().expect("canonical root");
-        // Idle connections must stay open for the whole measurement, so that the server is
-        // still out of descriptors while its CPU is sampled.
-        let mut cmd = asf_command(
-            &root_path,
-            cwd.path(),
-            &[("ASF_WORKERS", "1"), ("ASF_HEADER_TIMEOUT", "120")],
-        );
-        // SAFETY: setrlimit(2) and prctl(2) are async-signal-safe and touch only the child's
-        // own kernel state; the closure allocates nothing. PDEATHSIG kills the server if the
-        // test process dies (e.g. on a watchdog abort).
-        #[allow(unsafe_code)]
-        unsafe {
-            cmd.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: NOFILE,
-                    rlim_max: NOFILE,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn asf");
-        let (log, rx) = capture_output(&mut child);
-        let mut proc = Proc {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            _root: root,
-            _cwd: cwd,
-            child,
-            log,
-        };
-        proc.addr = listening_addr(&rx).unwrap_or_else(|why| panic!("{why}\n{}", proc.log()));
-        proc
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Sends SIGTERM once and waits for the exit status (a hang guard, not a speed bound).
-    fn terminate(&mut self) -> ExitStatus {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                other => panic!(
-                    "asf did not exit within {WAIT:?} after SIGTERM ({other:?})\n{}",
-                    self.log()
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if thread::panicking() {
-            thread::sleep(Duration::from_millis(50));
-            eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
-        }
-    }
+/// `asf` with one worker and `RLIMIT_NOFILE` = `NOFILE`. Idle connections must stay open
+/// for the whole measurement, so that the server is still out of descriptors while its CPU
+/// is sampled.
+fn start() -> ChildServer {
+    ChildServer::start(
+        &[("ASF_WORKERS", "1"), ("ASF_HEADER_TIMEOUT", "120")],
+        Some(NOFILE),
+    )
 }
 
 /// CPU time (user + system, all threads) the process `pid` has consumed so far.
@@ -176,7 +79,7 @@ fn health_ok(addr: SocketAddr) -> bool {
 #[test]
 fn accept_backs_off_when_out_of_descriptors_and_recovers() {
     let _dog = Watchdog::new(Duration::from_secs(120), "fd exhaustion test");
-    let mut proc = Proc::start();
+    let mut proc = start();
     let addr = proc.addr;
     let (status, _, _) = get(addr, "/asf/health");
     assert_eq!(status, 200, "health before exhaustion");
@@ -226,7 +129,8 @@ fn accept_backs_off_when_out_of_descriptors_and_recovers() {
         || health_ok(addr),
     );
     assert!(proc.alive(), "asf died after recovering");
-    let status = proc.terminate();
+    proc.signal(libc::SIGTERM);
+    let status = proc.wait_exit(WAIT);
     assert_eq!(
         status.code(),
         Some(0),

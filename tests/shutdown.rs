@@ -10,130 +10,18 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::sio::{parse_packet, SioClient, StreamResult};
-use support::{
-    asf_command, audio_bytes, capture_output, listening_addr, sha256_hex, wait_until, Watchdog,
-    NAMESPACE, WAIT,
-};
-use tempfile::TempDir;
+use support::{audio_bytes, sha256_hex, wait_until, ChildServer, Watchdog, NAMESPACE, WAIT};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 /// How long a server may take to exit after the signal before the test fails (a hang guard,
 /// not a speed assertion).
 const EXIT_WAIT: Duration = Duration::from_secs(30);
-
-/// A spawned `asf` whose exit status the test reads itself.
-struct Proc {
-    addr: SocketAddr,
-    root: TempDir,
-    _cwd: TempDir,
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn start(overrides: &[(&str, &str)]) -> Proc {
-        let root = tempfile::Builder::new()
-            .prefix("asf-root-")
-            .tempdir()
-            .expect("audio root");
-        let cwd = tempfile::Builder::new()
-            .prefix("asf-cwd-")
-            .tempdir()
-            .expect("cwd");
-        let root_path = root.path().canonicalize().expect("canonical root");
-        let mut cmd = asf_command(&root_path, cwd.path(), overrides);
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent; it makes
-        // the kernel kill the server if the test process dies (e.g. a watchdog abort).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn asf");
-        let (log, rx) = capture_output(&mut child);
-        let mut proc = Proc {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            root,
-            _cwd: cwd,
-            child,
-            log,
-        };
-        proc.addr = listening_addr(&rx).unwrap_or_else(|why| panic!("{why}\n{}", proc.log()));
-        proc
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Sends `signal` to the server (once).
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.child.id());
-    }
-
-    /// Waits for the process to exit on its own (no further signal); panics with the log if it
-    /// is still running after `EXIT_WAIT`.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + EXIT_WAIT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    thread::sleep(Duration::from_millis(50)); // let the log threads drain
-                    return status;
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                other => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "asf did not exit within {EXIT_WAIT:?} after the signal ({other:?})\n\
-                         --- asf log ---\n{}",
-                        self.log()
-                    );
-                }
-            }
-        }
-    }
-
-    /// Writes `bytes` as an audio file and registers it as stream `id`.
-    fn publish(&self, id: &str, bytes: &[u8]) {
-        let path = self
-            .root
-            .path()
-            .canonicalize()
-            .expect("root")
-            .join(format!("{id}.mp3"));
-        std::fs::write(&path, bytes).expect("write audio");
-        let body = serde_json::json!({"stream_id": id, "filepath": path.to_string_lossy()});
-        let (status, _, resp) =
-            support::post_json(self.addr, "/asf/internal/notify_new_audio", &body);
-        assert_eq!(status, 200, "notify: {}", String::from_utf8_lossy(&resp));
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if thread::panicking() {
-            eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
-        }
-    }
-}
 
 /// True when the log holds the runtime's final `stopped` line.
 fn logged_stopped(log: &str) -> bool {
@@ -260,10 +148,13 @@ fn sigterm_lets_a_running_stream_finish_and_refuses_new_connections() {
         Duration::from_secs(90),
         "graceful SIGTERM with a running stream",
     );
-    let mut server = Proc::start(&[
-        ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
-        ("ASF_SHUTDOWN_GRACE", "10"),
-    ]);
+    let mut server = ChildServer::start(
+        &[
+            ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
+            ("ASF_SHUTDOWN_GRACE", "10"),
+        ],
+        None,
+    );
     // 250 chunks of 4 KiB at 2 ms each: about half a second of streaming.
     let audio = audio_bytes(1_000_000, 11);
     server.publish("strm_grace", &audio);
@@ -283,7 +174,7 @@ fn sigterm_lets_a_running_stream_finish_and_refuses_new_connections() {
     );
     let (client, result) = reader.join().expect("listener thread");
     assert_byte_exact(&result, &audio);
-    let status = server.wait_exit();
+    let status = server.wait_exit(EXIT_WAIT);
     client.close();
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
     let log = server.log();
@@ -303,10 +194,13 @@ fn sigterm_past_the_grace_disconnects_the_listener_with_1001_and_exits_0() {
         Duration::from_secs(90),
         "SIGTERM with a grace shorter than the stream",
     );
-    let mut server = Proc::start(&[
-        ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
-        ("ASF_SHUTDOWN_GRACE", "0.5"),
-    ]);
+    let mut server = ChildServer::start(
+        &[
+            ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
+            ("ASF_SHUTDOWN_GRACE", "0.5"),
+        ],
+        None,
+    );
     // 2048 chunks of 4 KiB at 2 ms each: about four seconds, far past the grace.
     let audio = audio_bytes(8 << 20, 12);
     server.publish("strm_long", &audio);
@@ -327,7 +221,7 @@ fn sigterm_past_the_grace_disconnects_the_listener_with_1001_and_exits_0() {
     );
     assert_eq!(ending.close_code, Some(CloseCode::Away), "{ending:?}");
     assert!(ending.disconnect_before_close, "{ending:?}");
-    let status = server.wait_exit();
+    let status = server.wait_exit(EXIT_WAIT);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
     assert!(
         logged_stopped(&server.log()),
@@ -339,7 +233,7 @@ fn sigterm_past_the_grace_disconnects_the_listener_with_1001_and_exits_0() {
 #[test]
 fn sigint_behaves_like_sigterm() {
     let _dog = Watchdog::new(Duration::from_secs(60), "SIGINT with a connected client");
-    let mut server = Proc::start(&[("ASF_SHUTDOWN_GRACE", "0.5")]);
+    let mut server = ChildServer::start(&[("ASF_SHUTDOWN_GRACE", "0.5")], None);
     let mut client = SioClient::connect(server.addr);
     server.signal(libc::SIGINT);
     let ending = read_to_close(&mut client);
@@ -348,7 +242,7 @@ fn sigint_behaves_like_sigterm() {
         "no `41{NAMESPACE},` DISCONNECT: {ending:?}"
     );
     assert_eq!(ending.close_code, Some(CloseCode::Away), "{ending:?}");
-    let status = server.wait_exit();
+    let status = server.wait_exit(EXIT_WAIT);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
     let log = server.log();
     assert!(
@@ -361,11 +255,11 @@ fn sigint_behaves_like_sigterm() {
 #[test]
 fn idle_server_exits_0_on_sigterm() {
     let _dog = Watchdog::new(Duration::from_secs(60), "idle SIGTERM");
-    let mut server = Proc::start(&[]);
+    let mut server = ChildServer::start(&[], None);
     let (status, _, _) = support::get(server.addr, "/asf/health");
     assert_eq!(status, 200);
     server.signal(libc::SIGTERM);
-    let status = server.wait_exit();
+    let status = server.wait_exit(EXIT_WAIT);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
     let log = server.log();
     assert!(logged_stopped(&log), "no `stopped` line:\n{log}");
@@ -377,9 +271,9 @@ fn idle_server_exits_0_on_sigterm() {
 fn sigterm_right_after_the_listening_line_exits_0() {
     let _dog = Watchdog::new(Duration::from_secs(120), "SIGTERM right after start-up");
     for round in 0..40 {
-        let mut server = Proc::start(&[("ASF_WORKERS", "1")]);
+        let mut server = ChildServer::start(&[("ASF_WORKERS", "1")], None);
         server.signal(libc::SIGTERM);
-        let status = server.wait_exit();
+        let status = server.wait_exit(EXIT_WAIT);
         assert_eq!(
             status.code(),
             Some(0),

@@ -242,6 +242,135 @@ pub fn asf_command(root: &Path, cwd: &Path, overrides: &[(&str, &str)]) -> Comma
     cmd
 }
 
+/// A spawned `asf` whose exit the test itself drives and reads (signals, exit status,
+/// process limits), unlike [`Server`]. Killed on drop; its log is printed if the test panics.
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    pub root: TempDir,
+    _cwd: TempDir,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl ChildServer {
+    /// Spawns `asf` with `overrides` (and `RLIMIT_NOFILE` = `nofile` when given), dying with
+    /// the test process; waits for its listening line.
+    pub fn start(overrides: &[(&str, &str)], nofile: Option<u64>) -> ChildServer {
+        let root = tempfile::Builder::new()
+            .prefix("asf-root-")
+            .tempdir()
+            .expect("audio root");
+        let cwd = tempfile::Builder::new()
+            .prefix("asf-cwd-")
+            .tempdir()
+            .expect("cwd");
+        let root_path = root.path().canonicalize().expect("canonical root");
+        let mut cmd = asf_command(&root_path, cwd.path(), overrides);
+        // SAFETY: setrlimit(2) and prctl(2) are async-signal-safe and touch only the child's
+        // own kernel state; the closure allocates nothing. PDEATHSIG kills the server if the
+        // test process dies (e.g. on a watchdog abort).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if let Some(n) = nofile {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn asf");
+        let (log, rx) = capture_output(&mut child);
+        let mut server = ChildServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            root,
+            _cwd: cwd,
+            child,
+            log,
+        };
+        server.addr = listening_addr(&rx).unwrap_or_else(|why| panic!("{why}\n{}", server.log()));
+        server
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything the server printed so far (but its listening line).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` to the server (once).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Waits for the process to exit on its own (no further signal); kills it and panics with
+    /// the log if it still runs after `limit` (a hang guard, not a speed bound).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    thread::sleep(Duration::from_millis(50)); // let the log threads drain
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                other => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "asf did not exit within {limit:?} ({other:?})\n--- asf log ---\n{}",
+                        self.log()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes `bytes` as an audio file and registers it as stream `id`.
+    pub fn publish(&self, id: &str, bytes: &[u8]) {
+        let path = self
+            .root
+            .path()
+            .canonicalize()
+            .expect("root")
+            .join(format!("{id}.mp3"));
+        std::fs::write(&path, bytes).expect("write audio");
+        let body = serde_json::json!({"stream_id": id, "filepath": path.to_string_lossy()});
+        let (status, _, resp) = post_json(self.addr, "/asf/internal/notify_new_audio", &body);
+        assert_eq!(status, 200, "notify: {}", String::from_utf8_lossy(&resp));
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            thread::sleep(Duration::from_millis(50));
+            eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
 /// Collects a spawned server's output: every stderr line and every stdout line after the first
 /// go into the returned log; the first stdout line (the listening line) comes on the channel.
 pub fn capture_output(child: &mut Child) -> (Arc<Mutex<String>>, mpsc::Receiver<String>) {
