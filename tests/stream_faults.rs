@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::sio::{Event, SioClient, StreamResult};
+use support::sio::{SioClient, StreamResult};
 use support::{audio_bytes, sha256_hex, wait_until, Server, Watchdog, WAIT};
 
 /// ASF's default `ASF_CHUNK_SIZE`.
@@ -28,49 +28,6 @@ fn health_u64(server: &Server, field: &str) -> u64 {
     h[field]
         .as_u64()
         .unwrap_or_else(|| panic!("health has no numeric {field}: {h}"))
-}
-
-/// Adds one event to `acc` the way `collect_stream` records it.
-fn push_event(acc: &mut StreamResult, event: Event) {
-    if event.name == "audio_chunk" {
-        let len: usize = event.binary.iter().map(Vec::len).sum();
-        for part in &event.binary {
-            acc.audio.extend_from_slice(part);
-        }
-        acc.chunk_sizes.push(len);
-        acc.events
-            .push(("audio_chunk".into(), json!({ "len": len })));
-    } else {
-        let data = event.data();
-        acc.events.push((event.name, data));
-    }
-}
-
-/// Reads events into `acc` until at least `bytes` of audio arrived (panics if the stream ends
-/// first).
-fn read_until_audio(client: &mut SioClient, acc: &mut StreamResult, bytes: usize) {
-    while acc.audio.len() < bytes {
-        let event = client
-            .next_event()
-            .unwrap_or_else(|e| panic!("stream broke after {} bytes: {e}", acc.audio.len()));
-        let ended = event.name == "stream_error"
-            || event.name == "error"
-            || event.data()["event"] == "end_of_stream";
-        push_event(acc, event);
-        assert!(
-            !ended,
-            "stream ended before {bytes} bytes: {:?}",
-            acc.events.last()
-        );
-    }
-}
-
-/// Appends `rest` to `acc`.
-fn merge(mut acc: StreamResult, rest: StreamResult) -> StreamResult {
-    acc.events.extend(rest.events);
-    acc.audio.extend(rest.audio);
-    acc.chunk_sizes.extend(rest.chunk_sizes);
-    acc
 }
 
 /// Asserts a complete stream of `id` whose audio is exactly `expected`.
@@ -117,9 +74,9 @@ fn file_deleted_mid_stream_still_streams_the_whole_original_file() {
     let mut client = SioClient::connect(server.addr);
     client.join("strm_del");
     let mut acc = StreamResult::default();
-    read_until_audio(&mut client, &mut acc, file.len() / 2);
+    client.read_until_audio(&mut acc, file.len() / 2);
     std::fs::remove_file(&path).expect("delete the audio file");
-    let whole = merge(acc, client.collect_stream());
+    let whole = acc.merge(client.collect_stream());
     assert_complete(&whole, "strm_del", &file);
     client.close();
 }
@@ -133,13 +90,13 @@ fn file_truncated_mid_stream_ends_with_a_clear_stream_error_and_the_server_keeps
     let mut client = SioClient::connect(server.addr);
     client.join("strm_trunc");
     let mut acc = StreamResult::default();
-    read_until_audio(&mut client, &mut acc, 64 * 1024);
+    client.read_until_audio(&mut acc, 64 * 1024);
     OpenOptions::new()
         .write(true)
         .open(&path)
         .and_then(|f| f.set_len(file.len() as u64 / 2))
         .expect("truncate the audio file to half");
-    let r = merge(acc, client.collect_stream());
+    let r = acc.merge(client.collect_stream());
     let (name, data) = r.events.last().cloned().unwrap_or_default();
     assert_eq!(
         name,
@@ -226,7 +183,7 @@ fn a_disconnect_mid_stream_frees_the_listener() {
     let mut client = SioClient::connect(server.addr);
     client.join("strm_bye");
     let mut acc = StreamResult::default();
-    read_until_audio(&mut client, &mut acc, 16 * CHUNK);
+    client.read_until_audio(&mut acc, 16 * CHUNK);
     assert_eq!(health_u64(&server, "active_streams"), 1);
     drop(client); // closes the TCP connection without a goodbye
     wait_until(

@@ -135,49 +135,6 @@ fn listeners_at(addr: SocketAddr, id: &str, offsets: &[Option<usize>]) -> Vec<St
         .collect()
 }
 
-/// Reads events into `acc` until at least `bytes` of audio arrived (panics if the stream ends
-/// first).
-fn read_until_audio(client: &mut SioClient, acc: &mut StreamResult, bytes: usize) {
-    while acc.audio.len() < bytes {
-        let event = client
-            .next_event()
-            .unwrap_or_else(|e| panic!("stream broke after {} bytes: {e}", acc.audio.len()));
-        let ended = event.name == "stream_error"
-            || event.name == "error"
-            || event.data()["event"] == "end_of_stream";
-        push_event(acc, event);
-        assert!(
-            !ended,
-            "stream ended before {bytes} bytes: {:?}",
-            acc.events.last()
-        );
-    }
-}
-
-/// Adds one event to `acc` the way `collect_stream` records it.
-fn push_event(acc: &mut StreamResult, event: support::sio::Event) {
-    if event.name == "audio_chunk" {
-        let len: usize = event.binary.iter().map(Vec::len).sum();
-        for part in &event.binary {
-            acc.audio.extend_from_slice(part);
-        }
-        acc.chunk_sizes.push(len);
-        acc.events
-            .push(("audio_chunk".into(), json!({ "len": len })));
-    } else {
-        let data = event.data();
-        acc.events.push((event.name, data));
-    }
-}
-
-/// Appends `rest` to `acc`.
-fn merge(mut acc: StreamResult, rest: StreamResult) -> StreamResult {
-    acc.events.extend(rest.events);
-    acc.audio.extend(rest.audio);
-    acc.chunk_sizes.extend(rest.chunk_sizes);
-    acc
-}
-
 /// After a (re-)join of `id`, skips what the previous stream still had in flight (only
 /// audio chunks are allowed there) up to `id`'s stream_status, then collects `id`'s stream.
 fn collect_after_rejoin(client: &mut SioClient, id: &str) -> StreamResult {
@@ -198,7 +155,7 @@ fn collect_after_rejoin(client: &mut SioClient, id: &str) -> StreamResult {
     };
     let mut acc = StreamResult::default();
     acc.events.push(("stream_status".into(), status));
-    merge(acc, client.collect_stream())
+    acc.merge(client.collect_stream())
 }
 
 fn health_u64(server: &Server, field: &str) -> u64 {
@@ -275,14 +232,14 @@ fn listeners_joining_mid_stream_get_the_whole_file_from_its_start() {
     let mut first = SioClient::connect(server.addr);
     first.join("strm_mid");
     let mut acc = StreamResult::default();
-    read_until_audio(&mut first, &mut acc, file.len() / 2);
+    first.read_until_audio(&mut acc, file.len() / 2);
     let late: Vec<_> = (0..5)
         .map(|_| {
             let addr = server.addr;
             thread::spawn(move || listen_once(addr, "strm_mid"))
         })
         .collect();
-    let whole = merge(acc, first.collect_stream());
+    let whole = acc.merge(first.collect_stream());
     assert_stream(&whole, "strm_mid", &file, CHUNK);
     for h in late {
         let r = h.join().expect("late listener panicked");
@@ -446,7 +403,7 @@ fn joining_a_new_stream_leaves_the_previous_one() {
     let mut client = SioClient::connect(server.addr);
     client.join("strm_long");
     let mut acc = StreamResult::default();
-    read_until_audio(&mut client, &mut acc, 10 * CHUNK);
+    client.read_until_audio(&mut acc, 10 * CHUNK);
     client.join("strm_short");
     let r = collect_after_rejoin(&mut client, "strm_short");
     assert_stream(&r, "strm_short", &short, CHUNK);
@@ -466,7 +423,7 @@ fn joining_the_same_stream_again_restarts_it_from_byte_zero() {
     let mut client = SioClient::connect(server.addr);
     client.join("strm_again");
     let mut acc = StreamResult::default();
-    read_until_audio(&mut client, &mut acc, 20 * CHUNK);
+    client.read_until_audio(&mut acc, 20 * CHUNK);
     client.join("strm_again");
     let r = collect_after_rejoin(&mut client, "strm_again");
     assert_stream(&r, "strm_again", &file, CHUNK);

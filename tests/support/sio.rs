@@ -117,6 +117,35 @@ pub struct StreamResult {
 }
 
 impl StreamResult {
+    /// Records one event (`audio_chunk` as its length, its bytes appended to `audio`); true
+    /// when it ends the stream (`end_of_stream` or `stream_error`).
+    pub fn push(&mut self, event: Event) -> bool {
+        if event.name == "audio_chunk" {
+            let len: usize = event.binary.iter().map(Vec::len).sum();
+            for part in &event.binary {
+                self.audio.extend_from_slice(part);
+            }
+            self.chunk_sizes.push(len);
+            self.events
+                .push(("audio_chunk".into(), json!({ "len": len })));
+            return false;
+        }
+        let data = event.data();
+        let stop = event.name == "stream_error"
+            || (event.name == "audio_control"
+                && data.get("event").and_then(Value::as_str) == Some("end_of_stream"));
+        self.events.push((event.name, data));
+        stop
+    }
+
+    /// `self` followed by `rest`.
+    pub fn merge(mut self, rest: StreamResult) -> StreamResult {
+        self.events.extend(rest.events);
+        self.audio.extend(rest.audio);
+        self.chunk_sizes.extend(rest.chunk_sizes);
+        self
+    }
+
     /// Event names excluding `audio_chunk`.
     pub fn control_names(&self) -> Vec<&str> {
         self.events
@@ -293,25 +322,25 @@ impl SioClient {
                     result.audio.len()
                 ),
             };
-            if event.name == "audio_chunk" {
-                let len: usize = event.binary.iter().map(Vec::len).sum();
-                for part in &event.binary {
-                    result.audio.extend_from_slice(part);
-                }
-                result.chunk_sizes.push(len);
-                result
-                    .events
-                    .push(("audio_chunk".into(), json!({ "len": len })));
-                continue;
-            }
-            let data = event.data();
-            let stop = event.name == "stream_error"
-                || (event.name == "audio_control"
-                    && data.get("event").and_then(Value::as_str) == Some("end_of_stream"));
-            result.events.push((event.name, data));
-            if stop {
+            if result.push(event) {
                 return result;
             }
+        }
+    }
+
+    /// Reads events into `acc` until at least `bytes` of audio arrived (panics if the stream
+    /// ends first).
+    pub fn read_until_audio(&mut self, acc: &mut StreamResult, bytes: usize) {
+        while acc.audio.len() < bytes {
+            let event = self
+                .next_event()
+                .unwrap_or_else(|e| panic!("stream broke after {} bytes: {e}", acc.audio.len()));
+            let ended = event.name == "error" || acc.push(event);
+            assert!(
+                !ended,
+                "stream ended before {bytes} bytes: {:?}",
+                acc.events.last()
+            );
         }
     }
 
