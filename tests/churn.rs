@@ -89,10 +89,7 @@ fn cycle_ws(addr: SocketAddr) -> Result<(), String> {
             Ok(Message::Text(t)) if t.starts_with('0') => break,
             Ok(other) => return Err(format!("expected open packet, got {other:?}")),
             Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) && Instant::now() < deadline => {}
+                if support::timed_out(&e) && Instant::now() < deadline => {}
             Err(e) => return Err(format!("read open packet: {e}")),
         }
     }
@@ -101,11 +98,7 @@ fn cycle_ws(addr: SocketAddr) -> Result<(), String> {
     while Instant::now() < deadline {
         match ws.read() {
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => {}
             Err(_) => return Ok(()),
         }
     }

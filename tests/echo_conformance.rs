@@ -251,12 +251,7 @@ fn next_data(ws: &mut WebSocket<TcpStream>, what: &str) -> Message {
             Ok(msg @ (Message::Text(_) | Message::Binary(_))) => return msg,
             Ok(Message::Close(f)) => panic!("closed ({f:?}) while waiting for {what}"),
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => {
                 assert!(Instant::now() < deadline, "timed out waiting for {what}");
             }
             Err(e) => panic!("read while waiting for {what}: {e}"),

@@ -162,12 +162,7 @@ impl RawWs {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return true;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if support::timed_out(&e) => {
                     assert!(Instant::now() < deadline, "server sent nothing in time");
                 }
                 Err(_) => return false,

@@ -229,12 +229,7 @@ fn read_until_closed(ws: &mut WebSocket<TcpStream>, what: &str) -> usize {
             Ok(Message::Close(_)) => return pings,
             Ok(Message::Text(t)) if t.as_str() == "2" => pings += 1,
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => {
                 assert!(
                     Instant::now() < deadline,
                     "{what}: the server did not close the connection within {WAIT:?}"
@@ -278,14 +273,7 @@ fn engineio_socket_without_namespace_connect_is_closed_after_connect_timeout() {
         match ws.read() {
             Ok(Message::Text(t)) => break t.to_string(),
             Ok(_) => continue,
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => continue,
             Err(e) => panic!("no open packet: {e}"),
         }
     };

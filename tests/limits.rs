@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
 use support::sio::SioClient;
 use support::{
@@ -64,11 +64,7 @@ fn listen_raw(addr: SocketAddr, id: &str) -> support::sio::StreamResult {
 
 fn assert_byte_exact(result: &support::sio::StreamResult, audio: &[u8]) {
     assert_eq!(
-        result
-            .events
-            .last()
-            .and_then(|(_, d)| d.get("event"))
-            .and_then(Value::as_str),
+        result.last_event_kind(),
         Some("end_of_stream"),
         "events: {:?}",
         result.control_names()
@@ -340,12 +336,7 @@ fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
         match stalled.read() {
             Ok(Message::Close(_)) => break,
             Ok(msg) => got += msg.len(),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => {
                 panic!("stalled connection still open after {WAIT:?} of reading")
             }
             Err(_) => break,

@@ -74,12 +74,7 @@ fn read_to_close(client: &mut SioClient) -> Ending {
     loop {
         let msg = match ws.read() {
             Ok(msg) => msg,
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => {
                 assert!(
                     Instant::now() < deadline,
                     "no close from the server within {WAIT:?}; so far {ending:?}"
@@ -129,11 +124,7 @@ fn assert_byte_exact(result: &StreamResult, audio: &[u8]) {
         result.control_names()
     );
     assert_eq!(
-        result
-            .events
-            .last()
-            .and_then(|(_, d)| d.get("event"))
-            .and_then(Value::as_str),
+        result.last_event_kind(),
         Some("end_of_stream"),
         "last event: {:?}",
         result.events.last()

@@ -544,12 +544,7 @@ impl HttpConn {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Some(n)
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if timed_out(&e) => {
                 panic!(
                     "no complete HTTP response within {WAIT:?}; got so far {:?}",
                     String::from_utf8_lossy(&self.buf)
@@ -631,6 +626,15 @@ pub fn health_answers(addr: SocketAddr, connect: Duration, read: Duration) -> bo
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     response.starts_with(b"HTTP/1.1 200 ")
+}
+
+/// True for the error of a read that hit its timeout (the socket's read timeout, or a
+/// non-blocking socket with nothing to read yet).
+pub fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// POST `body` (serialized JSON) to `path` with `Connection: close`.

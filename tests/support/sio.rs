@@ -146,6 +146,14 @@ impl StreamResult {
         self
     }
 
+    /// The `event` field of the last event (e.g. `end_of_stream`), if it has one.
+    pub fn last_event_kind(&self) -> Option<&str> {
+        self.events
+            .last()
+            .and_then(|(_, d)| d.get("event"))
+            .and_then(Value::as_str)
+    }
+
     /// Event names excluding `audio_chunk`.
     pub fn control_names(&self) -> Vec<&str> {
         self.events
@@ -382,12 +390,7 @@ fn read_msg(
     loop {
         match ws.read() {
             Ok(msg) => return Ok(msg),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(tungstenite::Error::Io(e)) if super::timed_out(&e) => {
                 if Instant::now() >= deadline {
                     return Err(format!("timed out waiting for {what}"));
                 }
