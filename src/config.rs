@@ -338,7 +338,7 @@ pub struct Config {
     /// `/srv/aethercast/generated_audio`. Not checked here.
     pub audio_root: PathBuf,
     /// `ASF_WORKERS`, runtime threads (one io_uring each), 1..=256. Default: the available
-    /// parallelism; more than the cores only adds contention.
+    /// cores but one (at least 1); more than the cores only adds contention.
     pub workers: usize,
     /// `ASF_LOG`, a tracing filter such as `asf=debug,info`. Default unset: see
     /// [`Config::log_filter`].
@@ -427,12 +427,24 @@ impl Default for Config {
     }
 }
 
-/// Default for `ASF_WORKERS`: the available parallelism (1 if unknown), at most 256.
+/// Default for `ASF_WORKERS`: one worker per available core but one (see
+/// [`workers_for_cores`]); 1 if the core count is unknown.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, MAX_WORKERS)
+    workers_for_cores(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    )
+}
+
+/// Workers for `cores` available cores: all but one, at least 1, at most 256. The core left
+/// over runs what a busy worker would otherwise preempt or be preempted by: the kernel's
+/// network processing (softirq) and the processes beside ASF (the web app, a proxy). On
+/// the 2-core benchmark machine one worker both delivers more and answers joins sooner than
+/// two (BENCHMARKS.md), and one core's worth of ASF (about 2.5 GiB/s of audio) already
+/// exceeds what a 2-core machine's network link carries.
+pub fn workers_for_cores(cores: usize) -> usize {
+    cores.saturating_sub(1).clamp(1, MAX_WORKERS)
 }
 
 fn generate_secret() -> SecretString {
@@ -826,6 +838,15 @@ mod tests {
         assert!(c.internal_token.is_none());
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!(c.log_filter(), "debug");
+    }
+
+    #[test]
+    fn default_workers_leave_one_core() {
+        assert_eq!(workers_for_cores(0), 1);
+        assert_eq!(workers_for_cores(1), 1);
+        assert_eq!(workers_for_cores(2), 1);
+        assert_eq!(workers_for_cores(8), 7);
+        assert_eq!(workers_for_cores(1024), 256);
     }
 
     #[test]

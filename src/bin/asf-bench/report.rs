@@ -109,10 +109,10 @@ pub fn table(m: &[Sample]) -> String {
         let _ = writeln!(
             t,
             "- latency ({}): new listeners (own 1 MiB stream, one every 10 ms, from the moment every load listener has its first chunk) while {} listeners stream a {} file: join -> first chunk p50 {} / p99 {} / max {} ms; join -> end_of_stream p50 {} / p99 {} / max {} ms ({} probes per round, median of {} rounds). The load's own {} simultaneous joins: join -> first chunk p50 {} / p99 {} / max {} ms",
-            if s.variant == "asf-1-worker" {
-                "ASF_WORKERS=1"
+            if s.variant == "asf-per-core" {
+                format!("ASF_WORKERS={} (one per core)", val(Some(s), "workers"))
             } else {
-                "default ASF_WORKERS"
+                "default ASF_WORKERS (cores but one)".to_string()
             },
             s.n,
             size_label(s.size),
@@ -248,8 +248,8 @@ pub fn targets(m: &[Sample]) -> Vec<(String, bool)> {
         );
     }
     for (variant, label) in [
-        ("asf", "default ASF_WORKERS (one per core)"),
-        ("asf-1-worker", "ASF_WORKERS=1"),
+        ("asf", "default ASF_WORKERS (cores but one)"),
+        ("asf-per-core", "ASF_WORKERS = one per core"),
     ] {
         let runs: Vec<Sample> = m
             .iter()

@@ -92,7 +92,7 @@ enum Job {
     /// N distinct files (copies), N sessions.
     Streams(&'static str, usize, u64),
     Idle(usize),
-    /// Join latency; with `Some(w)`, on a fresh server with `ASF_WORKERS=w`.
+    /// Join latency; with `Some(w)`, on a fresh server with `ASF_WORKERS=w` (one per core).
     Latency(Option<usize>, usize, u64),
     Connect(usize),
 }
@@ -388,11 +388,7 @@ impl Env {
         }
         let mut s = r?;
         if let Some(w) = workers {
-            s.variant = if w == 1 {
-                "asf-1-worker"
-            } else {
-                "asf-n-workers"
-            };
+            s.variant = "asf-per-core";
             s.values.insert("workers", w as f64);
         }
         Ok(s)
@@ -601,13 +597,19 @@ fn jobs(quick: bool) -> Vec<Job> {
             v.push(Job::Fanout(variant, n, size));
         }
     }
+    // The default ASF_WORKERS leaves a core free; the latency job also runs with one worker
+    // per core to show what that costs a join (when there is more than one core).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_core = (cores > 1).then_some(cores);
     if quick {
         v.push(Job::Streams("asf", 100, MIB));
         v.push(Job::Streams("asf-files", 100, MIB));
         v.push(Job::Streams("raw-files", 100, MIB));
         v.push(Job::Idle(1000));
         v.push(Job::Latency(None, 100, MIB));
-        v.push(Job::Latency(Some(1), 100, MIB));
+        if per_core.is_some() {
+            v.push(Job::Latency(per_core, 100, MIB));
+        }
         v.push(Job::Connect(500));
     } else {
         v.push(Job::Streams("asf", 1000, MIB));
@@ -615,7 +617,9 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Streams("raw-files", 1000, MIB));
         v.push(Job::Idle(10_000));
         v.push(Job::Latency(None, 1000, 10 * MIB));
-        v.push(Job::Latency(Some(1), 1000, 10 * MIB));
+        if per_core.is_some() {
+            v.push(Job::Latency(per_core, 1000, 10 * MIB));
+        }
         v.push(Job::Connect(5000));
     }
     v
