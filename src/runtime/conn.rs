@@ -11,7 +11,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::io::write_all;
-use super::session::{gather, Budget, ConnGuard, Ctx, Item, Shared, Step};
+use super::session::{gather, Budget, ConnGuard, Ctx, Item, Reads, Shared, Step};
 use super::{websocket, Service};
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
@@ -282,7 +282,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
         let (step, prefetch, closed) = {
             let mut st = shared.lock();
             if st.eio.closed().is_some() {
-                (Step::Idle, Vec::new(), true)
+                (Step::Idle, Reads::default(), true)
             } else {
                 let (step, prefetch) = gather(
                     ctx,
@@ -298,9 +298,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
                 (step, prefetch, st.eio.closed().is_some())
             }
         };
-        for (session, b) in prefetch {
-            super::io::spawn_read(session, b);
-        }
+        prefetch.spawn();
         if closed {
             break true;
         }

@@ -99,11 +99,33 @@ pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<B
     Ok(pool.freeze(buf))
 }
 
-/// Reads block `b` in a task of its own and reports it to the session (which wakes every
-/// listener waiting for it).
+/// Reads claimed block `b` and reports it to the session (which wakes every listener
+/// waiting for it). If this future is dropped before the read ends, the claim is given up
+/// (`abandon_read`) so that another listener reads the block.
+pub(crate) async fn read_claimed(session: Arc<StreamSession>, b: u64) {
+    struct Claim {
+        session: Arc<StreamSession>,
+        block: u64,
+        done: bool,
+    }
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            if !self.done {
+                self.session.abandon_read(self.block);
+            }
+        }
+    }
+    let mut claim = Claim {
+        session,
+        block: b,
+        done: false,
+    };
+    let result = read_block(&claim.session, b).await;
+    claim.session.complete_read(b, result);
+    claim.done = true;
+}
+
+/// Reads claimed block `b` in a task of its own (see [`read_claimed`]).
 pub(crate) fn spawn_read(session: Arc<StreamSession>, b: u64) {
-    tokio_uring::spawn(async move {
-        let result = read_block(&session, b).await;
-        session.complete_read(b, result);
-    });
+    tokio_uring::spawn(read_claimed(session, b));
 }

@@ -207,6 +207,27 @@ pub(crate) struct Budget {
     pub bytes: usize,
 }
 
+/// Block reads [`gather`] claimed for the caller to perform. A claim must end in
+/// `complete_read` (or `abandon_read`), or the block's other listeners wait forever: read
+/// with [`read_claimed`](super::io::read_claimed), or in tasks of their own
+/// ([`Reads::spawn`]).
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    /// Read-ahead of the block after the listener's.
+    pub ahead: Option<(Arc<StreamSession>, u64)>,
+    /// The block the listener is waiting for.
+    pub demand: Option<(Arc<StreamSession>, u64)>,
+}
+
+impl Reads {
+    /// Starts every read in a task of its own.
+    pub fn spawn(self) {
+        for (session, b) in self.ahead.into_iter().chain(self.demand) {
+            super::io::spawn_read(session, b);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one call site per transport; a struct would only rename them
 /// Under the session lock: runs the service's wake hook, takes queued packets, then chunks
 /// from the feed, within `budget`. Returns what to do next and the block reads to start
@@ -221,7 +242,7 @@ pub(crate) fn gather<S: Service>(
     out: &mut Vec<Item>,
     scratch: &mut Vec<Bytes>,
     framer: Option<&mut dyn Framer>,
-) -> (Step, Vec<(Arc<StreamSession>, u64)>) {
+) -> (Step, Reads) {
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
     service.on_wake(conn, eio.outbox(), sid, now, waker);
@@ -236,10 +257,10 @@ pub(crate) fn gather<S: Service>(
         }
     }
     if eio.has_output() {
-        return (Step::More, Vec::new());
+        return (Step::More, Reads::default());
     }
     let Some(feed) = service.feed(conn) else {
-        return (Step::Idle, Vec::new());
+        return (Step::Idle, Reads::default());
     };
     let lag = feed.listener.lag_bytes(now);
     if lag > ctx.config.max_lag_bytes {
@@ -252,11 +273,11 @@ pub(crate) fn gather<S: Service>(
             out.push(Item::Packet(p));
         }
         eio.close(DisconnectReason::SlowConsumer(why));
-        return (Step::Idle, Vec::new());
+        return (Step::Idle, Reads::default());
     }
     let chunk_budget = (budget.packets - packets) / 2;
     if chunk_budget == 0 {
-        return (Step::More, Vec::new());
+        return (Step::More, Reads::default());
     }
     scratch.clear();
     let poll = match framer {
@@ -279,12 +300,13 @@ pub(crate) fn gather<S: Service>(
             .listener
             .poll(now, budget.bytes, chunk_budget, waker, scratch),
     };
-    let mut reads: Vec<_> = feed
-        .listener
-        .take_prefetch()
-        .map(|b| (Arc::clone(feed.listener.session()), b))
-        .into_iter()
-        .collect();
+    let mut reads = Reads {
+        ahead: feed
+            .listener
+            .take_prefetch()
+            .map(|b| (Arc::clone(feed.listener.session()), b)),
+        demand: None,
+    };
     for chunk in scratch.drain(..) {
         out.push(Item::Chunk(feed.chunk_header.clone(), chunk));
     }
@@ -292,9 +314,8 @@ pub(crate) fn gather<S: Service>(
         Poll::More => Step::More,
         Poll::Wait => Step::Idle,
         Poll::Read(b) => {
-            // Read in its own task so that the claim is always completed, whatever
-            // becomes of this connection; completion wakes this writer.
-            reads.push((Arc::clone(feed.listener.session()), b));
+            // The caller reads it (see `Reads`); completion wakes this writer.
+            reads.demand = Some((Arc::clone(feed.listener.session()), b));
             Step::Idle
         }
         Poll::Sleep(t) => Step::Sleep(t),

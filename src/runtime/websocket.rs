@@ -12,9 +12,9 @@ use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet};
-use super::io::{spawn_read, write_all, MAX_IOVECS};
+use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
-    gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Shared, Step,
+    gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads, Shared, Step,
 };
 use super::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
@@ -405,7 +405,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     push_item(item, &mut iov, &mut prefixes);
                 }
                 iov.push(close);
-                (Step::Idle, Vec::new())
+                (Step::Idle, Reads::default())
             } else {
                 timer = run_timers(&ctx, &mut st, now);
                 fresh = ctx
@@ -438,9 +438,20 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 r
             }
         };
-        for (session, b) in prefetch {
-            spawn_read(session, b);
+        let mut prefetch = prefetch;
+        if fresh {
+            if let Some((session, b)) = prefetch.demand.take() {
+                // A new listener waiting for its first block has nothing else to send: read
+                // the block here instead of in a task of its own, which would first wait
+                // for its turn behind every task the worker has queued, then gather again
+                // so that what was gathered (the start_of_stream event) leaves with the
+                // first chunk in one write.
+                prefetch.spawn();
+                read_claimed(session, b).await;
+                continue;
+            }
         }
+        prefetch.spawn();
         let mut bulk = false;
         for item in items.drain(..) {
             bulk |= matches!(item, Item::Chunk(..) | Item::Wire(..));

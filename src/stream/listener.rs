@@ -351,6 +351,11 @@ mod tests {
         }
     }
 
+    /// An unpaced listener of 4096-byte chunks from byte 0.
+    fn unpaced_from_start(session: &Arc<StreamSession>) -> Listener {
+        Listener::new(Arc::clone(session), 0, 4096, Duration::ZERO, Instant::now()).unwrap()
+    }
+
     /// What the runtime does for a block read, done synchronously.
     fn read(session: &Arc<StreamSession>, b: u64) {
         let (start, len) = session.block_range(b);
@@ -422,18 +427,7 @@ mod tests {
         let f = fixture(100_000, 8192, 1 << 20);
         let session = f.registry.open_session("s").unwrap();
         let waker = Arc::new(Notify::new());
-        let mut listeners: Vec<Listener> = (0..50)
-            .map(|_| {
-                Listener::new(
-                    Arc::clone(&session),
-                    0,
-                    4096,
-                    Duration::ZERO,
-                    Instant::now(),
-                )
-                .unwrap()
-            })
-            .collect();
+        let mut listeners: Vec<Listener> = (0..50).map(|_| unpaced_from_start(&session)).collect();
         for l in listeners.iter_mut() {
             assert_eq!(drain(l, &waker, 7).concat(), f.data);
         }
@@ -448,23 +442,9 @@ mod tests {
         let f = fixture(64 * 1024, 4096, 1 << 20);
         let session = f.registry.open_session("s").unwrap();
         let waker = Arc::new(Notify::new());
-        let mut first = Listener::new(
-            Arc::clone(&session),
-            0,
-            4096,
-            Duration::ZERO,
-            Instant::now(),
-        )
-        .unwrap();
+        let mut first = unpaced_from_start(&session);
         assert_eq!(drain(&mut first, &waker, 5).concat(), f.data);
-        let mut late = Listener::new(
-            Arc::clone(&session),
-            0,
-            4096,
-            Duration::ZERO,
-            Instant::now(),
-        )
-        .unwrap();
+        let mut late = unpaced_from_start(&session);
         assert_eq!(drain(&mut late, &waker, 5).concat(), f.data);
         assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 64 * 1024);
         drop((first, late, session));
@@ -482,14 +462,7 @@ mod tests {
         let f = fixture(64 * 1024, 4096, 0);
         let session = f.registry.open_session("s").unwrap();
         let waker = Arc::new(Notify::new());
-        let mut l = Listener::new(
-            Arc::clone(&session),
-            0,
-            4096,
-            Duration::ZERO,
-            Instant::now(),
-        )
-        .unwrap();
+        let mut l = unpaced_from_start(&session);
         for _ in 0..8 {
             let mut out = Vec::new();
             loop {
@@ -547,22 +520,8 @@ mod tests {
         let f = fixture(20_000, 4096, 1 << 20);
         let session = f.registry.open_session("s").unwrap();
         let waker = Arc::new(Notify::new());
-        let mut a = Listener::new(
-            Arc::clone(&session),
-            0,
-            4096,
-            Duration::ZERO,
-            Instant::now(),
-        )
-        .unwrap();
-        let mut b = Listener::new(
-            Arc::clone(&session),
-            0,
-            4096,
-            Duration::ZERO,
-            Instant::now(),
-        )
-        .unwrap();
+        let mut a = unpaced_from_start(&session);
+        let mut b = unpaced_from_start(&session);
         let mut out = Vec::new();
         let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out) else {
             panic!("first poll must ask for a read");
@@ -581,6 +540,39 @@ mod tests {
             Poll::Failed("disk on fire".into())
         );
         assert!(session.has_failed());
+    }
+
+    #[test]
+    fn an_abandoned_read_wakes_waiters_and_is_claimed_again() {
+        let f = fixture(20_000, 4096, 1 << 20);
+        let session = f.registry.open_session("s").unwrap();
+        let (wa, wb) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (mut a, mut b) = (unpaced_from_start(&session), unpaced_from_start(&session));
+        let mut out = Vec::new();
+        let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, &wa, &mut out) else {
+            panic!("first poll must ask for a read");
+        };
+        assert_eq!(
+            b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
+            Poll::Wait
+        );
+        // a's reader is dropped: b is woken and now claims the read itself.
+        session.abandon_read(blk);
+        let woken = wb.notified();
+        tokio::pin!(woken);
+        assert!(woken.as_mut().enable(), "the waiter was not woken");
+        assert_eq!(
+            b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
+            Poll::Read(blk)
+        );
+        read(&session, blk);
+        // b now has block 0; block 1 is still a's read-ahead claim.
+        assert_eq!(
+            b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
+            Poll::Wait
+        );
+        assert_eq!(out.concat(), f.data[..4096]);
+        assert!(!session.has_failed());
     }
 
     /// A prefix that names the chunk length, so a wrong prefix shows in the bytes.

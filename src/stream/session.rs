@@ -313,6 +313,18 @@ impl StreamSession {
         blocks.pending.insert(b)
     }
 
+    /// Gives up a claimed read of block `b` that will not complete (its reader was dropped):
+    /// the block is no longer pending and its waiters wake, so the next to ask claims it.
+    pub fn abandon_read(&self, b: u64) {
+        let mut blocks = self.lock();
+        blocks.pending.remove(&b);
+        if let Some(waiters) = blocks.waiters.remove(&b) {
+            for w in waiters {
+                w.notify_one();
+            }
+        }
+    }
+
     /// Reports the result of reading block `b`, wakes everyone waiting for it, and trims
     /// the cache.
     pub fn complete_read(&self, b: u64, result: Result<Bytes, String>) {
