@@ -24,8 +24,9 @@ use crate::ws::{self, Message};
 
 /// Bytes of chunk payload per writev (measured: the syscall, not the bytes, is the cost).
 const WRITE_BUDGET_BYTES: usize = 256 * 1024;
-/// Read buffer of an idle WebSocket (grows for larger messages).
-const WS_READ_CHUNK: usize = 512;
+/// Read buffer of an idle WebSocket: fits a join or a pong with its frame header; grows for larger
+/// messages.
+const WS_READ_CHUNK: usize = 256;
 
 /// Audio writes in flight per worker at once (see the writer).
 const BULK_WRITES_IN_FLIGHT: usize = 8;
