@@ -274,8 +274,8 @@ pub const ASF_READ_BLOCK_SIZE: &str = "ASF_READ_BLOCK_SIZE";
 pub const DEFAULT_READ_BLOCK_SIZE: usize = 256 * 1024;
 /// Name of the stream cache budget variable.
 pub const ASF_STREAM_CACHE_BYTES: &str = "ASF_STREAM_CACHE_BYTES";
-/// Default stream cache budget (8 MiB).
-pub const DEFAULT_STREAM_CACHE_BYTES: usize = 8 << 20;
+/// Default stream cache budget (64 MiB).
+pub const DEFAULT_STREAM_CACHE_BYTES: usize = 64 << 20;
 /// Name of the maximum listener lag variable.
 pub const ASF_MAX_LAG_BYTES: &str = "ASF_MAX_LAG_BYTES";
 /// Default maximum listener lag (4 MiB).
@@ -363,8 +363,10 @@ pub struct Config {
     /// bigger blocks mean fewer reads but more memory per active stream.
     pub read_block_size: usize,
     /// `ASF_STREAM_CACHE_BYTES`, process-wide budget for stream blocks kept beyond the ones
-    /// listener cursors sit on, 0..=4 GiB. Default 8 MiB: more lets late joiners catch up
-    /// without rereading files; 0 keeps only the blocks in use.
+    /// listener cursors sit on, 0..=4 GiB. Default 64 MiB: more lets late joiners catch up
+    /// without rereading files; 0 keeps only the blocks in use. (8 MiB was less than one
+    /// 10 MiB fan-out's blocks plus their wire copies, so under load every other session's
+    /// blocks were given back at once and each new listener re-read its first block.)
     pub stream_cache_bytes: usize,
     /// `ASF_MAX_LAG_BYTES`, how far one listener may fall behind its stream before it is
     /// dropped, >= 1. Default 4 MiB: more tolerates slow links but pins more blocks.
@@ -828,7 +830,7 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(45));
         assert_eq!(c.max_payload, 1_000_000);
         assert_eq!(c.read_block_size, 262_144);
-        assert_eq!(c.stream_cache_bytes, 8_388_608);
+        assert_eq!(c.stream_cache_bytes, 67_108_864);
         assert_eq!(c.max_lag_bytes, 4 << 20);
         assert_eq!(c.stall_timeout, Duration::from_secs(30));
         assert_eq!(c.max_connections, 100_000);

@@ -1,5 +1,5 @@
 //! A 1 GiB stream through the real `asf` binary: the server's memory stays bounded by its block
-//! cache (`ASF_STREAM_CACHE_BYTES`, 8 MiB by default), not by the file size, and the listener
+//! cache (`ASF_STREAM_CACHE_BYTES`, set to 8 MiB here), not by the file size, and the listener
 //! still receives every byte exactly.
 //!
 //! The file is sparse (`File::set_len`), so it costs no disk; its content is all zeros. The raw
@@ -23,6 +23,8 @@ const FILE_LEN: u64 = 1 << 30;
 /// Bytes per `audio_chunk`: larger than the default so the test client's per-event overhead
 /// does not dominate; still far below the cache budget.
 const CHUNK: &str = "65536";
+/// The block cache budget this test gives the server.
+const CACHE_BYTES: &str = "8388608";
 /// Most resident memory the server may use at any point. The cache budget is 8 MiB; a server
 /// that held the file would need more than 1 GiB.
 const RSS_LIMIT_KIB: u64 = 64 << 10;
@@ -109,6 +111,7 @@ fn one_gib_stream_stays_within_the_block_cache() {
     let server = Server::start_with(&[
         ("ASF_STREAM_SLEEP_INTERVAL", "0"),
         ("ASF_CHUNK_SIZE", CHUNK),
+        ("ASF_STREAM_CACHE_BYTES", CACHE_BYTES),
     ]);
     let pid = server.pid().expect("server pid");
     let path = server.root_path().join("big.mp3");

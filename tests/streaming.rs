@@ -206,7 +206,7 @@ fn two_hundred_concurrent_listeners_each_get_the_whole_file() {
 #[test]
 fn a_chunk_is_read_from_disk_once_per_stream_for_200_listeners() {
     let _w = Watchdog::new(LIMIT, "disk read once per stream");
-    let server = Server::start(); // default ASF_STREAM_CACHE_BYTES (8 MiB) > the file
+    let server = Server::start(); // default ASF_STREAM_CACHE_BYTES (64 MiB) > the file
     let file = audio_bytes(MIB, 4);
     server.publish("strm_once", &file);
     let before = health_u64(&server, "disk_bytes_read");
