@@ -387,7 +387,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         let mut lag_deadline: Option<Instant> = None;
         // A listener that has not had its first chunk yet skips the bulk-write slots below.
         let mut fresh = false;
-        let (step, prefetch) = {
+        let (step, mut prefetch) = {
             let mut st = shared.lock();
             iov.extend(st.ws_control.drain(..));
             if let Some(reason) = st.eio.closed().cloned() {
@@ -439,7 +439,6 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 r
             }
         };
-        let mut prefetch = prefetch;
         if fresh {
             if let Some((session, b)) = prefetch.demand.take() {
                 // A new listener waiting for its first block has nothing else to send: read
