@@ -356,6 +356,24 @@ mod tests {
         Listener::new(Arc::clone(session), 0, 4096, Duration::ZERO, Instant::now()).unwrap()
     }
 
+    /// Two listeners from byte 0: `a` claims the first block's read, `b` waits for it.
+    fn one_reads_one_waits(
+        session: &Arc<StreamSession>,
+        wa: &Arc<Notify>,
+        wb: &Arc<Notify>,
+    ) -> (Listener, Listener, u64) {
+        let (mut a, mut b) = (unpaced_from_start(session), unpaced_from_start(session));
+        let mut out = Vec::new();
+        let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, wa, &mut out) else {
+            panic!("first poll must ask for a read");
+        };
+        assert_eq!(
+            b.poll(Instant::now(), usize::MAX, 4, wb, &mut out),
+            Poll::Wait
+        );
+        (a, b, blk)
+    }
+
     /// What the runtime does for a block read, done synchronously.
     fn read(session: &Arc<StreamSession>, b: u64) {
         let (start, len) = session.block_range(b);
@@ -520,16 +538,8 @@ mod tests {
         let f = fixture(20_000, 4096, 1 << 20);
         let session = f.registry.open_session("s").unwrap();
         let waker = Arc::new(Notify::new());
-        let mut a = unpaced_from_start(&session);
-        let mut b = unpaced_from_start(&session);
+        let (mut a, mut b, blk) = one_reads_one_waits(&session, &waker, &waker);
         let mut out = Vec::new();
-        let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out) else {
-            panic!("first poll must ask for a read");
-        };
-        assert_eq!(
-            b.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
-            Poll::Wait
-        );
         session.complete_read(blk, Err("disk on fire".into()));
         assert_eq!(
             a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
@@ -547,15 +557,8 @@ mod tests {
         let f = fixture(20_000, 4096, 1 << 20);
         let session = f.registry.open_session("s").unwrap();
         let (wa, wb) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let (mut a, mut b) = (unpaced_from_start(&session), unpaced_from_start(&session));
+        let (_a, mut b, blk) = one_reads_one_waits(&session, &wa, &wb);
         let mut out = Vec::new();
-        let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, &wa, &mut out) else {
-            panic!("first poll must ask for a read");
-        };
-        assert_eq!(
-            b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
-            Poll::Wait
-        );
         // a's reader is dropped: b is woken and now claims the read itself.
         session.abandon_read(blk);
         let woken = wb.notified();

@@ -318,6 +318,10 @@ impl StreamSession {
     pub fn abandon_read(&self, b: u64) {
         let mut blocks = self.lock();
         blocks.pending.remove(&b);
+        Self::wake_waiters(&mut blocks, b);
+    }
+
+    fn wake_waiters(blocks: &mut Blocks, b: u64) {
         if let Some(waiters) = blocks.waiters.remove(&b) {
             for w in waiters {
                 w.notify_one();
@@ -351,11 +355,7 @@ impl StreamSession {
                 blocks.failure.get_or_insert(why);
             }
         }
-        if let Some(waiters) = blocks.waiters.remove(&b) {
-            for w in waiters {
-                w.notify_one();
-            }
-        }
+        Self::wake_waiters(&mut blocks, b);
         if blocks.failure.is_some() {
             // Everyone waiting on any block must learn about the failure.
             for (_, waiters) in blocks.waiters.drain() {
