@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
   asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
-  asf-bench baseline-server --mode small|large --file F [--port P]
+  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P]
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
   e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";

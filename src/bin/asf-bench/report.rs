@@ -104,6 +104,22 @@ pub fn table(m: &[Sample]) -> String {
                 f(val(Some(s), "cpu_s_per_gib") / val(Some(raw), "cpu_s_per_gib"), 2),
             );
         }
+        for (variant, what) in [
+            ("raw-sendfile", "sendfile 256 KiB per call, no framing"),
+            (
+                "raw-sendfile-4k",
+                "sendfile 4096 bytes per call, corked, headers left out",
+            ),
+        ] {
+            if let Some(raw) = find(m, "streams", variant, s.n, s.size) {
+                let _ = writeln!(
+                    t,
+                    "- the zero-copy floor of the same work, {variant} ({what}): {} s/GiB = asf x{}",
+                    f(val(Some(raw), "cpu_s_per_gib"), 3),
+                    f(val(Some(raw), "cpu_s_per_gib") / val(Some(s), "cpu_s_per_gib"), 2),
+                );
+            }
+        }
     }
     for s in m.iter().filter(|s| s.scenario == "latency") {
         let _ = writeln!(

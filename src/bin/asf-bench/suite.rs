@@ -252,8 +252,8 @@ impl Env {
 
     /// N streams, one listener each: one file under N ids, or N distinct files.
     fn streams(&mut self, variant: &'static str, n: usize, size: u64) -> Result<Sample, String> {
-        if variant == "raw-files" {
-            return self.raw_files(n, size);
+        if let Some(mode) = raw_files_mode(variant) {
+            return self.raw_files(variant, mode, n, size);
         }
         let reps = self.reps(n, size);
         let paths = if variant == "asf-files" {
@@ -293,9 +293,16 @@ impl Env {
         Ok(sample)
     }
 
-    /// The raw baseline of N distinct files: each connection's own file, read with pread
-    /// in 256 KiB blocks and written in one write per block.
-    fn raw_files(&mut self, n: usize, size: u64) -> Result<Sample, String> {
+    /// A raw baseline of N distinct files (see `raw_files_mode`): each connection's own
+    /// file, read with pread in 256 KiB blocks and written in one write per block, or sent
+    /// from the page cache with sendfile.
+    fn raw_files(
+        &mut self,
+        variant: &'static str,
+        mode: &str,
+        n: usize,
+        size: u64,
+    ) -> Result<Sample, String> {
         let reps = self.reps(n, size);
         let paths = self.copies(n, size)?;
         let dir = paths
@@ -303,8 +310,8 @@ impl Env {
             .and_then(|p| p.parent())
             .ok_or("no copies")?
             .to_path_buf();
-        let log = self.opts.out.join(format!("baseline-files-{size}.log"));
-        let server = procs::start_baseline(&self.exe, "files", &dir, &log)?;
+        let log = self.opts.out.join(format!("baseline-{mode}-{size}.log"));
+        let server = procs::start_baseline(&self.exe, mode, &dir, &log)?;
         let expect = self.file(size).expect;
         let run = || -> Result<Sample, String> {
             let mut c = Clients::new().map_err(|e| e.to_string())?;
@@ -314,7 +321,7 @@ impl Env {
                 &server,
                 Delivery {
                     scenario: "streams",
-                    variant: "raw-files",
+                    variant,
                     size,
                     reps,
                     expect,
@@ -615,6 +622,8 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Streams("asf", 1000, MIB));
         v.push(Job::Streams("asf-files", 1000, MIB));
         v.push(Job::Streams("raw-files", 1000, MIB));
+        v.push(Job::Streams("raw-sendfile", 1000, MIB));
+        v.push(Job::Streams("raw-sendfile-4k", 1000, MIB));
         v.push(Job::Idle(10_000));
         v.push(Job::Latency(None, 1000, 10 * MIB));
         if per_core.is_some() {
@@ -623,6 +632,16 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Connect(5000));
     }
     v
+}
+
+/// The baseline-server mode behind a raw many-streams variant, if it is one.
+fn raw_files_mode(variant: &str) -> Option<&'static str> {
+    match variant {
+        "raw-files" => Some("files"),
+        "raw-sendfile" => Some("sendfile"),
+        "raw-sendfile-4k" => Some("sendfile-4k"),
+        _ => None,
+    }
 }
 
 /// Runs the suite; returns every measured sample and the failures.
