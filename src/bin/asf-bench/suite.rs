@@ -612,6 +612,8 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Streams("asf", 100, MIB));
         v.push(Job::Streams("asf-files", 100, MIB));
         v.push(Job::Streams("raw-files", 100, MIB));
+        v.push(Job::Streams("raw-sendfile", 100, MIB));
+        v.push(Job::Streams("raw-sendfile-4k", 100, MIB));
         v.push(Job::Idle(1000));
         v.push(Job::Latency(None, 100, MIB));
         if per_core.is_some() {
