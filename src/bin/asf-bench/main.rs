@@ -65,11 +65,22 @@ fn machine() -> Value {
     json!({ "cpu": model, "cores": cores, "kernel": kernel, "mem": mem })
 }
 
-fn write_reports(out: &std::path::Path, medians: &[suite::Sample]) -> Result<(), String> {
+fn write_reports(
+    out: &std::path::Path,
+    medians: &[suite::Sample],
+    samples: &[suite::Sample],
+) -> Result<(), String> {
     let mut md = report::table(medians);
     md.push_str("\nTargets:\n");
     for (line, _) in report::targets(medians) {
         md.push_str(&format!("- {line}\n"));
+    }
+    let rounds = report::per_round(samples);
+    if !rounds.is_empty() {
+        md.push_str("\nPer round (each ratio divides figures of the same round):\n");
+        for line in rounds {
+            md.push_str(&format!("- {line}\n"));
+        }
     }
     std::fs::write(out.join("table.md"), &md).map_err(|e| e.to_string())?;
     std::fs::write(out.join("plot.svg"), report::svg(medians)).map_err(|e| e.to_string())?;
@@ -77,10 +88,11 @@ fn write_reports(out: &std::path::Path, medians: &[suite::Sample]) -> Result<(),
     Ok(())
 }
 
-fn samples_from_json(v: &Value) -> Vec<suite::Sample> {
+/// The samples of `results.json` under `key` ("medians" or "samples").
+fn samples_from_json(v: &Value, key: &str) -> Vec<suite::Sample> {
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
     let mut out = Vec::new();
-    for s in v["medians"].as_array().into_iter().flatten() {
+    for s in v[key].as_array().into_iter().flatten() {
         let mut x = suite::Sample {
             scenario: leak(s["scenario"].as_str().unwrap_or("")),
             variant: leak(s["variant"].as_str().unwrap_or("")),
@@ -165,7 +177,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
     });
     let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
     std::fs::write(out.join("results.json"), text).map_err(|e| e.to_string())?;
-    write_reports(&out, &medians)?;
+    write_reports(&out, &medians, &samples)?;
     if !failures.is_empty() {
         eprintln!("asf-bench: {} runs failed:", failures.len());
         for f in &failures {
@@ -197,7 +209,10 @@ fn main() -> ExitCode {
                         .map_err(|e| format!("{}: {e}", out.join("results.json").display()))
                 })
                 .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
-                .and_then(|v| write_reports(&out, &samples_from_json(&v)).map(|_| true))
+                .and_then(|v| {
+                    let medians = samples_from_json(&v, "medians");
+                    write_reports(&out, &medians, &samples_from_json(&v, "samples")).map(|_| true)
+                })
         }
         _ => Err(USAGE.to_string()),
     };
@@ -235,10 +250,10 @@ mod tests {
     #[test]
     fn results_json_round_trips_into_samples() {
         let v = json!({"medians": [{"scenario": "fanout", "variant": "asf", "n": 10, "size": 1048576, "values": {"cpu_s_per_gib": 0.5}}, {"bad": true}]});
-        let s = samples_from_json(&v);
+        let s = samples_from_json(&v, "medians");
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].n, 10);
         assert_eq!(s[0].values["cpu_s_per_gib"], 0.5);
-        assert_eq!(samples_from_json(&json!("nothing")).len(), 0);
+        assert_eq!(samples_from_json(&json!("nothing"), "medians").len(), 0);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::suite::Sample;
+use crate::suite::{median, Sample};
 
 const MIB: u64 = 1 << 20;
 
@@ -287,6 +287,93 @@ pub fn targets(m: &[Sample]) -> Vec<(String, bool)> {
     out
 }
 
+/// The target ratios and the latency p99 round by round: `a / b / c (median m)`. A ratio
+/// divides the two figures of one round, so a slow round of the machine moves both.
+pub fn per_round(samples: &[Sample]) -> Vec<String> {
+    let in_round = |scenario: &str, variant: &str, n: usize, size: u64, r: f64| {
+        samples.iter().find(|s| {
+            (s.scenario, s.variant, s.n, s.size) == (scenario, variant, n, size)
+                && s.values.get("round") == Some(&r)
+        })
+    };
+    let rounds: Vec<f64> = {
+        let mut r: Vec<f64> = samples
+            .iter()
+            .filter_map(|s| s.values.get("round").copied())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r.dedup();
+        r
+    };
+    let line = |label: String, figures: Vec<f64>, digits: usize| -> Option<String> {
+        if figures.is_empty() {
+            return None;
+        }
+        let each: Vec<String> = figures.iter().map(|x| f(*x, digits)).collect();
+        Some(format!(
+            "{label}: {} (median {})",
+            each.join(" / "),
+            f(median(&figures), digits)
+        ))
+    };
+    let mut out = Vec::new();
+    let cpu = |s: Option<&Sample>| val(s, "cpu_s_per_gib");
+    for (scenario, variant, label) in [
+        ("fanout", "asf", "fan-out"),
+        ("streams", "asf", "many streams, one file under N ids,"),
+        ("streams", "asf-files", "many streams, N distinct files,"),
+    ] {
+        let Some(s) = largest_with(samples, scenario, variant, MIB) else {
+            continue;
+        };
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .map(|&r| {
+                cpu(in_round(scenario, variant, s.n, MIB, r))
+                    / cpu(in_round("fanout", "raw-large", s.n, MIB, r))
+            })
+            .filter(|x| !x.is_nan())
+            .collect();
+        out.extend(line(
+            format!("{label} {} x 1 MiB, server CPU/GiB x raw 256 KiB", s.n),
+            ratios,
+            2,
+        ));
+    }
+    for variant in ["asf", "asf-per-core"] {
+        let Some(s) = samples
+            .iter()
+            .filter(|s| s.scenario == "latency" && s.variant == variant)
+            .max_by_key(|s| (s.n, s.size))
+        else {
+            continue;
+        };
+        let p99: Vec<f64> = rounds
+            .iter()
+            .map(|&r| val(in_round("latency", variant, s.n, s.size, r), "first_p99_ms"))
+            .filter(|x| !x.is_nan())
+            .collect();
+        out.extend(line(
+            format!("latency ({variant}) join -> first chunk p99 ms"),
+            p99,
+            2,
+        ));
+    }
+    out
+}
+
+/// The sample with the most listeners of `scenario` / `variant` for files of `size`.
+fn largest_with<'a>(
+    m: &'a [Sample],
+    scenario: &str,
+    variant: &str,
+    size: u64,
+) -> Option<&'a Sample> {
+    m.iter()
+        .filter(|s| s.scenario == scenario && s.variant == variant && s.size == size && s.n <= 1000)
+        .max_by_key(|s| s.n)
+}
+
 /// An SVG with two panels: server CPU s/GiB and goodput against listeners (log x).
 pub fn svg(m: &[Sample]) -> String {
     let series: Vec<(&str, u64, &str, &str)> = vec![
@@ -495,6 +582,47 @@ mod tests {
         assert!(!svg.contains("NaN"));
         let empty = svg_of_nothing();
         assert!(!empty.contains("NaN"));
+    }
+
+    #[test]
+    fn per_round_ratios_pair_figures_of_the_same_round() {
+        let mut v = Vec::new();
+        // Round 0: asf 0.3 / raw 0.2; round 1: asf 0.6 / raw 0.5; round 2: asf 0.4 / raw 0.1.
+        for (r, asf, raw) in [(0.0, 0.3, 0.2), (1.0, 0.6, 0.5), (2.0, 0.4, 0.1)] {
+            v.push(s(
+                "fanout",
+                "asf",
+                1000,
+                MIB,
+                &[("cpu_s_per_gib", asf), ("round", r)],
+            ));
+            v.push(s(
+                "fanout",
+                "raw-large",
+                1000,
+                MIB,
+                &[("cpu_s_per_gib", raw), ("round", r)],
+            ));
+            v.push(s(
+                "latency",
+                "asf",
+                1000,
+                10 * MIB,
+                &[("first_p99_ms", 3.0 + r), ("round", r)],
+            ));
+        }
+        let lines = per_round(&v);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "fan-out 1000 x 1 MiB, server CPU/GiB x raw 256 KiB: 1.50 / 1.20 / 4.00 (median 1.50)"
+        );
+        assert_eq!(
+            lines[1],
+            "latency (asf) join -> first chunk p99 ms: 3.00 / 4.00 / 5.00 (median 4.00)"
+        );
+        // Samples without rounds (an older results.json): nothing to pair.
+        assert!(per_round(&sample_set()).is_empty());
     }
 
     fn svg_of_nothing() -> String {

@@ -709,6 +709,8 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
                         brief(&s)
                     );
                     if !warm {
+                        let mut s = s;
+                        s.values.insert("round", (round - opts.warmup) as f64);
                         samples.push(s);
                     }
                 }
@@ -749,7 +751,7 @@ pub fn medians(samples: &[Sample]) -> Vec<Sample> {
         .into_values()
         .map(|g| {
             let mut m = Sample::new(g[0].scenario, g[0].variant, g[0].n, g[0].size);
-            for k in g[0].values.keys() {
+            for k in g[0].values.keys().filter(|k| **k != "round") {
                 let v: Vec<f64> = g.iter().filter_map(|s| s.values.get(k).copied()).collect();
                 m.values.insert(k, median(&v));
             }
@@ -783,8 +785,11 @@ mod tests {
             s.values.insert("cpu_s_per_gib", v);
             s
         };
-        let m = medians(&[mk(5.0), mk(1.0), mk(3.0)]);
+        let mut first = mk(5.0);
+        first.values.insert("round", 0.0);
+        let m = medians(&[first, mk(1.0), mk(3.0)]);
         assert_eq!(m.len(), 1);
+        assert!(!m[0].values.contains_key("round"));
         assert_eq!(m[0].values["cpu_s_per_gib"], 3.0);
         assert_eq!(m[0].values["rounds"], 3.0);
     }
