@@ -18,25 +18,11 @@ pub(crate) const MAX_IOVECS: usize = 1000;
 /// Returns the (emptied) vector for reuse.
 pub(crate) async fn write_all(
     stream: &TcpStream,
-    bufs: Vec<Bytes>,
-    stall: Duration,
-) -> io::Result<Vec<Bytes>> {
-    write_all_counted(stream, bufs, stall)
-        .await
-        .map(|(bufs, _)| bufs)
-}
-
-/// [`write_all`], also returning how many `writev` calls it took: more than one means the
-/// socket's send buffer was full (the peer reads slower than we write).
-pub(crate) async fn write_all_counted(
-    stream: &TcpStream,
     mut bufs: Vec<Bytes>,
     stall: Duration,
-) -> io::Result<(Vec<Bytes>, usize)> {
+) -> io::Result<Vec<Bytes>> {
     bufs.retain(|b| !b.is_empty());
-    let mut calls = 0;
     while !bufs.is_empty() {
-        calls += 1;
         let write = stream.writev(bufs);
         tokio::pin!(write);
         let (res, back) = tokio::select! {
@@ -69,7 +55,7 @@ pub(crate) async fn write_all_counted(
             }
         }
     }
-    Ok((bufs, calls))
+    Ok(bufs)
 }
 
 /// Reads block `b` of `session`'s file with io_uring into a pooled buffer.

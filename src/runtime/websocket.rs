@@ -12,7 +12,7 @@ use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet};
-use super::io::{read_claimed, write_all, write_all_counted, MAX_IOVECS};
+use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
     gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads, Shared, Step,
 };
@@ -27,7 +27,8 @@ use crate::ws::{self, Message};
 /// BULK_WRITES_IN_FLIGHT, bound how long a new client's join waits. Measured (fan-out 1,000
 /// x 1 MiB vs the raw baseline, and join p99 under load, 9 rounds, two runs each): 256 KiB x
 /// 8 slots 1.43x / 1.37x and 2.9 / 3.2 ms; 1 MiB x 2 slots 1.21x / 1.18x and 2.7 / 2.6 ms;
-/// 1 MiB x 8 slots 1.19x / 1.10x but 8.6 / 8.2 ms.
+/// 1 MiB x 8 slots 1.19x / 1.10x but 8.6 / 8.2 ms. With a worker per core (4 rounds): p99
+/// 24.9 ms at 256 KiB x 8, 9.1 ms at 1 MiB x 2.
 const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
 /// Read buffer of an idle WebSocket: fits a join or a pong with its frame header; grows for larger
 /// messages.
@@ -381,9 +382,6 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
     // Grows to what streaming needs; an idle connection keeps a small one.
     let mut iov: Vec<Bytes> = Vec::new();
     let mut prefixes = PrefixCache::default();
-    // The last audio write needed more than one writev: this peer reads slower than the
-    // socket fills (see the bulk-write slots below).
-    let mut peer_bound = false;
     let budget = Budget {
         packets: MAX_IOVECS / 2 - 8,
         bytes: WRITE_BUDGET_BYTES,
@@ -481,17 +479,14 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             // handshake or join. A slot is given back after SLOT_HOLD even if the socket is
             // slow to take the bytes, so one slow client cannot hold it.
             // A listener's first write after a join skips the queue: join -> first chunk
-            // should not wait for every busy listener's turn. So does a listener whose last
-            // write found its socket full: its write costs the worker only what the peer
-            // drains, and queueing it would let many slow peers (each holding a slot for
-            // SLOT_HOLD) starve the fast ones.
-            let mut slot = if bulk && !fresh && !peer_bound {
+            // should not wait for every busy listener's turn.
+            let mut slot = if bulk && !fresh {
                 BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
             } else {
                 None
             };
             // Boxed: an idle connection's writer task then does not carry the write's state.
-            let mut write = Box::pin(write_all_counted(&stream, std::mem::take(&mut iov), stall));
+            let mut write = Box::pin(write_all(&stream, std::mem::take(&mut iov), stall));
             let written = if slot.is_some() {
                 tokio::select! {
                     r = &mut write => r,
@@ -505,12 +500,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             };
             drop(slot);
             match written {
-                Ok((back, calls)) => {
-                    iov = back;
-                    if bulk {
-                        peer_bound = calls > 1;
-                    }
-                }
+                Ok(back) => iov = back,
                 Err(e) => {
                     let reason = if e.kind() == std::io::ErrorKind::TimedOut {
                         DisconnectReason::SlowConsumer(format!(
