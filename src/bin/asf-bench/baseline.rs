@@ -66,9 +66,11 @@ fn pump_sendfile(c: &mut Client, step: usize) -> bool {
                 c.off += sent as usize;
                 continue;
             }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                _ if sent == 0 => return false,
+            if sent == 0 {
+                // The file ended early (it shrank): nothing more to send.
+                return false;
+            }
+            match io::Error::last_os_error().kind() {
                 io::ErrorKind::WouldBlock => return true,
                 io::ErrorKind::Interrupted => {}
                 _ => return false,
