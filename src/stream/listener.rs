@@ -191,7 +191,8 @@ impl Listener {
     /// Like [`Listener::poll`], but appends the bytes to send: each chunk preceded by its
     /// `framing` prefix. Where the session has a wire block (several listeners, this one
     /// on the chunk grid), many chunks come as one slice of it; otherwise a prefix and a
-    /// chunk slice per chunk.
+    /// chunk slice per chunk. `max_chunks` bounds the pieces appended (a caller's iovec
+    /// budget): a slice of a wire block counts as one chunk however many it carries.
     pub fn poll_wire(
         &mut self,
         now: Instant,
@@ -266,13 +267,13 @@ impl Listener {
                         let first = from / chunk_size;
                         let room_bytes = (max_bytes - bytes).div_ceil(chunk_size);
                         let count = (wire.chunks() - first)
-                            .min(max_chunks - chunks)
                             .min(room_bytes.max(1))
                             .min(usize::try_from(due).unwrap_or(usize::MAX));
                         let end = block.len().min((first + count) * chunk_size);
                         out.push(wire.slice(first, count));
                         bytes += end - from;
-                        chunks += count;
+                        // One piece for the caller's budget, however many chunks it holds.
+                        chunks += 1;
                         self.next += (end - from) as u64;
                         self.chunks_sent += count as u64;
                         self.place_cursor();
@@ -660,6 +661,11 @@ mod tests {
         assert_eq!(wb, wa);
         assert_eq!(wc, expected_wire(&f.data, 1500, 4096, 1000));
         assert_eq!(pa, 3, "one slice per block");
+        // A budget of one piece still takes a whole block's slice: the slice is one iovec.
+        let mut d = new(0);
+        let (wd, pd) = drain_wire(&mut d, &waker, 1);
+        assert_eq!(wd, wa);
+        assert_eq!(pd, 3, "one slice per block with a budget of one piece");
         // The wire blocks count against the cache budget.
         assert!(session.cached().1 > solo_cached);
         assert_eq!(
