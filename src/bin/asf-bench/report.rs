@@ -188,12 +188,7 @@ pub fn targets(m: &[Sample]) -> Vec<(String, bool)> {
             ok,
         ));
     };
-    let fan_n = m
-        .iter()
-        .filter(|s| s.scenario == "fanout" && s.size == MIB && s.n <= 1000)
-        .map(|s| s.n)
-        .max()
-        .unwrap_or(1000);
+    let fan_n = largest_with(m, "fanout", "asf", MIB).map_or(1000, |s| s.n);
     let asf = val(find(m, "fanout", "asf", fan_n, MIB), "cpu_s_per_gib");
     let large = val(find(m, "fanout", "raw-large", fan_n, MIB), "cpu_s_per_gib");
     let small = val(find(m, "fanout", "raw-small", fan_n, MIB), "cpu_s_per_gib");
@@ -362,7 +357,8 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
     out
 }
 
-/// The sample with the most listeners of `scenario` / `variant` for files of `size`.
+/// The sample with the most listeners (at most 1,000, the targets' N) of `scenario` /
+/// `variant` for files of `size`.
 fn largest_with<'a>(
     m: &'a [Sample],
     scenario: &str,
