@@ -13,6 +13,9 @@
 //! writer drains a session with several listeners: each block is framed once (the first
 //! iteration builds the wire blocks), then every listener takes slices of them, one per
 //! poll instead of a header and a chunk per 4 KiB.
+//! `stream/join_wait` is N listeners (N = 100, 10 000) joining a fresh session at once: each,
+//! with a waker of its own, asks for block 0 before it is read (the first claims the read,
+//! the rest wait), then the read completes and wakes them all, as in the load's join storm.
 //! `ws/iovec_batch` measures building one writer batch: a pre-encoded header `Bytes` and the
 //! chunk `Bytes` per chunk, pushed into a reused `Vec`.
 //!
@@ -50,7 +53,8 @@ const NS: &str = "/api/v1/podcasts/stream";
 
 /// A registry over a temp dir holding one 1 MiB file registered as [`STREAM_ID`].
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    params: SessionParams,
     registry: Registry,
 }
 
@@ -64,14 +68,24 @@ impl Fixture {
             cache_bytes: 8 << 20,
             stats: Arc::new(StreamStats::default()),
         };
-        let registry = Registry::new(dir.path().to_path_buf(), params);
+        let registry = Registry::new(dir.path().to_path_buf(), params.clone());
         registry
             .notify(STREAM_ID, "audio.mp3")
             .expect("register the audio file");
         Fixture {
-            _dir: dir,
+            dir,
+            params,
             registry,
         }
+    }
+
+    /// A session of the file of its own, outside the registry (which would hand back a
+    /// lingering session with its blocks cached).
+    fn unshared_session(&self) -> Arc<StreamSession> {
+        let path = self.dir.path().join("audio.mp3");
+        let file = std::fs::File::open(&path).expect("open the audio file");
+        StreamSession::new(STREAM_ID.to_owned(), path, file, self.params.clone())
+            .expect("open the stream session")
     }
 
     fn session(&self) -> Arc<StreamSession> {
@@ -247,6 +261,45 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
+fn join_wait(c: &mut Criterion) {
+    let fixture = Fixture::new();
+    let mut group = c.benchmark_group("stream/join_wait");
+    for n in [100usize, 10_000] {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            let mut out = Vec::new();
+            // Timed by hand: setup and teardown (a session, N listeners) stay out.
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let session = fixture.unshared_session();
+                    let wakers: Vec<Arc<Notify>> =
+                        (0..n).map(|_| Arc::new(Notify::new())).collect();
+                    let mut all = listeners(&session, n);
+                    let t0 = Instant::now();
+                    let mut claimed = None;
+                    for (l, w) in all.iter_mut().zip(&wakers) {
+                        // A new listener at offset 0 claims block 0 as its read-ahead.
+                        if let Some(b) = l.take_prefetch() {
+                            claimed = Some(b);
+                        }
+                        match l.poll(Instant::now(), MAX_BYTES, MAX_CHUNKS, w, &mut out) {
+                            Poll::Read(b) => claimed = Some(b),
+                            Poll::Wait => {}
+                            other => panic!("unexpected poll result {other:?}"),
+                        }
+                    }
+                    read_block(&session, claimed.expect("one listener claims the read"));
+                    timed += t0.elapsed();
+                    drop((all, wakers, session));
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Many setups per batch for small N; one per iteration once an iteration is long.
 fn batch_size(n: usize) -> BatchSize {
     if n >= 100 {
@@ -317,6 +370,6 @@ fn iovec_batch(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::short();
-    targets = fanout, iovec_batch
+    targets = fanout, join_wait, iovec_batch
 }
 criterion_main!(benches);

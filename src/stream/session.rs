@@ -118,7 +118,10 @@ struct Blocks {
     listeners: usize,
     ready_bytes: usize,
     pending: HashSet<u64>,
-    waiters: HashMap<u64, Vec<Arc<Notify>>>,
+    /// Who waits for each pending block, keyed by the waker's address: a listener asks
+    /// again on every wake-up, and with thousands waiting for one block a scan of a list
+    /// for duplicates cost O(waiters) per ask.
+    waiters: HashMap<u64, HashMap<usize, Arc<Notify>>>,
     /// Number of listener cursors inside each block.
     cursors: BTreeMap<u64, usize>,
     failure: Option<String>,
@@ -238,10 +241,12 @@ impl StreamSession {
         if let Some(why) = &blocks.failure {
             return BlockState::Failed(why.clone());
         }
-        let waiters = blocks.waiters.entry(b).or_default();
-        if !waiters.iter().any(|w| Arc::ptr_eq(w, waker)) {
-            waiters.push(Arc::clone(waker));
-        }
+        blocks
+            .waiters
+            .entry(b)
+            .or_default()
+            .entry(Arc::as_ptr(waker) as usize)
+            .or_insert_with(|| Arc::clone(waker));
         let must_read = blocks.pending.insert(b);
         BlockState::Missing { must_read }
     }
@@ -323,7 +328,7 @@ impl StreamSession {
 
     fn wake_waiters(blocks: &mut Blocks, b: u64) {
         if let Some(waiters) = blocks.waiters.remove(&b) {
-            for w in waiters {
+            for w in waiters.into_values() {
                 w.notify_one();
             }
         }
@@ -359,7 +364,7 @@ impl StreamSession {
         if blocks.failure.is_some() {
             // Everyone waiting on any block must learn about the failure.
             for (_, waiters) in blocks.waiters.drain() {
-                for w in waiters {
+                for w in waiters.into_values() {
                     w.notify_one();
                 }
             }
