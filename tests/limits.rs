@@ -1,6 +1,7 @@
 //! The server's protective limits over real sockets against the spawned `asf` binary: the
 //! internal bearer token, the connection cap, the keep-alive and header timeouts, the per-session
-//! event rate and the slow-listener lag limit. Each limit must stop the offending client and
+//! event rate, the slow-listener lag limit and the stall timeout (a crowd of listeners that stop
+//! reading, competing with fast ones for one worker's write slots). Each limit must stop the offending client and
 //! leave every other client untouched (streams stay byte-exact).
 //!
 //! Timing is only asserted where the limit is the behaviour (a 1 s timeout must not fire before
@@ -346,4 +347,45 @@ fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
         got < audio.len(),
         "the stalled client was sent the whole file ({got} bytes)"
     );
+}
+
+#[test]
+fn a_crowd_of_stalled_listeners_is_dropped_and_fast_ones_stay_exact() {
+    // One worker: the stalled clients' writes compete for the same worker's write slots as
+    // the fast listeners' writes.
+    let _dog = Watchdog::new(Duration::from_secs(120), "40 stalled listeners, unpaced");
+    let server = Server::start_with(&[
+        ("ASF_WORKERS", "1"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0"),
+        // Unpaced listeners have no lag limit; a write that makes no progress for this long
+        // drops the client.
+        ("ASF_STALL_TIMEOUT", "2"),
+    ]);
+    let audio = audio_bytes(8 << 20, 23);
+    server.publish("strm_crowd", &audio);
+    let stalled: Vec<_> = (0..40)
+        .map(|_| stalled_listener(server.addr, "strm_crowd"))
+        .collect();
+    let addr = server.addr;
+    let fast: Vec<_> = (0..3)
+        .map(|_| thread::spawn(move || listen_raw(addr, "strm_crowd")))
+        .collect();
+    for handle in fast {
+        assert_byte_exact(&handle.join().expect("fast listener"), &audio);
+    }
+    wait_until(
+        WAIT,
+        "health sessions back to 0 (every stalled client dropped)",
+        || sessions(&server) == 0,
+    );
+    // Each was dropped by the stall rule, with a log line that says so.
+    wait_until(WAIT, "40 slow-consumer log lines", || {
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains("slow consumer"))
+            .count()
+            >= 40
+    });
+    drop(stalled);
 }
