@@ -1,8 +1,8 @@
 //! The server's protective limits over real sockets against the spawned `asf` binary: the
 //! internal bearer token, the connection cap, the keep-alive and header timeouts, the per-session
 //! event rate, the slow-listener lag limit and the stall timeout (a crowd of listeners that stop
-//! reading, competing with fast ones for one worker's write slots). Each limit must stop the offending client and
-//! leave every other client untouched (streams stay byte-exact).
+//! reading, competing with fast ones for one worker's write slots). Each limit must stop the
+//! offending client and leave every other client untouched (streams stay byte-exact).
 //!
 //! Timing is only asserted where the limit is the behaviour (a 1 s timeout must not fire before
 //! 0.9 s); everything else waits with generous deadlines and a watchdog against hangs.
