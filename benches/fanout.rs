@@ -241,8 +241,9 @@ fn fanout(c: &mut Criterion) {
             let mut out = Vec::with_capacity(MAX_CHUNKS);
             b.iter_batched(
                 || {
-                    // A fresh session per iteration, so its blocks are not cached yet.
-                    let session = fixture.session();
+                    // A fresh session per iteration, so its blocks are not cached yet (the
+                    // registry would hand back the last one, lingering with its blocks).
+                    let session = fixture.unshared_session();
                     (listeners(&session, n), session)
                 },
                 |(mut all, session)| {
