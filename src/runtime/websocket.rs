@@ -386,11 +386,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         packets: MAX_IOVECS / 2 - 8,
         bytes: WRITE_BUDGET_BYTES,
     };
-    // A bulk slot taken for a block read, kept for the write that sends the block, and the
-    // bytes written under it since it was taken (a slot carries at most WRITE_BUDGET_BYTES
-    // per turn in the queue, as for any listener).
+    // A bulk slot taken for a block read, kept for the write that sends the block.
     let mut held_slot: Option<tokio::sync::OwnedSemaphorePermit> = None;
-    let mut slot_bytes = 0usize;
     loop {
         let now = Instant::now();
         let closing;
@@ -484,10 +481,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         if let (Some((session, b)), false) = (&read_next, bulk) {
             if held_slot.is_none() {
                 held_slot = BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok();
-                slot_bytes = 0;
             }
-            // Boxed, as the writes below: an idle writer task does not carry its state.
-            Box::pin(read_holding(&mut held_slot, Arc::clone(session), *b)).await;
+            read_holding(&mut held_slot, Arc::clone(session), *b).await;
             continue;
         }
         for item in items.drain(..) {
@@ -513,16 +508,12 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             let mut slot = if bulk && !fresh {
                 match held_slot.take() {
                     Some(s) => Some(s),
-                    None => {
-                        slot_bytes = 0;
-                        BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
-                    }
+                    None => BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok(),
                 }
             } else {
                 held_slot.take();
                 None
             };
-            slot_bytes += iov.iter().map(Bytes::len).sum::<usize>();
             // Boxed: an idle connection's writer task then does not carry the write's state.
             let mut write = Box::pin(write_all(&stream, std::mem::take(&mut iov), stall));
             let written = if slot.is_some() {
@@ -541,14 +532,9 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     iov = back;
                     if let Some((session, b)) = read_next.take() {
                         // The block after what was just written, read under the same slot
-                        // (if the write kept it and it has not carried its budget yet) and
-                        // sent on the next turn.
-                        if slot_bytes < WRITE_BUDGET_BYTES {
-                            held_slot = slot;
-                        } else {
-                            drop(slot);
-                        }
-                        Box::pin(read_holding(&mut held_slot, session, b)).await;
+                        // (if the write kept it) and sent on the next turn.
+                        held_slot = slot;
+                        read_holding(&mut held_slot, session, b).await;
                         continue;
                     }
                     drop(slot);
