@@ -386,8 +386,6 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         packets: MAX_IOVECS / 2 - 8,
         bytes: WRITE_BUDGET_BYTES,
     };
-    // A bulk slot taken for a block read, kept for the write that sends the block.
-    let mut held_slot: Option<tokio::sync::OwnedSemaphorePermit> = None;
     loop {
         let now = Instant::now();
         let closing;
@@ -459,33 +457,10 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 continue;
             }
         }
-        let bulk = items
-            .iter()
-            .any(|item| matches!(item, Item::Chunk(..) | Item::Wire(..)));
-        // A listener alone in its stream reads the block it needs in this writer, holding
-        // the bulk slot that its write of the block will use, so the block goes out while
-        // it is still in the CPU cache (read in a task of its own, it waited for the slot
-        // behind every other listener's writes and was cold by then). With chunks already
-        // gathered, they are written first and the read follows under the same slot.
-        let mut read_next = None;
-        if !fresh {
-            if let Some((session, b)) = prefetch.demand.take() {
-                if session.listener_count() < 2 {
-                    read_next = Some((session, b));
-                } else {
-                    prefetch.demand = Some((session, b));
-                }
-            }
-        }
         prefetch.spawn();
-        if let (Some((session, b)), false) = (&read_next, bulk) {
-            if held_slot.is_none() {
-                held_slot = BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok();
-            }
-            read_holding(&mut held_slot, Arc::clone(session), *b).await;
-            continue;
-        }
+        let mut bulk = false;
         for item in items.drain(..) {
+            bulk |= matches!(item, Item::Chunk(..) | Item::Wire(..));
             push_item(item, &mut iov, &mut prefixes);
         }
         if !iov.is_empty() {
@@ -506,12 +481,8 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             // A listener's first write after a join skips the queue: join -> first chunk
             // should not wait for every busy listener's turn.
             let mut slot = if bulk && !fresh {
-                match held_slot.take() {
-                    Some(s) => Some(s),
-                    None => BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok(),
-                }
+                BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
             } else {
-                held_slot.take();
                 None
             };
             // Boxed: an idle connection's writer task then does not carry the write's state.
@@ -527,23 +498,10 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             } else {
                 write.await
             };
+            drop(slot);
             match written {
-                Ok(back) => {
-                    iov = back;
-                    if let Some((session, b)) = read_next.take() {
-                        // The block after what was just written, read under the same slot
-                        // (if the write kept it) and sent on the next turn.
-                        held_slot = slot;
-                        read_holding(&mut held_slot, session, b).await;
-                        continue;
-                    }
-                    drop(slot);
-                }
+                Ok(back) => iov = back,
                 Err(e) => {
-                    if let Some((session, b)) = read_next.take() {
-                        // Claimed but never to be read: let a later listener claim it.
-                        session.abandon_read(b);
-                    }
                     let reason = if e.kind() == std::io::ErrorKind::TimedOut {
                         DisconnectReason::SlowConsumer(format!(
                             "{e} (stall timeout {:?}, lag limit {} bytes)",
@@ -558,8 +516,6 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 }
             }
         }
-        // A slot taken for a read is never kept past this turn's write (or its absence).
-        held_slot.take();
         if closing {
             break;
         }
@@ -591,28 +547,6 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
     ctx.finish(&shared);
-}
-
-/// Reads claimed block `b` while holding `slot`, giving the slot back if the read takes
-/// longer than SLOT_HOLD (a cold disk must not stall the worker's other writes).
-async fn read_holding(
-    slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
-    session: Arc<crate::stream::StreamSession>,
-    b: u64,
-) {
-    let read = read_claimed(session, b);
-    tokio::pin!(read);
-    if slot.is_some() {
-        tokio::select! {
-            () = &mut read => {}
-            _ = tokio::time::sleep(SLOT_HOLD) => {
-                slot.take();
-                read.await;
-            }
-        }
-    } else {
-        read.await;
-    }
 }
 
 fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {

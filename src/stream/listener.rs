@@ -167,12 +167,7 @@ impl Listener {
             self.cursor = target;
             // One read-ahead claim at a time: a claim the caller has not taken yet must not
             // be overwritten, or its block would stay "being read" forever.
-            // An unpaced listener alone in its session reads no block ahead: it asks for each
-            // block when it needs it, and its writer reads it just before sending it, so the
-            // socket copy finds the block still in the CPU cache. Read ahead, it waited its
-            // writer's turn behind every other listener's writes and was cold by then.
-            let lone_unpaced = self.interval.is_zero() && self.session.listener_count() < 2;
-            if let (Some(b), None, false) = (target, self.prefetch, lone_unpaced) {
+            if let (Some(b), None) = (target, self.prefetch) {
                 if self.session.claim_prefetch(b + 1) {
                     self.prefetch = Some(b + 1);
                 }
@@ -452,14 +447,6 @@ mod tests {
         let session = f.registry.open_session("s").unwrap();
         let waker = Arc::new(Notify::new());
         let mut listeners: Vec<Listener> = (0..50).map(|_| unpaced_from_start(&session)).collect();
-        // Read-ahead claims made as they joined are carried out (by their writers, in the
-        // server) before anyone drains: the second listener claimed block 1, as the first,
-        // alone at the time, read none ahead.
-        for l in listeners.iter_mut() {
-            if let Some(b) = l.take_prefetch() {
-                read(l.session(), b);
-            }
-        }
         for l in listeners.iter_mut() {
             assert_eq!(drain(l, &waker, 7).concat(), f.data);
         }

@@ -231,11 +231,6 @@ impl StreamSession {
         self.lock().failure.is_some()
     }
 
-    /// Listener cursors in the stream.
-    pub fn listener_count(&self) -> usize {
-        self.lock().listeners
-    }
-
     /// Block `b`, or what to do to get it. `waker` is notified when a pending read of `b`
     /// completes.
     pub fn get_block(&self, b: u64, waker: &Arc<Notify>) -> BlockState {
