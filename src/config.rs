@@ -280,6 +280,10 @@ pub const DEFAULT_STREAM_CACHE_BYTES: usize = 64 << 20;
 pub const ASF_MAX_LAG_BYTES: &str = "ASF_MAX_LAG_BYTES";
 /// Default maximum listener lag (4 MiB).
 pub const DEFAULT_MAX_LAG_BYTES: u64 = 4 << 20;
+/// Name of the per-connection kernel send buffer variable.
+pub const ASF_SEND_BUFFER_BYTES: &str = "ASF_SEND_BUFFER_BYTES";
+/// Default per-connection kernel send buffer (128 KiB asked; Linux doubles it).
+pub const DEFAULT_SEND_BUFFER_BYTES: usize = 128 * 1024;
 /// Name of the stall timeout variable (seconds).
 pub const ASF_STALL_TIMEOUT: &str = "ASF_STALL_TIMEOUT";
 /// Default stall timeout.
@@ -371,6 +375,14 @@ pub struct Config {
     /// `ASF_MAX_LAG_BYTES`, how far one listener may fall behind its stream before it is
     /// dropped, >= 1. Default 4 MiB: more tolerates slow links but pins more blocks.
     pub max_lag_bytes: u64,
+    /// `ASF_SEND_BUFFER_BYTES`, the `SO_SNDBUF` every connection gets, 0..=1 GiB; 0 leaves
+    /// the kernel's autotuning on. Default 128 KiB (Linux doubles it and caps it at
+    /// `net.core.wmem_max`): autotuned buffers grow towards `net.ipv4.tcp_wmem`'s maximum, and
+    /// with thousands of fast listeners they fill the kernel's shared TCP memory
+    /// (`net.ipv4.tcp_mem`); past its pressure mark Linux prunes and drops segments and
+    /// TCP retransmits them. 256 KiB of buffer is seconds of audio; raise it (or use 0) for
+    /// bulk delivery over links whose bandwidth x delay is larger.
+    pub send_buffer_bytes: usize,
     /// `ASF_STALL_TIMEOUT`, seconds a listener may make no write progress before it is
     /// dropped, >0..=3600. Default 30: shorter frees resources sooner, longer forgives
     /// flaky networks.
@@ -418,6 +430,7 @@ impl Default for Config {
             read_block_size: DEFAULT_READ_BLOCK_SIZE,
             stream_cache_bytes: DEFAULT_STREAM_CACHE_BYTES,
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
+            send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
@@ -488,6 +501,8 @@ impl Config {
                 .unwrap_or(d.stream_cache_bytes),
             max_lag_bytes: var(src, ASF_MAX_LAG_BYTES, parse_max_lag_bytes)?
                 .unwrap_or(d.max_lag_bytes),
+            send_buffer_bytes: var(src, ASF_SEND_BUFFER_BYTES, parse_send_buffer_bytes)?
+                .unwrap_or(d.send_buffer_bytes),
             stall_timeout: var(src, ASF_STALL_TIMEOUT, parse_stall_timeout)?
                 .unwrap_or(d.stall_timeout),
             max_connections: var(src, ASF_MAX_CONNECTIONS, parse_max_connections)?
@@ -525,7 +540,7 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 26] = [
+        let fields: [(&str, String); 27] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -557,6 +572,7 @@ impl Config {
             ("read_block_size", self.read_block_size.to_string()),
             ("stream_cache_bytes", self.stream_cache_bytes.to_string()),
             ("max_lag_bytes", self.max_lag_bytes.to_string()),
+            ("send_buffer_bytes", self.send_buffer_bytes.to_string()),
             ("stall_timeout", format!("{:?}", self.stall_timeout)),
             ("max_connections", self.max_connections.to_string()),
             ("header_timeout", format!("{:?}", self.header_timeout)),
@@ -748,6 +764,10 @@ fn parse_max_lag_bytes(raw: &str) -> Result<u64, String> {
     whole(raw, "bytes", 1, u64::MAX)
 }
 
+fn parse_send_buffer_bytes(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "bytes", 0, 1 << 30)
+}
+
 fn parse_stall_timeout(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, true, 3600.0)
 }
@@ -832,6 +852,7 @@ mod tests {
         assert_eq!(c.read_block_size, 262_144);
         assert_eq!(c.stream_cache_bytes, 67_108_864);
         assert_eq!(c.max_lag_bytes, 4 << 20);
+        assert_eq!(c.send_buffer_bytes, 131_072);
         assert_eq!(c.stall_timeout, Duration::from_secs(30));
         assert_eq!(c.max_connections, 100_000);
         assert_eq!(c.header_timeout, Duration::from_secs(10));
@@ -883,6 +904,7 @@ mod tests {
             (ASF_READ_BLOCK_SIZE, "16777216"),
             (ASF_STREAM_CACHE_BYTES, "0"),
             (ASF_MAX_LAG_BYTES, "1"),
+            (ASF_SEND_BUFFER_BYTES, "0"),
             (ASF_STALL_TIMEOUT, "0.5"),
             (ASF_MAX_CONNECTIONS, "1"),
             (ASF_HEADER_TIMEOUT, "2.5"),
@@ -913,6 +935,7 @@ mod tests {
         assert_eq!(c.read_block_size, 16 << 20);
         assert_eq!(c.stream_cache_bytes, 0);
         assert_eq!(c.max_lag_bytes, 1);
+        assert_eq!(c.send_buffer_bytes, 0);
         assert_eq!(c.stall_timeout, Duration::from_millis(500));
         assert_eq!(c.max_connections, 1);
         assert_eq!(c.header_timeout, Duration::from_millis(2500));
@@ -995,6 +1018,8 @@ mod tests {
         parse_err(ASF_READ_BLOCK_SIZE, "16777217");
         parse_err(ASF_STREAM_CACHE_BYTES, "4294967297");
         parse_err(ASF_MAX_LAG_BYTES, "0");
+        parse_err(ASF_SEND_BUFFER_BYTES, "1073741825");
+        parse_err(ASF_SEND_BUFFER_BYTES, "-1");
         parse_err(ASF_MAX_CONNECTIONS, "0");
         parse_err(ASF_MAX_EVENTS_PER_SEC, "0");
         parse_err(ASF_MAX_EVENTS_PER_SEC, "4294967296");

@@ -15,11 +15,16 @@ use super::{conn, ServerStats, Service};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig};
 
-fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// Binds one listener; accepted connections inherit its send buffer (`send_buffer` bytes
+/// asked, 0 = the kernel's autotuning).
+fn bind(addr: SocketAddr, backlog: u32, send_buffer: usize) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    if send_buffer > 0 {
+        socket.set_send_buffer_size(send_buffer)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(socket.into())
@@ -28,14 +33,25 @@ fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Binds one `SO_REUSEPORT` listener per worker on the configured address (the first
 /// one picks the port when it is 0).
 fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
+    let (backlog, send_buffer) = (config.listen_backlog, config.send_buffer_bytes);
     let first = bind(
         SocketAddr::new(config.host, config.port),
-        config.listen_backlog,
+        backlog,
+        send_buffer,
     )?;
     let addr = first.local_addr()?;
+    if send_buffer > 0 {
+        // Linux doubles what is asked (for its bookkeeping) and caps it at net.core.wmem_max.
+        let granted = socket2::SockRef::from(&first).send_buffer_size()?;
+        tracing::info!(
+            asked = send_buffer,
+            granted,
+            "connection send buffer (ASF_SEND_BUFFER_BYTES; 0 = kernel autotuning)"
+        );
+    }
     let mut all = vec![first];
     for _ in 1..config.workers {
-        all.push(bind(addr, config.listen_backlog)?);
+        all.push(bind(addr, backlog, send_buffer)?);
     }
     Ok(all)
 }
@@ -208,4 +224,22 @@ async fn worker<S: Service>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_the_listeners_send_buffer() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16, 64 * 1024).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let granted = socket2::SockRef::from(&accepted)
+            .send_buffer_size()
+            .unwrap();
+        // Linux doubles what is asked (and wmem_max is at least 208 KiB by default).
+        assert_eq!(granted, 128 * 1024);
+    }
 }

@@ -198,8 +198,14 @@ fn pump(c: &mut Client, file: &[u8], wsize: usize) -> bool {
     }
 }
 
-/// Runs the baseline server until killed.
-pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String> {
+/// Runs the baseline server until killed; `send_buffer` is each connection's `SO_SNDBUF`
+/// (0 = the kernel's autotuning).
+pub fn serve(
+    mode: &str,
+    file: &std::path::Path,
+    port: u16,
+    send_buffer: usize,
+) -> Result<(), String> {
     let wsize = match mode {
         "small" | "sendfile-4k" => SMALL,
         "large" | "files" | "sendfile" => LARGE,
@@ -252,6 +258,9 @@ pub fn serve(mode: &str, file: &std::path::Path, port: u16) -> Result<(), String
                 while let Ok((sock, _)) = listener.accept() {
                     if sock.set_nonblocking(true).is_err() {
                         continue;
+                    }
+                    if send_buffer > 0 {
+                        let _ = socket2::SockRef::from(&sock).set_send_buffer_size(send_buffer);
                     }
                     let idx = free.pop().unwrap_or_else(|| {
                         clients.push(None);
@@ -423,7 +432,7 @@ mod tests {
 
     #[test]
     fn bad_mode_is_an_error() {
-        let e = serve("medium", std::path::Path::new("/nonexistent"), 0).unwrap_err();
+        let e = serve("medium", std::path::Path::new("/nonexistent"), 0, 0).unwrap_err();
         assert!(e.contains("small, large, files, sendfile or sendfile-4k"));
     }
 }

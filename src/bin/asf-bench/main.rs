@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
   asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
-  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P]
+  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P] [--sndbuf BYTES]
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
   e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";
@@ -194,10 +194,11 @@ fn main() -> ExitCode {
         Some("baseline-server") => {
             let mode = arg_value(&args, "--mode").unwrap_or_default();
             let file = arg_value(&args, "--file").unwrap_or_default();
-            check_flags(&args[1..], &["--mode", "--file", "--port"], &[])
+            check_flags(&args[1..], &["--mode", "--file", "--port", "--sndbuf"], &[])
                 .and_then(|_| parse_num::<u16>(&args, "--port", 0))
-                .and_then(|port| {
-                    baseline::serve(&mode, std::path::Path::new(&file), port).map(|_| true)
+                .and_then(|port| Ok((port, parse_num::<usize>(&args, "--sndbuf", 0)?)))
+                .and_then(|(port, sndbuf)| {
+                    baseline::serve(&mode, std::path::Path::new(&file), port, sndbuf).map(|_| true)
                 })
         }
         Some("plot") => {

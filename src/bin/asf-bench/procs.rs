@@ -125,6 +125,42 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(parse_stat_ticks(&s)? as f64 / hz)
 }
 
+/// Kernel TCP counters that show loopback traffic straining the machine's shared TCP memory:
+/// (name in the sample, table, counter) as in `/proc/net/netstat` and `/proc/net/snmp`.
+pub const TCP_COUNTERS: &[(&str, &str, &str)] = &[
+    ("k_mem_pressures", "TcpExt", "TCPMemoryPressures"),
+    ("k_rcvq_drops", "TcpExt", "TCPRcvQDrop"),
+    ("k_prunes", "TcpExt", "PruneCalled"),
+    ("k_retrans_segs", "Tcp", "RetransSegs"),
+];
+
+/// Looks `table`'s `counter` up in a `/proc/net/netstat`-style text: a header line of names
+/// and a line of values, both starting with `table:`.
+pub fn parse_net_counter(text: &str, table: &str, counter: &str) -> Option<u64> {
+    let prefix = format!("{table}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let at = names.split_whitespace().position(|n| n == counter);
+        if let Some(i) = at {
+            return values.split_whitespace().nth(i)?.parse().ok();
+        }
+    }
+    None
+}
+
+/// The current value of every counter in [`TCP_COUNTERS`] (missing ones read as 0).
+pub fn tcp_counters() -> Vec<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    TCP_COUNTERS
+        .iter()
+        .map(|(_, table, counter)| {
+            let text = if *table == "Tcp" { &snmp } else { &netstat };
+            parse_net_counter(text, table, counter).unwrap_or(0)
+        })
+        .collect()
+}
+
 /// Parses VmRSS (bytes) from `/proc/<pid>/status`.
 pub fn parse_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -141,6 +177,10 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 pub fn self_cpu() -> f64 {
     cpu_seconds(std::process::id()).unwrap_or(f64::NAN)
 }
+
+/// The `SO_SNDBUF` both ASF and the raw baselines give each connection in the suite: ASF's
+/// default, so that the ratios compare the servers' code and not their socket settings.
+pub const SEND_BUFFER: usize = asf::config::DEFAULT_SEND_BUFFER_BYTES;
 
 /// Spawns the release ASF server on loopback with a fresh audio root.
 pub fn start_asf(bin: &Path, root: &Path, log: &Path) -> Result<Proc, String> {
@@ -163,6 +203,7 @@ pub fn start_asf_with(
         .env("ASF_LOG", "warn")
         .env("ASF_STREAM_SLEEP_INTERVAL", "0")
         .env("ASF_CHUNK_SIZE", "4096")
+        .env("ASF_SEND_BUFFER_BYTES", SEND_BUFFER.to_string())
         .env("ASF_AUDIO_ROOT", root)
         // Runs re-join one stream hundreds of times a second on one connection.
         .env("ASF_MAX_EVENTS_PER_SEC", "1000000")
@@ -179,7 +220,9 @@ pub fn start_baseline(exe: &Path, mode: &str, file: &Path, log: &Path) -> Result
         .arg("--file")
         .arg(file)
         .arg("--port")
-        .arg("0");
+        .arg("0")
+        .arg("--sndbuf")
+        .arg(SEND_BUFFER.to_string());
     Proc::spawn(cmd, "baseline listening on", log)
 }
 
@@ -244,6 +287,16 @@ pub fn write_audio(dir: &Path, name: &str, len: usize) -> Result<(PathBuf, Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_counters_are_found_by_table_and_name() {
+        let text = "TcpExt: SyncookiesSent PruneCalled TCPRcvQDrop\nTcpExt: 0 12 7\n\
+                    IpExt: InNoRoutes PruneCalled\nIpExt: 1 99\n";
+        assert_eq!(parse_net_counter(text, "TcpExt", "PruneCalled"), Some(12));
+        assert_eq!(parse_net_counter(text, "TcpExt", "TCPRcvQDrop"), Some(7));
+        assert_eq!(parse_net_counter(text, "IpExt", "PruneCalled"), Some(99));
+        assert_eq!(parse_net_counter(text, "TcpExt", "Missing"), None);
+    }
 
     #[test]
     fn stat_fields() {

@@ -562,6 +562,7 @@ struct Delivery<'a> {
 fn deliver(c: &mut Clients, server: &Proc, d: Delivery<'_>) -> Result<Sample, String> {
     let n = d.ids.len();
     let total = n as u64 * d.reps as u64;
+    let tcp0 = procs::tcp_counters();
     let (cpu0, ccpu0, t0) = (server.cpu(), procs::self_cpu(), Instant::now());
     for (i, id) in d.ids.iter().enumerate() {
         c.start(i, id, d.expect, d.reps, t0);
@@ -581,6 +582,10 @@ fn deliver(c: &mut Clients, server: &Proc, d: Delivery<'_>) -> Result<Sample, St
     s.values.insert("cpu_s_per_gib", cpu / gib);
     s.values.insert("client_cpu_s_per_gib", client_cpu / gib);
     s.values.insert("reps", d.reps as f64);
+    let tcp1 = procs::tcp_counters();
+    for ((name, ..), (a, b)) in procs::TCP_COUNTERS.iter().zip(tcp0.iter().zip(&tcp1)) {
+        s.values.insert(name, b.saturating_sub(*a) as f64);
+    }
     Ok(s)
 }
 
