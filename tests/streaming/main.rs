@@ -3,21 +3,24 @@
 //! Every audio check is byte-exact: the sha256 of what each listener received must equal the
 //! file's (or the requested tail's). Most listeners are the raw `SioClient` of
 //! `tests/support` so that hundreds can run at once; the real clients (socket.io-client,
-//! python-socketio) and the `asf-listen` tool each get their own case. Server faults (files
-//! that vanish or shrink, stalled and vanishing listeners) live in `stream_faults.rs`.
-//! This file must not reach into the crate: it sees ASF only over the wire.
+//! python-socketio) and the `asf-listen` tool each get their own case, in `clients.rs` beside
+//! this file. Server faults (files that vanish or shrink, stalled and vanishing listeners) live
+//! in `stream_faults.rs`. This file must not reach into the crate: it sees ASF only over the
+//! wire.
 
+#[path = "../support/mod.rs"]
 mod support;
 
+mod clients;
+
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::sio::{SioClient, StreamResult};
-use support::{audio_bytes, listen, sha256_hex, wait_until, Client, Server, Watchdog, WAIT};
+use support::{audio_bytes, sha256_hex, wait_until, Server, Watchdog, WAIT};
 
 /// ASF's default `ASF_CHUNK_SIZE`.
 const CHUNK: usize = 4096;
@@ -449,180 +452,4 @@ fn pacing_spaces_the_chunks_by_the_sleep_interval() {
         took >= Duration::from_millis(350),
         "40 chunks at 0.01 s intervals arrived in {took:?}, expected at least 0.35 s"
     );
-}
-
-// --- real clients -------------------------------------------------------------------------------
-
-/// Asserts a real client's run: exit 0, the event sequence, byte-exact audio.
-fn assert_client_run(run: &support::ListenRun, file: &[u8], what: &str) {
-    assert_eq!(
-        run.run.code,
-        Some(0),
-        "{what} failed: lines {:?}\nstderr:\n{}",
-        run.run.event_names(),
-        run.run.stderr
-    );
-    let names = run.run.event_names();
-    let control: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| *n != "audio_chunk")
-        .collect();
-    assert_eq!(
-        control,
-        [
-            "connection_ack",
-            "stream_status",
-            "audio_control",
-            "audio_control"
-        ],
-        "{what}"
-    );
-    let start = run
-        .run
-        .data_of("audio_control")
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(start["event"], "start_of_stream", "{what}: {start}");
-    for line in &run.run.lines {
-        if line.get("event").and_then(Value::as_str) == Some("audio_chunk") {
-            let len = line.get("len").and_then(Value::as_u64).unwrap_or(0);
-            assert!(
-                (1..=CHUNK as u64).contains(&len),
-                "{what}: chunk of {len} bytes ({line})"
-            );
-        }
-    }
-    assert_eq!(run.audio.len(), file.len(), "{what}: length");
-    assert_eq!(
-        sha256_hex(&run.audio),
-        sha256_hex(file),
-        "{what}: audio differs"
-    );
-}
-
-#[test]
-fn socket_io_client_over_websocket_gets_the_whole_file() {
-    let _w = Watchdog::new(LIMIT, "node socket.io-client websocket");
-    let server = Server::start();
-    let file = audio_bytes(MIB + 77, 17);
-    server.publish("strm_node", &file);
-    let run = listen(Client::Node, &server, "strm_node", "websocket", None);
-    assert_client_run(&run, &file, "socket.io-client (websocket)");
-}
-
-#[test]
-fn socket_io_client_with_polling_upgrade_gets_the_whole_file() {
-    let _w = Watchdog::new(LIMIT, "node socket.io-client default transports");
-    let server = Server::start();
-    let file = audio_bytes(256 * 1024 + 3, 18);
-    server.publish("strm_node_poll", &file);
-    let run = listen(Client::Node, &server, "strm_node_poll", "default", None);
-    assert_client_run(&run, &file, "socket.io-client (polling, then upgrade)");
-}
-
-#[test]
-fn python_socketio_over_websocket_gets_the_whole_file() {
-    let _w = Watchdog::new(LIMIT, "python-socketio websocket");
-    let server = Server::start();
-    let file = audio_bytes(MIB + 99, 19);
-    server.publish("strm_py", &file);
-    let run = listen(Client::Python, &server, "strm_py", "websocket", None);
-    assert_client_run(&run, &file, "python-socketio (websocket)");
-}
-
-#[test]
-fn python_socketio_with_offset_gets_the_rest_of_the_file() {
-    let _w = Watchdog::new(LIMIT, "python-socketio offset");
-    let server = Server::start();
-    let file = audio_bytes(300 * 1024, 20);
-    server.publish("strm_py_off", &file);
-    let run = listen(
-        Client::Python,
-        &server,
-        "strm_py_off",
-        "websocket",
-        Some(12_345),
-    );
-    assert_client_run(&run, &file[12_345..], "python-socketio (offset 12345)");
-}
-
-// --- asf-listen ---------------------------------------------------------------------------------
-
-const ASF_LISTEN: &str = env!("CARGO_BIN_EXE_asf-listen");
-
-/// Runs `asf-listen` with `args`; returns (exit code, stderr).
-fn run_asf_listen(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(ASF_LISTEN)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {ASF_LISTEN}: {e}"));
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn asf_listen_writes_the_whole_stream_to_its_output_file() {
-    let _w = Watchdog::new(LIMIT, "asf-listen");
-    let server = Server::start();
-    let file = audio_bytes(MIB + 4321, 21);
-    server.publish("strm_tool", &file);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.bin");
-    let out_s = out.to_string_lossy().into_owned();
-    let url = server.url();
-    let (code, stderr) = run_asf_listen(&["--url", &url, "--stream", "strm_tool", "--out", &out_s]);
-    assert_eq!(code, Some(0), "asf-listen failed:\n{stderr}");
-    assert!(stderr.contains("end_of_stream"), "{stderr}");
-    let got = std::fs::read(&out).expect("read asf-listen output");
-    assert_eq!(got.len(), file.len());
-    assert_eq!(sha256_hex(&got), sha256_hex(&file));
-
-    // With an offset it writes exactly the tail.
-    let (code, stderr) = run_asf_listen(&[
-        "--url",
-        &url,
-        "--stream",
-        "strm_tool",
-        "--offset",
-        "5000",
-        "--out",
-        &out_s,
-    ]);
-    assert_eq!(code, Some(0), "asf-listen --offset failed:\n{stderr}");
-    let got = std::fs::read(&out).expect("read asf-listen output");
-    assert_eq!(sha256_hex(&got), sha256_hex(&file[5000..]));
-}
-
-#[test]
-fn asf_listen_exit_codes_say_what_went_wrong() {
-    let _w = Watchdog::new(LIMIT, "asf-listen exit codes");
-    let server = Server::start();
-    let url = server.url();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.bin");
-    let out_s = out.to_string_lossy().into_owned();
-
-    let (code, stderr) = run_asf_listen(&["--stream", "x"]);
-    assert_eq!(code, Some(2), "missing --url: {stderr}");
-    assert!(stderr.contains("--url"), "{stderr}");
-
-    let (code, stderr) = run_asf_listen(&["--url", &url, "--stream", "strm_nope", "--out", &out_s]);
-    assert_eq!(code, Some(3), "unknown stream: {stderr}");
-    assert!(
-        stderr.contains("Audio stream ID not found or not yet processed."),
-        "{stderr}"
-    );
-
-    // A port nobody listens on: bind one, learn it, free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let dead = format!("http://127.0.0.1:{port}");
-    let (code, stderr) = run_asf_listen(&["--url", &dead, "--stream", "s", "--out", &out_s]);
-    assert_eq!(code, Some(1), "connection refused: {stderr}");
-    assert!(stderr.contains("connect"), "{stderr}");
 }

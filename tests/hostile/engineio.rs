@@ -1,0 +1,131 @@
+//! Engine.IO misuse: unsupported protocol versions, unknown transports, unknown and malformed
+//! session ids, and polling requests against a WebSocket session or overlapping on one session.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::raw_ws::{ws_handshake, RawWs};
+use super::{assert_eio_error, eio_get, leak, polling_handshake, raw, Case};
+use crate::support::{Server, NAMESPACE};
+
+/// Handshakes and session ids the server must refuse with an Engine.IO error.
+pub fn cases(s: &Server) -> Vec<Case<'_>> {
+    let a = s.addr;
+    let mut v: Vec<Case<'_>> = Vec::new();
+    for eio in ["EIO=3", "EIO=5", "EIO=abc", ""] {
+        v.push((
+            leak(format!("eio: polling with {eio:?} -> code 5")),
+            Box::new(move || {
+                let r = eio_get(a, &format!("{eio}&transport=polling"));
+                assert_eio_error(&r, 400, 5, "Unsupported protocol version");
+            }),
+        ));
+        v.push((
+            leak(format!("eio: websocket with {eio:?} -> code 5")),
+            Box::new(move || {
+                let r = raw(
+                    a,
+                    ws_handshake(&format!("/socket.io/?{eio}&transport=websocket"), a, "")
+                        .as_bytes(),
+                );
+                assert_eio_error(&r, 400, 5, "Unsupported protocol version");
+            }),
+        ));
+    }
+    for t in ["transport=flash", "transport=", ""] {
+        v.push((
+            leak(format!("eio: unknown transport {t:?} -> code 0")),
+            Box::new(move || {
+                let r = eio_get(a, &format!("EIO=4&{t}"));
+                assert_eio_error(&r, 400, 0, "Transport unknown");
+            }),
+        ));
+    }
+    v.push((
+        "eio: unknown sid -> code 1",
+        Box::new(move || {
+            let r = eio_get(a, "EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA");
+            assert_eio_error(&r, 400, 1, "Session ID unknown");
+            let r = raw(
+                a,
+                ws_handshake(
+                    "/socket.io/?EIO=4&transport=websocket&sid=AAAAAAAAAAAAAAAAAAAA",
+                    a,
+                    "",
+                )
+                .as_bytes(),
+            );
+            assert_eio_error(&r, 400, 1, "Session ID unknown");
+        }),
+    ));
+    v.push((
+        "eio: malformed sids -> code 1",
+        Box::new(move || {
+            for sid in [
+                "%00%ff",
+                "..%2F..%2Fetc",
+                &"x".repeat(5000),
+                "",
+                "%E2%80%AE",
+            ] {
+                let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+                assert_eio_error(&r, 400, 1, "Session ID unknown");
+            }
+        }),
+    ));
+    v
+}
+/// Cases that share the polling-GET refusal path; run last because a server bug there has
+/// been seen to deadlock a worker (a refused polling GET re-locks the session it still holds).
+pub fn polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
+    let a = s.addr;
+    let mut v: Vec<Case<'_>> = Vec::new();
+    v.push(("eio: polling POST/GET to a websocket session -> code 3, ws session unharmed", Box::new(move || {
+        let mut ws = RawWs::open(a);
+        let body = format!("40{NAMESPACE},");
+        let req = format!(
+            "POST /socket.io/?EIO=4&transport=polling&sid={} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            ws.sid, body.len()
+        );
+        assert_eio_error(&raw(a, req.as_bytes()), 400, 3, "Bad request");
+        let r = eio_get(a, &format!("EIO=4&transport=polling&sid={}", ws.sid));
+        assert_eio_error(&r, 400, 3, "Bad request");
+        ws.text(&format!("40{NAMESPACE},"));
+        ws.until_text("connection_ack after refused polling", |t| t.contains("connection_ack"));
+    })));
+    v.push((
+        "eio: overlapping polling GETs -> second gets code 3, first returns the close packet",
+        Box::new(move || {
+            let sid = polling_handshake(a);
+            let sid1 = sid.clone();
+            let first = thread::spawn(move || {
+                let sid = sid1;
+                let t0 = Instant::now();
+                let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+                (r, t0.elapsed())
+            });
+            thread::sleep(Duration::from_millis(300));
+            let r2 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+            assert_eio_error(&r2, 400, 3, "Bad request");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !first.is_finished() {
+                assert!(
+                    Instant::now() < deadline,
+                    "first GET still hanging 5 s after the overlap closed its session"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+            let ((status, _, body), _took) = first.join().expect("first GET thread");
+            assert_eq!(status, 200, "first GET: {}", String::from_utf8_lossy(&body));
+            let body = String::from_utf8_lossy(&body).into_owned();
+            assert_eq!(
+                body.split('\u{1e}').next_back(),
+                Some("1"),
+                "first GET should end with the close packet: {body:?}"
+            );
+            let r3 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
+            assert_eio_error(&r3, 400, 1, "Session ID unknown");
+        }),
+    ));
+    v
+}

@@ -1,0 +1,146 @@
+//! Malformed HTTP/1.1 requests: oversized or too many headers, bad body framing (Content-Length,
+//! Transfer-Encoding), forbidden bytes in headers and paths, request targets that try to inject,
+//! and a slowloris client that sends half a request line and then nothing.
+
+use std::time::{Duration, Instant};
+
+use super::{assert_error, assert_error_prefix, raw, Case, NOTIFY};
+use crate::support::{header, HttpConn, Server};
+
+/// Requests that break HTTP/1.1 framing or header rules.
+pub fn request_cases(s: &Server) -> Vec<Case<'_>> {
+    let a = s.addr;
+    let mut v: Vec<Case<'_>> = Vec::new();
+    v.push((
+        "http: oversized header block -> 431",
+        Box::new(move || {
+            let big = "a".repeat(20_000);
+            let r = raw(
+                a,
+                format!("GET /asf/health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+            );
+            assert_error(&r, 431, "request header block is larger than 16384 bytes");
+        }),
+    ));
+    v.push((
+        "http: too many header fields -> 431",
+        Box::new(move || {
+            let hs: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+            let r = raw(
+                a,
+                format!("GET /asf/health HTTP/1.1\r\nHost: x\r\n{hs}\r\n").as_bytes(),
+            );
+            assert_error(&r, 431, "request has more than 64 header fields");
+        }),
+    ));
+    v.push((
+        "http: oversized body -> 413",
+        Box::new(move || {
+            let r = raw(
+                a,
+                format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_error(
+                &r,
+                413,
+                "request body of 2000000 bytes is larger than the limit of 1048576 bytes",
+            );
+        }),
+    ));
+    for bad in ["abc", "-1", "5, 6", "+5", "0x10", ""] {
+        v.push((
+            "http: bad Content-Length -> 400",
+            Box::new(move || {
+                let r = raw(
+                    a,
+                    format!(
+                        "POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n{{}}"
+                    )
+                    .as_bytes(),
+                );
+                assert_error(&r, 400, "invalid Content-Length header");
+            }),
+        ));
+    }
+    v.push(("http: Content-Length + Transfer-Encoding -> 411", Box::new(move || {
+        let r = raw(a, format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n").as_bytes());
+        assert_error(&r, 411, "chunked request bodies are not supported; send Content-Length");
+    })));
+    v.push((
+        "http: CR inside a header value -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\rSet-Cookie: x=1\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push((
+        "http: obs-fold continuation line -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\r\n  folded\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push((
+        "http: NUL in header value -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/health HTTP/1.1\r\nHost: x\r\nX-A: b\0c\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push(("http: encoded CRLF in path is not reflected as a header", Box::new(move || {
+        let r = raw(a, b"GET /nope%0d%0aSet-Cookie:%20x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_error(&r, 404, "No route for /nope%0d%0aSet-Cookie:%20x=1");
+        assert!(header(&r.1, "set-cookie").is_none(), "injected header: {:?}", r.1);
+    })));
+    v.push((
+        "http: invalid UTF-8 in path -> 400",
+        Box::new(move || {
+            let r = raw(
+                a,
+                b"GET /asf/\xff\xfehealth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert_error_prefix(&r, 400, "malformed request");
+        }),
+    ));
+    v.push((
+        "http: request target not origin-form -> 400",
+        Box::new(move || {
+            let r = raw(a, b"GET http://evil/asf/health HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_error(&r, 400, "request target must start with '/'");
+        }),
+    ));
+    v
+}
+
+/// A client too slow to finish its request line.
+pub fn slow_client_cases(s: &Server) -> Vec<Case<'_>> {
+    let a = s.addr;
+    let mut v: Vec<Case<'_>> = Vec::new();
+    v.push((
+        "http: slowloris (half a request line) -> 408 then close after 1 s",
+        Box::new(move || {
+            let mut c = HttpConn::connect(a);
+            c.send_raw(b"GET /asf/hea");
+            let t0 = Instant::now();
+            let r = c.read_response();
+            let took = t0.elapsed();
+            assert_error(&r, 408, "Request not received in time");
+            assert!(
+                took >= Duration::from_millis(900),
+                "408 came before the 1 s header timeout: {took:?}"
+            );
+            assert!(c.closed_by_peer(), "connection left open after 408");
+        }),
+    ));
+    v
+}
