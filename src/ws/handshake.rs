@@ -1,0 +1,202 @@
+//! The WebSocket opening handshake, server side (RFC 6455 section 4.2): checks an upgrade
+//! request, derives its `Sec-WebSocket-Accept` key, and builds the `101` answer or the HTTP
+//! refusal. Pure: a parsed request in, bytes out.
+
+use base64::Engine as _;
+use tungstenite::handshake::derive_accept_key;
+
+/// Why an upgrade request was refused. See [`HandshakeError::status`] for the HTTP status and
+/// [`HandshakeError::response`] for the whole answer.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HandshakeError {
+    /// The method is not `GET`.
+    #[error("websocket upgrade requires a GET request")]
+    NotGet,
+    /// The request is HTTP/1.0.
+    #[error("websocket upgrade requires HTTP/1.1")]
+    HttpVersion,
+    /// No `Upgrade: websocket` header. Answered with 426 Upgrade Required.
+    #[error("missing Upgrade: websocket header")]
+    MissingUpgrade,
+    /// `Connection` does not list `upgrade`.
+    #[error("Connection header must include upgrade")]
+    ConnectionNotUpgrade,
+    /// `Sec-WebSocket-Version` is absent or not 13.
+    #[error("unsupported Sec-WebSocket-Version; only 13 is supported")]
+    UnsupportedVersion,
+    /// No `Sec-WebSocket-Key` header.
+    #[error("missing Sec-WebSocket-Key header")]
+    MissingKey,
+    /// `Sec-WebSocket-Key` is not the base64 encoding of 16 bytes.
+    #[error("Sec-WebSocket-Key must be the base64 encoding of 16 bytes")]
+    InvalidKey,
+}
+
+impl HandshakeError {
+    /// 426 for [`HandshakeError::MissingUpgrade`] (the client spoke plain HTTP to a WebSocket-only
+    /// resource), 400 for everything else.
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::MissingUpgrade => 426,
+            _ => 400,
+        }
+    }
+
+    /// The full HTTP answer: `{"error": "<message>"}` with [`Self::status`], plus
+    /// `Upgrade: websocket` on a 426 and `Sec-WebSocket-Version: 13` on a version mismatch
+    /// (RFC 6455 section 4.4).
+    pub fn response(&self) -> crate::http::Response {
+        let response = crate::http::Response::error(self.status(), &self.to_string());
+        match self {
+            HandshakeError::MissingUpgrade => response
+                .with_header("Upgrade", "websocket")
+                .with_header("Sec-WebSocket-Version", "13"),
+            HandshakeError::UnsupportedVersion => {
+                response.with_header("Sec-WebSocket-Version", "13")
+            }
+            _ => response,
+        }
+    }
+}
+
+/// Validates a WebSocket upgrade request (GET, HTTP/1.1, `Upgrade: websocket`, `Connection`
+/// listing `upgrade`, `Sec-WebSocket-Version: 13`, a `Sec-WebSocket-Key` that base64-decodes to
+/// 16 bytes) and returns the `Sec-WebSocket-Accept` value for [`handshake_response`].
+pub fn check_upgrade(req: &crate::http::Request) -> Result<String, HandshakeError> {
+    if req.method() != "GET" {
+        return Err(HandshakeError::NotGet);
+    }
+    if req.version() < 1 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    if !req.header_contains_token("upgrade", "websocket") {
+        return Err(HandshakeError::MissingUpgrade);
+    }
+    if !req.header_contains_token("connection", "upgrade") {
+        return Err(HandshakeError::ConnectionNotUpgrade);
+    }
+    if req.header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let key = req
+        .header("sec-websocket-key")
+        .ok_or(HandshakeError::MissingKey)?
+        .trim();
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(raw) if raw.len() == 16 => Ok(derive_accept_key(key.as_bytes())),
+        _ => Err(HandshakeError::InvalidKey),
+    }
+}
+
+/// The `101 Switching Protocols` answer completing the handshake for `accept`
+/// (from [`check_upgrade`]).
+pub fn handshake_response(accept: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
+    out.extend(accept.bytes().filter(|b| !matches!(b, b'\r' | b'\n')));
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_request, Limits};
+    use bytes::BytesMut;
+
+    fn request(head: &str) -> crate::http::Request {
+        let mut buf = BytesMut::from(head);
+        parse_request(&mut buf, &Limits::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn upgrade(extra: &str) -> String {
+        format!("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n{extra}\r\n")
+    }
+
+    const GOOD: &str = "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    #[test]
+    fn handshake_accepts_rfc_example() {
+        let accept = check_upgrade(&request(&upgrade(GOOD))).unwrap();
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            handshake_response(&accept),
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        );
+        assert!(!handshake_response("a\r\nb")
+            .windows(3)
+            .any(|w| w == b"a\r\n"));
+    }
+
+    #[test]
+    fn handshake_refusals() {
+        let cases = [
+            (
+                GOOD.replace("Upgrade: websocket\r\n", ""),
+                HandshakeError::MissingUpgrade,
+                426,
+            ),
+            (
+                GOOD.replace("Upgrade: websocket", "Upgrade: h2c"),
+                HandshakeError::MissingUpgrade,
+                426,
+            ),
+            (
+                GOOD.replace("keep-alive, Upgrade", "keep-alive"),
+                HandshakeError::ConnectionNotUpgrade,
+                400,
+            ),
+            (
+                GOOD.replace("Version: 13", "Version: 8"),
+                HandshakeError::UnsupportedVersion,
+                400,
+            ),
+            (
+                GOOD.replace("Sec-WebSocket-Version: 13\r\n", ""),
+                HandshakeError::UnsupportedVersion,
+                400,
+            ),
+            (
+                GOOD.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                HandshakeError::MissingKey,
+                400,
+            ),
+            (
+                GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "not base64!"),
+                HandshakeError::InvalidKey,
+                400,
+            ),
+            (
+                GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+                HandshakeError::InvalidKey,
+                400,
+            ),
+        ];
+        for (headers, expected, status) in cases {
+            let e = check_upgrade(&request(&upgrade(&headers))).unwrap_err();
+            assert_eq!(e, expected);
+            assert_eq!(e.status(), status);
+            assert_eq!(e.response().status, status);
+        }
+        let post = format!("POST / HTTP/1.1\r\n{GOOD}\r\n");
+        assert_eq!(check_upgrade(&request(&post)), Err(HandshakeError::NotGet));
+        let old = format!("GET / HTTP/1.0\r\n{GOOD}\r\n");
+        assert_eq!(
+            check_upgrade(&request(&old)),
+            Err(HandshakeError::HttpVersion)
+        );
+        let r = HandshakeError::MissingUpgrade.response();
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Upgrade" && v == "websocket"));
+        assert_eq!(
+            &r.body[..],
+            b"{\"error\":\"missing Upgrade: websocket header\"}"
+        );
+    }
+}
