@@ -1,0 +1,320 @@
+//! A listener: one client's cursor into a stream session, with its pacing.
+//!
+//! The cursor hands out chunks of at most `chunk_size` bytes as `Bytes` slices of the
+//! session's blocks (never a copy; a chunk that would straddle two blocks is cut at the
+//! block end). Pacing follows the seed: chunk `k` of this listener is not due before
+//! `k × interval` after the listener started; a writer may take every due chunk at once.
+//! Time is an argument: the runtime passes `now` and sleeps until the instant returned.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::session::{BlockState, Framing, StreamSession, WireBlock};
+
+/// Why a listener stopped handing out chunks for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    /// The budget is used up; more chunks are ready now.
+    More,
+    /// Another listener is reading the next block; the waker fires when it is there.
+    Wait,
+    /// The caller must read block `b` and report it to the session, then poll again.
+    Read(u64),
+    /// The next chunk is due at this instant.
+    Sleep(Instant),
+    /// Every byte has been handed out.
+    Finished,
+    /// The file could not be read; the stream ends with this reason.
+    Failed(String),
+}
+
+/// Why a join's `offset` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("offset {offset} is beyond the end of the stream ({len} bytes)")]
+pub struct OffsetError {
+    /// Requested offset.
+    pub offset: u64,
+    /// Stream length.
+    pub len: u64,
+}
+
+/// One client's position in a stream.
+#[derive(Debug)]
+pub struct Listener {
+    session: Arc<StreamSession>,
+    start_offset: u64,
+    next: u64,
+    chunk_size: u64,
+    interval: Duration,
+    started: Instant,
+    chunks_sent: u64,
+    held: Option<(u64, Bytes)>,
+    /// The wire block of `held`, or None when the session had none for it.
+    held_wire: Option<(u64, Option<WireBlock>)>,
+    cursor: Option<u64>,
+    prefetch: Option<u64>,
+}
+
+impl Listener {
+    /// A listener starting at byte `offset` (0 = the whole file) at `now`.
+    pub fn new(
+        session: Arc<StreamSession>,
+        offset: u64,
+        chunk_size: usize,
+        interval: Duration,
+        now: Instant,
+    ) -> Result<Listener, OffsetError> {
+        if offset > session.len() {
+            return Err(OffsetError {
+                offset,
+                len: session.len(),
+            });
+        }
+        let mut l = Listener {
+            start_offset: offset,
+            next: offset,
+            chunk_size: chunk_size.max(1) as u64,
+            interval,
+            started: now,
+            chunks_sent: 0,
+            held: None,
+            held_wire: None,
+            cursor: None,
+            prefetch: None,
+            session,
+        };
+        l.place_cursor();
+        Ok(l)
+    }
+
+    /// The session this listener reads.
+    pub fn session(&self) -> &Arc<StreamSession> {
+        &self.session
+    }
+
+    /// Stream id.
+    pub fn stream_id(&self) -> &str {
+        self.session.id()
+    }
+
+    /// Where this listener started.
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset
+    }
+
+    /// Total bytes of the stream.
+    pub fn total(&self) -> u64 {
+        self.session.len()
+    }
+
+    /// Bytes handed out so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.next - self.start_offset
+    }
+
+    /// True once every byte has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.session.len()
+    }
+
+    /// A block worth reading ahead, claimed for the caller (at most once per block).
+    pub fn take_prefetch(&mut self) -> Option<u64> {
+        self.prefetch.take()
+    }
+
+    /// Bytes that are due by `now` but not handed out yet (0 when unpaced).
+    pub fn lag_bytes(&self, now: Instant) -> u64 {
+        if self.interval.is_zero() {
+            return 0;
+        }
+        let due = self.due_chunks(now);
+        let due_end = self
+            .start_offset
+            .saturating_add(due.saturating_mul(self.chunk_size))
+            .min(self.session.len());
+        due_end.saturating_sub(self.next)
+    }
+
+    /// When this listener's lag will pass `max_lag` bytes if it takes nothing more (None
+    /// when unpaced or already finished).
+    pub fn lag_deadline(&self, max_lag: u64) -> Option<Instant> {
+        if self.interval.is_zero() || self.is_done() {
+            return None;
+        }
+        // Lag exceeds max_lag once more than (next + max_lag - start) / chunk chunks are
+        // due, and chunk count c is due from (c - 1) intervals on.
+        let chunks = (self.next - self.start_offset + max_lag) / self.chunk_size + 1;
+        let k = u32::try_from(chunks - 1).ok()?;
+        Some(self.started + self.interval.checked_mul(k)?)
+    }
+
+    fn due_chunks(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.started);
+        (elapsed.as_nanos() / self.interval.as_nanos().max(1)) as u64 + 1
+    }
+
+    fn block_of(&self, offset: u64) -> u64 {
+        offset / self.session.block_size()
+    }
+
+    fn place_cursor(&mut self) {
+        let target = (!self.is_done()).then(|| self.block_of(self.next));
+        if target != self.cursor {
+            self.session.move_cursor(self.cursor, target);
+            self.cursor = target;
+            // One read-ahead claim at a time: a claim the caller has not taken yet must not
+            // be overwritten, or its block would stay "being read" forever.
+            if let (Some(b), None) = (target, self.prefetch) {
+                if self.session.claim_prefetch(b + 1) {
+                    self.prefetch = Some(b + 1);
+                }
+            }
+        }
+    }
+
+    /// Appends due chunks to `out`, at most `max_chunks` and about `max_bytes`, and says
+    /// why it stopped.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        max_bytes: usize,
+        max_chunks: usize,
+        waker: &Arc<Notify>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll {
+        self.poll_inner(now, max_bytes, max_chunks, waker, None, out)
+    }
+
+    /// Like [`Listener::poll`], but appends the bytes to send: each chunk preceded by its
+    /// `framing` prefix. Where the session has a wire block (several listeners, this one
+    /// on the chunk grid), many chunks come as one slice of it; otherwise a prefix and a
+    /// chunk slice per chunk. `max_chunks` bounds the pieces appended (a caller's iovec
+    /// budget): a slice of a wire block counts as one chunk however many it carries.
+    pub fn poll_wire(
+        &mut self,
+        now: Instant,
+        max_bytes: usize,
+        max_chunks: usize,
+        waker: &Arc<Notify>,
+        framing: &Framing<'_>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll {
+        self.poll_inner(now, max_bytes, max_chunks, waker, Some(framing), out)
+    }
+
+    fn poll_inner(
+        &mut self,
+        now: Instant,
+        max_bytes: usize,
+        max_chunks: usize,
+        waker: &Arc<Notify>,
+        framing: Option<&Framing<'_>>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll {
+        let mut bytes = 0usize;
+        let mut chunks = 0usize;
+        loop {
+            if self.is_done() {
+                self.held = None;
+                self.held_wire = None;
+                self.place_cursor();
+                return Poll::Finished;
+            }
+            if chunks >= max_chunks || bytes >= max_bytes {
+                return Poll::More;
+            }
+            let due = if self.interval.is_zero() {
+                u64::MAX
+            } else {
+                let due = self.due_chunks(now).saturating_sub(self.chunks_sent);
+                if due == 0 {
+                    let at = self.started + self.interval.saturating_mul(self.chunks_sent as u32);
+                    return Poll::Sleep(at);
+                }
+                due
+            };
+            let b = self.block_of(self.next);
+            let block = match &self.held {
+                Some((hb, bytes)) if *hb == b => bytes.clone(),
+                _ => match self.session.get_block(b, waker) {
+                    BlockState::Ready(bytes) => {
+                        self.held = Some((b, bytes.clone()));
+                        bytes
+                    }
+                    BlockState::Missing { must_read: true } => return Poll::Read(b),
+                    BlockState::Missing { must_read: false } => return Poll::Wait,
+                    BlockState::Failed(why) => return Poll::Failed(why),
+                },
+            };
+            let (block_start, _) = self.session.block_range(b);
+            let from = (self.next - block_start) as usize;
+            if from >= block.len() {
+                // The block is shorter than the file said: the file shrank under us.
+                return Poll::Failed(format!(
+                    "the audio file ended early at byte {} of {}",
+                    self.next,
+                    self.session.len()
+                ));
+            }
+            let chunk_size = self.chunk_size as usize;
+            if let Some(framing) = framing {
+                if from % chunk_size == 0 {
+                    if let Some(wire) = self.wire_of(b, &block, framing) {
+                        // Whole chunks from the grid: one slice of the wire block.
+                        let first = from / chunk_size;
+                        let room_bytes = (max_bytes - bytes).div_ceil(chunk_size);
+                        let count = (wire.chunks() - first)
+                            .min(room_bytes.max(1))
+                            .min(usize::try_from(due).unwrap_or(usize::MAX));
+                        let end = block.len().min((first + count) * chunk_size);
+                        out.push(wire.slice(first, count));
+                        bytes += end - from;
+                        // One piece for the caller's budget, however many chunks it holds.
+                        chunks += 1;
+                        self.next += (end - from) as u64;
+                        self.chunks_sent += count as u64;
+                        self.place_cursor();
+                        continue;
+                    }
+                }
+            }
+            let to = block.len().min(from + chunk_size);
+            let chunk = block.slice(from..to);
+            bytes += chunk.len();
+            chunks += 1;
+            self.next += chunk.len() as u64;
+            self.chunks_sent += 1;
+            if let Some(framing) = framing {
+                out.push((framing.prefix)(chunk.len()));
+            }
+            out.push(chunk);
+            self.place_cursor();
+        }
+    }
+
+    /// The session's wire block for block `b`, asked once per block.
+    fn wire_of(&mut self, b: u64, block: &Bytes, framing: &Framing<'_>) -> Option<WireBlock> {
+        match &self.held_wire {
+            Some((hb, w)) if *hb == b => w.clone(),
+            _ => {
+                let w = self
+                    .session
+                    .wire_block(b, block, self.chunk_size as usize, framing);
+                self.held_wire = Some((b, w.clone()));
+                w
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.session.move_cursor(self.cursor, None);
+    }
+}
+
+#[cfg(test)]
+mod tests;

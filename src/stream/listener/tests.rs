@@ -1,0 +1,392 @@
+//! Unit tests of listener cursors: chunk slicing, shared reads, cache release, pacing,
+//! read failures and wire blocks, against real files in a temporary directory.
+
+use super::*;
+use crate::stream::{BufferPool, Registry, SessionParams, StreamStats};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+    stats: Arc<StreamStats>,
+    data: Vec<u8>,
+}
+
+fn fixture(len: usize, block: usize, cache: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(dir.path().join("a.mp3"), &data).unwrap();
+    let stats = Arc::new(StreamStats::default());
+    let registry = Registry::new(
+        dir.path().to_path_buf(),
+        SessionParams {
+            pool: BufferPool::new(block, 8),
+            cache_bytes: cache,
+            stats: Arc::clone(&stats),
+        },
+    );
+    registry.notify("s", "a.mp3").unwrap();
+    Fixture {
+        _dir: dir,
+        registry,
+        stats,
+        data,
+    }
+}
+
+/// An unpaced listener of 4096-byte chunks from byte 0.
+fn unpaced_from_start(session: &Arc<StreamSession>) -> Listener {
+    Listener::new(Arc::clone(session), 0, 4096, Duration::ZERO, Instant::now()).unwrap()
+}
+
+/// Two listeners from byte 0: `a` claims the first block's read, `b` waits for it.
+fn one_reads_one_waits(
+    session: &Arc<StreamSession>,
+    wa: &Arc<Notify>,
+    wb: &Arc<Notify>,
+) -> (Listener, Listener, u64) {
+    let (mut a, mut b) = (unpaced_from_start(session), unpaced_from_start(session));
+    let mut out = Vec::new();
+    let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 4, wa, &mut out) else {
+        panic!("first poll must ask for a read");
+    };
+    assert_eq!(
+        b.poll(Instant::now(), usize::MAX, 4, wb, &mut out),
+        Poll::Wait
+    );
+    (a, b, blk)
+}
+
+/// What the runtime does for a block read, done synchronously.
+fn read(session: &Arc<StreamSession>, b: u64) {
+    let (start, len) = session.block_range(b);
+    let mut buf = session.pool().take();
+    buf.resize(len, 0);
+    session.file().read_exact_at(&mut buf, start).unwrap();
+    session.complete_read(b, Ok(session.pool().freeze(buf)));
+}
+
+/// Drains a listener completely (unpaced), performing reads and prefetches.
+fn drain(l: &mut Listener, waker: &Arc<Notify>, step_chunks: usize) -> Vec<Bytes> {
+    let mut all = Vec::new();
+    for _ in 0..100_000 {
+        let mut out = Vec::new();
+        let poll = l.poll(Instant::now(), usize::MAX, step_chunks, waker, &mut out);
+        if let Some(b) = l.take_prefetch() {
+            read(l.session(), b);
+        }
+        all.extend(out);
+        match poll {
+            Poll::Finished => return all,
+            Poll::Read(b) => read(l.session(), b),
+            // The block this listener prefetched was read just above.
+            Poll::More | Poll::Wait => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!(
+        "listener never finished: at byte {} of {}, cached {:?}",
+        l.bytes_sent(),
+        l.total(),
+        l.session().cached()
+    );
+}
+
+#[test]
+fn chunks_are_slices_of_blocks_and_cover_the_file() {
+    let f = fixture(10_000, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let mut l = Listener::new(session, 0, 1000, Duration::ZERO, Instant::now()).unwrap();
+    let chunks = drain(&mut l, &waker, 3);
+    assert!(chunks.iter().all(|c| c.len() <= 1000));
+    assert_eq!(chunks.concat(), f.data);
+    assert!(l.is_done());
+    assert_eq!(l.bytes_sent(), 10_000);
+}
+
+#[test]
+fn offset_starts_mid_file_and_past_end_is_refused() {
+    let f = fixture(10_000, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let mut l = Listener::new(
+        Arc::clone(&session),
+        5000,
+        1024,
+        Duration::ZERO,
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(drain(&mut l, &waker, 4).concat(), &f.data[5000..]);
+    let err = Listener::new(session, 10_001, 1024, Duration::ZERO, Instant::now());
+    assert_eq!(err.unwrap_err().len, 10_000);
+}
+
+#[test]
+fn many_listeners_share_one_read_per_block() {
+    let f = fixture(100_000, 8192, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let mut listeners: Vec<Listener> = (0..50).map(|_| unpaced_from_start(&session)).collect();
+    for l in listeners.iter_mut() {
+        assert_eq!(drain(l, &waker, 7).concat(), f.data);
+    }
+    assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 100_000);
+    drop(listeners);
+    drop(session);
+    assert_eq!(f.registry.active_sessions(), 0);
+}
+
+#[test]
+fn a_late_joiner_catches_up_from_memory_within_the_cache_budget() {
+    let f = fixture(64 * 1024, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let mut first = unpaced_from_start(&session);
+    assert_eq!(drain(&mut first, &waker, 5).concat(), f.data);
+    let mut late = unpaced_from_start(&session);
+    assert_eq!(drain(&mut late, &waker, 5).concat(), f.data);
+    assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 64 * 1024);
+    drop((first, late, session));
+    // The idle session lingers a while, then its blocks go back.
+    let now = Instant::now();
+    f.registry.sweep(now);
+    assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 64 * 1024);
+    f.registry
+        .sweep(now + crate::stream::registry::SESSION_LINGER);
+    assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn blocks_behind_every_cursor_are_released_over_budget() {
+    let f = fixture(64 * 1024, 4096, 0);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let mut l = unpaced_from_start(&session);
+    for _ in 0..8 {
+        let mut out = Vec::new();
+        loop {
+            let poll = l.poll(Instant::now(), usize::MAX, 1, &waker, &mut out);
+            if let Some(b) = l.take_prefetch() {
+                read(&session, b);
+            }
+            match poll {
+                Poll::Read(b) => read(&session, b),
+                Poll::Wait => {}
+                Poll::More => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Only the cursor's block and the one it is about to enter are kept.
+        assert!(session.cached().0 <= 2, "cached {:?}", session.cached());
+    }
+}
+
+#[test]
+fn pacing_releases_chunk_k_at_k_intervals() {
+    let f = fixture(10 * 100, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let t0 = Instant::now();
+    let iv = Duration::from_millis(10);
+    let mut l = Listener::new(session, 0, 100, iv, t0).unwrap();
+    let mut out = Vec::new();
+    let poll = loop {
+        match l.poll(t0, usize::MAX, 64, &waker, &mut out) {
+            Poll::Read(b) => read(l.session(), b),
+            other => break other,
+        }
+    };
+    assert_eq!(out.len(), 1, "only chunk 0 is due at the start");
+    assert_eq!(poll, Poll::Sleep(t0 + iv));
+    out.clear();
+    assert_eq!(
+        l.poll(t0 + iv * 5, usize::MAX, 64, &waker, &mut out),
+        Poll::Sleep(t0 + iv * 6)
+    );
+    assert_eq!(out.len(), 5, "chunks 1..=5 are due at 5 intervals");
+    assert_eq!(l.lag_bytes(t0 + iv * 5), 0);
+    assert_eq!(l.lag_bytes(t0 + iv * 8), 300);
+    // 6 chunks sent; with 250 bytes allowed, lag passes the limit when the 9th chunk is
+    // due, at 8 intervals.
+    let deadline = l.lag_deadline(250).unwrap();
+    assert_eq!(deadline, t0 + iv * 8);
+    assert!(l.lag_bytes(deadline) > 250);
+    assert!(l.lag_bytes(deadline - Duration::from_nanos(1)) <= 250);
+}
+
+#[test]
+fn a_failed_read_fails_every_listener() {
+    let f = fixture(20_000, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let (mut a, mut b, blk) = one_reads_one_waits(&session, &waker, &waker);
+    let mut out = Vec::new();
+    session.complete_read(blk, Err("disk on fire".into()));
+    assert_eq!(
+        a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
+        Poll::Failed("disk on fire".into())
+    );
+    assert_eq!(
+        b.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
+        Poll::Failed("disk on fire".into())
+    );
+    assert!(session.has_failed());
+}
+
+#[test]
+fn an_abandoned_read_wakes_waiters_and_is_claimed_again() {
+    let f = fixture(20_000, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let (wa, wb) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (_a, mut b, blk) = one_reads_one_waits(&session, &wa, &wb);
+    let mut out = Vec::new();
+    // a's reader is dropped: b is woken and now claims the read itself.
+    session.abandon_read(blk);
+    let woken = wb.notified();
+    tokio::pin!(woken);
+    assert!(woken.as_mut().enable(), "the waiter was not woken");
+    assert_eq!(
+        b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
+        Poll::Read(blk)
+    );
+    read(&session, blk);
+    // b now has block 0; block 1 is still a's read-ahead claim.
+    assert_eq!(
+        b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
+        Poll::Wait
+    );
+    assert_eq!(out.concat(), f.data[..4096]);
+    assert!(!session.has_failed());
+}
+
+/// A prefix that names the chunk length, so a wrong prefix shows in the bytes.
+fn test_prefix(len: usize) -> Bytes {
+    Bytes::from(format!("<{len}>"))
+}
+
+/// Drains a listener with `poll_wire`, returning the bytes and the pieces' count.
+fn drain_wire(l: &mut Listener, waker: &Arc<Notify>, step: usize) -> (Vec<u8>, usize) {
+    let prefix = test_prefix;
+    let framing = Framing {
+        key: 7,
+        prefix: &prefix,
+    };
+    let (mut all, mut pieces) = (Vec::new(), 0);
+    for _ in 0..100_000 {
+        let mut out = Vec::new();
+        let poll = l.poll_wire(Instant::now(), 64 * 1024, step, waker, &framing, &mut out);
+        if let Some(b) = l.take_prefetch() {
+            read(l.session(), b);
+        }
+        pieces += out.len();
+        out.iter().for_each(|p| all.extend_from_slice(p));
+        match poll {
+            Poll::Finished => return (all, pieces),
+            Poll::Read(b) => read(l.session(), b),
+            Poll::More | Poll::Wait => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!("listener never finished");
+}
+
+/// What the wire must carry from `offset`: each chunk (cut at block ends) after its
+/// prefix.
+fn expected_wire(data: &[u8], offset: usize, block: usize, chunk: usize) -> Vec<u8> {
+    let mut want = Vec::new();
+    let mut at = offset;
+    while at < data.len() {
+        let block_end = (at / block + 1) * block;
+        let end = (at + chunk).min(block_end).min(data.len());
+        want.extend_from_slice(&test_prefix(end - at));
+        want.extend_from_slice(&data[at..end]);
+        at = end;
+    }
+    want
+}
+
+#[test]
+fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
+    // 10,000 bytes, blocks of 4,096, chunks of 1,000: blocks end in short chunks, and
+    // the last block is short too.
+    let f = fixture(10_000, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let new = |offset| {
+        Listener::new(
+            Arc::clone(&session),
+            offset,
+            1000,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .unwrap()
+    };
+    // Alone, a listener gets prefix + chunk pairs (no wire block is kept for one).
+    let mut solo = new(0);
+    let (bytes, pieces) = drain_wire(&mut solo, &waker, 3);
+    assert_eq!(bytes, expected_wire(&f.data, 0, 4096, 1000));
+    assert_eq!(pieces, 2 * 12, "two pieces per chunk without a wire block");
+    drop(solo);
+    let (_, solo_cached) = session.cached();
+    // Three listeners: two on the grid share wire blocks, one off the grid (offset
+    // 1,500) gets pairs until its next block starts.
+    let mut a = new(0);
+    let mut b = new(0);
+    let mut c = new(1500);
+    let (wa, pa) = drain_wire(&mut a, &waker, 64);
+    let (wb, _) = drain_wire(&mut b, &waker, 3);
+    let (wc, _) = drain_wire(&mut c, &waker, 64);
+    assert_eq!(wa, expected_wire(&f.data, 0, 4096, 1000));
+    assert_eq!(wb, wa);
+    assert_eq!(wc, expected_wire(&f.data, 1500, 4096, 1000));
+    assert_eq!(pa, 3, "one slice per block");
+    // A budget of one piece still takes a whole block's slice: the slice is one iovec.
+    let mut d = new(0);
+    let (wd, pd) = drain_wire(&mut d, &waker, 1);
+    assert_eq!(wd, wa);
+    assert_eq!(pd, 3, "one slice per block with a budget of one piece");
+    // The wire blocks count against the cache budget.
+    assert!(session.cached().1 > solo_cached);
+    assert_eq!(
+        f.stats.cached_bytes.load(Ordering::Relaxed),
+        session.cached().1
+    );
+}
+
+#[test]
+fn paced_wire_listener_takes_only_due_chunks() {
+    let f = fixture(8192, 4096, 1 << 20);
+    let session = f.registry.open_session("s").unwrap();
+    let waker = Arc::new(Notify::new());
+    let t0 = Instant::now();
+    let iv = Duration::from_millis(10);
+    let mut a = Listener::new(Arc::clone(&session), 0, 1024, iv, t0).unwrap();
+    let _b = Listener::new(Arc::clone(&session), 0, 1024, iv, t0).unwrap();
+    read(&session, 0);
+    let prefix = test_prefix;
+    let framing = Framing {
+        key: 1,
+        prefix: &prefix,
+    };
+    let mut out = Vec::new();
+    let poll = a.poll_wire(t0 + iv * 2, usize::MAX, 64, &waker, &framing, &mut out);
+    assert_eq!(poll, Poll::Sleep(t0 + iv * 3));
+    assert_eq!(a.bytes_sent(), 3 * 1024, "chunks 0, 1 and 2 are due");
+    let bytes: Vec<u8> = out.iter().flat_map(|p| p.iter().copied()).collect();
+    assert_eq!(bytes, expected_wire(&f.data[..3 * 1024], 0, 4096, 1024));
+    // A different framing key does not reuse the block framed with key 1.
+    let other = |len: usize| Bytes::from(format!("[{len}]"));
+    let framing2 = Framing {
+        key: 2,
+        prefix: &other,
+    };
+    let mut c = Listener::new(Arc::clone(&session), 0, 1024, Duration::ZERO, t0).unwrap();
+    let mut out = Vec::new();
+    c.poll_wire(t0, usize::MAX, 1, &waker, &framing2, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(&out[0][..], b"[1024]");
+}
