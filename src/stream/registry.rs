@@ -2,7 +2,7 @@
 //!
 //! CPOA's notify puts `stream_id -> filepath` here after [`resolve_audio_path`] has checked
 //! that the path stays inside the audio root. A join opens (or shares) a
-//! [`StreamSession`](super::StreamSession) for the id's current file, re-checking the path
+//! [`StreamSession`] for the id's current file, re-checking the path
 //! when the file is opened. Only `std::fs` metadata calls and `open` happen here; reads
 //! are the runtime's.
 
