@@ -1,0 +1,199 @@
+//! One parse function per setting, and the helpers that read a variable and turn a bad
+//! value into a one-line [`ConfigError`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+/// Reads `name`; `None` if unset. A set but blank value is invalid ("empty").
+pub(super) fn var<T>(
+    src: &impl Source,
+    name: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(raw) = src.get(name) else {
+        return Ok(None);
+    };
+    let result = if raw.trim().is_empty() {
+        parse("").map_err(|why| format!("the value is empty; {why}"))
+    } else {
+        parse(raw.trim())
+    };
+    result.map(Some).map_err(|why| ConfigError::Invalid {
+        name,
+        value: raw,
+        why,
+    })
+}
+
+/// Reads `name` where empty means unset (`ASF_LOG`, `ASF_INTERNAL_TOKEN`, `ASF_SECRET_KEY`).
+pub(super) fn optional<T>(
+    src: &impl Source,
+    name: &'static str,
+    parse: fn(String) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    match src.get(name) {
+        None => Ok(None),
+        Some(raw) if raw.trim().is_empty() => Ok(None),
+        Some(raw) => parse(raw.clone())
+            .map(Some)
+            .map_err(|why| ConfigError::Invalid {
+                name,
+                value: raw,
+                why,
+            }),
+    }
+}
+
+/// A whole number in `lo..=hi`; `unit` names what it counts.
+pub(super) fn whole(raw: &str, unit: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    let expected = if hi == u64::MAX {
+        format!("expected a whole number of {unit}, at least {lo}")
+    } else {
+        format!("expected a whole number of {unit} from {lo} to {hi}")
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(expected),
+    }
+}
+
+pub(super) fn whole_usize(raw: &str, unit: &str, lo: usize, hi: usize) -> Result<usize, String> {
+    let n = whole(raw, unit, lo as u64, hi as u64)?;
+    usize::try_from(n).map_err(|_| format!("{n} does not fit this machine's address space"))
+}
+
+/// Seconds as a finite float in `lo..=hi`; `lo` itself is excluded when `exclusive`.
+pub(super) fn seconds(raw: &str, lo: f64, exclusive: bool, hi: f64) -> Result<Duration, String> {
+    let expected = if exclusive {
+        format!("expected a number of seconds greater than {lo} and at most {hi}")
+    } else {
+        format!("expected a number of seconds from {lo} to {hi}")
+    };
+    let secs: f64 = raw.parse().map_err(|_| expected.clone())?;
+    let above = if exclusive { secs > lo } else { secs >= lo };
+    if !secs.is_finite() || !above || secs > hi {
+        return Err(expected);
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| expected)
+}
+
+pub(super) fn parse_cors(raw: &str) -> Result<CorsOrigins, String> {
+    let list: Vec<String> = raw
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if list.iter().any(|o| o == "*") {
+        return Ok(CorsOrigins::Any);
+    }
+    if list.is_empty() {
+        return Err("expected * or a comma-separated list of origins".to_owned());
+    }
+    if let Some(bad) = list.iter().find(|o| o.chars().any(char::is_whitespace)) {
+        return Err(format!(
+            "origin {bad:?} contains whitespace; expected * or a comma-separated list of origins"
+        ));
+    }
+    Ok(CorsOrigins::List(list))
+}
+
+pub(super) fn parse_chunk_size(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "bytes", 1, MAX_CHUNK_SIZE)
+}
+
+pub(super) fn parse_sleep_interval(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, false, 60.0)
+}
+
+pub(super) fn parse_host(raw: &str) -> Result<IpAddr, String> {
+    raw.parse()
+        .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".to_owned())
+}
+
+pub(super) fn parse_port(raw: &str) -> Result<u16, String> {
+    let n = whole(raw, "port", 0, u64::from(u16::MAX))
+        .map_err(|_| "expected a port number from 0 to 65535".to_owned())?;
+    u16::try_from(n).map_err(|_| "expected a port number from 0 to 65535".to_owned())
+}
+
+pub(super) fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false (also 1/0, yes/no, on/off)".to_owned()),
+    }
+}
+
+pub(super) fn parse_audio_root(raw: &str) -> Result<PathBuf, String> {
+    if raw.is_empty() {
+        return Err("expected a directory path".to_owned());
+    }
+    Ok(PathBuf::from(raw))
+}
+
+pub(super) fn parse_workers(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "worker threads", 1, MAX_WORKERS)
+}
+
+pub(super) fn parse_log(raw: String) -> Result<String, String> {
+    match tracing_subscriber::EnvFilter::try_new(&raw) {
+        Ok(_) => Ok(raw),
+        Err(e) => Err(format!(
+            "expected a tracing filter such as info or asf=debug,info ({})",
+            one_line(&e.to_string())
+        )),
+    }
+}
+
+pub(super) fn parse_listen_backlog(raw: &str) -> Result<u32, String> {
+    let n = whole(raw, "pending connections", 1, 65_535)?;
+    u32::try_from(n).map_err(|_| "expected at most 65535".to_owned())
+}
+
+pub(super) fn parse_interval_ms(raw: &str) -> Result<Duration, String> {
+    whole(raw, "milliseconds", 1, MAX_INTERVAL_MS).map(Duration::from_millis)
+}
+
+pub(super) fn parse_max_payload(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "bytes", 1024, 100_000_000)
+}
+
+pub(super) fn parse_read_block_size(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "bytes", 4096, 16 << 20)
+}
+
+pub(super) fn parse_stream_cache_bytes(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "bytes", 0, 4 << 30)
+}
+
+pub(super) fn parse_max_lag_bytes(raw: &str) -> Result<u64, String> {
+    whole(raw, "bytes", 1, u64::MAX)
+}
+
+pub(super) fn parse_send_buffer_bytes(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "bytes", 0, 1 << 30)
+}
+
+pub(super) fn parse_stall_timeout(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, true, 3600.0)
+}
+
+pub(super) fn parse_max_connections(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "connections", 1, usize::MAX)
+}
+
+pub(super) fn parse_http_timeout(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, true, MAX_HTTP_TIMEOUT_SECS)
+}
+
+pub(super) fn parse_max_events_per_sec(raw: &str) -> Result<u32, String> {
+    let n = whole(raw, "events", 1, u64::from(u32::MAX))?;
+    u32::try_from(n).map_err(|_| format!("expected at most {}", u32::MAX))
+}
+
+pub(super) fn parse_shutdown_grace(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, false, 3600.0)
+}

@@ -1,0 +1,414 @@
+use std::collections::HashMap;
+
+use super::source::read_dotenv;
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn parse(pairs: &[(&str, &str)]) -> Config {
+    match Config::from_source(&map(pairs)) {
+        Ok(c) => c,
+        Err(e) => panic!("{pairs:?} should parse: {e}"),
+    }
+}
+
+/// Asserts `name=value` is rejected with a one-line error naming both.
+fn parse_err(name: &str, value: &str) -> String {
+    match Config::from_source(&map(&[(name, value)])) {
+        Ok(_) => panic!("{name}={value:?} should be rejected"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "multi-line error: {msg:?}");
+            assert!(msg.starts_with(&format!("{name}=")), "{msg}");
+            assert!(msg.contains(&value.escape_debug().to_string()), "{msg}");
+            assert!(msg.contains(" is not valid: "), "{msg}");
+            msg
+        }
+    }
+}
+
+#[test]
+fn empty_source_gives_defaults() {
+    let c = parse(&[]);
+    assert!(c.secret_key_generated);
+    assert_eq!(c.secret_key.expose().len(), 64);
+    assert!(c
+        .secret_key
+        .expose()
+        .chars()
+        .all(|ch| ch.is_ascii_hexdigit()));
+    assert_eq!(c.cors_allowed_origins, CorsOrigins::Any);
+    assert_eq!(c.chunk_size, 4096);
+    assert_eq!(c.stream_sleep_interval, Duration::from_millis(10));
+    assert_eq!(c.host.to_string(), "0.0.0.0");
+    assert_eq!(c.port, 5006);
+    assert!(c.debug_mode);
+    assert_eq!(
+        c.audio_root,
+        PathBuf::from("/srv/aethercast/generated_audio")
+    );
+    assert_eq!(c.workers, default_workers());
+    assert_eq!(c.log, None);
+    assert_eq!(c.listen_backlog, 4096);
+    assert_eq!(c.ping_interval, Duration::from_secs(25));
+    assert_eq!(c.ping_timeout, Duration::from_secs(20));
+    assert_eq!(c.connect_timeout, Duration::from_secs(45));
+    assert_eq!(c.max_payload, 1_000_000);
+    assert_eq!(c.read_block_size, 262_144);
+    assert_eq!(c.stream_cache_bytes, 67_108_864);
+    assert_eq!(c.max_lag_bytes, 4 << 20);
+    assert_eq!(c.send_buffer_bytes, 131_072);
+    assert_eq!(c.stall_timeout, Duration::from_secs(30));
+    assert_eq!(c.max_connections, 100_000);
+    assert_eq!(c.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
+    assert_eq!(c.max_events_per_sec, 200);
+    assert!(c.internal_token.is_none());
+    assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(c.log_filter(), "debug");
+}
+
+#[test]
+fn default_workers_leave_one_core() {
+    assert_eq!(workers_for_cores(0), 1);
+    assert_eq!(workers_for_cores(1), 1);
+    assert_eq!(workers_for_cores(2), 1);
+    assert_eq!(workers_for_cores(8), 7);
+    assert_eq!(workers_for_cores(1024), 256);
+}
+
+#[test]
+fn generated_secrets_differ() {
+    assert_ne!(
+        parse(&[]).secret_key.expose(),
+        parse(&[]).secret_key.expose()
+    );
+}
+
+#[test]
+fn every_value_parses() {
+    let c = parse(&[
+        (ASF_SECRET_KEY, "s3cret"),
+        (
+            ASF_CORS_ALLOWED_ORIGINS,
+            " https://a.example/ , ,http://b:8080",
+        ),
+        (ASF_CHUNK_SIZE, " 1048576 "),
+        (ASF_STREAM_SLEEP_INTERVAL, "0"),
+        (ASF_HOST, "::1"),
+        (ASF_PORT, "0"),
+        (ASF_DEBUG_MODE, "Off"),
+        (ASF_AUDIO_ROOT, "/tmp/audio"),
+        (ASF_WORKERS, "256"),
+        (ASF_LOG, "asf=trace,info"),
+        (ASF_LISTEN_BACKLOG, "65535"),
+        (ASF_PING_INTERVAL_MS, "1"),
+        (ASF_PING_TIMEOUT_MS, "3600000"),
+        (ASF_CONNECT_TIMEOUT_MS, "500"),
+        (ASF_MAX_PAYLOAD, "1024"),
+        (ASF_READ_BLOCK_SIZE, "16777216"),
+        (ASF_STREAM_CACHE_BYTES, "0"),
+        (ASF_MAX_LAG_BYTES, "1"),
+        (ASF_SEND_BUFFER_BYTES, "0"),
+        (ASF_STALL_TIMEOUT, "0.5"),
+        (ASF_MAX_CONNECTIONS, "1"),
+        (ASF_HEADER_TIMEOUT, "2.5"),
+        (ASF_KEEPALIVE_TIMEOUT, "1e2"),
+        (ASF_MAX_EVENTS_PER_SEC, "1"),
+        (ASF_INTERNAL_TOKEN, "tok"),
+        (ASF_SHUTDOWN_GRACE, "0"),
+    ]);
+    assert!(!c.secret_key_generated);
+    assert_eq!(c.secret_key.expose(), "s3cret");
+    assert_eq!(
+        c.cors_allowed_origins,
+        CorsOrigins::List(vec!["https://a.example".into(), "http://b:8080".into()])
+    );
+    assert_eq!(c.chunk_size, 1 << 20);
+    assert_eq!(c.stream_sleep_interval, Duration::ZERO);
+    assert_eq!(c.host.to_string(), "::1");
+    assert_eq!(c.port, 0);
+    assert!(!c.debug_mode);
+    assert_eq!(c.audio_root, PathBuf::from("/tmp/audio"));
+    assert_eq!(c.workers, 256);
+    assert_eq!(c.log_filter(), "asf=trace,info");
+    assert_eq!(c.listen_backlog, 65535);
+    assert_eq!(c.ping_interval, Duration::from_millis(1));
+    assert_eq!(c.ping_timeout, Duration::from_secs(3600));
+    assert_eq!(c.connect_timeout, Duration::from_millis(500));
+    assert_eq!(c.max_payload, 1024);
+    assert_eq!(c.read_block_size, 16 << 20);
+    assert_eq!(c.stream_cache_bytes, 0);
+    assert_eq!(c.max_lag_bytes, 1);
+    assert_eq!(c.send_buffer_bytes, 0);
+    assert_eq!(c.stall_timeout, Duration::from_millis(500));
+    assert_eq!(c.max_connections, 1);
+    assert_eq!(c.header_timeout, Duration::from_millis(2500));
+    assert_eq!(c.keepalive_timeout, Duration::from_secs(100));
+    assert_eq!(c.max_events_per_sec, 1);
+    assert!(c.internal_token.as_ref().is_some_and(|t| t.matches("tok")));
+    assert_eq!(c.shutdown_grace, Duration::ZERO);
+}
+
+#[test]
+fn error_text_is_exact() {
+    let err = Config::from_source(&map(&[(ASF_CHUNK_SIZE, "abc")])).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("ASF_CHUNK_SIZE=abc is not valid: expected a whole number of bytes from 1 to 1048576")
+    );
+}
+
+#[test]
+fn empty_numeric_is_invalid_and_says_so() {
+    for name in [
+        ASF_CHUNK_SIZE,
+        ASF_PORT,
+        ASF_STALL_TIMEOUT,
+        ASF_DEBUG_MODE,
+        ASF_HOST,
+    ] {
+        assert!(parse_err(name, "").contains("empty"), "{name}");
+        assert!(parse_err(name, "  ").contains("empty"), "{name}");
+    }
+    parse_err(ASF_CORS_ALLOWED_ORIGINS, "");
+    parse_err(ASF_CORS_ALLOWED_ORIGINS, " , ,");
+    parse_err(ASF_AUDIO_ROOT, "");
+}
+
+#[test]
+fn empty_means_unset_for_free_text() {
+    let c = parse(&[
+        (ASF_LOG, ""),
+        (ASF_INTERNAL_TOKEN, " "),
+        (ASF_SECRET_KEY, ""),
+    ]);
+    assert_eq!(c.log, None);
+    assert!(c.internal_token.is_none());
+    assert!(c.secret_key_generated);
+}
+
+#[test]
+fn out_of_range_and_malformed_numbers_are_rejected() {
+    for v in [
+        "abc",
+        "0",
+        "1048577",
+        "-1",
+        "1.5",
+        "4k",
+        "99999999999999999999999",
+    ] {
+        parse_err(ASF_CHUNK_SIZE, v);
+    }
+    for v in ["70000", "65536", "-1", "http"] {
+        assert!(parse_err(ASF_PORT, v).contains("0 to 65535"));
+    }
+    for v in ["0", "257", "x"] {
+        parse_err(ASF_WORKERS, v);
+    }
+    parse_err(ASF_LISTEN_BACKLOG, "0");
+    parse_err(ASF_LISTEN_BACKLOG, "65536");
+    for name in [
+        ASF_PING_INTERVAL_MS,
+        ASF_PING_TIMEOUT_MS,
+        ASF_CONNECT_TIMEOUT_MS,
+    ] {
+        parse_err(name, "0");
+        parse_err(name, "3600001");
+    }
+    parse_err(ASF_MAX_PAYLOAD, "1023");
+    parse_err(ASF_MAX_PAYLOAD, "100000001");
+    parse_err(ASF_READ_BLOCK_SIZE, "4095");
+    parse_err(ASF_READ_BLOCK_SIZE, "16777217");
+    parse_err(ASF_STREAM_CACHE_BYTES, "4294967297");
+    parse_err(ASF_MAX_LAG_BYTES, "0");
+    parse_err(ASF_SEND_BUFFER_BYTES, "1073741825");
+    parse_err(ASF_SEND_BUFFER_BYTES, "-1");
+    parse_err(ASF_MAX_CONNECTIONS, "0");
+    parse_err(ASF_MAX_EVENTS_PER_SEC, "0");
+    parse_err(ASF_MAX_EVENTS_PER_SEC, "4294967296");
+}
+
+#[test]
+fn bad_intervals_are_rejected() {
+    for v in [
+        "-1", "-0.001", "NaN", "nan", "inf", "-inf", "infinity", "60.001", "1e300", "x",
+    ] {
+        parse_err(ASF_STREAM_SLEEP_INTERVAL, v);
+    }
+    for v in ["0", "-5", "3601", "NaN", "inf"] {
+        parse_err(ASF_STALL_TIMEOUT, v);
+    }
+    for name in [ASF_HEADER_TIMEOUT, ASF_KEEPALIVE_TIMEOUT] {
+        for v in ["0", "-1", "inf", "1e30"] {
+            parse_err(name, v);
+        }
+    }
+    parse_err(ASF_SHUTDOWN_GRACE, "-1");
+    parse_err(ASF_SHUTDOWN_GRACE, "3601");
+    assert_eq!(
+        parse(&[(ASF_STREAM_SLEEP_INTERVAL, "60")]).stream_sleep_interval,
+        Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn booleans() {
+    for (v, want) in [
+        ("TRUE", true),
+        ("1", true),
+        ("Yes", true),
+        ("on", true),
+        ("False", false),
+        ("0", false),
+        ("NO", false),
+        ("off", false),
+    ] {
+        assert_eq!(parse(&[(ASF_DEBUG_MODE, v)]).debug_mode, want, "{v}");
+    }
+    for v in ["maybe", "2", "t", "enabled"] {
+        parse_err(ASF_DEBUG_MODE, v);
+    }
+}
+
+#[test]
+fn hosts() {
+    assert_eq!(
+        parse(&[(ASF_HOST, "127.0.0.1")]).host.to_string(),
+        "127.0.0.1"
+    );
+    for v in ["localhost", "256.0.0.1", "1.2.3"] {
+        parse_err(ASF_HOST, v);
+    }
+}
+
+#[test]
+fn bad_log_filter_is_rejected() {
+    parse_err(ASF_LOG, "asf=loud");
+    assert_eq!(parse(&[(ASF_DEBUG_MODE, "false")]).log_filter(), "info");
+}
+
+#[test]
+fn newline_in_value_keeps_error_on_one_line() {
+    let msg = parse_err(ASF_CHUNK_SIZE, "12\n34");
+    assert!(
+        msg.starts_with("ASF_CHUNK_SIZE=12\\n34 is not valid"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn cors_rules() {
+    let any = parse(&[(ASF_CORS_ALLOWED_ORIGINS, "*")]).cors_allowed_origins;
+    assert_eq!(any, CorsOrigins::Any);
+    assert!(any.allows("http://anything"));
+    let mixed = parse(&[(ASF_CORS_ALLOWED_ORIGINS, "http://a, *")]).cors_allowed_origins;
+    assert_eq!(mixed, CorsOrigins::Any);
+    let list =
+        parse(&[(ASF_CORS_ALLOWED_ORIGINS, "https://App.example/,http://b")]).cors_allowed_origins;
+    assert!(list.allows("https://app.example"));
+    assert!(list.allows("https://app.example/"));
+    assert!(list.allows("http://b"));
+    assert!(!list.allows("http://c"));
+    assert!(!list.allows(""));
+    assert!(!list.allows("https://app.example.evil"));
+    assert_eq!(list.to_string(), "https://App.example,http://b");
+    parse_err(ASF_CORS_ALLOWED_ORIGINS, "http://a b");
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = parse(&[
+        (ASF_SECRET_KEY, "topsecret"),
+        (ASF_INTERNAL_TOKEN, "tokentoken"),
+    ]);
+    for text in [format!("{c:?}"), c.summary(), format!("{}", c.secret_key)] {
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(!text.contains("tokentoken"), "{text}");
+    }
+    assert!(c.summary().contains("secret_key=****"));
+    assert!(c.summary().contains("internal_token=****"));
+    let s = SecretString::new("abc");
+    assert!(s.matches("abc"));
+    assert!(!s.matches("abd"));
+    assert!(!s.matches("ab"));
+}
+
+#[test]
+fn summary_is_one_line_of_tokens() {
+    let c = parse(&[
+        (ASF_CHUNK_SIZE, "8192"),
+        (ASF_AUDIO_ROOT, "/a b"),
+        (ASF_PORT, "7"),
+    ]);
+    let s = c.summary();
+    assert!(!s.contains('\n'));
+    let tokens: Vec<&str> = s.split_whitespace().collect();
+    assert!(tokens.contains(&"chunk_size=8192"), "{s}");
+    assert!(tokens.contains(&"port=7"), "{s}");
+    assert!(s.contains("audio_root=\"/a b\""), "{s}");
+    assert!(tokens.contains(&"log=debug"), "{s}");
+}
+
+#[test]
+fn process_env_wins_over_dotenv_and_only_asf_names_are_kept() {
+    let file = map(&[(ASF_CHUNK_SIZE, "8192"), (ASF_PORT, "1"), ("OTHER", "x")]);
+    let env = vec![
+        (ASF_CHUNK_SIZE.to_owned(), "1024".to_owned()),
+        ("HOME".to_owned(), "/root".to_owned()),
+    ];
+    let src = EnvSource::layer(file, env);
+    assert_eq!(src.get(ASF_CHUNK_SIZE).as_deref(), Some("1024"));
+    assert_eq!(src.get(ASF_PORT).as_deref(), Some("1"));
+    assert_eq!(src.get("OTHER"), None);
+    assert_eq!(src.get("HOME"), None);
+    assert!(!format!("{src:?}").contains("8192"));
+}
+
+#[test]
+fn dotenv_file_is_read_missing_is_fine_malformed_is_named() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let path = dir.path().join(".env");
+    assert!(read_dotenv(&path).is_ok_and(|m| m.is_empty()));
+
+    let write = |text: &str| {
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("write .env: {e}");
+        }
+    };
+    write("# comment\nASF_CHUNK_SIZE=8192\nexport ASF_PORT=\"7\"\nASF_PORT=8\n");
+    let vars = read_dotenv(&path).unwrap_or_default();
+    assert_eq!(vars.get(ASF_CHUNK_SIZE).map(String::as_str), Some("8192"));
+    assert_eq!(vars.get(ASF_PORT).map(String::as_str), Some("7"));
+
+    write("ASF_PORT=1\nthis is not valid secretvalue\n");
+    match read_dotenv(&path) {
+        Ok(v) => panic!("malformed .env accepted: {v:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains(".env"), "{msg}");
+            assert!(msg.contains("line 2"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(!msg.contains("secretvalue"), "{msg}");
+        }
+    }
+
+    write("ASF_SECRET_KEY='unterminated\n");
+    assert!(matches!(
+        read_dotenv(&path),
+        Err(ConfigError::DotEnv { .. })
+    ));
+    assert!(matches!(
+        EnvSource::load(dir.path()),
+        Err(ConfigError::DotEnv { .. })
+    ));
+}
