@@ -14,7 +14,8 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// An Engine.IO session id.
 ///
-/// Invariant: exactly 20 bytes, each one from the URL-safe base64 alphabet `A-Z a-z 0-9 - _` (so it is ASCII and valid UTF-8).
+/// Invariant: exactly 20 bytes, each one from the URL-safe base64 alphabet `A-Z a-z 0-9 - _`
+/// (so it is ASCII and valid UTF-8).
 /// The only ways to build one are [`Sid::generate`] and [`Sid::parse`], which keep it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sid([u8; LEN]);

@@ -155,31 +155,27 @@ fn jobs(quick: bool) -> Vec<Job> {
     // per core to show what that costs a join (when there is more than one core).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core = (cores > 1).then_some(cores);
-    if quick {
-        v.push(Job::Streams("asf", 100, MIB));
-        v.push(Job::Streams("asf-files", 100, MIB));
-        v.push(Job::Streams("raw-files", 100, MIB));
-        v.push(Job::Streams("raw-sendfile", 100, MIB));
-        v.push(Job::Streams("raw-sendfile-4k", 100, MIB));
-        v.push(Job::Idle(1000));
-        v.push(Job::Latency(None, 100, MIB));
-        if per_core.is_some() {
-            v.push(Job::Latency(per_core, 100, MIB));
-        }
-        v.push(Job::Connect(500));
+    // (streams, idle connections, latency load and file, connects): smoke sizes or the issue's.
+    let (streams, idle, (load, load_size), connects) = if quick {
+        (100, 1000, (100, MIB), 500)
     } else {
-        v.push(Job::Streams("asf", 1000, MIB));
-        v.push(Job::Streams("asf-files", 1000, MIB));
-        v.push(Job::Streams("raw-files", 1000, MIB));
-        v.push(Job::Streams("raw-sendfile", 1000, MIB));
-        v.push(Job::Streams("raw-sendfile-4k", 1000, MIB));
-        v.push(Job::Idle(10_000));
-        v.push(Job::Latency(None, 1000, 10 * MIB));
-        if per_core.is_some() {
-            v.push(Job::Latency(per_core, 1000, 10 * MIB));
-        }
-        v.push(Job::Connect(5000));
+        (1000, 10_000, (1000, 10 * MIB), 5000)
+    };
+    for variant in [
+        "asf",
+        "asf-files",
+        "raw-files",
+        "raw-sendfile",
+        "raw-sendfile-4k",
+    ] {
+        v.push(Job::Streams(variant, streams, MIB));
     }
+    v.push(Job::Idle(idle));
+    v.push(Job::Latency(None, load, load_size));
+    if per_core.is_some() {
+        v.push(Job::Latency(per_core, load, load_size));
+    }
+    v.push(Job::Connect(connects));
     v
 }
 
