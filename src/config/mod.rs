@@ -111,11 +111,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const ASF_HEADER_TIMEOUT: &str = "ASF_HEADER_TIMEOUT";
 /// Default HTTP header timeout.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Name of the HTTP body timeout variable (seconds).
+pub const ASF_BODY_TIMEOUT: &str = "ASF_BODY_TIMEOUT";
+/// Default HTTP body timeout.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Name of the HTTP keep-alive timeout variable (seconds).
 pub const ASF_KEEPALIVE_TIMEOUT: &str = "ASF_KEEPALIVE_TIMEOUT";
 /// Default HTTP keep-alive timeout.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest accepted header or keep-alive timeout (one day), so any value fits a `Duration`.
+/// Largest accepted header, body or keep-alive timeout (one day), so any value fits a `Duration`.
 pub const MAX_HTTP_TIMEOUT_SECS: f64 = 86_400.0;
 /// Name of the per-connection event rate variable.
 pub const ASF_MAX_EVENTS_PER_SEC: &str = "ASF_MAX_EVENTS_PER_SEC";
@@ -205,9 +209,15 @@ pub struct Config {
     /// `ASF_MAX_CONNECTIONS`, open connections at once, >= 1. Default 100000: each costs a
     /// file descriptor and some memory; also bounded by `ulimit -n`.
     pub max_connections: usize,
-    /// `ASF_HEADER_TIMEOUT`, seconds to receive a full HTTP request head, >0..=86400.
-    /// Default 10: shorter resists slow-loris clients, longer forgives slow links.
+    /// `ASF_HEADER_TIMEOUT`, seconds to receive a full HTTP request head, >0..=86400,
+    /// counted from the head's first byte (from the connection's start for its first
+    /// request), however the bytes are spread out. Default 10: shorter resists slow-loris
+    /// clients, longer forgives slow links.
     pub header_timeout: Duration,
+    /// `ASF_BODY_TIMEOUT`, seconds to receive a full HTTP request body once its head has
+    /// arrived, >0..=86400. Default 10 (bodies are at most 1 MiB): shorter frees connections
+    /// held by clients that drip their bodies sooner, longer forgives slow links.
+    pub body_timeout: Duration,
     /// `ASF_KEEPALIVE_TIMEOUT`, seconds an idle HTTP keep-alive connection stays open,
     /// >0..=86400. Default 60: longer saves reconnects, shorter saves descriptors.
     pub keepalive_timeout: Duration,
@@ -249,6 +259,7 @@ impl Default for Config {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             internal_token: None,
@@ -324,6 +335,7 @@ impl Config {
                 .unwrap_or(d.max_connections),
             header_timeout: var(src, ASF_HEADER_TIMEOUT, parse_http_timeout)?
                 .unwrap_or(d.header_timeout),
+            body_timeout: var(src, ASF_BODY_TIMEOUT, parse_http_timeout)?.unwrap_or(d.body_timeout),
             keepalive_timeout: var(src, ASF_KEEPALIVE_TIMEOUT, parse_http_timeout)?
                 .unwrap_or(d.keepalive_timeout),
             max_events_per_sec: var(src, ASF_MAX_EVENTS_PER_SEC, parse_max_events_per_sec)?
@@ -355,7 +367,7 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 27] = [
+        let fields: [(&str, String); 28] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -391,6 +403,7 @@ impl Config {
             ("stall_timeout", format!("{:?}", self.stall_timeout)),
             ("max_connections", self.max_connections.to_string()),
             ("header_timeout", format!("{:?}", self.header_timeout)),
+            ("body_timeout", format!("{:?}", self.body_timeout)),
             ("keepalive_timeout", format!("{:?}", self.keepalive_timeout)),
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
             ("internal_token", token),

@@ -66,6 +66,7 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.stall_timeout, Duration::from_secs(30));
     assert_eq!(c.max_connections, 100_000);
     assert_eq!(c.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.body_timeout, Duration::from_secs(10));
     assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
     assert_eq!(c.max_events_per_sec, 200);
     assert!(c.internal_token.is_none());
@@ -118,6 +119,7 @@ fn every_value_parses() {
         (ASF_STALL_TIMEOUT, "0.5"),
         (ASF_MAX_CONNECTIONS, "1"),
         (ASF_HEADER_TIMEOUT, "2.5"),
+        (ASF_BODY_TIMEOUT, "0.25"),
         (ASF_KEEPALIVE_TIMEOUT, "1e2"),
         (ASF_MAX_EVENTS_PER_SEC, "1"),
         (ASF_INTERNAL_TOKEN, "tok"),
@@ -149,6 +151,7 @@ fn every_value_parses() {
     assert_eq!(c.stall_timeout, Duration::from_millis(500));
     assert_eq!(c.max_connections, 1);
     assert_eq!(c.header_timeout, Duration::from_millis(2500));
+    assert_eq!(c.body_timeout, Duration::from_millis(250));
     assert_eq!(c.keepalive_timeout, Duration::from_secs(100));
     assert_eq!(c.max_events_per_sec, 1);
     assert!(c.internal_token.as_ref().is_some_and(|t| t.matches("tok")));
@@ -245,7 +248,7 @@ fn bad_intervals_are_rejected() {
     for v in ["0", "-5", "3601", "NaN", "inf"] {
         parse_err(ASF_STALL_TIMEOUT, v);
     }
-    for name in [ASF_HEADER_TIMEOUT, ASF_KEEPALIVE_TIMEOUT] {
+    for name in [ASF_HEADER_TIMEOUT, ASF_BODY_TIMEOUT, ASF_KEEPALIVE_TIMEOUT] {
         for v in ["0", "-1", "inf", "1e30"] {
             parse_err(name, v);
         }

@@ -162,6 +162,16 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
     }))
 }
 
+/// True when `buf` starts with a complete, valid request head whose body has not all arrived
+/// yet: the caller then waits for the body (under its own deadline) rather than for the head.
+/// False while the head is incomplete or invalid (`parse_request` reports the latter).
+pub fn awaiting_body(buf: &[u8], limits: &Limits) -> bool {
+    matches!(
+        parse_head(buf, limits),
+        Ok(Some(head)) if buf.len() < head.len.saturating_add(head.content_length)
+    )
+}
+
 /// A complete, validated header block: ranges are relative to the start of the buffer.
 struct Head {
     len: usize,
@@ -373,6 +383,25 @@ mod tests {
         assert!(!r.keep_alive());
         assert_eq!(parse_request(&mut buf, &Limits::default()), Ok(None));
         assert_eq!(&buf[..], b"GET");
+    }
+
+    #[test]
+    fn awaiting_body_only_between_a_complete_head_and_the_end_of_its_body() {
+        let full = "POST /n HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+        let head_len = full.len() - 4;
+        for cut in 0..=full.len() {
+            let want = (head_len..full.len()).contains(&cut);
+            let got = awaiting_body(&full.as_bytes()[..cut], &Limits::default());
+            assert_eq!(got, want, "cut {cut}");
+        }
+        assert!(!awaiting_body(
+            b"GET / HTTP/1.1\r\n\r\n",
+            &Limits::default()
+        ));
+        assert!(!awaiting_body(
+            b"GET / HTTP/1.1\r\nX\0: y\r\n\r\n",
+            &Limits::default()
+        ));
     }
 
     #[test]

@@ -26,6 +26,44 @@ const MAX_POST_PACKETS: usize = 256;
 /// doubles as a request needs more.
 const READ_CHUNK: usize = 1024;
 
+/// What the connection waits for, and until when.
+#[derive(Debug, Clone, Copy)]
+enum Awaiting {
+    /// The next request of a keep-alive connection, none of whose bytes has come
+    /// (`ASF_KEEPALIVE_TIMEOUT` per wait).
+    Idle,
+    /// The rest of a request head, due at this instant: `ASF_HEADER_TIMEOUT` after its first
+    /// byte, or after the connection's start (first request) or the previous request's end
+    /// (pipelined bytes) — a deadline for the whole head, not renewed by each read.
+    Head(Instant),
+    /// The rest of a request body, due at this instant: `ASF_BODY_TIMEOUT` after its head.
+    Body(Instant),
+}
+
+impl Awaiting {
+    /// What is awaited now that `buf` holds what has arrived (the head's deadline starts at
+    /// the first byte, the body's once the head is complete).
+    fn update<S: Service>(self, ctx: &Ctx<S>, buf: &[u8], now: Instant) -> Awaiting {
+        match self {
+            Awaiting::Idle if !buf.is_empty() => {
+                Awaiting::Head(now + ctx.config.header_timeout).update(ctx, buf, now)
+            }
+            Awaiting::Head(_) if http::awaiting_body(buf, &ctx.http_limits) => {
+                Awaiting::Body(now + ctx.config.body_timeout)
+            }
+            other => other,
+        }
+    }
+
+    /// How long the next read may wait.
+    fn limit<S: Service>(self, ctx: &Ctx<S>, now: Instant) -> Duration {
+        match self {
+            Awaiting::Idle => ctx.config.keepalive_timeout,
+            Awaiting::Head(due) | Awaiting::Body(due) => due.saturating_duration_since(now),
+        }
+    }
+}
+
 /// Why reading a request stopped.
 enum ReadEnd {
     Closed,
@@ -77,11 +115,11 @@ pub(crate) async fn handle<S: Service>(
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut first = true;
+    // The first request's head is due from the connection's start.
+    let mut awaiting = Awaiting::Head(Instant::now() + ctx.config.header_timeout);
     loop {
         match http::parse_request(&mut buf, &ctx.http_limits) {
             Ok(Some(req)) => {
-                first = false;
                 let keep_alive = req.keep_alive();
                 let engine = req.path() == ctx.service.engine_path();
                 if engine && req.query_param("transport").as_deref() == Some("websocket") {
@@ -101,26 +139,41 @@ pub(crate) async fn handle<S: Service>(
                 {
                     return;
                 }
+                // Pipelined bytes already started the next head.
+                awaiting = Awaiting::Idle.update(&ctx, &buf, Instant::now());
             }
             Ok(None) => {
-                let limit = if buf.is_empty() && !first {
-                    ctx.config.keepalive_timeout
-                } else {
-                    ctx.config.header_timeout
-                };
+                awaiting = awaiting.update(&ctx, &buf, Instant::now());
+                let limit = awaiting.limit(&ctx, Instant::now());
                 let (res, back) = read_more(&stream, buf, limit).await;
                 buf = back;
                 match res {
                     Ok(_) => {}
                     Err(ReadEnd::Closed) => return,
                     Err(ReadEnd::TimedOut) => {
-                        if buf.is_empty() && !first {
-                            tracing::debug!(%peer, "idle keep-alive connection closed");
-                        } else {
-                            tracing::info!(%peer, "closing connection: request not received in time");
-                            let resp = Response::error(408, "Request not received in time");
-                            send(&ctx, &stream, &resp, false, false).await;
-                        }
+                        let (what, limit, message) = match awaiting {
+                            Awaiting::Idle => {
+                                tracing::debug!(%peer, "idle keep-alive connection closed");
+                                return;
+                            }
+                            Awaiting::Head(_) => (
+                                "head",
+                                ctx.config.header_timeout,
+                                "Request not received in time",
+                            ),
+                            Awaiting::Body(_) => (
+                                "body",
+                                ctx.config.body_timeout,
+                                "Request body not received in time",
+                            ),
+                        };
+                        tracing::info!(
+                            %peer,
+                            received = buf.len(),
+                            ?limit,
+                            "closing connection: request {what} not received in time"
+                        );
+                        send(&ctx, &stream, &Response::error(408, message), false, false).await;
                         return;
                     }
                     Err(ReadEnd::Error(e)) => {

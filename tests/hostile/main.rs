@@ -11,6 +11,10 @@
 //! bodies and file paths), `engineio.rs` (Engine.IO handshake, session and polling misuse),
 //! `websocket.rs` (WebSocket handshake and frame abuse), `socketio.rs` (Socket.IO payload abuse
 //! and floods). `raw_ws.rs` is the raw WebSocket client the cases send illegal frames with.
+//!
+//! The `sec_*.rs` files hold tests of their own, each against a server started with the settings
+//! it needs, for the findings of the security audit (issue 24): `sec_deadlines.rs` (dripped
+//! heads and bodies).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -19,6 +23,7 @@ mod engineio;
 mod http;
 mod notify;
 mod raw_ws;
+mod sec_deadlines;
 mod socketio;
 mod websocket;
 
