@@ -206,8 +206,9 @@ pub struct Config {
     /// dropped, >0..=3600. Default 30: shorter frees resources sooner, longer forgives
     /// flaky networks.
     pub stall_timeout: Duration,
-    /// `ASF_MAX_CONNECTIONS`, open connections at once, >= 1. Default 100000: each costs a
-    /// file descriptor and some memory; also bounded by `ulimit -n`.
+    /// `ASF_MAX_CONNECTIONS`, >= 1: open connections at once, and live Engine.IO sessions
+    /// at once. Default 100000: each costs a file descriptor (a session: its state) and some
+    /// memory; also bounded by `ulimit -n`.
     pub max_connections: usize,
     /// `ASF_HEADER_TIMEOUT`, seconds to receive a full HTTP request head, >0..=86400,
     /// counted from the head's first byte (from the connection's start for its first

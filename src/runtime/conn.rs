@@ -219,6 +219,11 @@ pub(crate) fn eio_error(code: ErrorCode) -> Response {
     Response::text(code.status(), "application/json", code.body())
 }
 
+/// The answer to a handshake refused because `ASF_MAX_CONNECTIONS` sessions are open.
+pub(crate) fn session_limit() -> Response {
+    Response::error(503, "Server is at its session limit; try again later")
+}
+
 /// The CORS answer for `req`: Ok(headers to add) or Err(403 response).
 pub(crate) fn cors_headers(
     origins: &CorsOrigins,
@@ -279,7 +284,9 @@ async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Respons
         if *ctx.phase.borrow() != super::session::Phase::Running {
             return Response::error(503, "Server is shutting down");
         }
-        let shared = ctx.create_session(Transport::Polling);
+        let Some(shared) = ctx.create_session(Transport::Polling) else {
+            return session_limit();
+        };
         let open = shared.lock().eio.open_packet();
         return Response::text(200, "text/plain; charset=UTF-8", open);
     };

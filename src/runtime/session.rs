@@ -47,8 +47,28 @@ impl<S: Service> Ctx<S> {
         self.sessions.lock().ok()?.get(sid).cloned()
     }
 
-    /// Creates and registers a session, and starts its heartbeat on this worker.
-    pub fn create_session(self: &Arc<Self>, transport: Transport) -> Arc<Shared<S::Conn>> {
+    /// Creates and registers a session, and starts its heartbeat on this worker. `None` when
+    /// there are already `ASF_MAX_CONNECTIONS` sessions: every session counts against it,
+    /// whether or not a TCP connection carries it now (a polling session between requests, or
+    /// one of many handshakes pipelined on one connection, holds memory all the same).
+    pub fn create_session(self: &Arc<Self>, transport: Transport) -> Option<Arc<Shared<S::Conn>>> {
+        let limit = self.config.max_connections;
+        // Take the place before creating the session, so that workers opening sessions at
+        // the same time cannot overshoot.
+        let taken = self
+            .stats
+            .sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            });
+        if taken.is_err() {
+            tracing::warn!(
+                limit,
+                transport = transport.as_str(),
+                "Engine.IO handshake refused: as many sessions as ASF_MAX_CONNECTIONS"
+            );
+            return None;
+        }
         let sid = Sid::generate();
         let shared = Arc::new(Shared {
             sid,
@@ -64,13 +84,12 @@ impl<S: Service> Ctx<S> {
         if let Ok(mut map) = self.sessions.lock() {
             map.insert(sid, Arc::clone(&shared));
         }
-        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%sid, transport = transport.as_str(), "session opened");
         // A WebSocket session's writer runs its timers; a polling one needs a task for them.
         if transport == Transport::Polling {
             tokio_uring::spawn(heartbeat(Arc::clone(self), Arc::clone(&shared)));
         }
-        shared
+        Some(shared)
     }
 
     /// Ends a closed session once: tells the service, drops it from the table.

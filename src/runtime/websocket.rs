@@ -11,7 +11,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use super::conn::{cors_headers, eio_error, handle_packet};
+use super::conn::{cors_headers, eio_error, handle_packet, session_limit};
 use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
     gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads, Shared, Step,
@@ -105,7 +105,9 @@ pub(crate) async fn handle<S: Service>(
     let (shared, upgrading) = match existing {
         Some(shared) => (shared, true),
         None => {
-            let shared = ctx.create_session(Transport::WebSocket);
+            let Some(shared) = ctx.create_session(Transport::WebSocket) else {
+                return refuse(session_limit()).await;
+            };
             let open = shared.lock().eio.open_packet();
             ws::write_frame_header(TEXT, open.len(), &mut hello);
             hello.extend_from_slice(&open);

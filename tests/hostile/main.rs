@@ -13,8 +13,8 @@
 //! and floods). `raw_ws.rs` is the raw WebSocket client the cases send illegal frames with.
 //!
 //! The `sec_*.rs` files hold tests of their own, each against a server started with the settings
-//! it needs, for the findings of the security audit (issue 24): `sec_deadlines.rs` (dripped
-//! heads and bodies).
+//! it needs, for the findings of the security audit (issue 24): `sec_sessions.rs` (the session
+//! cap), `sec_deadlines.rs` (dripped heads and bodies).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -24,6 +24,7 @@ mod http;
 mod notify;
 mod raw_ws;
 mod sec_deadlines;
+mod sec_sessions;
 mod socketio;
 mod websocket;
 
