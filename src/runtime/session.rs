@@ -73,6 +73,7 @@ impl<S: Service> Ctx<S> {
         let shared = Arc::new(Shared {
             sid,
             notify: Arc::new(Notify::new()),
+            ended: Notify::new(),
             state: Mutex::new(State {
                 eio: Session::new(sid, transport, self.eio.clone(), Instant::now()),
                 conn: self.service.open(),
@@ -120,6 +121,7 @@ impl<S: Service> Ctx<S> {
             map.remove(&shared.sid);
         }
         self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        shared.ended.notify_waiters();
         tracing::debug!(sid = %shared.sid, %reason, "session closed");
     }
 
@@ -166,6 +168,9 @@ pub(crate) struct Shared<C> {
     pub sid: Sid,
     /// Wakes whoever drives the session's output (WebSocket writer or pending poll).
     pub notify: Arc<Notify>,
+    /// Wakes, once, every task that waits for the session to end (the upgrade WebSockets of a
+    /// polling session): [`Ctx::finish`] notifies it.
+    pub ended: Notify,
     state: Mutex<State<C>>,
 }
 
@@ -183,6 +188,12 @@ pub(crate) struct State<C> {
 impl<C> Shared<C> {
     pub fn lock(&self) -> MutexGuard<'_, State<C>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once the session is closed (it may not be finished yet).
+    pub fn is_over(&self) -> bool {
+        let st = self.lock();
+        st.finished || st.eio.closed().is_some()
     }
 }
 

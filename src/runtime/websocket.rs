@@ -149,6 +149,9 @@ async fn reader<S: Service>(
     _guard: ConnGuard,
 ) {
     let mut decoder = ws::Decoder::new(ctx.eio.max_payload + 16);
+    // An upgrade socket must finish the probe and the upgrade within the ping timeout (a
+    // polling client that is alive does at once); until then it holds a connection slot.
+    let upgrade_deadline = Instant::now() + ctx.eio.ping_timeout;
     loop {
         loop {
             let msg = match decoder.decode(&mut buf) {
@@ -189,7 +192,35 @@ async fn reader<S: Service>(
         }
         let start = buf.len();
         let cap = buf.capacity();
-        let (res, slice) = stream.read(buf.slice(start..cap)).await;
+        let read = stream.read(buf.slice(start..cap));
+        let (res, slice) = if upgrading {
+            let (done, gave_up) = Box::pin(read_while_upgrading(
+                &shared,
+                &stream,
+                read,
+                upgrade_deadline,
+            ))
+            .await;
+            if let Some(why) = gave_up {
+                match why {
+                    GiveUp::Deadline => tracing::info!(
+                        %peer,
+                        sid = %shared.sid,
+                        limit = ?ctx.eio.ping_timeout,
+                        "closing upgrade websocket: no probe and upgrade within the ping timeout"
+                    ),
+                    GiveUp::SessionEnded => tracing::debug!(
+                        %peer,
+                        sid = %shared.sid,
+                        "closing upgrade websocket: its session ended"
+                    ),
+                }
+                return;
+            }
+            done
+        } else {
+            read.await
+        };
         buf = slice.into_inner();
         match res {
             Ok(n) if n > 0 => {}
@@ -212,6 +243,41 @@ async fn reader<S: Service>(
 enum Flow {
     Continue,
     Stop,
+}
+
+/// Why an upgrade socket stopped waiting for its client.
+enum GiveUp {
+    /// The probe and upgrade did not complete by the deadline.
+    Deadline,
+    /// The (polling) session ended first.
+    SessionEnded,
+}
+
+/// Awaits `read` on a socket still upgrading `shared`: gives up when the upgrade is not done by
+/// `deadline` or when the session ends first. The read is then ended by shutting the socket's
+/// read side and collected (an in-flight io_uring read is never abandoned).
+async fn read_while_upgrading<C, T>(
+    shared: &Shared<C>,
+    stream: &TcpStream,
+    read: impl std::future::Future<Output = T>,
+    deadline: Instant,
+) -> (T, Option<GiveUp>) {
+    tokio::pin!(read);
+    let ended = shared.ended.notified();
+    tokio::pin!(ended);
+    // Registered before the check, so an end between the two still wakes us.
+    ended.as_mut().enable();
+    let why = if shared.is_over() {
+        GiveUp::SessionEnded
+    } else {
+        tokio::select! {
+            done = &mut read => return (done, None),
+            _ = tokio::time::sleep_until(deadline.into()) => GiveUp::Deadline,
+            _ = &mut ended => GiveUp::SessionEnded,
+        }
+    };
+    let _ = stream.shutdown(std::net::Shutdown::Read);
+    (read.await, Some(why))
 }
 
 async fn on_message<S: Service>(

@@ -1,0 +1,125 @@
+//! Issue 24, finding 4: WebSockets opened to upgrade a polling session, then left silent, must
+//! not outlive the session (nor wait past the ping timeout for the probe): each is closed and
+//! its connection slot freed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::polling_handshake;
+use super::raw_ws::ws_handshake;
+use crate::support::{timed_out, wait_until, HttpConn, Server, Watchdog};
+
+/// Silent upgrade sockets per test.
+const SOCKETS: usize = 10;
+/// Hang guard for one socket's close (a watchdog, far above any deadline involved).
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens the upgrade WebSocket of session `sid` and reads the 101 answer; sends nothing more.
+fn open_upgrade(addr: SocketAddr, sid: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    let path = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    s.write_all(ws_handshake(&path, addr, "").as_bytes())
+        .expect("write handshake");
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => panic!("closed during the upgrade handshake: {head:?}"),
+            Err(e) if timed_out(&e) => assert!(Instant::now() < deadline, "no 101 in time"),
+            Err(e) => panic!("upgrade handshake failed: {e}"),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "upgrade answered {head:?}"
+    );
+    s
+}
+
+/// Reads (and discards) until the server ends the connection (EOF, close frame then EOF, or a
+/// reset); panics if it is still open after `CLOSE_WAIT`.
+fn wait_closed(s: &mut TcpStream, what: &str) {
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut chunk = [0u8; 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => assert!(
+                Instant::now() < deadline,
+                "{what}: the upgrade socket is still open after {CLOSE_WAIT:?}"
+            ),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Open TCP connections according to health (the asking one included).
+fn connections(server: &Server) -> u64 {
+    server.health()["connections"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn silent_upgrade_sockets_close_when_their_sessions_die() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "silent upgrade sockets");
+    let server = Server::start_with(&[
+        ("ASF_PING_INTERVAL_MS", "1000"),
+        ("ASF_PING_TIMEOUT_MS", "1000"),
+    ]);
+    let mut sockets: Vec<TcpStream> = (0..SOCKETS)
+        .map(|_| open_upgrade(server.addr, &polling_handshake(server.addr)))
+        .collect();
+    let open = connections(&server);
+    eprintln!("connections with {SOCKETS} silent upgrade sockets: {open}");
+    assert!(open > SOCKETS as u64, "health counted {open} connections");
+    // Nobody polls or answers pings: the sessions die of ping timeout, and the sockets with them.
+    for (i, s) in sockets.iter_mut().enumerate() {
+        wait_closed(s, &format!("socket {i}"));
+    }
+    wait_until(
+        CLOSE_WAIT,
+        "connections to drop back to the health probe",
+        || connections(&server) == 1,
+    );
+}
+
+#[test]
+fn an_upgrade_socket_closes_when_the_client_closes_its_session() {
+    let _dog = Watchdog::new(
+        Duration::from_secs(120),
+        "upgrade socket of a closed session",
+    );
+    // Heartbeat and connect timeouts far beyond the hang guard: only the session's end can
+    // close the socket in time.
+    let server = Server::start_with(&[
+        ("ASF_PING_INTERVAL_MS", "300000"),
+        ("ASF_PING_TIMEOUT_MS", "300000"),
+        ("ASF_CONNECT_TIMEOUT_MS", "300000"),
+    ]);
+    let sid = polling_handshake(server.addr);
+    let mut socket = open_upgrade(server.addr, &sid);
+    // An Engine.IO close packet over polling ends the session.
+    let close = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: text/plain\r\nContent-Length: 1\r\nConnection: close\r\n\r\n1"
+    );
+    let (status, _, body) = HttpConn::connect(server.addr).request(close.as_bytes());
+    assert_eq!(
+        status,
+        200,
+        "close POST: {}",
+        String::from_utf8_lossy(&body)
+    );
+    wait_closed(&mut socket, "closed session");
+    wait_until(
+        CLOSE_WAIT,
+        "connections to drop back to the health probe",
+        || connections(&server) == 1,
+    );
+}
