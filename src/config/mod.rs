@@ -180,7 +180,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// `ASF_MAX_PAYLOAD`, largest accepted incoming packet/payload in bytes,
     /// 1024..=100000000. Default 1000000: bigger accepts bigger messages and costs memory
-    /// per misbehaving client.
+    /// per misbehaving client. It also sets each session's cap on bytes queued for its client
+    /// besides the audio, 2 x this + 64 KiB (`EioConfig::max_queued_bytes`).
     pub max_payload: usize,
     /// `ASF_READ_BLOCK_SIZE`, bytes per io_uring file read, 4096..=16 MiB. Default 262144:
     /// bigger blocks mean fewer reads but more memory per active stream.

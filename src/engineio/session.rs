@@ -6,6 +6,10 @@
 //! `ping_interval`, a missing pong after `ping_timeout` closes the session), the connect
 //! timeout, the polling-to-WebSocket upgrade and the close rules. It never touches a
 //! socket or a clock: `now` is always an argument.
+//!
+//! It also keeps count of the bytes its outbox holds for the client
+//! ([`Session::queued_bytes`]), so that a client that makes the server queue replies and never
+//! reads them is closed at [`EioConfig::max_queued_bytes`] instead of growing the server.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -26,6 +30,27 @@ pub struct EioConfig {
     pub connect_timeout: Duration,
     /// Largest message accepted, and largest polling response body.
     pub max_payload: usize,
+}
+
+/// Bytes every queued packet is charged on top of its payload: its queue slot and its buffer's
+/// allocation, so that a flood of tiny replies reaches the cap too.
+pub const PACKET_OVERHEAD: usize = 64;
+/// Slack above twice `max_payload` in [`EioConfig::max_queued_bytes`]: room for the small
+/// packets (pings, events) queued beside two largest replies.
+pub const QUEUE_SLACK: usize = 64 * 1024;
+
+impl EioConfig {
+    /// Most bytes a session may hold queued for its client besides the shared audio (its
+    /// Engine.IO packets, and the runtime's WebSocket control frames), each packet charged
+    /// [`PACKET_OVERHEAD`] on top of its payload: 2 x `max_payload` + [`QUEUE_SLACK`]. A client
+    /// that reads keeps far below it (two full-size replies fit); past it the session is closed
+    /// with [`DisconnectReason::QueueFull`]. With the default `max_payload` of 1,000,000 it is
+    /// 2,065,536 bytes.
+    pub fn max_queued_bytes(&self) -> usize {
+        self.max_payload
+            .saturating_mul(2)
+            .saturating_add(QUEUE_SLACK)
+    }
 }
 
 /// The transport a session currently uses.
@@ -68,6 +93,14 @@ pub enum DisconnectReason {
     RateLimited,
     /// The client did not take data fast enough.
     SlowConsumer(String),
+    /// More bytes were queued for the client than [`EioConfig::max_queued_bytes`]: it makes the
+    /// server reply (pings, WebSocket pings) and does not read the replies.
+    QueueFull {
+        /// Bytes queued (with [`PACKET_OVERHEAD`] per packet).
+        queued: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// The server is shutting down.
     ServerShutdown,
     /// The session was replaced (upgrade finished on another transport) or closed by the app.
@@ -86,6 +119,11 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::ProtocolError(e) => write!(f, "protocol error: {e}"),
             DisconnectReason::RateLimited => f.write_str("event rate limit exceeded"),
             DisconnectReason::SlowConsumer(e) => write!(f, "slow consumer: {e}"),
+            DisconnectReason::QueueFull { queued, limit } => write!(
+                f,
+                "{queued} bytes queued for a client that does not read them \
+                 (cap {limit}: 2 x maxPayload + {QUEUE_SLACK})"
+            ),
             DisconnectReason::ServerShutdown => f.write_str("server shutting down"),
             DisconnectReason::ServerClose => f.write_str("server close"),
         }
@@ -110,6 +148,11 @@ pub struct Session {
     /// A WebSocket answered the `2probe` and the upgrade awaits the client's `5`.
     probed: bool,
     outbox: VecDeque<Outgoing>,
+    /// Bytes charged for the first `counted` packets of `outbox` (see [`Session::queued_bytes`]).
+    queued: usize,
+    /// How many packets at the front of `outbox` `queued` covers; later ones were pushed
+    /// through [`Session::outbox`] and are charged on the next count.
+    counted: usize,
     closed: Option<DisconnectReason>,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
@@ -122,6 +165,12 @@ static PONG: Bytes = Bytes::from_static(b"3");
 static NOOP: Bytes = Bytes::from_static(b"6");
 static PROBE_REPLY: Bytes = Bytes::from_static(b"3probe");
 
+/// What a queued packet is charged against [`EioConfig::max_queued_bytes`].
+fn cost(item: &Outgoing) -> usize {
+    let (Outgoing::Text(b) | Outgoing::Binary(b)) = item;
+    b.len() + PACKET_OVERHEAD
+}
+
 impl Session {
     /// A session opened at `now` over `transport`.
     pub fn new(sid: Sid, transport: Transport, config: EioConfig, now: Instant) -> Self {
@@ -130,6 +179,8 @@ impl Session {
             transport,
             probed: false,
             outbox: VecDeque::new(),
+            queued: 0,
+            counted: 0,
             closed: None,
             next_ping: now + config.ping_interval,
             pong_deadline: None,
@@ -179,6 +230,54 @@ impl Session {
     /// The queue of packets waiting to be sent.
     pub fn outbox(&mut self) -> &mut VecDeque<Outgoing> {
         &mut self.outbox
+    }
+
+    /// The next packet to send, taken off the queue.
+    pub fn pop_outgoing(&mut self) -> Option<Outgoing> {
+        self.charge_new();
+        let item = self.outbox.pop_front()?;
+        self.queued = self.queued.saturating_sub(cost(&item));
+        self.counted -= 1;
+        Some(item)
+    }
+
+    /// Bytes the queue holds for the client, each packet charged [`PACKET_OVERHEAD`] on top
+    /// of its payload. Amortized O(1): only packets pushed since the last count are added.
+    pub fn queued_bytes(&mut self) -> usize {
+        self.charge_new();
+        self.queued
+    }
+
+    /// Closes the session with [`DisconnectReason::QueueFull`] when its queue plus `extra`
+    /// bytes the runtime queued beside it (WebSocket control frames) pass
+    /// [`EioConfig::max_queued_bytes`]. `Err` only when it closes the session now.
+    pub fn enforce_queue_limit(&mut self, extra: usize) -> Result<(), DisconnectReason> {
+        let queued = self.queued_bytes().saturating_add(extra);
+        let limit = self.config.max_queued_bytes();
+        if queued <= limit || self.closed.is_some() {
+            return Ok(());
+        }
+        let reason = DisconnectReason::QueueFull { queued, limit };
+        self.close(reason.clone());
+        Err(reason)
+    }
+
+    /// Discards every queued packet (the session is over; frees their memory at once).
+    pub fn clear_outbox(&mut self) {
+        self.outbox = VecDeque::new();
+        self.queued = 0;
+        self.counted = 0;
+    }
+
+    /// Charges the packets pushed through [`Session::outbox`] since the last count (or counts
+    /// again when packets left the queue other than by [`Session::pop_outgoing`]).
+    fn charge_new(&mut self) {
+        if self.counted > self.outbox.len() {
+            self.counted = 0;
+            self.queued = 0;
+        }
+        self.queued += self.outbox.range(self.counted..).map(cost).sum::<usize>();
+        self.counted = self.outbox.len();
     }
 
     /// True when packets wait to be sent.
@@ -236,7 +335,7 @@ impl Session {
                 break;
             }
             size += len;
-            if let Some(item) = self.outbox.pop_front() {
+            if let Some(item) = self.pop_outgoing() {
                 batch.push(item);
             }
         }
@@ -289,6 +388,9 @@ impl Session {
                 // A noop left for the paused poll is of no use to the WebSocket.
                 self.outbox
                     .retain(|o| !matches!(o, Outgoing::Text(t) if t == &NOOP));
+                // Count the queue again.
+                (self.queued, self.counted) = (0, 0);
+
                 Ok(None)
             }
             _ if via != self.transport => Err(DisconnectReason::ProtocolError(format!(
@@ -498,5 +600,59 @@ mod tests {
         assert_eq!(s.take_polling_batch(16, 1_000_000).len(), 4);
         assert!(s.begin_poll().is_err());
         assert!(s.closed().is_some());
+    }
+
+    #[test]
+    fn queued_bytes_count_pushes_from_both_sides_and_pops() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::WebSocket, t0);
+        s.handle_packet(
+            t0,
+            Packet::Ping(Bytes::from_static(b"abc")),
+            Transport::WebSocket,
+        )
+        .unwrap();
+        assert_eq!(s.queued_bytes(), 4 + PACKET_OVERHEAD);
+        // The layer above pushes through the raw queue; the next count charges it.
+        s.outbox()
+            .push_back(Outgoing::Binary(Bytes::from_static(b"12345")));
+        assert_eq!(s.queued_bytes(), 9 + 2 * PACKET_OVERHEAD);
+        assert_eq!(
+            s.pop_outgoing(),
+            Some(Outgoing::Text(Bytes::from_static(b"3abc")))
+        );
+        assert_eq!(s.queued_bytes(), 5 + PACKET_OVERHEAD);
+        // Taken other than by pop_outgoing: counted again.
+        s.outbox().clear();
+        assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn pings_never_read_close_the_session_at_the_queue_cap() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::WebSocket, t0);
+        let limit = cfg().max_queued_bytes();
+        assert_eq!(limit, 2 * 100 + QUEUE_SLACK);
+        let ping = Packet::Ping(Bytes::from(vec![b'x'; 99]));
+        let per_reply = 100 + PACKET_OVERHEAD;
+        for _ in 0..limit / per_reply {
+            s.handle_packet(t0, ping.clone(), Transport::WebSocket)
+                .unwrap();
+            assert_eq!(s.enforce_queue_limit(0), Ok(()));
+        }
+        // The runtime's own queue (WebSocket pongs) counts too.
+        assert_eq!(
+            s.enforce_queue_limit(per_reply),
+            Err(DisconnectReason::QueueFull {
+                queued: (limit / per_reply + 1) * per_reply,
+                limit
+            })
+        );
+        assert!(matches!(
+            s.closed(),
+            Some(DisconnectReason::QueueFull { .. })
+        ));
+        // Reported once: the session is already closed.
+        assert_eq!(s.enforce_queue_limit(limit), Ok(()));
     }
 }

@@ -465,4 +465,6 @@ pub(crate) fn handle_packet<S: Service>(
             tracing::info!(sid = %shared.sid, %reason, "closing session");
         }
     }
+    // A reply to the packet (a pong, the service's answer) may have filled the queue.
+    super::session::enforce_queue_cap(st);
 }

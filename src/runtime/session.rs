@@ -79,6 +79,7 @@ impl<S: Service> Ctx<S> {
                 conn: self.service.open(),
                 ws_close: None,
                 ws_control: VecDeque::new(),
+                ws_control_bytes: 0,
                 finished: false,
             }),
         });
@@ -115,7 +116,10 @@ impl<S: Service> Ctx<S> {
             Instant::now(),
             &shared.notify,
         );
-        let _ = eio;
+        // Nothing queued will be sent now: free it at once, not when the last task lets go.
+        eio.clear_outbox();
+        st.ws_control = VecDeque::new();
+        st.ws_control_bytes = 0;
         drop(st);
         if let Ok(mut map) = self.sessions.lock() {
             map.remove(&shared.sid);
@@ -160,7 +164,25 @@ pub(crate) fn run_timers<S: Service>(
         st.eio.mark_connected();
     }
     st.eio.handle_timeout(now);
+    enforce_queue_cap(st);
     st.eio.poll_timeout()
+}
+
+/// Closes the session, with a log line naming it and the cap, when the bytes queued for its
+/// client besides the shared audio (its Engine.IO packets, plus the WebSocket control frames
+/// beside them) pass `EioConfig::max_queued_bytes` (2 x `ASF_MAX_PAYLOAD` + 64 KiB): its
+/// client makes the server reply and does not read. Called wherever something is queued.
+/// True when the session is closed (now or before).
+pub(crate) fn enforce_queue_cap<C>(st: &mut State<C>) -> bool {
+    if let Err(reason) = st.eio.enforce_queue_limit(st.ws_control_bytes) {
+        tracing::warn!(
+            sid = %st.eio.sid(),
+            cap = st.eio.config().max_queued_bytes(),
+            %reason,
+            "closing session: more bytes queued for its client than the cap (it does not read)"
+        );
+    }
+    st.eio.closed().is_some()
 }
 
 /// One session as every worker sees it.
@@ -182,6 +204,9 @@ pub(crate) struct State<C> {
     pub ws_close: Option<Bytes>,
     /// WebSocket control frames (pongs) the reader asked the writer to send.
     pub ws_control: VecDeque<Bytes>,
+    /// What `ws_control` is charged against the session's queue cap (see
+    /// [`enforce_queue_cap`]).
+    pub ws_control_bytes: usize,
     pub finished: bool,
 }
 
@@ -276,9 +301,13 @@ pub(crate) fn gather<S: Service>(
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
     service.on_wake(conn, eio.outbox(), sid, now, waker);
+    if enforce_queue_cap(st) {
+        return (Step::Idle, Reads::default());
+    }
+    let State { eio, conn, .. } = st;
     let mut packets = 0;
     while packets < budget.packets {
-        match eio.outbox().pop_front() {
+        match eio.pop_outgoing() {
             Some(p) => {
                 out.push(Item::Packet(p));
                 packets += 1;
@@ -299,7 +328,7 @@ pub(crate) fn gather<S: Service>(
             ctx.config.max_lag_bytes
         );
         service.on_stream_end(conn, eio.outbox(), Err(why.clone()), sid);
-        while let Some(p) = eio.outbox().pop_front() {
+        while let Some(p) = eio.pop_outgoing() {
             out.push(Item::Packet(p));
         }
         eio.close(DisconnectReason::SlowConsumer(why));
@@ -355,7 +384,7 @@ pub(crate) fn gather<S: Service>(
                 _ => Ok(()),
             };
             service.on_stream_end(conn, eio.outbox(), result, sid);
-            while let Some(p) = eio.outbox().pop_front() {
+            while let Some(p) = eio.pop_outgoing() {
                 out.push(Item::Packet(p));
             }
             Step::More

@@ -14,10 +14,12 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use super::conn::{cors_headers, eio_error, handle_packet, session_limit};
 use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
-    gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads, Shared, Step,
+    enforce_queue_cap, gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads,
+    Shared, Step,
 };
 use super::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
+use crate::engineio::session::PACKET_OVERHEAD;
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
 use crate::http::Request;
 use crate::ws::{self, Message};
@@ -180,7 +182,18 @@ async fn reader<S: Service>(
             };
             match on_message(&ctx, &shared, &stream, msg, &mut upgrading).await {
                 Flow::Continue => {}
-                Flow::Stop => return,
+                Flow::Stop => {
+                    let full = matches!(
+                        shared.lock().eio.closed(),
+                        Some(DisconnectReason::QueueFull { .. })
+                    );
+                    if full {
+                        // The client does not read: end the writer's blocked write now
+                        // rather than after ASF_STALL_TIMEOUT, and free the connection.
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                    }
+                    return;
+                }
             }
         }
         if !upgrading && shared.lock().eio.closed().is_some() {
@@ -306,8 +319,8 @@ async fn on_message<S: Service>(
             // Control frames go through the writer once it runs, so frames never interleave.
             if *upgrading {
                 let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout)).await;
-            } else {
-                push_control(shared, frame);
+            } else if push_control(shared, frame) {
+                return Flow::Stop;
             }
             return Flow::Continue;
         }
@@ -368,12 +381,16 @@ async fn on_message<S: Service>(
     Flow::Continue
 }
 
-/// Queues a WebSocket control frame for the writer.
-fn push_control<C>(shared: &Shared<C>, frame: Bytes) {
+/// Queues a WebSocket control frame for the writer; true when that closed the session (its
+/// queue passed the cap: the client sends pings and does not read the pongs).
+fn push_control<C>(shared: &Shared<C>, frame: Bytes) -> bool {
     let mut st = shared.lock();
+    st.ws_control_bytes += frame.len() + PACKET_OVERHEAD;
     st.ws_control.push_back(frame);
+    let closed = enforce_queue_cap(&mut st);
     drop(st);
     shared.notify.notify_one();
+    closed
 }
 
 /// The close code for a session ending for `reason`.
@@ -381,7 +398,9 @@ fn close_code(reason: &DisconnectReason) -> u16 {
     match reason {
         DisconnectReason::ServerShutdown => 1001,
         DisconnectReason::PayloadTooLarge => 1009,
-        DisconnectReason::ProtocolError(_) | DisconnectReason::RateLimited => 1008,
+        DisconnectReason::ProtocolError(_)
+        | DisconnectReason::RateLimited
+        | DisconnectReason::QueueFull { .. } => 1008,
         _ => 1000,
     }
 }
@@ -464,6 +483,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         let (step, mut prefetch) = {
             let mut st = shared.lock();
             iov.extend(st.ws_control.drain(..));
+            st.ws_control_bytes = 0;
             if let Some(reason) = st.eio.closed().cloned() {
                 closing = true;
                 if server_initiated(&reason) {

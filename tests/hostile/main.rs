@@ -13,9 +13,9 @@
 //! and floods). `raw_ws.rs` is the raw WebSocket client the cases send illegal frames with.
 //!
 //! The `sec_*.rs` files hold tests of their own, each against a server started with the settings
-//! it needs, for the findings of the security audit (issue 24): `sec_upgrade.rs` (silent
-//! upgrade WebSockets), `sec_sessions.rs` (the session cap), `sec_deadlines.rs` (dripped heads
-//! and bodies).
+//! it needs, for the findings of the security audit (issue 24): `sec_outbox.rs` (replies queued
+//! for a client that never reads), `sec_upgrade.rs` (silent upgrade WebSockets),
+//! `sec_sessions.rs` (the session cap), `sec_deadlines.rs` (dripped heads and bodies).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -25,6 +25,7 @@ mod http;
 mod notify;
 mod raw_ws;
 mod sec_deadlines;
+mod sec_outbox;
 mod sec_sessions;
 mod sec_upgrade;
 mod socketio;
