@@ -249,3 +249,21 @@ fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
         at + len,
     ))
 }
+
+/// Reads (and discards) from `s`, whose read timeout must be short, until the server ends the
+/// connection (EOF, or a reset); panics naming `what` if it is still open after `limit`.
+pub fn read_until_closed(s: &mut TcpStream, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if support::timed_out(&e) => assert!(
+                Instant::now() < deadline,
+                "{what}: the connection is still open after {limit:?}"
+            ),
+            Err(_) => return,
+        }
+    }
+}

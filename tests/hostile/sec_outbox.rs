@@ -6,12 +6,12 @@
 //! server of its own and bounds the server's memory growth, read from `/proc/PID/status`, in
 //! bytes (the audit saw 287 MiB for the polling flood and 209 MiB for the WebSocket one).
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
-use super::raw_ws::{encode_frame, RawWs};
+use super::raw_ws::{encode_frame, read_until_closed, RawWs};
 use super::{assert_eio_error, eio_get, polling_handshake};
-use crate::support::{timed_out, HttpConn, Server, Watchdog};
+use crate::support::{HttpConn, Server, Watchdog};
 
 /// `ASF_MAX_PAYLOAD` of the flooded servers (the default, set explicitly).
 const MAX_PAYLOAD: usize = 1_000_000;
@@ -66,6 +66,15 @@ impl Memory {
     }
 }
 
+/// Asserts the server logged a line naming session `sid` and the bytes queued for it.
+fn assert_queue_close_logged(server: &Server, sid: &str) {
+    let log = server.log();
+    assert!(
+        log.lines().any(|l| l.contains(sid) && l.contains("queued")),
+        "no log line names the session {sid} and its queued bytes:\n{log}"
+    );
+}
+
 #[test]
 fn polling_pings_never_read_close_the_session_and_bound_memory() {
     let _dog = Watchdog::new(Duration::from_secs(180), "polling outbox flood");
@@ -98,12 +107,7 @@ fn polling_pings_never_read_close_the_session_and_bound_memory() {
     );
     let r = eio_get(server.addr, &format!("EIO=4&transport=polling&sid={sid}"));
     assert_eio_error(&r, 400, 1, "Session ID unknown");
-    let log = server.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains(&sid) && l.contains("queued")),
-        "no log line names the session {sid} and its queued bytes:\n{log}"
-    );
+    assert_queue_close_logged(&server, &sid);
 }
 
 #[test]
@@ -142,24 +146,10 @@ fn websocket_pings_never_read_close_the_connection_and_bound_memory() {
     );
     after.assert_growth_since(before, "websocket flood");
     // The client never read; now it does, and the server must have ended the connection.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        match ws.stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if timed_out(&e) => assert!(
-                Instant::now() < deadline,
-                "the flooding websocket is still open"
-            ),
-            Err(_) => break,
-        }
-    }
-    let log = server.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains(&ws.sid) && l.contains("queued")),
-        "no log line names the session {} and its queued bytes:\n{log}",
-        ws.sid
+    read_until_closed(
+        &mut ws.stream,
+        Duration::from_secs(60),
+        "flooding websocket",
     );
+    assert_queue_close_logged(&server, &ws.sid);
 }

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::polling_handshake;
-use super::raw_ws::ws_handshake;
+use super::raw_ws::{read_until_closed, ws_handshake};
 use crate::support::{timed_out, wait_until, HttpConn, Server, Watchdog};
 
 /// Silent upgrade sockets per test.
@@ -42,24 +42,6 @@ fn open_upgrade(addr: SocketAddr, sid: &str) -> TcpStream {
     s
 }
 
-/// Reads (and discards) until the server ends the connection (EOF, close frame then EOF, or a
-/// reset); panics if it is still open after `CLOSE_WAIT`.
-fn wait_closed(s: &mut TcpStream, what: &str) {
-    let deadline = Instant::now() + CLOSE_WAIT;
-    let mut chunk = [0u8; 1024];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if timed_out(&e) => assert!(
-                Instant::now() < deadline,
-                "{what}: the upgrade socket is still open after {CLOSE_WAIT:?}"
-            ),
-            Err(_) => return,
-        }
-    }
-}
-
 /// Open TCP connections according to health (the asking one included).
 fn connections(server: &Server) -> u64 {
     server.health()["connections"].as_u64().unwrap_or(u64::MAX)
@@ -80,7 +62,7 @@ fn silent_upgrade_sockets_close_when_their_sessions_die() {
     assert!(open > SOCKETS as u64, "health counted {open} connections");
     // Nobody polls or answers pings: the sessions die of ping timeout, and the sockets with them.
     for (i, s) in sockets.iter_mut().enumerate() {
-        wait_closed(s, &format!("socket {i}"));
+        read_until_closed(s, CLOSE_WAIT, &format!("upgrade socket {i}"));
     }
     wait_until(
         CLOSE_WAIT,
@@ -116,7 +98,11 @@ fn an_upgrade_socket_closes_when_the_client_closes_its_session() {
         "close POST: {}",
         String::from_utf8_lossy(&body)
     );
-    wait_closed(&mut socket, "closed session");
+    read_until_closed(
+        &mut socket,
+        CLOSE_WAIT,
+        "upgrade socket of the closed session",
+    );
     wait_until(
         CLOSE_WAIT,
         "connections to drop back to the health probe",
