@@ -107,6 +107,10 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ASF_MAX_CONNECTIONS: &str = "ASF_MAX_CONNECTIONS";
 /// Default connection cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Name of the stream id cap variable.
+pub const ASF_MAX_STREAMS: &str = "ASF_MAX_STREAMS";
+/// Default stream id cap.
+pub const DEFAULT_MAX_STREAMS: usize = 100_000;
 /// Name of the HTTP header timeout variable (seconds).
 pub const ASF_HEADER_TIMEOUT: &str = "ASF_HEADER_TIMEOUT";
 /// Default HTTP header timeout.
@@ -205,6 +209,10 @@ pub struct Config {
     /// `ASF_MAX_CONNECTIONS`, open connections at once, >= 1. Default 100000: each costs a
     /// file descriptor and some memory; also bounded by `ulimit -n`.
     pub max_connections: usize,
+    /// `ASF_MAX_STREAMS`, registered stream ids at most, >= 1. Default 100000: each costs
+    /// its id and path in memory; a notify of a new id past it gets 503 (re-notifies of
+    /// known ids still succeed).
+    pub max_streams: usize,
     /// `ASF_HEADER_TIMEOUT`, seconds to receive a full HTTP request head, >0..=86400.
     /// Default 10: shorter resists slow-loris clients, longer forgives slow links.
     pub header_timeout: Duration,
@@ -248,6 +256,7 @@ impl Default for Config {
             send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_streams: DEFAULT_MAX_STREAMS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
@@ -322,6 +331,8 @@ impl Config {
                 .unwrap_or(d.stall_timeout),
             max_connections: var(src, ASF_MAX_CONNECTIONS, parse_max_connections)?
                 .unwrap_or(d.max_connections),
+            max_streams: var(src, ASF_MAX_STREAMS, parse_max_streams)?
+                .unwrap_or(d.max_streams),
             header_timeout: var(src, ASF_HEADER_TIMEOUT, parse_http_timeout)?
                 .unwrap_or(d.header_timeout),
             keepalive_timeout: var(src, ASF_KEEPALIVE_TIMEOUT, parse_http_timeout)?
@@ -355,7 +366,7 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 27] = [
+        let fields: [(&str, String); 28] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -390,6 +401,7 @@ impl Config {
             ("send_buffer_bytes", self.send_buffer_bytes.to_string()),
             ("stall_timeout", format!("{:?}", self.stall_timeout)),
             ("max_connections", self.max_connections.to_string()),
+            ("max_streams", self.max_streams.to_string()),
             ("header_timeout", format!("{:?}", self.header_timeout)),
             ("keepalive_timeout", format!("{:?}", self.keepalive_timeout)),
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
