@@ -302,8 +302,7 @@ fn join_wait(c: &mut Criterion) {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
                     let session = fixture.unshared_session();
-                    let wakers: Vec<Waker> =
-                        (0..n).map(|_| quiet_waker()).collect();
+                    let wakers: Vec<Waker> = (0..n).map(|_| quiet_waker()).collect();
                     let mut all = listeners(&session, n);
                     let t0 = Instant::now();
                     let mut claimed = None;

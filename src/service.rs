@@ -137,7 +137,10 @@ pub trait Service: Send + Sync + 'static {
     /// Answers an HTTP request outside the Engine.IO path.
     fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply {
         let _ = stats;
-        HttpReply::Ready(Response::error(404, &format!("No route for {}", req.path())))
+        HttpReply::Ready(Response::error(
+            404,
+            &format!("No route for {}", req.path()),
+        ))
     }
     /// Periodic housekeeping (about every 500 ms, from one worker).
     fn tick(&self, _now: Instant) {}

@@ -99,7 +99,13 @@ pub struct ConnData {
     /// The unknown id this connection waits for (watched in the registry).
     waiting_for: Option<String>,
     pending: Option<Box<Pending>>,
+    /// Joins that arrived while another join's answer was pending, answered in order.
+    queued: std::collections::VecDeque<(JoinRequest, Option<i64>)>,
 }
+
+/// Joins a connection may have queued behind a pending one (the event rate limit bounds
+/// them well below this).
+const MAX_QUEUED_JOINS: usize = 1024;
 
 /// The audio namespace's handler.
 #[derive(Debug)]
@@ -123,8 +129,18 @@ impl Streams {
         socket.emit("error", &[json!({ "message": message })]);
     }
 
-    /// Stops whatever the connection was doing in this namespace.
+    /// Stops whatever the connection was doing in this namespace, queued joins included.
     fn leave(&self, socket: &mut Socket<'_, ConnData>) {
+        for (_, ack) in std::mem::take(&mut socket.data.queued) {
+            if let Some(ack) = ack {
+                socket.ack(ack, &[], Vec::new());
+            }
+        }
+        self.leave_current(socket);
+    }
+
+    /// Stops the current stream, wait or pending join.
+    fn leave_current(&self, socket: &mut Socket<'_, ConnData>) {
         socket.data.feed = None;
         if let Some(id) = socket.data.waiting_for.take() {
             self.registry.unwatch(&id, socket.waker());
@@ -140,8 +156,20 @@ impl Streams {
         }
     }
 
-    fn start(&self, socket: &mut Socket<'_, ConnData>, id: String, session: Arc<StreamSession>, offset: u64) {
-        let listener = match Listener::new(session, offset, self.chunk_size, self.interval, socket.now) {
+    fn start(
+        &self,
+        socket: &mut Socket<'_, ConnData>,
+        id: String,
+        session: Arc<StreamSession>,
+        offset: u64,
+    ) {
+        let listener = match Listener::new(
+            session,
+            offset,
+            self.chunk_size,
+            self.interval,
+            socket.now,
+        ) {
             Ok(l) => l,
             Err(e) => {
                 tracing::info!(sid = %socket.sid(), stream_id = ?id, error = %e, "join refused: bad offset");
@@ -176,7 +204,31 @@ impl Streams {
     }
 
     fn join(&self, socket: &mut Socket<'_, ConnData>, req: JoinRequest, ack: Option<i64>) {
-        self.leave(socket);
+        if socket.data.pending.as_ref().is_some_and(|p| !p.waiting) {
+            // Every join is answered, in order: this one after the pending one.
+            if socket.data.queued.len() < MAX_QUEUED_JOINS {
+                socket.data.queued.push_back((req, ack));
+            } else if let Some(ack) = ack {
+                socket.ack(ack, &[], Vec::new());
+            }
+            return;
+        }
+        self.start_join(socket, req, ack);
+        self.drive(socket);
+    }
+
+    /// Answers queued joins once the one before them is answered.
+    fn drive(&self, socket: &mut Socket<'_, ConnData>) {
+        while socket.data.pending.as_ref().is_none_or(|p| p.waiting) {
+            let Some((req, ack)) = socket.data.queued.pop_front() else {
+                return;
+            };
+            self.start_join(socket, req, ack);
+        }
+    }
+
+    fn start_join(&self, socket: &mut Socket<'_, ConnData>, req: JoinRequest, ack: Option<i64>) {
+        self.leave_current(socket);
         socket.data.pending = Some(Box::new(Pending {
             step: Step::Lookup(self.registry.lookup(&req.stream_id)),
             id: req.stream_id,
@@ -230,7 +282,9 @@ impl Streams {
                         return;
                     }
                     Poll::Ready(opened) => {
-                        let Pending { id, offset, ack, .. } = *p;
+                        let Pending {
+                            id, offset, ack, ..
+                        } = *p;
                         match opened {
                             Ok(opened) => {
                                 let session = self.sessions.attach(&id, opened);
@@ -238,7 +292,10 @@ impl Streams {
                             }
                             Err(e) => {
                                 tracing::warn!(sid = %socket.sid(), stream_id = ?id, error = %e, "audio file unavailable");
-                                socket.emit("stream_error", &[json!({ "message": FILE_UNAVAILABLE })]);
+                                socket.emit(
+                                    "stream_error",
+                                    &[json!({ "message": FILE_UNAVAILABLE })],
+                                );
                             }
                         }
                         if let Some(ack) = ack {
@@ -291,6 +348,7 @@ impl Handler for Streams {
     fn on_wake(&self, socket: &mut Socket<'_, ConnData>) {
         if socket.data.pending.is_some() {
             self.advance(socket);
+            self.drive(socket);
         } else if let Some(id) = socket.data.waiting_for.take() {
             // Maybe notified: look again (watching, so a notify in between is not lost).
             self.registry.watch(&id, socket.waker());

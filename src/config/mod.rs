@@ -331,8 +331,7 @@ impl Config {
                 .unwrap_or(d.stall_timeout),
             max_connections: var(src, ASF_MAX_CONNECTIONS, parse_max_connections)?
                 .unwrap_or(d.max_connections),
-            max_streams: var(src, ASF_MAX_STREAMS, parse_max_streams)?
-                .unwrap_or(d.max_streams),
+            max_streams: var(src, ASF_MAX_STREAMS, parse_max_streams)?.unwrap_or(d.max_streams),
             header_timeout: var(src, ASF_HEADER_TIMEOUT, parse_http_timeout)?
                 .unwrap_or(d.header_timeout),
             keepalive_timeout: var(src, ASF_KEEPALIVE_TIMEOUT, parse_http_timeout)?

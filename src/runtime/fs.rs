@@ -71,16 +71,16 @@ impl DiskFiles {
     }
 
     /// Runs `f` on a file thread; its result is the answer.
-    fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-        gone: T,
-    ) -> Answer<T> {
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static, gone: T) -> Answer<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        let sent = self.jobs.lock().map(|j| j.send(job).is_ok()).unwrap_or(false);
+        let sent = self
+            .jobs
+            .lock()
+            .map(|j| j.send(job).is_ok())
+            .unwrap_or(false);
         if !sent {
             return crate::stream::ready(gone);
         }

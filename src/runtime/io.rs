@@ -59,15 +59,15 @@ pub(crate) async fn write_all(
 }
 
 /// Reads block `b` of `session`'s file with io_uring into a pooled buffer.
-pub(crate) async fn read_block(
-    session: &Arc<StreamSession>,
-    b: u64,
-) -> Result<Bytes, StreamError> {
+pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<Bytes, StreamError> {
     let (start, len) = session.block_range(b);
-    let fd = session.fd().try_clone().map_err(|e| StreamError::ReadFailed {
-        at: start,
-        why: format!("cannot duplicate the file handle: {e}"),
-    })?;
+    let fd = session
+        .fd()
+        .try_clone()
+        .map_err(|e| StreamError::ReadFailed {
+            at: start,
+            why: format!("cannot duplicate the file handle: {e}"),
+        })?;
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(fd));
     let pool = session.pool();
     let mut buf = pool.take();

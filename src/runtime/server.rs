@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use super::session::{ConnGuard, Ctx, Phase};
 use super::conn;
-use crate::service::{ServerStats, Service};
+use super::session::{ConnGuard, Ctx, Phase};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig};
+use crate::service::{ServerStats, Service};
 
 /// Binds one listener; accepted connections inherit its send buffer (`send_buffer` bytes
 /// asked, 0 = the kernel's autotuning).
@@ -125,11 +125,13 @@ fn install_signal_handlers(handle: ShutdownHandle) -> io::Result<()> {
             };
             rt.block_on(async move {
                 use tokio::signal::unix::{signal, SignalKind};
-                let (mut term, mut int) =
-                    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                        (Ok(t), Ok(i)) => (t, i),
-                        (Err(e), _) | (_, Err(e)) => return ready_tx.send(Err(e)).unwrap_or(()),
-                    };
+                let (mut term, mut int) = match (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
+                    (Ok(t), Ok(i)) => (t, i),
+                    (Err(e), _) | (_, Err(e)) => return ready_tx.send(Err(e)).unwrap_or(()),
+                };
                 let _ = ready_tx.send(Ok(()));
                 for level in 1..=2 {
                     let name = tokio::select! {

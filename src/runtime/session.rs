@@ -273,12 +273,15 @@ pub(crate) fn gather<S: Service>(
 ) -> (Step, Reads) {
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
-    service.on_wake(conn, Cx {
+    service.on_wake(
+        conn,
+        Cx {
             sid,
             now,
             waker,
             out: eio.outbox(),
-        });
+        },
+    );
     let mut packets = 0;
     while packets < budget.packets {
         match eio.outbox().pop_front() {
@@ -297,12 +300,16 @@ pub(crate) fn gather<S: Service>(
     };
     if let Err(lagged) = feed.listener.check_lag(now, ctx.config.max_lag_bytes) {
         let reason = DisconnectReason::SlowConsumer(lagged.to_string());
-        service.on_stream_end(conn, Cx {
-            sid,
-            now,
-            waker,
-            out: eio.outbox(),
-        }, Err(lagged));
+        service.on_stream_end(
+            conn,
+            Cx {
+                sid,
+                now,
+                waker,
+                out: eio.outbox(),
+            },
+            Err(lagged),
+        );
         while let Some(p) = eio.outbox().pop_front() {
             out.push(Item::Packet(p));
         }
@@ -358,12 +365,16 @@ pub(crate) fn gather<S: Service>(
                 Poll::Failed(why) => Err(why),
                 _ => Ok(()),
             };
-            service.on_stream_end(conn, Cx {
-            sid,
-            now,
-            waker,
-            out: eio.outbox(),
-        }, result);
+            service.on_stream_end(
+                conn,
+                Cx {
+                    sid,
+                    now,
+                    waker,
+                    out: eio.outbox(),
+                },
+                result,
+            );
             while let Some(p) = eio.outbox().pop_front() {
                 out.push(Item::Packet(p));
             }

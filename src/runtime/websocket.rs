@@ -16,10 +16,10 @@ use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
     gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads, Shared, Step,
 };
-use crate::service::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
 use crate::http::Request;
+use crate::service::Service;
 use crate::ws::{self, Message};
 
 /// Bytes of chunk payload per writev. Larger writes cost less CPU per byte (fewer io_uring

@@ -73,7 +73,8 @@ impl<H: Handler> Erased for Typed<H> {
             .on_connect(&mut Socket::new(parts, data_of(data)), auth);
     }
     fn on_event(&self, parts: Parts<'_>, data: &mut (dyn Any + Send), event: Event) {
-        self.0.on_event(&mut Socket::new(parts, data_of(data)), event);
+        self.0
+            .on_event(&mut Socket::new(parts, data_of(data)), event);
     }
     fn on_disconnect(&self, parts: Parts<'_>, data: &mut (dyn Any + Send), r: &DisconnectReason) {
         self.0
@@ -344,7 +345,12 @@ impl Service for Router {
         }
     }
 
-    fn on_message(&self, conn: &mut Conn, cx: Cx<'_>, msg: Message) -> Result<(), DisconnectReason> {
+    fn on_message(
+        &self,
+        conn: &mut Conn,
+        cx: Cx<'_>,
+        msg: Message,
+    ) -> Result<(), DisconnectReason> {
         let decoded = match msg {
             Message::Text(t) => conn.decoder.decode_text(t),
             Message::Binary(b) => conn.decoder.decode_binary(b),

@@ -105,12 +105,14 @@ impl<'a, D> Socket<'a, D> {
 
     /// Emits `event` whose arguments hold placeholders for `attachments`.
     pub fn emit_binary(&mut self, event: &str, args: &[Value], attachments: Vec<Bytes>) {
-        self.parts.out.push_back(Outgoing::Text(packet::binary_event(
-            self.parts.ns,
-            event,
-            args,
-            attachments.len(),
-        )));
+        self.parts
+            .out
+            .push_back(Outgoing::Text(packet::binary_event(
+                self.parts.ns,
+                event,
+                args,
+                attachments.len(),
+            )));
         self.parts
             .out
             .extend(attachments.into_iter().map(Outgoing::Binary));
@@ -149,7 +151,9 @@ impl<'a, D> Socket<'a, D> {
 
     /// Takes this socket out of room `room`.
     pub fn leave(&mut self, room: &str) {
-        self.parts.rooms.leave(self.parts.member, self.parts.sid, room);
+        self.parts
+            .rooms
+            .leave(self.parts.member, self.parts.sid, room);
     }
 
     /// The rooms this socket is in.

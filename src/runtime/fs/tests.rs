@@ -47,8 +47,14 @@ fn long_missing_paths_resolve_and_overlong_ones_are_refused() {
 fn refuses_escapes_and_special_files() {
     let dir = root();
     assert_eq!(resolve(dir.path(), "../etc/passwd"), Err(PathError::DotDot));
-    assert_eq!(resolve(dir.path(), "/etc/passwd"), Err(PathError::OutsideRoot));
-    assert_eq!(resolve(dir.path(), "/dev/zero"), Err(PathError::OutsideRoot));
+    assert_eq!(
+        resolve(dir.path(), "/etc/passwd"),
+        Err(PathError::OutsideRoot)
+    );
+    assert_eq!(
+        resolve(dir.path(), "/dev/zero"),
+        Err(PathError::OutsideRoot)
+    );
     std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
     assert_eq!(resolve(dir.path(), "link"), Err(PathError::OutsideRoot));
     std::fs::create_dir(dir.path().join("d")).unwrap();
@@ -64,7 +70,10 @@ fn refuses_escapes_and_special_files() {
         0,
     )
     .unwrap();
-    assert_eq!(resolve(dir.path(), "f"), Err(PathError::NotRegular("a FIFO")));
+    assert_eq!(
+        resolve(dir.path(), "f"),
+        Err(PathError::NotRegular("a FIFO"))
+    );
     assert_eq!(
         resolve(Path::new("/nonexistent-asf-root"), "a"),
         Err(PathError::RootMissing)
@@ -104,7 +113,10 @@ fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
     let d = dir.path().canonicalize().unwrap().join("d.real");
     assert!(matches!(
         open_beneath(&r, &d),
-        Err(OpenError::NotRegular { kind: "a directory", .. })
+        Err(OpenError::NotRegular {
+            kind: "a directory",
+            ..
+        })
     ));
     assert!(matches!(
         open_beneath(&r, Path::new("/etc/passwd")),

@@ -75,7 +75,9 @@ impl Client {
             out: &mut self.out,
         };
         let msg = Message::Text(Bytes::copy_from_slice(text.as_bytes()));
-        router.on_message(&mut self.conn, cx, msg).expect("accepted");
+        router
+            .on_message(&mut self.conn, cx, msg)
+            .expect("accepted");
     }
 
     fn wake(&mut self, router: &Router) {
@@ -152,7 +154,11 @@ fn a_room_broadcast_reaches_exactly_the_rooms_members() {
         c.wake(&r);
     }
     for c in members.iter_mut() {
-        assert_eq!(c.wakes.0.load(Ordering::SeqCst), 1, "a member is woken once");
+        assert_eq!(
+            c.wakes.0.load(Ordering::SeqCst),
+            1,
+            "a member is woken once"
+        );
         assert_eq!(c.texts(), [r#"2/a,["news",{"n":1}]"#]);
     }
     for c in [&mut other_room, &mut other_ns, &mut left] {
@@ -195,7 +201,11 @@ fn connects_count_against_the_packet_rate() {
             waker: &c.waker,
             out: &mut c.out,
         };
-        match r.on_message(&mut c.conn, cx, Message::Text(Bytes::from_static(b"0/bad,"))) {
+        match r.on_message(
+            &mut c.conn,
+            cx,
+            Message::Text(Bytes::from_static(b"0/bad,")),
+        ) {
             Ok(()) => refused += 1,
             Err(e) => {
                 closed = Some(e);
@@ -203,6 +213,9 @@ fn connects_count_against_the_packet_rate() {
             }
         }
     }
-    assert_eq!(refused, 20, "a burst of twice the rate, then the session closes");
+    assert_eq!(
+        refused, 20,
+        "a burst of twice the rate, then the session closes"
+    );
     assert_eq!(closed, Some(DisconnectReason::RateLimited));
 }

@@ -203,8 +203,7 @@ fn a_late_joiner_catches_up_from_memory_within_the_cache_budget() {
     let now = Instant::now();
     f.registry.sweep(now);
     assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 64 * 1024);
-    f.registry
-        .sweep(now + crate::stream::SESSION_LINGER);
+    f.registry.sweep(now + crate::stream::SESSION_LINGER);
     assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 0);
 }
 
@@ -294,7 +293,11 @@ fn an_abandoned_read_wakes_waiters_and_is_claimed_again() {
     let mut out = Vec::new();
     // a's reader is dropped: b is woken and now claims the read itself.
     session.abandon_read(blk);
-    assert_eq!(b_wakes.0.load(Ordering::SeqCst), 1, "the waiter was not woken");
+    assert_eq!(
+        b_wakes.0.load(Ordering::SeqCst),
+        1,
+        "the waiter was not woken"
+    );
     assert_eq!(
         b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
         Poll::Read(blk)
