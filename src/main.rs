@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     }
     if config.internal_token.is_none() {
         if config.host.is_loopback() {
-            tracing::info!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from this machine without a token");
+            tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port");
         } else {
             tracing::warn!(host = %config.host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port");
         }

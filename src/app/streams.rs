@@ -375,7 +375,7 @@ impl Handler for Streams {
         let sent = feed.listener.bytes_sent();
         match result {
             Ok(()) => {
-                tracing::debug!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");
+                tracing::info!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");
                 socket.emit(
                     "audio_control",
                     &[json!({

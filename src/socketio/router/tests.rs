@@ -115,11 +115,11 @@ fn two_namespaces_each_with_its_own_handler_state_and_an_unknown_one_refused() {
     c.send(&r, "0/b,");
     c.send(&r, "0/nope,");
     let t = c.texts();
-    assert!(t[0].starts_with("0/a,{\"sid\":"));
-    assert_eq!(t[1], r#"2/a,["hello","/a"]"#);
-    assert!(t[2].starts_with("0/b,{\"sid\":"));
-    assert_eq!(t[3], r#"2/b,["hello","/b"]"#);
-    assert_eq!(t[4], r#"4/nope,{"message":"Invalid namespace"}"#);
+    assert!(t[0].starts_with("40/a,{\"sid\":"));
+    assert_eq!(t[1], r#"42/a,["hello","/a"]"#);
+    assert!(t[2].starts_with("40/b,{\"sid\":"));
+    assert_eq!(t[3], r#"42/b,["hello","/b"]"#);
+    assert_eq!(t[4], r#"44/nope,{"message":"Invalid namespace"}"#);
     assert_eq!(r.close_packets(&c.conn).len(), 2);
 }
 
@@ -159,7 +159,7 @@ fn a_room_broadcast_reaches_exactly_the_rooms_members() {
             1,
             "a member is woken once"
         );
-        assert_eq!(c.texts(), [r#"2/a,["news",{"n":1}]"#]);
+        assert_eq!(c.texts(), [r#"42/a,["news",{"n":1}]"#]);
     }
     for c in [&mut other_room, &mut other_ns, &mut left] {
         assert_eq!(c.wakes.0.load(Ordering::SeqCst), 0);
