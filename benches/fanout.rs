@@ -31,12 +31,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asf::socketio::packet::single_binary_event;
+use std::os::unix::fs::MetadataExt;
+use std::task::{Wake, Waker};
+
 use asf::stream::{
-    BufferPool, Framing, Listener, Poll, Registry, SessionParams, StreamSession, StreamStats,
+    BufferPool, FileIdentity, Framing, Listener, OpenedFile, Poll, SessionParams, Sessions,
+    StreamError, StreamSession, StreamStats,
 };
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use tokio::sync::Notify;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Size of the streamed file.
@@ -51,11 +54,39 @@ const MAX_CHUNKS: usize = 64;
 const STREAM_ID: &str = "strm_bench";
 const NS: &str = "/api/v1/podcasts/stream";
 
-/// A registry over a temp dir holding one 1 MiB file registered as [`STREAM_ID`].
+/// A writer's waker that does nothing (each listener gets one of its own: sessions tell
+/// waiters apart by their wakers).
+struct Quiet;
+
+impl Wake for Quiet {
+    fn wake(self: Arc<Self>) {}
+}
+
+fn quiet_waker() -> Waker {
+    Waker::from(Arc::new(Quiet))
+}
+
+/// A session table over a temp dir holding one 1 MiB file, streamed as [`STREAM_ID`].
 struct Fixture {
     dir: tempfile::TempDir,
     params: SessionParams,
-    registry: Registry,
+    registry: Sessions,
+}
+
+/// Opens the file as the runtime does (here with std), for the session table.
+fn open(path: &std::path::Path) -> OpenedFile {
+    let file = std::fs::File::open(path).expect("open the audio file");
+    let meta = file.metadata().expect("stat the audio file");
+    OpenedFile {
+        fd: file.into(),
+        identity: FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        },
+        path: path.to_path_buf(),
+    }
 }
 
 impl Fixture {
@@ -68,10 +99,7 @@ impl Fixture {
             cache_bytes: 8 << 20,
             stats: Arc::new(StreamStats::default()),
         };
-        let registry = Registry::new(dir.path().to_path_buf(), params.clone());
-        registry
-            .notify(STREAM_ID, "audio.mp3")
-            .expect("register the audio file");
+        let registry = Sessions::new(params.clone());
         Fixture {
             dir,
             params,
@@ -82,16 +110,13 @@ impl Fixture {
     /// A session of the file of its own, outside the registry (which would hand back a
     /// lingering session with its blocks cached).
     fn unshared_session(&self) -> Arc<StreamSession> {
-        let path = self.dir.path().join("audio.mp3");
-        let file = std::fs::File::open(&path).expect("open the audio file");
-        StreamSession::new(STREAM_ID.to_owned(), path, file, self.params.clone())
-            .expect("open the stream session")
+        let opened = open(&self.dir.path().join("audio.mp3"));
+        StreamSession::new(STREAM_ID.to_owned(), opened, self.params.clone())
     }
 
     fn session(&self) -> Arc<StreamSession> {
         self.registry
-            .open_session(STREAM_ID)
-            .expect("open the stream session")
+            .attach(STREAM_ID, open(&self.dir.path().join("audio.mp3")))
     }
 }
 
@@ -100,11 +125,14 @@ fn read_block(session: &StreamSession, b: u64) {
     let (offset, len) = session.block_range(b);
     let mut buf = session.pool().take();
     buf.resize(len, 0);
-    let result = session
-        .file()
+    let file = std::fs::File::from(session.fd().try_clone().expect("dup the descriptor"));
+    let result = file
         .read_exact_at(&mut buf, offset)
         .map(|()| session.pool().freeze(buf))
-        .map_err(|e| e.to_string());
+        .map_err(|e| StreamError::ReadFailed {
+            at: offset,
+            why: e.to_string(),
+        });
     session.complete_read(b, result);
 }
 
@@ -112,7 +140,7 @@ fn read_block(session: &StreamSession, b: u64) {
 /// then dropping it (as a writer does once `writev` is done). Returns the chunks handed out.
 fn drain(
     listener: &mut Listener,
-    waker: &Arc<Notify>,
+    waker: &Waker,
     out: &mut Vec<Bytes>,
     write: impl FnMut(&[Bytes]),
 ) -> usize {
@@ -122,7 +150,7 @@ fn drain(
 /// [`drain`], through `poll_wire` when `framing` is given (returns the pieces handed out).
 fn drain_with(
     listener: &mut Listener,
-    waker: &Arc<Notify>,
+    waker: &Waker,
     framing: Option<&Framing<'_>>,
     out: &mut Vec<Bytes>,
     mut write: impl FnMut(&[Bytes]),
@@ -164,7 +192,7 @@ fn listeners(session: &Arc<StreamSession>, n: usize) -> Vec<Listener> {
 /// Reads every block into the session's cache and keeps them there: the returned listener
 /// sits on block 0, so no block is behind every cursor, and 1 MiB is under the cache budget.
 fn warm(session: &Arc<StreamSession>) -> Listener {
-    let waker = Arc::new(Notify::new());
+    let waker = quiet_waker();
     let mut pin = listeners(session, 1).remove(0);
     if let Some(b) = pin.take_prefetch() {
         read_block(session, b);
@@ -184,7 +212,7 @@ fn fanout(c: &mut Criterion) {
     let session = fixture.session();
     let pin = warm(&session);
     let reads_before = session.bytes_read();
-    let waker = Arc::new(Notify::new());
+    let waker = quiet_waker();
 
     let full = chunk_prefix(CHUNK);
     let prefix = |len: usize| {
@@ -274,8 +302,7 @@ fn join_wait(c: &mut Criterion) {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
                     let session = fixture.unshared_session();
-                    let wakers: Vec<Arc<Notify>> =
-                        (0..n).map(|_| Arc::new(Notify::new())).collect();
+                    let wakers: Vec<Waker> = (0..n).map(|_| quiet_waker()).collect();
                     let mut all = listeners(&session, n);
                     let t0 = Instant::now();
                     let mut claimed = None;
@@ -330,7 +357,7 @@ fn iovec_batch(c: &mut Criterion) {
         // One poll's worth of chunks, as the listener hands them out.
         let mut listener = listeners(&session, 1).remove(0);
         let mut chunks = Vec::new();
-        let waker = Arc::new(Notify::new());
+        let waker = quiet_waker();
         let poll = listener.poll(
             Instant::now(),
             chunks_per_write * CHUNK,

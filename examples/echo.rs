@@ -16,19 +16,17 @@
 //! * Engine.IO mode (`--engine-io`, path `/engine.io/`): every message comes back as it
 //!   came, text as text and binary as binary.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asf::config::{Config, CorsOrigins};
-use asf::engineio::{DisconnectReason, Message, Outgoing, Sid};
-use asf::runtime::Service;
-use asf::socketio::{self, Conn, Event, Handler, Server, Socket};
+use asf::engineio::{DisconnectReason, Message, Outgoing};
+use asf::service::{Cx, Service};
+use asf::socketio::{self, Event, Handler, Router, Socket};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 /// Port used when `--port` is not given.
 const DEFAULT_PORT: u16 = 3000;
@@ -117,10 +115,6 @@ struct Echo;
 impl Handler for Echo {
     type Data = ();
 
-    fn accepts(&self, ns: &str) -> bool {
-        matches!(ns, "/" | "/custom")
-    }
-
     fn on_connect(&self, socket: &mut Socket<'_, ()>, auth: Option<&Value>) {
         let auth = auth.cloned().unwrap_or_else(|| json!({}));
         tracing::debug!(sid = %socket.sid(), ns = %socket.ns(), %auth, "client connected");
@@ -151,54 +145,12 @@ impl Handler for Echo {
     }
 }
 
-/// Runs the [`Echo`] handler on Engine.IO at `/socket.io/`.
-#[derive(Debug)]
-struct SocketIoEcho {
-    sio: Server<Echo>,
-}
-
-impl Service for SocketIoEcho {
-    type Conn = Conn<()>;
-
-    fn engine_path(&self) -> &str {
-        SOCKETIO_PATH
-    }
-
-    fn open(&self) -> Self::Conn {
-        self.sio.new_conn()
-    }
-
-    fn on_message(
-        &self,
-        conn: &mut Self::Conn,
-        out: &mut VecDeque<Outgoing>,
-        msg: Message,
-        sid: Sid,
-        now: Instant,
-        waker: &Arc<Notify>,
-    ) -> Result<(), DisconnectReason> {
-        self.sio.handle_message(conn, out, msg, sid, now, waker)
-    }
-
-    fn is_connected(&self, conn: &Self::Conn) -> bool {
-        conn.is_connected()
-    }
-
-    fn on_close(
-        &self,
-        conn: &mut Self::Conn,
-        out: &mut VecDeque<Outgoing>,
-        reason: &DisconnectReason,
-        sid: Sid,
-        now: Instant,
-        waker: &Arc<Notify>,
-    ) {
-        self.sio.handle_close(conn, out, reason, sid, now, waker);
-    }
-
-    fn close_packets(&self, conn: &Self::Conn) -> Vec<Outgoing> {
-        self.sio.disconnect_packets(conn)
-    }
+/// The Socket.IO echo: the [`Echo`] handler on namespaces `/` and `/custom`.
+fn socketio_echo() -> Router {
+    let echo = Arc::new(Echo);
+    Router::new(SOCKETIO_PATH, socketio::Limits::default())
+        .namespace("/", Arc::clone(&echo))
+        .namespace("/custom", echo)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,36 +183,20 @@ impl Service for EngineIoEcho {
 
     fn open(&self) -> Self::Conn {}
 
-    fn on_message(
-        &self,
-        _conn: &mut Self::Conn,
-        out: &mut VecDeque<Outgoing>,
-        msg: Message,
-        _sid: Sid,
-        _now: Instant,
-        _waker: &Arc<Notify>,
-    ) -> Result<(), DisconnectReason> {
-        out.push_back(echo_of(msg));
+    fn on_message(&self, _conn: &mut (), cx: Cx<'_>, msg: Message) -> Result<(), DisconnectReason> {
+        cx.out.push_back(echo_of(msg));
         Ok(())
     }
 
-    fn is_connected(&self, _conn: &Self::Conn) -> bool {
+    fn is_connected(&self, _conn: &()) -> bool {
         true
     }
 
-    fn on_close(
-        &self,
-        _conn: &mut Self::Conn,
-        _out: &mut VecDeque<Outgoing>,
-        reason: &DisconnectReason,
-        sid: Sid,
-        _now: Instant,
-        _waker: &Arc<Notify>,
-    ) {
-        tracing::debug!(%sid, %reason, "engine.io session closed");
+    fn on_close(&self, _conn: &mut (), cx: Cx<'_>, reason: &DisconnectReason) {
+        tracing::debug!(sid = %cx.sid, %reason, "engine.io session closed");
     }
 
-    fn close_packets(&self, _conn: &Self::Conn) -> Vec<Outgoing> {
+    fn close_packets(&self, _conn: &()) -> Vec<Outgoing> {
         Vec::new()
     }
 }
@@ -290,8 +226,7 @@ fn main() -> ExitCode {
         asf::runtime::run(config, Arc::new(EngineIoEcho))
     } else {
         tracing::info!("socket.io echo on {SOCKETIO_PATH} (namespaces / and /custom)");
-        let sio = Server::new(Arc::new(Echo), socketio::Limits::default());
-        asf::runtime::run(config, Arc::new(SocketIoEcho { sio }))
+        asf::runtime::run(config, Arc::new(socketio_echo()))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -371,8 +306,8 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        assert!(Echo.accepts("/"));
-        assert!(Echo.accepts("/custom"));
-        assert!(!Echo.accepts("/nope"));
+        let router = socketio_echo();
+        let names: Vec<&str> = router.namespaces().collect();
+        assert_eq!(names, ["/", "/custom"]);
     }
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod engineio;
 pub mod http;
 pub mod runtime;
+pub mod service;
 pub mod socketio;
 pub mod stream;
 pub mod ws;

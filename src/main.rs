@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use asf::app::App;
 use asf::config::Config;
+use asf::runtime::DiskFiles;
+use asf::stream::MemoryRegistry;
 
 fn main() -> ExitCode {
     let mut print_config = false;
@@ -51,11 +52,26 @@ fn main() -> ExitCode {
         tracing::warn!("ASF_SECRET_KEY is not set; generated a random one for this run");
     }
     if config.internal_token.is_none() {
-        tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port");
+        if config.host.is_loopback() {
+            tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port");
+        } else {
+            tracing::warn!(host = %config.host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port");
+        }
+    }
+    if !config.audio_root.is_dir() {
+        tracing::warn!(root = ?config.audio_root, "ASF_AUDIO_ROOT does not exist; notifies will be refused until it does");
     }
     let config = Arc::new(config);
-    let app = Arc::new(App::new(Arc::clone(&config)));
-    match asf::runtime::run(config, app) {
+    let files = match DiskFiles::new(config.audio_root.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("asf: cannot start the file threads: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let registry = Arc::new(MemoryRegistry::new(config.max_streams));
+    let service = Arc::new(asf::app::build(Arc::clone(&config), files, registry));
+    match asf::runtime::run(config, service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "asf stopped");

@@ -107,6 +107,10 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ASF_MAX_CONNECTIONS: &str = "ASF_MAX_CONNECTIONS";
 /// Default connection cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Name of the stream id cap variable.
+pub const ASF_MAX_STREAMS: &str = "ASF_MAX_STREAMS";
+/// Default stream id cap.
+pub const DEFAULT_MAX_STREAMS: usize = 100_000;
 /// Name of the HTTP header timeout variable (seconds).
 pub const ASF_HEADER_TIMEOUT: &str = "ASF_HEADER_TIMEOUT";
 /// Default HTTP header timeout.
@@ -211,6 +215,10 @@ pub struct Config {
     /// at once. Default 100000: each costs a file descriptor (a session: its state) and some
     /// memory; also bounded by `ulimit -n`.
     pub max_connections: usize,
+    /// `ASF_MAX_STREAMS`, registered stream ids at most, >= 1. Default 100000: each costs
+    /// its id and path in memory; a notify of a new id past it gets 503 (re-notifies of
+    /// known ids still succeed).
+    pub max_streams: usize,
     /// `ASF_HEADER_TIMEOUT`, seconds to receive a full HTTP request head, >0..=86400,
     /// counted from the head's first byte (from the connection's start for its first
     /// request), however the bytes are spread out. Default 10: shorter resists slow-loris
@@ -260,6 +268,7 @@ impl Default for Config {
             send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_streams: DEFAULT_MAX_STREAMS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
@@ -335,6 +344,7 @@ impl Config {
                 .unwrap_or(d.stall_timeout),
             max_connections: var(src, ASF_MAX_CONNECTIONS, parse_max_connections)?
                 .unwrap_or(d.max_connections),
+            max_streams: var(src, ASF_MAX_STREAMS, parse_max_streams)?.unwrap_or(d.max_streams),
             header_timeout: var(src, ASF_HEADER_TIMEOUT, parse_http_timeout)?
                 .unwrap_or(d.header_timeout),
             body_timeout: var(src, ASF_BODY_TIMEOUT, parse_http_timeout)?.unwrap_or(d.body_timeout),
@@ -369,7 +379,7 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 28] = [
+        let fields: [(&str, String); 29] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -404,6 +414,7 @@ impl Config {
             ("send_buffer_bytes", self.send_buffer_bytes.to_string()),
             ("stall_timeout", format!("{:?}", self.stall_timeout)),
             ("max_connections", self.max_connections.to_string()),
+            ("max_streams", self.max_streams.to_string()),
             ("header_timeout", format!("{:?}", self.header_timeout)),
             ("body_timeout", format!("{:?}", self.body_timeout)),
             ("keepalive_timeout", format!("{:?}", self.keepalive_timeout)),

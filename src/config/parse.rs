@@ -185,6 +185,10 @@ pub(super) fn parse_max_connections(raw: &str) -> Result<usize, String> {
     whole_usize(raw, "connections", 1, usize::MAX)
 }
 
+pub(super) fn parse_max_streams(raw: &str) -> Result<usize, String> {
+    whole_usize(raw, "stream ids", 1, usize::MAX)
+}
+
 pub(super) fn parse_http_timeout(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, true, MAX_HTTP_TIMEOUT_SECS)
 }

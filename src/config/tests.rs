@@ -65,6 +65,7 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.send_buffer_bytes, 131_072);
     assert_eq!(c.stall_timeout, Duration::from_secs(30));
     assert_eq!(c.max_connections, 100_000);
+    assert_eq!(c.max_streams, 100_000);
     assert_eq!(c.header_timeout, Duration::from_secs(10));
     assert_eq!(c.body_timeout, Duration::from_secs(10));
     assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
@@ -234,6 +235,7 @@ fn out_of_range_and_malformed_numbers_are_rejected() {
     parse_err(ASF_SEND_BUFFER_BYTES, "1073741825");
     parse_err(ASF_SEND_BUFFER_BYTES, "-1");
     parse_err(ASF_MAX_CONNECTIONS, "0");
+    parse_err(ASF_MAX_STREAMS, "0");
     parse_err(ASF_MAX_EVENTS_PER_SEC, "0");
     parse_err(ASF_MAX_EVENTS_PER_SEC, "4294967296");
 }

@@ -107,6 +107,31 @@ pub enum DisconnectReason {
     ServerClose,
 }
 
+impl DisconnectReason {
+    /// The WebSocket close code a session ending for this reason is closed with.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            DisconnectReason::ServerShutdown => 1001,
+            DisconnectReason::PayloadTooLarge => 1009,
+            DisconnectReason::ProtocolError(_)
+            | DisconnectReason::RateLimited
+            | DisconnectReason::QueueFull { .. } => 1008,
+            _ => 1000,
+        }
+    }
+
+    /// True when the server, not the client, ends the session (the client is then told, with
+    /// a Socket.IO disconnect per namespace, before the transport closes).
+    pub fn server_initiated(&self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::ClientClose
+                | DisconnectReason::TransportClose
+                | DisconnectReason::TransportError(_)
+        )
+    }
+}
+
 impl std::fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -12,11 +12,12 @@ use tokio_uring::net::TcpStream;
 
 use super::io::write_all;
 use super::session::{gather, Budget, ConnGuard, Ctx, Item, Reads, Shared, Step};
-use super::{websocket, Service};
+use super::websocket;
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
 use crate::engineio::{Outgoing, Sid, Transport};
 use crate::http::{self, Request, Response};
+use crate::service::{Cx, HttpReply, Service};
 
 /// Most packets in one polling response (python-socketio refuses longer payloads).
 const MAX_POLL_PACKETS: usize = 16;
@@ -130,7 +131,10 @@ pub(crate) async fn handle<S: Service>(
                 let resp = if engine {
                     engine_request(&ctx, &req).await
                 } else {
-                    ctx.service.handle_http(&req, &ctx.stats)
+                    match ctx.service.handle_http(&req, &ctx.stats) {
+                        HttpReply::Ready(resp) => resp,
+                        HttpReply::Later(answer) => answer.await,
+                    }
                 };
                 let keep_alive =
                     keep_alive && *ctx.phase.borrow() == super::session::Phase::Running;
@@ -325,7 +329,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
         let closed = shared.lock().eio.closed().is_some();
         if closed {
             // Wake the poll already waiting so it answers with a close packet.
-            shared.notify.notify_one();
+            shared.wake();
             ctx.finish(shared);
         }
         return eio_error(ErrorCode::BadRequest);
@@ -348,7 +352,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
                     ctx,
                     &mut st,
                     shared.sid,
-                    &shared.notify,
+                    &shared.waker,
                     now,
                     budget,
                     &mut items,
@@ -369,11 +373,11 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
             Step::More => {}
             Step::Sleep(t) => {
                 tokio::select! {
-                    _ = shared.notify.notified() => {}
+                    _ = shared.woken() => {}
                     _ = tokio::time::sleep_until(t.into()) => {}
                 }
             }
-            Step::Idle => shared.notify.notified().await,
+            Step::Idle => shared.woken().await,
         }
     };
     shared.lock().eio.end_poll();
@@ -396,7 +400,7 @@ fn poll_post<S: Service>(
             .lock()
             .eio
             .close(crate::engineio::DisconnectReason::PayloadTooLarge);
-        shared.notify.notify_one();
+        shared.wake();
         ctx.finish(shared);
         return Response::error(413, "Payload too large");
     }
@@ -410,7 +414,7 @@ fn poll_post<S: Service>(
                 .close(crate::engineio::DisconnectReason::ProtocolError(
                     e.to_string(),
                 ));
-            shared.notify.notify_one();
+            shared.wake();
             ctx.finish(shared);
             return eio_error(ErrorCode::BadRequest);
         }
@@ -430,7 +434,7 @@ fn poll_post<S: Service>(
         }
         st.eio.closed().cloned()
     };
-    shared.notify.notify_one();
+    shared.wake();
     if let Some(reason) = closed {
         tracing::debug!(sid = %shared.sid, %reason, "session closed by polling POST");
         ctx.finish(shared);
@@ -450,10 +454,13 @@ pub(crate) fn handle_packet<S: Service>(
     match st.eio.handle_packet(now, packet, via) {
         Ok(Some(msg)) => {
             let super::session::State { eio, conn, .. } = st;
-            if let Err(reason) =
-                ctx.service
-                    .on_message(conn, eio.outbox(), msg, shared.sid, now, &shared.notify)
-            {
+            let cx = Cx {
+                sid: shared.sid,
+                now,
+                waker: &shared.waker,
+                out: eio.outbox(),
+            };
+            if let Err(reason) = ctx.service.on_message(conn, cx, msg) {
                 tracing::info!(sid = %shared.sid, %reason, "closing session");
                 eio.close(reason);
             } else if ctx.service.is_connected(conn) {

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use crate::stream::StreamSession;
+use crate::stream::{StreamError, StreamSession};
 
 /// Most buffers handed to one `writev` (the kernel's IOV_MAX is 1024).
 pub(crate) const MAX_IOVECS: usize = 1000;
@@ -59,13 +59,16 @@ pub(crate) async fn write_all(
 }
 
 /// Reads block `b` of `session`'s file with io_uring into a pooled buffer.
-pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<Bytes, String> {
+pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<Bytes, StreamError> {
     let (start, len) = session.block_range(b);
-    let std_file = session
-        .file()
+    let fd = session
+        .fd()
         .try_clone()
-        .map_err(|e| format!("cannot duplicate the file handle: {e}"))?;
-    let file = tokio_uring::fs::File::from_std(std_file);
+        .map_err(|e| StreamError::ReadFailed {
+            at: start,
+            why: format!("cannot duplicate the file handle: {e}"),
+        })?;
+    let file = tokio_uring::fs::File::from_std(std::fs::File::from(fd));
     let pool = session.pool();
     let mut buf = pool.take();
     let mut got = 0usize;
@@ -78,7 +81,10 @@ pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<B
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                failure = Some(format!("read failed at byte {}: {e}", start + got as u64));
+                failure = Some(StreamError::ReadFailed {
+                    at: start + got as u64,
+                    why: e.to_string(),
+                });
                 break;
             }
         }
@@ -90,11 +96,10 @@ pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<B
     }
     if got < len {
         pool.give_back(buf);
-        return Err(format!(
-            "the audio file shrank while streaming (it ends before byte {} of {})",
-            start + len as u64,
-            session.len()
-        ));
+        return Err(StreamError::Shrank {
+            end: start + len as u64,
+            len: session.len(),
+        });
     }
     Ok(pool.freeze(buf))
 }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use super::conn;
 use super::session::{ConnGuard, Ctx, Phase};
-use super::{conn, ServerStats, Service};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig};
+use crate::service::{ServerStats, Service};
 
 /// Binds one listener; accepted connections inherit its send buffer (`send_buffer` bytes
 /// asked, 0 = the kernel's autotuning).
@@ -32,13 +33,19 @@ fn bind(addr: SocketAddr, backlog: u32, send_buffer: usize) -> io::Result<TcpLis
 
 /// Binds one `SO_REUSEPORT` listener per worker on the configured address (the first
 /// one picks the port when it is 0).
-fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
+pub fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
     let (backlog, send_buffer) = (config.listen_backlog, config.send_buffer_bytes);
     let first = bind(
         SocketAddr::new(config.host, config.port),
         backlog,
         send_buffer,
-    )?;
+    )
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}:{}: {e}", config.host, config.port),
+        )
+    })?;
     let addr = first.local_addr()?;
     if send_buffer > 0 {
         // Linux doubles what is asked (for its bookkeeping) and caps it at net.core.wmem_max.
@@ -56,16 +63,130 @@ fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
     Ok(all)
 }
 
-/// Serves `service` until SIGTERM or SIGINT, then shuts down gracefully. Prints
-/// `asf listening on ADDR` on stdout once the listeners are bound.
+/// Asks a server started with [`serve`] to stop.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<u8>>);
+
+/// The stop requests a server started with [`serve`] obeys.
+#[derive(Debug)]
+pub struct Shutdown(watch::Receiver<u8>);
+
+/// A connected pair: the handle asks, the server obeys.
+pub fn shutdown_channel() -> (ShutdownHandle, Shutdown) {
+    let (tx, rx) = watch::channel(0);
+    (ShutdownHandle(Arc::new(tx)), Shutdown(rx))
+}
+
+impl ShutdownHandle {
+    /// Stop gracefully: no new connections, running streams get `ASF_SHUTDOWN_GRACE`.
+    pub fn drain(&self) {
+        self.0.send_if_modified(|v| {
+            let was = *v;
+            *v = (*v).max(1);
+            *v != was
+        });
+    }
+
+    /// Skip the rest of the grace period.
+    pub fn force(&self) {
+        let _ = self.0.send(2);
+    }
+}
+
+impl Shutdown {
+    /// Waits until the level reaches `level` (1 = drain, 2 = force); also returns when every
+    /// handle is gone.
+    async fn reached(&mut self, level: u8) {
+        loop {
+            if *self.0.borrow_and_update() >= level {
+                return;
+            }
+            if self.0.changed().await.is_err() {
+                // No handle can ask any more: treat it as a forced stop.
+                return;
+            }
+        }
+    }
+}
+
+/// Installs SIGTERM/SIGINT handlers on a thread of their own: the first signal drains,
+/// the next forces. Returns once the handlers are installed.
+fn install_signal_handlers(handle: ShutdownHandle) -> io::Result<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("asf-signals".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return ready_tx.send(Err(e)).unwrap_or(()),
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (mut term, mut int) = match (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
+                    (Ok(t), Ok(i)) => (t, i),
+                    (Err(e), _) | (_, Err(e)) => return ready_tx.send(Err(e)).unwrap_or(()),
+                };
+                let _ = ready_tx.send(Ok(()));
+                for level in 1..=2 {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    tracing::info!(signal = name, "signal received");
+                    if level == 1 {
+                        handle.drain();
+                    } else {
+                        handle.force();
+                    }
+                }
+            });
+        })?;
+    ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(io::Error::other("signal thread ended")))
+}
+
+/// Serves `service` until SIGTERM or SIGINT, then shuts down gracefully. Binds the
+/// configured address and prints `asf listening on ADDR` on stdout once the listeners are
+/// bound and the signal handlers installed.
 pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
-    let listeners = bind_all(&config).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on {}:{}: {e}", config.host, config.port),
-        )
-    })?;
+    let listeners = bind_all(&config)?;
     let addr = listeners[0].local_addr()?;
+    let (handle, shutdown) = shutdown_channel();
+    // Handlers before the listening line: from then on a SIGTERM must drain, not kill.
+    install_signal_handlers(handle)?;
+    tracing::info!(%addr, workers = listeners.len(), "listening");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "asf listening on {addr}");
+        let _ = out.flush();
+    }
+    serve(config, service, listeners, shutdown)
+}
+
+/// Serves `service` on `listeners` (one worker thread each) until `shutdown` asks to stop,
+/// then drains: no new connections, running streams get `config.shutdown_grace` (cut
+/// short by a forced stop), remaining sessions are closed, and the workers end. Returns
+/// once every worker has stopped.
+pub fn serve<S: Service>(
+    config: Arc<Config>,
+    service: Arc<S>,
+    listeners: Vec<TcpListener>,
+    mut shutdown: Shutdown,
+) -> io::Result<()> {
+    if listeners.is_empty() {
+        return Err(io::Error::other("serve needs at least one listener"));
+    }
+    for l in &listeners {
+        l.set_nonblocking(true)?;
+    }
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let ctx = Arc::new(Ctx {
         eio: EioConfig {
@@ -96,42 +217,24 @@ pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
             })?;
         workers.push(handle);
     }
-    // Handlers before the listening line: from then on a SIGTERM must drain, not kill.
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()?;
-    let (mut term, mut int) = {
-        let _guard = signals.enter();
-        (
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
-        )
-    };
-    tracing::info!(%addr, workers = config.workers, "listening");
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "asf listening on {addr}");
-        let _ = out.flush();
-    }
-    signals.block_on(async {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
+    control.block_on(async {
+        shutdown.reached(1).await;
         let grace = config.shutdown_grace;
         tracing::info!(
-            signal = name,
             grace_seconds = grace.as_secs_f64(),
             "shutting down: no new connections; running streams may finish"
         );
         let _ = phase_tx.send(Phase::Draining);
         let deadline = Instant::now() + grace;
+        let forced = shutdown.reached(2);
+        tokio::pin!(forced);
         while ctx.service.active_streams() > 0 && Instant::now() < deadline {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = &mut forced => break,
             }
         }
         let left = ctx.service.active_streams();
@@ -147,8 +250,7 @@ pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = phase_tx.send(Phase::Exit);
-        io::Result::Ok(())
-    })?;
+    });
     for w in workers {
         let _ = w.join();
     }

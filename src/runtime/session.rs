@@ -6,12 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::task::Waker;
+
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use super::{ServerStats, Service};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
+use crate::service::{Cx, ServerStats, Service};
 use crate::stream::{Framing, Poll, StreamSession};
 
 /// Shutdown phases, broadcast to every worker.
@@ -70,9 +72,11 @@ impl<S: Service> Ctx<S> {
             return None;
         }
         let sid = Sid::generate();
+        let signal = Arc::new(Signal(Notify::new()));
         let shared = Arc::new(Shared {
             sid,
-            notify: Arc::new(Notify::new()),
+            waker: Waker::from(Arc::clone(&signal)),
+            signal,
             ended: Notify::new(),
             state: Mutex::new(State {
                 eio: Session::new(sid, transport, self.eio.clone(), Instant::now()),
@@ -106,18 +110,16 @@ impl<S: Service> Ctx<S> {
             .closed()
             .cloned()
             .unwrap_or(DisconnectReason::ServerClose);
-        let State { eio, conn, .. } = &mut *st;
         let mut discard = VecDeque::new();
-        self.service.on_close(
-            conn,
-            &mut discard,
-            &reason,
-            shared.sid,
-            Instant::now(),
-            &shared.notify,
-        );
+        let cx = Cx {
+            sid: shared.sid,
+            now: Instant::now(),
+            waker: &shared.waker,
+            out: &mut discard,
+        };
+        self.service.on_close(&mut st.conn, cx, &reason);
         // Nothing queued will be sent now: free it at once, not when the last task lets go.
-        eio.clear_outbox();
+        st.eio.clear_outbox();
         st.ws_control = VecDeque::new();
         st.ws_control_bytes = 0;
         drop(st);
@@ -138,7 +140,7 @@ impl<S: Service> Ctx<S> {
             .unwrap_or_default();
         for shared in all {
             shared.lock().eio.close(reason.clone());
-            shared.notify.notify_one();
+            shared.wake();
         }
     }
 }
@@ -185,11 +187,28 @@ pub(crate) fn enforce_queue_cap<C>(st: &mut State<C>) -> bool {
     st.eio.closed().is_some()
 }
 
+/// What wakes a session's driver: a `Notify` the WebSocket writer or a pending poll waits
+/// on, handed to the pure layers as a `std::task::Waker`.
+#[derive(Debug)]
+pub(crate) struct Signal(pub Notify);
+
+impl std::task::Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
 /// One session as every worker sees it.
 pub(crate) struct Shared<C> {
     pub sid: Sid,
     /// Wakes whoever drives the session's output (WebSocket writer or pending poll).
-    pub notify: Arc<Notify>,
+    pub signal: Arc<Signal>,
+    /// The same signal as a `Waker`, for the service and the stream engine.
+    pub waker: Waker,
     /// Wakes, once, every task that waits for the session to end (the upgrade WebSockets of a
     /// polling session): [`Ctx::finish`] notifies it.
     pub ended: Notify,
@@ -219,6 +238,16 @@ impl<C> Shared<C> {
     pub fn is_over(&self) -> bool {
         let st = self.lock();
         st.finished || st.eio.closed().is_some()
+    }
+
+    /// Wakes the session's driver.
+    pub fn wake(&self) {
+        self.signal.0.notify_one();
+    }
+
+    /// Waits for a wake-up.
+    pub async fn woken(&self) {
+        self.signal.0.notified().await;
     }
 }
 
@@ -291,7 +320,7 @@ pub(crate) fn gather<S: Service>(
     ctx: &Ctx<S>,
     st: &mut State<S::Conn>,
     sid: Sid,
-    waker: &Arc<Notify>,
+    waker: &Waker,
     now: Instant,
     budget: Budget,
     out: &mut Vec<Item>,
@@ -300,7 +329,15 @@ pub(crate) fn gather<S: Service>(
 ) -> (Step, Reads) {
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
-    service.on_wake(conn, eio.outbox(), sid, now, waker);
+    service.on_wake(
+        conn,
+        Cx {
+            sid,
+            now,
+            waker,
+            out: eio.outbox(),
+        },
+    );
     if enforce_queue_cap(st) {
         return (Step::Idle, Reads::default());
     }
@@ -321,17 +358,22 @@ pub(crate) fn gather<S: Service>(
     let Some(feed) = service.feed(conn) else {
         return (Step::Idle, Reads::default());
     };
-    let lag = feed.listener.lag_bytes(now);
-    if lag > ctx.config.max_lag_bytes {
-        let why = format!(
-            "listener fell {lag} bytes behind the stream (limit {})",
-            ctx.config.max_lag_bytes
+    if let Err(lagged) = feed.listener.check_lag(now, ctx.config.max_lag_bytes) {
+        let reason = DisconnectReason::SlowConsumer(lagged.to_string());
+        service.on_stream_end(
+            conn,
+            Cx {
+                sid,
+                now,
+                waker,
+                out: eio.outbox(),
+            },
+            Err(lagged),
         );
-        service.on_stream_end(conn, eio.outbox(), Err(why.clone()), sid);
         while let Some(p) = eio.pop_outgoing() {
             out.push(Item::Packet(p));
         }
-        eio.close(DisconnectReason::SlowConsumer(why));
+        eio.close(reason);
         return (Step::Idle, Reads::default());
     }
     let chunk_budget = (budget.packets - packets) / 2;
@@ -383,7 +425,16 @@ pub(crate) fn gather<S: Service>(
                 Poll::Failed(why) => Err(why),
                 _ => Ok(()),
             };
-            service.on_stream_end(conn, eio.outbox(), result, sid);
+            service.on_stream_end(
+                conn,
+                Cx {
+                    sid,
+                    now,
+                    waker,
+                    out: eio.outbox(),
+                },
+                result,
+            );
             while let Some(p) = eio.pop_outgoing() {
                 out.push(Item::Packet(p));
             }
@@ -404,7 +455,7 @@ async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
             let had_output = st.eio.has_output();
             let next = run_timers(&ctx, &mut st, Instant::now());
             if st.eio.has_output() != had_output || st.eio.closed().is_some() {
-                shared.notify.notify_one();
+                shared.wake();
             }
             if let Some(reason) = st.eio.closed() {
                 tracing::debug!(sid = %shared.sid, %reason, "heartbeat ends the session");

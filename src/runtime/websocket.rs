@@ -17,11 +17,11 @@ use super::session::{
     enforce_queue_cap, gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads,
     Shared, Step,
 };
-use super::Service;
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::session::PACKET_OVERHEAD;
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
 use crate::http::Request;
+use crate::service::Service;
 use crate::ws::{self, Message};
 
 /// Bytes of chunk payload per writev. Larger writes cost less CPU per byte (fewer io_uring
@@ -176,7 +176,7 @@ async fn reader<S: Service>(
                     st.ws_close = Some(frame);
                     st.eio.close(reason);
                     drop(st);
-                    shared.notify.notify_one();
+                    shared.wake();
                     return;
                 }
             };
@@ -243,7 +243,7 @@ async fn reader<S: Service>(
                 }
                 if !upgrading {
                     shared.lock().eio.close(DisconnectReason::TransportClose);
-                    shared.notify.notify_one();
+                    shared.wake();
                 } else {
                     tracing::debug!(sid = %shared.sid, "upgrade probe connection closed; polling goes on");
                 }
@@ -309,7 +309,7 @@ async fn on_message<S: Service>(
                     .lock()
                     .eio
                     .close(DisconnectReason::ProtocolError(e.to_string()));
-                shared.notify.notify_one();
+                shared.wake();
                 return Flow::Stop;
             }
         },
@@ -334,7 +334,7 @@ async fn on_message<S: Service>(
             st.ws_close = Some(ws::close_frame(1000, ""));
             st.eio.close(DisconnectReason::TransportClose);
             drop(st);
-            shared.notify.notify_one();
+            shared.wake();
             return Flow::Stop;
         }
     };
@@ -346,7 +346,7 @@ async fn on_message<S: Service>(
         handle_packet(ctx, &mut st, shared, packet, Transport::WebSocket, now);
         st.eio.closed().is_some()
     };
-    shared.notify.notify_one();
+    shared.wake();
     if *upgrading {
         if closed {
             return Flow::Stop;
@@ -389,30 +389,8 @@ fn push_control<C>(shared: &Shared<C>, frame: Bytes) -> bool {
     st.ws_control.push_back(frame);
     let closed = enforce_queue_cap(&mut st);
     drop(st);
-    shared.notify.notify_one();
+    shared.wake();
     closed
-}
-
-/// The close code for a session ending for `reason`.
-fn close_code(reason: &DisconnectReason) -> u16 {
-    match reason {
-        DisconnectReason::ServerShutdown => 1001,
-        DisconnectReason::PayloadTooLarge => 1009,
-        DisconnectReason::ProtocolError(_)
-        | DisconnectReason::RateLimited
-        | DisconnectReason::QueueFull { .. } => 1008,
-        _ => 1000,
-    }
-}
-
-/// True when the server, not the client, ends the session (the client is told why).
-fn server_initiated(reason: &DisconnectReason) -> bool {
-    !matches!(
-        reason,
-        DisconnectReason::ClientClose
-            | DisconnectReason::TransportClose
-            | DisconnectReason::TransportError(_)
-    )
 }
 
 /// Frame prefix of one audio chunk: the header packet's text frame and the binary frame
@@ -486,7 +464,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             st.ws_control_bytes = 0;
             if let Some(reason) = st.eio.closed().cloned() {
                 closing = true;
-                if server_initiated(&reason) {
+                if reason.server_initiated() {
                     for p in ctx.service.close_packets(&st.conn) {
                         items.push(Item::Packet(p));
                     }
@@ -494,7 +472,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 let close = st
                     .ws_close
                     .take()
-                    .unwrap_or_else(|| ws::close_frame(close_code(&reason), ""));
+                    .unwrap_or_else(|| ws::close_frame(reason.close_code(), ""));
                 drop(st);
                 for item in items.drain(..) {
                     push_item(item, &mut iov, &mut prefixes);
@@ -511,7 +489,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     &ctx,
                     &mut st,
                     shared.sid,
-                    &shared.notify,
+                    &shared.waker,
                     now,
                     // The first write after a join carries one chunk: a thousand listeners
                     // joining at once then cost the worker one small write each.
@@ -626,11 +604,11 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
         match wake_at {
             Some(t) => {
                 tokio::select! {
-                    _ = shared.notify.notified() => {}
+                    _ = shared.woken() => {}
                     _ = tokio::time::sleep_until(t.into()) => {}
                 }
             }
-            None => shared.notify.notified().await,
+            None => shared.woken().await,
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);

@@ -1,9 +1,13 @@
-//! Socket.IO v5: packets (our encoder, a decoder over socketioxide-parser-common) and the
-//! namespace server API handlers are written against.
+//! Socket.IO v5: packets (our encoder, a decoder over socketioxide-parser-common), the
+//! namespace [`Router`] with rooms, and the [`Handler`] API namespaces are written against.
 //!
 //! Sans-IO: the runtime passes Engine.IO messages in and drains the outbox.
 
 pub mod packet;
-pub mod server;
+pub mod rooms;
+pub mod router;
+pub mod socket;
 
-pub use server::{Conn, Event, Handler, Limits, Server, Socket};
+pub use rooms::{RoomError, Rooms};
+pub use router::{Conn, Limits, Router};
+pub use socket::{Event, Handler, Socket};

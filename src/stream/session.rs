@@ -12,16 +12,54 @@
 //! them with [`StreamSession::complete_read`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
+use super::files::{FileIdentity, OpenedFile};
 use super::pool::BufferPool;
-use super::registry::FileIdentity;
+
+/// Why a stream ended before its last byte. The texts follow "Error while streaming
+/// audio: " in the client's `stream_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// A block read failed.
+    #[error("read failed at byte {at}: {why}")]
+    ReadFailed {
+        /// Offset of the failed read.
+        at: u64,
+        /// The system's reason.
+        why: String,
+    },
+    /// The file got shorter than it was when the session opened it.
+    #[error("the audio file shrank while streaming (it ends before byte {end} of {len})")]
+    Shrank {
+        /// End of the short block.
+        end: u64,
+        /// The length the session expected.
+        len: u64,
+    },
+    /// A block was shorter than the file said.
+    #[error("the audio file ended early at byte {at} of {len}")]
+    EndedEarly {
+        /// Where the listener was.
+        at: u64,
+        /// The length the session expected.
+        len: u64,
+    },
+    /// A paced listener fell further behind its schedule than allowed.
+    #[error("listener fell {lag} bytes behind the stream (limit {limit})")]
+    Lagged {
+        /// Bytes due but not sent.
+        lag: u64,
+        /// `ASF_MAX_LAG_BYTES`.
+        limit: u64,
+    },
+}
 
 /// Settings every session of a registry shares.
 #[derive(Debug, Clone)]
@@ -58,7 +96,7 @@ pub enum BlockState {
         must_read: bool,
     },
     /// Reading the file failed; the stream cannot go on past this point.
-    Failed(String),
+    Failed(StreamError),
 }
 
 /// How a transport frames chunks for the wire. Chunks of a block are cut on a fixed grid
@@ -121,10 +159,10 @@ struct Blocks {
     /// Who waits for each pending block, keyed by the waker's address: a listener asks
     /// again on every wake-up, and with thousands waiting for one block a scan of a list
     /// for duplicates cost O(waiters) per ask.
-    waiters: HashMap<u64, HashMap<usize, Arc<Notify>>>,
+    waiters: HashMap<u64, HashMap<usize, Waker>>,
     /// Number of listener cursors inside each block.
     cursors: BTreeMap<u64, usize>,
-    failure: Option<String>,
+    failure: Option<StreamError>,
 }
 
 /// One stream's opened file and block cache.
@@ -132,7 +170,7 @@ struct Blocks {
 pub struct StreamSession {
     id: String,
     path: PathBuf,
-    file: File,
+    fd: OwnedFd,
     len: u64,
     identity: FileIdentity,
     params: SessionParams,
@@ -141,26 +179,18 @@ pub struct StreamSession {
 }
 
 impl StreamSession {
-    /// A session reading `file` (already opened and checked).
-    pub fn new(
-        id: String,
-        path: PathBuf,
-        file: File,
-        params: SessionParams,
-    ) -> Result<Arc<Self>, String> {
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-        Ok(Arc::new(StreamSession {
+    /// A session reading `opened` (opened and checked by the runtime).
+    pub fn new(id: String, opened: OpenedFile, params: SessionParams) -> Arc<Self> {
+        Arc::new(StreamSession {
             id,
-            path,
-            len: meta.len(),
-            identity: FileIdentity::of(&meta),
-            file,
+            path: opened.path,
+            len: opened.identity.len,
+            identity: opened.identity,
+            fd: opened.fd,
             params,
             blocks: Mutex::new(Blocks::default()),
             bytes_read: AtomicU64::new(0),
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Blocks> {
@@ -179,9 +209,9 @@ impl StreamSession {
         &self.path
     }
 
-    /// The opened file (the runtime reads it).
-    pub fn file(&self) -> &File {
-        &self.file
+    /// The opened file's descriptor (the runtime reads it).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     /// File length when the session opened it: what every listener is sent.
@@ -233,7 +263,7 @@ impl StreamSession {
 
     /// Block `b`, or what to do to get it. `waker` is notified when a pending read of `b`
     /// completes.
-    pub fn get_block(&self, b: u64, waker: &Arc<Notify>) -> BlockState {
+    pub fn get_block(&self, b: u64, waker: &Waker) -> BlockState {
         let mut blocks = self.lock();
         if let Some(bytes) = blocks.ready.get(&b) {
             return BlockState::Ready(bytes.clone());
@@ -245,8 +275,8 @@ impl StreamSession {
             .waiters
             .entry(b)
             .or_default()
-            .entry(Arc::as_ptr(waker) as usize)
-            .or_insert_with(|| Arc::clone(waker));
+            .entry(waker.data() as usize)
+            .or_insert_with(|| waker.clone());
         let must_read = blocks.pending.insert(b);
         BlockState::Missing { must_read }
     }
@@ -329,14 +359,14 @@ impl StreamSession {
     fn wake_waiters(blocks: &mut Blocks, b: u64) {
         if let Some(waiters) = blocks.waiters.remove(&b) {
             for w in waiters.into_values() {
-                w.notify_one();
+                w.wake();
             }
         }
     }
 
     /// Reports the result of reading block `b`, wakes everyone waiting for it, and trims
     /// the cache.
-    pub fn complete_read(&self, b: u64, result: Result<Bytes, String>) {
+    pub fn complete_read(&self, b: u64, result: Result<Bytes, StreamError>) {
         let mut blocks = self.lock();
         blocks.pending.remove(&b);
         match result {
@@ -365,7 +395,7 @@ impl StreamSession {
             // Everyone waiting on any block must learn about the failure.
             for (_, waiters) in blocks.waiters.drain() {
                 for w in waiters.into_values() {
-                    w.notify_one();
+                    w.wake();
                 }
             }
         }

@@ -121,7 +121,6 @@ pub fn path_cases(s: &Server) -> Vec<Case<'_>> {
             }
         }),
     ));
-    let rs = root_s.clone();
     v.push((
         "notify: absolute path outside root -> 403",
         Box::new(move || {
@@ -130,12 +129,11 @@ pub fn path_cases(s: &Server) -> Vec<Case<'_>> {
                 assert_error(
                     &notify_json(a, &body),
                     403,
-                    &format!("filepath resolves outside the audio root {rs}"),
+                    "filepath resolves outside the audio root",
                 );
             }
         }),
     ));
-    let rs = root_s.clone();
     let root2 = root.clone();
     v.push((
         "notify: symlink escaping the root -> 403",
@@ -157,7 +155,7 @@ pub fn path_cases(s: &Server) -> Vec<Case<'_>> {
                 assert_error(
                     &notify_json(a, &body),
                     403,
-                    &format!("filepath resolves outside the audio root {rs}"),
+                    "filepath resolves outside the audio root",
                 );
             }
         }),

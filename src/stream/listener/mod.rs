@@ -7,12 +7,12 @@
 //! Time is an argument: the runtime passes `now` and sleeps until the instant returned.
 
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
-use super::session::{BlockState, Framing, StreamSession, WireBlock};
+use super::session::{BlockState, Framing, StreamError, StreamSession, WireBlock};
 
 /// Why a listener stopped handing out chunks for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub enum Poll {
     /// Every byte has been handed out.
     Finished,
     /// The file could not be read; the stream ends with this reason.
-    Failed(String),
+    Failed(StreamError),
 }
 
 /// Why a join's `offset` was refused.
@@ -138,6 +138,19 @@ impl Listener {
         due_end.saturating_sub(self.next)
     }
 
+    /// The slow-listener policy: a paced listener more than `max_lag` bytes behind its
+    /// schedule must be dropped (the error is what it is told, when it still reads).
+    pub fn check_lag(&self, now: Instant, max_lag: u64) -> Result<(), StreamError> {
+        let lag = self.lag_bytes(now);
+        if lag > max_lag {
+            return Err(StreamError::Lagged {
+                lag,
+                limit: max_lag,
+            });
+        }
+        Ok(())
+    }
+
     /// When this listener's lag will pass `max_lag` bytes if it takes nothing more (None
     /// when unpaced or already finished).
     pub fn lag_deadline(&self, max_lag: u64) -> Option<Instant> {
@@ -182,7 +195,7 @@ impl Listener {
         now: Instant,
         max_bytes: usize,
         max_chunks: usize,
-        waker: &Arc<Notify>,
+        waker: &Waker,
         out: &mut Vec<Bytes>,
     ) -> Poll {
         self.poll_inner(now, max_bytes, max_chunks, waker, None, out)
@@ -198,7 +211,7 @@ impl Listener {
         now: Instant,
         max_bytes: usize,
         max_chunks: usize,
-        waker: &Arc<Notify>,
+        waker: &Waker,
         framing: &Framing<'_>,
         out: &mut Vec<Bytes>,
     ) -> Poll {
@@ -210,7 +223,7 @@ impl Listener {
         now: Instant,
         max_bytes: usize,
         max_chunks: usize,
-        waker: &Arc<Notify>,
+        waker: &Waker,
         framing: Option<&Framing<'_>>,
         out: &mut Vec<Bytes>,
     ) -> Poll {
@@ -253,11 +266,10 @@ impl Listener {
             let from = (self.next - block_start) as usize;
             if from >= block.len() {
                 // The block is shorter than the file said: the file shrank under us.
-                return Poll::Failed(format!(
-                    "the audio file ended early at byte {} of {}",
-                    self.next,
-                    self.session.len()
-                ));
+                return Poll::Failed(StreamError::EndedEarly {
+                    at: self.next,
+                    len: self.session.len(),
+                });
             }
             let chunk_size = self.chunk_size as usize;
             if let Some(framing) = framing {

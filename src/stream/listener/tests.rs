@@ -2,37 +2,85 @@
 //! read failures and wire blocks, against real files in a temporary directory.
 
 use super::*;
-use crate::stream::{BufferPool, Registry, SessionParams, StreamStats};
-use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering;
+use crate::stream::{
+    BufferPool, FileIdentity, OpenedFile, SessionParams, Sessions, StreamError, StreamStats,
+};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Wake;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    registry: Registry,
+    registry: Sessions,
     stats: Arc<StreamStats>,
     data: Vec<u8>,
+    file: std::sync::Mutex<Option<OwnedFd>>,
+}
+
+impl Fixture {
+    /// What the runtime does for a join: opens the file (here: duplicates the test file's
+    /// descriptor) and attaches it to the session table.
+    fn open(&self) -> Arc<StreamSession> {
+        let guard = self.file.lock().unwrap();
+        let fd = guard.as_ref().unwrap().try_clone().unwrap();
+        let st = rustix::fs::fstat(&fd).unwrap();
+        let opened = OpenedFile {
+            fd,
+            identity: FileIdentity {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                len: st.st_size as u64,
+                mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            },
+            path: "a.mp3".into(),
+        };
+        self.registry.attach("s", opened)
+    }
 }
 
 fn fixture(len: usize, block: usize, cache: usize) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(dir.path().join("a.mp3"), &data).unwrap();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&data).unwrap();
     let stats = Arc::new(StreamStats::default());
-    let registry = Registry::new(
-        dir.path().to_path_buf(),
-        SessionParams {
-            pool: BufferPool::new(block, 8),
-            cache_bytes: cache,
-            stats: Arc::clone(&stats),
-        },
-    );
-    registry.notify("s", "a.mp3").unwrap();
+    let registry = Sessions::new(SessionParams {
+        pool: BufferPool::new(block, 8),
+        cache_bytes: cache,
+        stats: Arc::clone(&stats),
+    });
     Fixture {
-        _dir: dir,
         registry,
         stats,
         data,
+        file: std::sync::Mutex::new(Some(OwnedFd::from(file))),
     }
+}
+
+/// A waker of its own (listeners are told apart by their wakers), counting its wake-ups.
+#[derive(Debug, Default)]
+struct TestWake(AtomicUsize);
+
+impl Wake for TestWake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn fire() -> StreamError {
+    StreamError::ReadFailed {
+        at: 0,
+        why: "disk on fire".into(),
+    }
+}
+
+fn waker() -> Waker {
+    counted().0
+}
+
+/// A waker and its wake-up count.
+fn counted() -> (Waker, Arc<TestWake>) {
+    let count = Arc::new(TestWake::default());
+    (Waker::from(Arc::clone(&count)), count)
 }
 
 /// An unpaced listener of 4096-byte chunks from byte 0.
@@ -43,8 +91,8 @@ fn unpaced_from_start(session: &Arc<StreamSession>) -> Listener {
 /// Two listeners from byte 0: `a` claims the first block's read, `b` waits for it.
 fn one_reads_one_waits(
     session: &Arc<StreamSession>,
-    wa: &Arc<Notify>,
-    wb: &Arc<Notify>,
+    wa: &Waker,
+    wb: &Waker,
 ) -> (Listener, Listener, u64) {
     let (mut a, mut b) = (unpaced_from_start(session), unpaced_from_start(session));
     let mut out = Vec::new();
@@ -63,12 +111,13 @@ fn read(session: &Arc<StreamSession>, b: u64) {
     let (start, len) = session.block_range(b);
     let mut buf = session.pool().take();
     buf.resize(len, 0);
-    session.file().read_exact_at(&mut buf, start).unwrap();
+    let n = rustix::io::pread(session.fd(), &mut buf[..], start).unwrap();
+    assert_eq!(n, len);
     session.complete_read(b, Ok(session.pool().freeze(buf)));
 }
 
 /// Drains a listener completely (unpaced), performing reads and prefetches.
-fn drain(l: &mut Listener, waker: &Arc<Notify>, step_chunks: usize) -> Vec<Bytes> {
+fn drain(l: &mut Listener, waker: &Waker, step_chunks: usize) -> Vec<Bytes> {
     let mut all = Vec::new();
     for _ in 0..100_000 {
         let mut out = Vec::new();
@@ -96,8 +145,8 @@ fn drain(l: &mut Listener, waker: &Arc<Notify>, step_chunks: usize) -> Vec<Bytes
 #[test]
 fn chunks_are_slices_of_blocks_and_cover_the_file() {
     let f = fixture(10_000, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let mut l = Listener::new(session, 0, 1000, Duration::ZERO, Instant::now()).unwrap();
     let chunks = drain(&mut l, &waker, 3);
     assert!(chunks.iter().all(|c| c.len() <= 1000));
@@ -109,8 +158,8 @@ fn chunks_are_slices_of_blocks_and_cover_the_file() {
 #[test]
 fn offset_starts_mid_file_and_past_end_is_refused() {
     let f = fixture(10_000, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let mut l = Listener::new(
         Arc::clone(&session),
         5000,
@@ -127,8 +176,8 @@ fn offset_starts_mid_file_and_past_end_is_refused() {
 #[test]
 fn many_listeners_share_one_read_per_block() {
     let f = fixture(100_000, 8192, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let mut listeners: Vec<Listener> = (0..50).map(|_| unpaced_from_start(&session)).collect();
     for l in listeners.iter_mut() {
         assert_eq!(drain(l, &waker, 7).concat(), f.data);
@@ -136,14 +185,14 @@ fn many_listeners_share_one_read_per_block() {
     assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 100_000);
     drop(listeners);
     drop(session);
-    assert_eq!(f.registry.active_sessions(), 0);
+    assert_eq!(f.registry.active(), 0);
 }
 
 #[test]
 fn a_late_joiner_catches_up_from_memory_within_the_cache_budget() {
     let f = fixture(64 * 1024, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let mut first = unpaced_from_start(&session);
     assert_eq!(drain(&mut first, &waker, 5).concat(), f.data);
     let mut late = unpaced_from_start(&session);
@@ -154,16 +203,15 @@ fn a_late_joiner_catches_up_from_memory_within_the_cache_budget() {
     let now = Instant::now();
     f.registry.sweep(now);
     assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 64 * 1024);
-    f.registry
-        .sweep(now + crate::stream::registry::SESSION_LINGER);
+    f.registry.sweep(now + crate::stream::SESSION_LINGER);
     assert_eq!(f.stats.cached_bytes.load(Ordering::Relaxed), 0);
 }
 
 #[test]
 fn blocks_behind_every_cursor_are_released_over_budget() {
     let f = fixture(64 * 1024, 4096, 0);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let mut l = unpaced_from_start(&session);
     for _ in 0..8 {
         let mut out = Vec::new();
@@ -187,8 +235,8 @@ fn blocks_behind_every_cursor_are_released_over_budget() {
 #[test]
 fn pacing_releases_chunk_k_at_k_intervals() {
     let f = fixture(10 * 100, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let t0 = Instant::now();
     let iv = Duration::from_millis(10);
     let mut l = Listener::new(session, 0, 100, iv, t0).unwrap();
@@ -220,18 +268,18 @@ fn pacing_releases_chunk_k_at_k_intervals() {
 #[test]
 fn a_failed_read_fails_every_listener() {
     let f = fixture(20_000, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let (mut a, mut b, blk) = one_reads_one_waits(&session, &waker, &waker);
     let mut out = Vec::new();
-    session.complete_read(blk, Err("disk on fire".into()));
+    session.complete_read(blk, Err(fire()));
     assert_eq!(
         a.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
-        Poll::Failed("disk on fire".into())
+        Poll::Failed(fire())
     );
     assert_eq!(
         b.poll(Instant::now(), usize::MAX, 4, &waker, &mut out),
-        Poll::Failed("disk on fire".into())
+        Poll::Failed(fire())
     );
     assert!(session.has_failed());
 }
@@ -239,15 +287,17 @@ fn a_failed_read_fails_every_listener() {
 #[test]
 fn an_abandoned_read_wakes_waiters_and_is_claimed_again() {
     let f = fixture(20_000, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let (wa, wb) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let session = f.open();
+    let (wa, (wb, b_wakes)) = (waker(), counted());
     let (_a, mut b, blk) = one_reads_one_waits(&session, &wa, &wb);
     let mut out = Vec::new();
     // a's reader is dropped: b is woken and now claims the read itself.
     session.abandon_read(blk);
-    let woken = wb.notified();
-    tokio::pin!(woken);
-    assert!(woken.as_mut().enable(), "the waiter was not woken");
+    assert_eq!(
+        b_wakes.0.load(Ordering::SeqCst),
+        1,
+        "the waiter was not woken"
+    );
     assert_eq!(
         b.poll(Instant::now(), usize::MAX, 4, &wb, &mut out),
         Poll::Read(blk)
@@ -268,7 +318,7 @@ fn test_prefix(len: usize) -> Bytes {
 }
 
 /// Drains a listener with `poll_wire`, returning the bytes and the pieces' count.
-fn drain_wire(l: &mut Listener, waker: &Arc<Notify>, step: usize) -> (Vec<u8>, usize) {
+fn drain_wire(l: &mut Listener, waker: &Waker, step: usize) -> (Vec<u8>, usize) {
     let prefix = test_prefix;
     let framing = Framing {
         key: 7,
@@ -313,8 +363,8 @@ fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
     // 10,000 bytes, blocks of 4,096, chunks of 1,000: blocks end in short chunks, and
     // the last block is short too.
     let f = fixture(10_000, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let new = |offset| {
         Listener::new(
             Arc::clone(&session),
@@ -360,8 +410,8 @@ fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
 #[test]
 fn paced_wire_listener_takes_only_due_chunks() {
     let f = fixture(8192, 4096, 1 << 20);
-    let session = f.registry.open_session("s").unwrap();
-    let waker = Arc::new(Notify::new());
+    let session = f.open();
+    let waker = waker();
     let t0 = Instant::now();
     let iv = Duration::from_millis(10);
     let mut a = Listener::new(Arc::clone(&session), 0, 1024, iv, t0).unwrap();

@@ -1,0 +1,82 @@
+//! The ASF behaviour: the audio namespace, its join rules, and the internal HTTP endpoints.
+//!
+//! Every client-visible text of the seed contract lives here (in [`texts`]). This module
+//! decides what to answer; it does no I/O itself: files are checked and opened through the
+//! [`Files`] port, stream ids are looked up through the [`Registry`] port, and the runtime
+//! reads blocks and writes sockets. [`build`] wires the app into a Socket.IO [`Router`]
+//! that the runtime serves.
+
+mod endpoints;
+mod streams;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use endpoints::{constant_time_eq, Api};
+pub use streams::{parse_join, ConnData, JoinRequest, Streams};
+
+use crate::config::Config;
+use crate::socketio::{packet, Limits, Router};
+use crate::stream::{BufferPool, Files, Registry, SessionParams, Sessions, StreamStats};
+
+/// The exact texts and names of the seed contract.
+pub mod texts {
+    /// The Socket.IO namespace clients stream from.
+    pub const NAMESPACE: &str = "/api/v1/podcasts/stream";
+    /// Path of the notify endpoint.
+    pub const NOTIFY_PATH: &str = "/asf/internal/notify_new_audio";
+    /// Path of the health endpoint.
+    pub const HEALTH_PATH: &str = "/asf/health";
+    /// Where Socket.IO is served.
+    pub const ENGINE_PATH: &str = "/socket.io/";
+    /// Longest stream id accepted (ids are short tokens; this bounds memory per request).
+    pub const MAX_STREAM_ID_LEN: usize = 256;
+
+    pub(crate) const CONNECTION_ACK: &str =
+        "Connected to ASF. Please send join_stream with your stream_id.";
+    pub(crate) const STREAM_ID_REQUIRED: &str = "stream_id is required for join_stream.";
+    pub(crate) const STREAM_NOT_FOUND: &str = "Audio stream ID not found or not yet processed.";
+    pub(crate) const FILE_UNAVAILABLE: &str = "Audio file unavailable for this stream.";
+    pub(crate) const HEALTHY: &str = "AudioStreamFeeder is healthy and running";
+}
+
+pub use texts::{ENGINE_PATH, HEALTH_PATH, MAX_STREAM_ID_LEN, NAMESPACE, NOTIFY_PATH};
+
+/// Unix time in seconds, as the seed's `timestamp` fields carry it.
+pub(crate) fn timestamp() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The ASF application for `config`: the audio namespace and the internal endpoints on a
+/// Socket.IO router, over the given file-system and registry ports.
+pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Registry>) -> Router {
+    let stats = Arc::new(StreamStats::default());
+    let pool = BufferPool::new(config.read_block_size, 64);
+    let sessions = Arc::new(Sessions::new(SessionParams {
+        pool: Arc::clone(&pool),
+        cache_bytes: config.stream_cache_bytes,
+        stats: Arc::clone(&stats),
+    }));
+    let streams = Arc::new(Streams {
+        registry: Arc::clone(&registry),
+        files: Arc::clone(&files),
+        sessions: Arc::clone(&sessions),
+        chunk_size: config.chunk_size,
+        interval: config.stream_sleep_interval,
+        chunk_header: packet::single_binary_event(NAMESPACE, "audio_chunk"),
+    });
+    let limits = Limits {
+        max_events_per_sec: config.max_events_per_sec,
+        ..Limits::default()
+    };
+    let api = Arc::new(Api::new(config, files, registry, sessions, stats, pool));
+    Router::new(ENGINE_PATH, limits)
+        .namespace(NAMESPACE, streams)
+        .endpoints(api)
+}
+
+#[cfg(test)]
+mod tests;

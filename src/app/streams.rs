@@ -1,0 +1,402 @@
+//! The audio namespace (`/api/v1/podcasts/stream`): join rules and stream events.
+//!
+//! A join is a small state machine on the connection: look the id up in the registry port,
+//! open its file through the file-system port, attach a listener to the shared session.
+//! Either step may answer later; the connection's waker brings the writer back here
+//! ([`Handler::on_wake`]), and the client's events keep their order (the join's ack
+//! follows the join's answer). An unknown id is watched in the registry until its notify.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::texts::*;
+use super::timestamp;
+use crate::engineio::DisconnectReason;
+use crate::service::Feed;
+use crate::socketio::{Event, Handler, Socket};
+use crate::stream::{
+    Answer, Files, Listener, OpenError, OpenedFile, Registration, Registry, RegistryError,
+    Sessions, StreamError, StreamSession,
+};
+
+/// A valid `join_stream` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// The stream id.
+    pub stream_id: String,
+    /// Byte offset to start from.
+    pub offset: u64,
+}
+
+/// Reads a `join_stream` payload; the error is the text of the `error` event.
+pub fn parse_join(args: &[Value]) -> Result<JoinRequest, String> {
+    let obj = match args.first() {
+        Some(Value::Object(obj)) => obj,
+        _ => return Err(STREAM_ID_REQUIRED.into()),
+    };
+    let stream_id = match obj.get("stream_id") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => return Err(STREAM_ID_REQUIRED.into()),
+    };
+    if stream_id.len() > MAX_STREAM_ID_LEN {
+        return Err(format!(
+            "stream_id is too long (at most {MAX_STREAM_ID_LEN} bytes)."
+        ));
+    }
+    let offset = match obj.get("offset") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| "offset must be a non-negative whole number of bytes.".to_string())?,
+    };
+    Ok(JoinRequest {
+        stream_id: stream_id.clone(),
+        offset,
+    })
+}
+
+type Lookup = Answer<Result<Option<Registration>, RegistryError>>;
+type Open = Answer<Result<OpenedFile, OpenError>>;
+
+/// Where a join stands.
+enum Step {
+    /// Asking the registry which file the id is.
+    Lookup(Lookup),
+    /// Opening the file.
+    Open(Open),
+}
+
+/// A join waiting for an answer.
+struct Pending {
+    id: String,
+    offset: u64,
+    /// The client's ack id, answered once the join is answered.
+    ack: Option<i64>,
+    /// The id was unknown: the client was told, and the connection is watching the id.
+    waiting: bool,
+    step: Step,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("id", &self.id)
+            .field("offset", &self.offset)
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-connection state of the audio namespace.
+#[derive(Debug, Default)]
+pub struct ConnData {
+    /// Boxed: an idle connection (most of them) then carries a pointer, not a listener.
+    feed: Option<Box<Feed>>,
+    /// The unknown id this connection waits for (watched in the registry).
+    waiting_for: Option<String>,
+    pending: Option<Box<Pending>>,
+    /// Joins that arrived while another join's answer was pending, answered in order.
+    queued: std::collections::VecDeque<(JoinRequest, Option<i64>)>,
+}
+
+/// Joins a connection may have queued behind a pending one (the event rate limit bounds
+/// them well below this).
+const MAX_QUEUED_JOINS: usize = 1024;
+
+/// The audio namespace's handler.
+#[derive(Debug)]
+pub struct Streams {
+    pub(super) registry: Arc<dyn Registry>,
+    pub(super) files: Arc<dyn Files>,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) chunk_size: usize,
+    pub(super) interval: Duration,
+    pub(super) chunk_header: Bytes,
+}
+
+fn poll_now<T>(answer: &mut Answer<T>, socket: &Socket<'_, ConnData>) -> Poll<T> {
+    answer
+        .as_mut()
+        .poll(&mut Context::from_waker(socket.waker()))
+}
+
+impl Streams {
+    fn emit_error(socket: &mut Socket<'_, ConnData>, message: &str) {
+        socket.emit("error", &[json!({ "message": message })]);
+    }
+
+    /// Stops whatever the connection was doing in this namespace, queued joins included.
+    fn leave(&self, socket: &mut Socket<'_, ConnData>) {
+        for (_, ack) in std::mem::take(&mut socket.data.queued) {
+            if let Some(ack) = ack {
+                socket.ack(ack, &[], Vec::new());
+            }
+        }
+        self.leave_current(socket);
+    }
+
+    /// Stops the current stream, wait or pending join.
+    fn leave_current(&self, socket: &mut Socket<'_, ConnData>) {
+        socket.data.feed = None;
+        if let Some(id) = socket.data.waiting_for.take() {
+            self.registry.unwatch(&id, socket.waker());
+        }
+        if let Some(p) = socket.data.pending.take() {
+            if p.waiting {
+                self.registry.unwatch(&p.id, socket.waker());
+            }
+            // A superseded join is still acknowledged.
+            if let Some(ack) = p.ack {
+                socket.ack(ack, &[], Vec::new());
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        socket: &mut Socket<'_, ConnData>,
+        id: String,
+        session: Arc<StreamSession>,
+        offset: u64,
+    ) {
+        let listener = match Listener::new(
+            session,
+            offset,
+            self.chunk_size,
+            self.interval,
+            socket.now,
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::info!(sid = %socket.sid(), stream_id = ?id, error = %e, "join refused: bad offset");
+                Self::emit_error(socket, &format!("{e}."));
+                return;
+            }
+        };
+        socket.emit(
+            "stream_status",
+            &[json!({
+                "status": "joined",
+                "stream_id": id,
+                "message": format!("Successfully joined stream {id}. Preparing to stream audio."),
+            })],
+        );
+        socket.emit(
+            "audio_control",
+            &[json!({
+                "event": "start_of_stream",
+                "stream_id": id,
+                "timestamp": timestamp(),
+                "total_bytes": listener.total(),
+                "offset": listener.start_offset(),
+            })],
+        );
+        tracing::debug!(sid = %socket.sid(), stream_id = ?id, offset, total = listener.total(), "listener joined");
+        socket.data.feed = Some(Box::new(Feed {
+            stream_id: id,
+            listener,
+            chunk_header: self.chunk_header.clone(),
+        }));
+    }
+
+    fn join(&self, socket: &mut Socket<'_, ConnData>, req: JoinRequest, ack: Option<i64>) {
+        if socket.data.pending.as_ref().is_some_and(|p| !p.waiting) {
+            // Every join is answered, in order: this one after the pending one.
+            if socket.data.queued.len() < MAX_QUEUED_JOINS {
+                socket.data.queued.push_back((req, ack));
+            } else if let Some(ack) = ack {
+                socket.ack(ack, &[], Vec::new());
+            }
+            return;
+        }
+        self.start_join(socket, req, ack);
+        self.drive(socket);
+    }
+
+    /// Answers queued joins once the one before them is answered.
+    fn drive(&self, socket: &mut Socket<'_, ConnData>) {
+        while socket.data.pending.as_ref().is_none_or(|p| p.waiting) {
+            let Some((req, ack)) = socket.data.queued.pop_front() else {
+                return;
+            };
+            self.start_join(socket, req, ack);
+        }
+    }
+
+    fn start_join(&self, socket: &mut Socket<'_, ConnData>, req: JoinRequest, ack: Option<i64>) {
+        self.leave_current(socket);
+        socket.data.pending = Some(Box::new(Pending {
+            step: Step::Lookup(self.registry.lookup(&req.stream_id)),
+            id: req.stream_id,
+            offset: req.offset,
+            ack,
+            waiting: false,
+        }));
+        self.advance(socket);
+    }
+
+    /// Moves the pending join on as far as its answers allow.
+    fn advance(&self, socket: &mut Socket<'_, ConnData>) {
+        while let Some(mut p) = socket.data.pending.take() {
+            match &mut p.step {
+                Step::Lookup(answer) => match poll_now(answer, socket) {
+                    Poll::Pending => {
+                        socket.data.pending = Some(p);
+                        return;
+                    }
+                    Poll::Ready(Ok(Some(reg))) => {
+                        if p.waiting {
+                            self.registry.unwatch(&p.id, socket.waker());
+                        }
+                        p.step = Step::Open(self.files.open(&reg.path));
+                    }
+                    Poll::Ready(found) => {
+                        if let Err(e) = found {
+                            tracing::warn!(sid = %socket.sid(), stream_id = ?p.id, error = %e, "registry lookup failed; treating the id as not yet registered");
+                        }
+                        if p.waiting {
+                            // Still unknown after a wake-up: keep waiting.
+                            socket.data.waiting_for = Some(p.id);
+                            return;
+                        }
+                        tracing::debug!(sid = %socket.sid(), stream_id = ?p.id, "join of an unknown stream id; waiting for its notify");
+                        socket.emit("stream_error", &[json!({ "message": STREAM_NOT_FOUND })]);
+                        if let Some(ack) = p.ack.take() {
+                            socket.ack(ack, &[], Vec::new());
+                        }
+                        // Watch first, then look again: a notify between the two lookups
+                        // is not missed. A notified waiter streams from offset 0.
+                        self.registry.watch(&p.id, socket.waker());
+                        p.waiting = true;
+                        p.offset = 0;
+                        p.step = Step::Lookup(self.registry.lookup(&p.id));
+                    }
+                },
+                Step::Open(answer) => match poll_now(answer, socket) {
+                    Poll::Pending => {
+                        socket.data.pending = Some(p);
+                        return;
+                    }
+                    Poll::Ready(opened) => {
+                        let Pending {
+                            id, offset, ack, ..
+                        } = *p;
+                        match opened {
+                            Ok(opened) => {
+                                let session = self.sessions.attach(&id, opened);
+                                self.start(socket, id, session, offset);
+                            }
+                            Err(e) => {
+                                tracing::warn!(sid = %socket.sid(), stream_id = ?id, error = %e, "audio file unavailable");
+                                socket.emit(
+                                    "stream_error",
+                                    &[json!({ "message": FILE_UNAVAILABLE })],
+                                );
+                            }
+                        }
+                        if let Some(ack) = ack {
+                            socket.ack(ack, &[], Vec::new());
+                        }
+                        return;
+                    }
+                },
+            }
+            // A new step was set: poll it at once (an in-memory answer is ready).
+            socket.data.pending = Some(p);
+        }
+    }
+}
+
+impl Handler for Streams {
+    type Data = ConnData;
+
+    fn on_connect(&self, socket: &mut Socket<'_, ConnData>, _auth: Option<&Value>) {
+        tracing::debug!(sid = %socket.sid(), "client joined the stream namespace");
+        socket.emit("connection_ack", &[json!({ "message": CONNECTION_ACK })]);
+    }
+
+    fn on_event(&self, socket: &mut Socket<'_, ConnData>, event: Event) {
+        match event.name.as_str() {
+            "join_stream" => match parse_join(&event.args) {
+                Ok(req) => return self.join(socket, req, event.ack),
+                Err(message) => {
+                    tracing::debug!(sid = %socket.sid(), error = %message, "join_stream refused");
+                    Self::emit_error(socket, &message);
+                }
+            },
+            "leave_stream" => self.leave(socket),
+            other => {
+                tracing::debug!(sid = %socket.sid(), event = ?other, "unknown event ignored");
+            }
+        }
+        if let Some(id) = event.ack {
+            socket.ack(id, &[], Vec::new());
+        }
+    }
+
+    fn on_disconnect(&self, socket: &mut Socket<'_, ConnData>, reason: &DisconnectReason) {
+        if let Some(feed) = &socket.data.feed {
+            tracing::debug!(sid = %socket.sid(), stream_id = ?feed.stream_id, sent = feed.listener.bytes_sent(), %reason, "listener left mid-stream");
+        }
+        self.leave(socket);
+    }
+
+    fn on_wake(&self, socket: &mut Socket<'_, ConnData>) {
+        if socket.data.pending.is_some() {
+            self.advance(socket);
+            self.drive(socket);
+        } else if let Some(id) = socket.data.waiting_for.take() {
+            // Maybe notified: look again (watching, so a notify in between is not lost).
+            self.registry.watch(&id, socket.waker());
+            socket.data.pending = Some(Box::new(Pending {
+                step: Step::Lookup(self.registry.lookup(&id)),
+                id,
+                offset: 0,
+                ack: None,
+                waiting: true,
+            }));
+            self.advance(socket);
+        }
+    }
+
+    fn feed<'a>(&self, data: &'a mut ConnData) -> Option<&'a mut Feed> {
+        data.feed.as_deref_mut()
+    }
+
+    fn on_stream_end(&self, socket: &mut Socket<'_, ConnData>, result: Result<(), StreamError>) {
+        let Some(feed) = socket.data.feed.take() else {
+            return;
+        };
+        let id = feed.stream_id;
+        let sent = feed.listener.bytes_sent();
+        match result {
+            Ok(()) => {
+                tracing::info!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");
+                socket.emit(
+                    "audio_control",
+                    &[json!({
+                        "event": "end_of_stream",
+                        "stream_id": id,
+                        "timestamp": timestamp(),
+                        "bytes_sent": sent,
+                    })],
+                );
+            }
+            Err(why) => {
+                tracing::info!(sid = %socket.sid(), stream_id = ?id, bytes = sent, error = %why, "stream failed");
+                socket.emit(
+                    "stream_error",
+                    &[json!({
+                        "message": format!("Error while streaming audio: {why}"),
+                        "stream_id": id,
+                        "bytes_sent": sent,
+                    })],
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Path checks and opens beneath the root, on real files in a temporary directory.
+
+use super::*;
+
+fn root() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn opened_root(dir: &Path) -> Root {
+    let canonical = dir.canonicalize().unwrap();
+    let fd = rustix::fs::open(&canonical, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    Root { canonical, fd }
+}
+
+#[test]
+fn accepts_files_inside_root_and_future_files() {
+    let dir = root();
+    std::fs::write(dir.path().join("a.mp3"), b"x").unwrap();
+    let p = resolve(dir.path(), &dir.path().join("a.mp3").to_string_lossy());
+    assert!(p.unwrap().ends_with("a.mp3"));
+    let rel = resolve(dir.path(), "a.mp3").unwrap();
+    assert!(rel.ends_with("a.mp3"));
+    let later = resolve(dir.path(), "later/b.mp3").unwrap();
+    assert!(later.ends_with("later/b.mp3"));
+    assert!(later.starts_with(dir.path().canonicalize().unwrap()));
+    assert_eq!(
+        resolve(dir.path(), "a.mp3/b.mp3"),
+        Err(PathError::NotRegular(
+            "a path below something that is not a directory"
+        ))
+    );
+}
+
+#[test]
+fn long_missing_paths_resolve_and_overlong_ones_are_refused() {
+    let dir = root();
+    let deep = format!("{}x.mp3", "a/".repeat(1500));
+    let p = resolve(dir.path(), &deep).unwrap();
+    assert!(p.ends_with("a/a/x.mp3"));
+    assert_eq!(
+        resolve(dir.path(), &"a".repeat(MAX_FILEPATH_LEN + 1)),
+        Err(PathError::TooLong)
+    );
+}
+
+#[test]
+fn refuses_escapes_and_special_files() {
+    let dir = root();
+    assert_eq!(resolve(dir.path(), "../etc/passwd"), Err(PathError::DotDot));
+    assert_eq!(
+        resolve(dir.path(), "/etc/passwd"),
+        Err(PathError::OutsideRoot)
+    );
+    assert_eq!(
+        resolve(dir.path(), "/dev/zero"),
+        Err(PathError::OutsideRoot)
+    );
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+    assert_eq!(resolve(dir.path(), "link"), Err(PathError::OutsideRoot));
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    assert_eq!(
+        resolve(dir.path(), "d"),
+        Err(PathError::NotRegular("a directory"))
+    );
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join("f"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        resolve(dir.path(), "f"),
+        Err(PathError::NotRegular("a FIFO"))
+    );
+    assert_eq!(
+        resolve(Path::new("/nonexistent-asf-root"), "a"),
+        Err(PathError::RootMissing)
+    );
+}
+
+#[test]
+fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
+    let dir = root();
+    let outside = root();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    std::fs::write(dir.path().join("d/a.mp3"), b"inside").unwrap();
+    std::fs::write(outside.path().join("a.mp3"), b"OUTSIDE").unwrap();
+    let r = opened_root(dir.path());
+    let stored = resolve(dir.path(), "d/a.mp3").unwrap();
+    let f = open_beneath(&r, &stored).unwrap();
+    assert_eq!(f.identity.len, 6);
+    // Swap the directory for a symlink that leads out of the root.
+    std::fs::rename(dir.path().join("d"), dir.path().join("d.real")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
+    assert!(matches!(
+        open_beneath(&r, &stored),
+        Err(OpenError::Escapes(_)) | Err(OpenError::Io { .. })
+    ));
+    // The per-component walk refuses it too.
+    let rel = stored.strip_prefix(&r.canonical).unwrap();
+    assert!(walk(&r.fd, rel, OFlags::RDONLY).is_err());
+    // A symlink inside the root that stays inside still works (a relative directory link).
+    std::fs::remove_file(dir.path().join("d")).unwrap();
+    std::os::unix::fs::symlink("d.real", dir.path().join("d")).unwrap();
+    let via_link = dir.path().canonicalize().unwrap().join("d/a.mp3");
+    assert_eq!(open_beneath(&r, &via_link).unwrap().identity.len, 6);
+    // A final symlink component is not followed, a directory is not a file.
+    std::os::unix::fs::symlink("d.real/a.mp3", dir.path().join("l.mp3")).unwrap();
+    let l = dir.path().canonicalize().unwrap().join("l.mp3");
+    assert!(open_beneath(&r, &l).is_err());
+    let d = dir.path().canonicalize().unwrap().join("d.real");
+    assert!(matches!(
+        open_beneath(&r, &d),
+        Err(OpenError::NotRegular {
+            kind: "a directory",
+            ..
+        })
+    ));
+    assert!(matches!(
+        open_beneath(&r, Path::new("/etc/passwd")),
+        Err(OpenError::Escapes(_))
+    ));
+}

@@ -1,0 +1,221 @@
+//! Two namespaces served by one router, and a room broadcast reaching exactly the room.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::*;
+use crate::engineio::Sid;
+
+/// A test namespace: `join` puts the socket in the room named by its argument, `leave`
+/// takes it out, and connecting says which namespace answered.
+#[derive(Debug, Default)]
+struct Roomy;
+
+impl Handler for Roomy {
+    type Data = u32;
+
+    fn on_connect(&self, socket: &mut Socket<'_, u32>, _auth: Option<&Value>) {
+        let ns = socket.ns().to_owned();
+        socket.emit("hello", &[json!(ns)]);
+    }
+
+    fn on_event(&self, socket: &mut Socket<'_, u32>, event: Event) {
+        *socket.data += 1;
+        let room = event.args[0].as_str().unwrap_or_default().to_owned();
+        match event.name.as_str() {
+            "join" => socket.join(&room).expect("join"),
+            "leave" => socket.leave(&room),
+            _ => {}
+        }
+    }
+
+    fn on_disconnect(&self, _socket: &mut Socket<'_, u32>, _reason: &DisconnectReason) {}
+}
+
+#[derive(Default)]
+struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One client connection of the test: its session id, waker, outbox and router state.
+struct Client {
+    sid: Sid,
+    wakes: Arc<Count>,
+    waker: Waker,
+    out: VecDeque<Outgoing>,
+    conn: Conn,
+}
+
+impl Client {
+    fn new(router: &Router) -> Client {
+        let wakes = Arc::new(Count::default());
+        Client {
+            sid: Sid::generate(),
+            waker: Waker::from(Arc::clone(&wakes)),
+            wakes,
+            out: VecDeque::new(),
+            conn: router.open(),
+        }
+    }
+
+    fn send(&mut self, router: &Router, text: &str) {
+        let cx = Cx {
+            sid: self.sid,
+            now: Instant::now(),
+            waker: &self.waker,
+            out: &mut self.out,
+        };
+        let msg = Message::Text(Bytes::copy_from_slice(text.as_bytes()));
+        router
+            .on_message(&mut self.conn, cx, msg)
+            .expect("accepted");
+    }
+
+    fn wake(&mut self, router: &Router) {
+        let cx = Cx {
+            sid: self.sid,
+            now: Instant::now(),
+            waker: &self.waker,
+            out: &mut self.out,
+        };
+        router.on_wake(&mut self.conn, cx);
+    }
+
+    fn texts(&mut self) -> Vec<String> {
+        self.out
+            .drain(..)
+            .map(|o| match o {
+                Outgoing::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
+                Outgoing::Binary(_) => "<binary>".into(),
+            })
+            .collect()
+    }
+}
+
+fn router() -> Router {
+    Router::new("/socket.io/", Limits::default())
+        .namespace("/a", Arc::new(Roomy))
+        .namespace("/b", Arc::new(Roomy))
+}
+
+#[test]
+fn two_namespaces_each_with_its_own_handler_state_and_an_unknown_one_refused() {
+    let r = router();
+    let mut c = Client::new(&r);
+    c.send(&r, "0/a,");
+    c.send(&r, "0/b,");
+    c.send(&r, "0/nope,");
+    let t = c.texts();
+    assert!(t[0].starts_with("40/a,{\"sid\":"));
+    assert_eq!(t[1], r#"42/a,["hello","/a"]"#);
+    assert!(t[2].starts_with("40/b,{\"sid\":"));
+    assert_eq!(t[3], r#"42/b,["hello","/b"]"#);
+    assert_eq!(t[4], r#"44/nope,{"message":"Invalid namespace"}"#);
+    assert_eq!(r.close_packets(&c.conn).len(), 2);
+}
+
+#[test]
+fn a_room_broadcast_reaches_exactly_the_rooms_members() {
+    let r = router();
+    let mut members: Vec<Client> = (0..2).map(|_| Client::new(&r)).collect();
+    let mut other_room = Client::new(&r);
+    let mut other_ns = Client::new(&r);
+    let mut left = Client::new(&r);
+    for c in members.iter_mut() {
+        c.send(&r, "0/a,");
+        c.send(&r, r#"2/a,["join","r1"]"#);
+    }
+    other_room.send(&r, "0/a,");
+    other_room.send(&r, r#"2/a,["join","r2"]"#);
+    other_ns.send(&r, "0/b,");
+    other_ns.send(&r, r#"2/b,["join","r1"]"#);
+    left.send(&r, "0/a,");
+    left.send(&r, r#"2/a,["join","r1"]"#);
+    left.send(&r, r#"2/a,["leave","r1"]"#);
+    let mut all: Vec<&mut Client> = members.iter_mut().collect();
+    all.extend([&mut other_room, &mut other_ns, &mut left]);
+    for c in all.iter_mut() {
+        c.texts();
+    }
+
+    assert_eq!(r.room_len("/a", "r1"), 2);
+    let reached = r.emit_to_room("/a", "r1", "news", &[json!({"n": 1})]);
+    assert_eq!(reached, 2);
+    for c in all.iter_mut() {
+        c.wake(&r);
+    }
+    for c in members.iter_mut() {
+        assert_eq!(
+            c.wakes.0.load(Ordering::SeqCst),
+            1,
+            "a member is woken once"
+        );
+        assert_eq!(c.texts(), [r#"42/a,["news",{"n":1}]"#]);
+    }
+    for c in [&mut other_room, &mut other_ns, &mut left] {
+        assert_eq!(c.wakes.0.load(Ordering::SeqCst), 0);
+        assert!(c.texts().is_empty());
+    }
+
+    // Leaving the namespace (and closing) takes a socket out of its rooms.
+    members[0].send(&r, "1/a,");
+    assert_eq!(r.room_len("/a", "r1"), 1);
+    let m = &mut members[1];
+    let cx = Cx {
+        sid: m.sid,
+        now: Instant::now(),
+        waker: &m.waker,
+        out: &mut m.out,
+    };
+    r.on_close(&mut m.conn, cx, &DisconnectReason::TransportClose);
+    assert_eq!(r.room_len("/a", "r1"), 0);
+    assert_eq!(r.emit_to_room("/a", "r1", "news", &[]), 0);
+}
+
+#[test]
+fn connects_count_against_the_packet_rate() {
+    let r = Router::new(
+        "/socket.io/",
+        Limits {
+            max_events_per_sec: 10,
+            ..Limits::default()
+        },
+    );
+    let mut c = Client::new(&r);
+    let now = Instant::now();
+    let mut refused = 0;
+    let mut closed = None;
+    for _ in 0..100 {
+        let cx = Cx {
+            sid: c.sid,
+            now,
+            waker: &c.waker,
+            out: &mut c.out,
+        };
+        match r.on_message(
+            &mut c.conn,
+            cx,
+            Message::Text(Bytes::from_static(b"0/bad,")),
+        ) {
+            Ok(()) => refused += 1,
+            Err(e) => {
+                closed = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refused, 20,
+        "a burst of twice the rate, then the session closes"
+    );
+    assert_eq!(closed, Some(DisconnectReason::RateLimited));
+}

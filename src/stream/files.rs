@@ -1,0 +1,127 @@
+//! The file-system port: what the stream engine asks of the disk, and the typed answers.
+//!
+//! Checking a notify's `filepath` against the audio root and opening a registered path for
+//! streaming are requests this layer makes through [`Files`]; the runtime performs them off
+//! its io_uring workers (they may block on a slow volume) and answers through an
+//! [`Answer`]. Nothing here touches the file system: the types describe requests, opened
+//! files and the ways a path can be refused.
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+/// An answer that may arrive later (from the runtime's file threads, a disk store, Redis).
+/// Poll it with the connection's waker, or await it in an HTTP handler.
+pub type Answer<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An answer that is already there.
+pub fn ready<T: Send + 'static>(value: T) -> Answer<T> {
+    Box::pin(std::future::ready(value))
+}
+
+/// Longest `filepath` a notify may carry (Linux's `PATH_MAX`).
+pub const MAX_FILEPATH_LEN: usize = 4096;
+
+/// Why a notify's `filepath` was refused. The texts name no server path (they are sent to
+/// the caller); the log line beside the answer does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The configured audio root does not exist (or is not a directory).
+    #[error("the audio root does not exist; set ASF_AUDIO_ROOT to an existing directory")]
+    RootMissing,
+    /// The path climbs with `..`.
+    #[error("filepath must not contain '..' components")]
+    DotDot,
+    /// The path resolves (after following symlinks) outside the root.
+    #[error("filepath resolves outside the audio root")]
+    OutsideRoot,
+    /// The path exists but is not a regular file.
+    #[error("filepath is not a regular file ({0})")]
+    NotRegular(&'static str),
+    /// The path contains a NUL byte or is otherwise unusable.
+    #[error("filepath is not a valid path")]
+    Invalid,
+    /// The path is longer than [`MAX_FILEPATH_LEN`].
+    #[error("filepath is too long (at most {MAX_FILEPATH_LEN} bytes)")]
+    TooLong,
+}
+
+/// Why a registered path could not be opened for streaming.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The audio root is gone.
+    #[error("the audio root does not exist")]
+    RootMissing,
+    /// Resolving the path beneath the root left it (a component was swapped for a symlink
+    /// that points outside, or the stored path is no longer below the root).
+    #[error("{0} resolves outside the audio root")]
+    Escapes(PathBuf),
+    /// The path is not a regular file (any more).
+    #[error("{path} is {kind}")]
+    NotRegular {
+        /// The stored path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The open or its `fstat` failed.
+    #[error("cannot open {path}: {why}")]
+    Io {
+        /// The stored path.
+        path: PathBuf,
+        /// The system's reason.
+        why: String,
+    },
+}
+
+/// Identity of an opened file, to tell a replaced file from the one a session reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Length in bytes when opened.
+    pub len: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// A file opened beneath the audio root and checked to be a regular file.
+#[derive(Debug)]
+pub struct OpenedFile {
+    /// The open descriptor every block read of the session uses.
+    pub fd: OwnedFd,
+    /// What `fstat` said of it.
+    pub identity: FileIdentity,
+    /// The stored path it was opened by (for logs).
+    pub path: PathBuf,
+}
+
+/// What the stream engine asks of the file system. Implemented by the runtime; tests may
+/// implement it over `std::fs`.
+pub trait Files: Send + Sync + std::fmt::Debug + 'static {
+    /// Checks a notify's `filepath` (absolute, or relative to the audio root) and returns the
+    /// path to store: canonical, inside the root, a regular file or a file that does not
+    /// exist yet below an existing directory of the root.
+    fn resolve(&self, filepath: &str) -> Answer<Result<PathBuf, PathError>>;
+    /// Opens a stored path for streaming, resolving it again beneath the root (no component
+    /// may lead outside it) and checking the opened descriptor.
+    fn open(&self, path: &Path) -> Answer<Result<OpenedFile, OpenError>>;
+}
+
+/// The name of a file type, for errors.
+pub fn kind_name(is_dir: bool, is_fifo: bool, is_char: bool, is_block: bool) -> &'static str {
+    if is_dir {
+        "a directory"
+    } else if is_fifo {
+        "a FIFO"
+    } else if is_char {
+        "a character device"
+    } else if is_block {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}

@@ -1,0 +1,113 @@
+//! The table of open stream sessions, keyed by the file they read.
+//!
+//! Stream ids that name one file share one [`StreamSession`] (and one read of each block);
+//! a replaced file (another inode, size or modification time) gets a new session while the
+//! old one lives on in its listeners' hands. A session nobody listens to lingers for
+//! [`SESSION_LINGER`] so that a listener joining just after the others finished does not
+//! read the file again. No I/O: the runtime opens the file (see [`Files`](super::Files))
+//! and hands the opened descriptor to [`Sessions::attach`].
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::files::{FileIdentity, OpenedFile};
+use super::session::{SessionParams, StreamSession};
+
+/// How long a session nobody listens to keeps its blocks (unless the block budget is
+/// exceeded, which ends the linger at once).
+pub const SESSION_LINGER: Duration = Duration::from_secs(3);
+
+/// A session and, once no listener holds it, since when.
+#[derive(Debug)]
+struct Held {
+    session: Arc<StreamSession>,
+    idle_since: Option<Instant>,
+}
+
+/// Open stream sessions by file identity.
+#[derive(Debug)]
+pub struct Sessions {
+    params: SessionParams,
+    held: Mutex<HashMap<FileIdentity, Held>>,
+}
+
+impl Sessions {
+    /// An empty table whose sessions share `params`.
+    pub fn new(params: SessionParams) -> Self {
+        Sessions {
+            params,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<FileIdentity, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The settings sessions share.
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// The session for `opened`: the one already reading that same file (whichever id
+    /// opened it), otherwise a new one reading `opened`'s descriptor. An unused descriptor
+    /// is closed after the table's lock is released.
+    pub fn attach(&self, id: &str, opened: OpenedFile) -> Arc<StreamSession> {
+        let mut held = self.lock();
+        if let Some(h) = held.get_mut(&opened.identity) {
+            if !h.session.has_failed() {
+                h.idle_since = None;
+                let session = Arc::clone(&h.session);
+                drop(held);
+                drop(opened);
+                return session;
+            }
+        }
+        let session = StreamSession::new(id.to_owned(), opened, self.params.clone());
+        // A replaced session lives on in its listeners' hands until they finish.
+        let old = held.insert(
+            session.identity(),
+            Held {
+                session: Arc::clone(&session),
+                idle_since: None,
+            },
+        );
+        drop(held);
+        drop(old);
+        session
+    }
+
+    /// Lets go of sessions nobody has listened to for [`SESSION_LINGER`], or at once when
+    /// the block budget is exceeded. The runtime calls this periodically.
+    pub fn sweep(&self, now: Instant) {
+        let over_budget =
+            self.params.stats.cached_bytes.load(Ordering::Relaxed) > self.params.cache_bytes;
+        let mut gone = Vec::new();
+        let mut held = self.lock();
+        held.retain(|_, h| {
+            if Arc::strong_count(&h.session) > 1 {
+                h.idle_since = None;
+                return true;
+            }
+            let since = *h.idle_since.get_or_insert(now);
+            let keep = !over_budget && now.saturating_duration_since(since) < SESSION_LINGER;
+            if !keep {
+                gone.push(Arc::clone(&h.session));
+            }
+            keep
+        });
+        drop(held);
+        // The last references (and the descriptors) go outside the lock.
+        drop(gone);
+    }
+
+    /// Files being streamed (sessions that still have listeners).
+    pub fn active(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|h| Arc::strong_count(&h.session) > 1)
+            .count()
+    }
+}
