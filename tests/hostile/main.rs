@@ -11,7 +11,15 @@
 //! bodies and file paths), `engineio.rs` (Engine.IO handshake, session and polling misuse),
 //! `websocket.rs` (WebSocket handshake and frame abuse), `socketio.rs` (Socket.IO payload abuse
 //! and floods). `raw_ws.rs` is the raw WebSocket client the cases send illegal frames with.
+//!
+//! The `sec_*` files are the security tests of issue 24, one finding each, every test with its
+//! own server (they need settings of their own): `sec_symlink_race.rs` (1), `sec_path_limits.rs`
+//! (3), `sec_stream_caps.rs` (7), `sec_log_injection.rs` (8), `sec_notify_endpoint.rs` (9),
+//! `sec_rate_limit.rs` (10), `sec_log_volume.rs` (11); their helpers are in
+//! `../support/security.rs`. Run them alone with `cargo test --release --test hostile sec_`.
 
+#[path = "../support/security.rs"]
+mod security;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -19,6 +27,13 @@ mod engineio;
 mod http;
 mod notify;
 mod raw_ws;
+mod sec_log_injection;
+mod sec_log_volume;
+mod sec_notify_endpoint;
+mod sec_path_limits;
+mod sec_rate_limit;
+mod sec_stream_caps;
+mod sec_symlink_race;
 mod socketio;
 mod websocket;
 
