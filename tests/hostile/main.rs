@@ -12,11 +12,17 @@
 //! `websocket.rs` (WebSocket handshake and frame abuse), `socketio.rs` (Socket.IO payload abuse
 //! and floods). `raw_ws.rs` is the raw WebSocket client the cases send illegal frames with.
 //!
-//! The `sec_*.rs` files hold tests of their own, each against a server started with the settings
-//! it needs, for the findings of the security audit (issue 24): `sec_outbox.rs` (replies queued
-//! for a client that never reads), `sec_upgrade.rs` (silent upgrade WebSockets),
-//! `sec_sessions.rs` (the session cap), `sec_deadlines.rs` (dripped heads and bodies).
+//! The `sec_*.rs` files are the security tests of issue 24, one finding each, every test with
+//! its own server (they need settings of their own): `sec_symlink_race.rs` (1), `sec_outbox.rs`
+//! (2, replies queued for a client that never reads), `sec_path_limits.rs` (3),
+//! `sec_upgrade.rs` (4, silent upgrade WebSockets), `sec_sessions.rs` (5, the session cap),
+//! `sec_deadlines.rs` (6, dripped heads and bodies), `sec_stream_caps.rs` (7),
+//! `sec_log_injection.rs` (8), `sec_notify_endpoint.rs` (9), `sec_rate_limit.rs` (10),
+//! `sec_log_volume.rs` (11); their helpers are in `../support/security.rs`. Run them alone with
+//! `cargo test --release --test hostile sec_`.
 
+#[path = "../support/security.rs"]
+mod security;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -25,8 +31,15 @@ mod http;
 mod notify;
 mod raw_ws;
 mod sec_deadlines;
+mod sec_log_injection;
+mod sec_log_volume;
+mod sec_notify_endpoint;
 mod sec_outbox;
+mod sec_path_limits;
+mod sec_rate_limit;
 mod sec_sessions;
+mod sec_stream_caps;
+mod sec_symlink_race;
 mod sec_upgrade;
 mod socketio;
 mod websocket;
