@@ -231,8 +231,9 @@ pub struct Config {
     /// `ASF_KEEPALIVE_TIMEOUT`, seconds an idle HTTP keep-alive connection stays open,
     /// >0..=86400. Default 60: longer saves reconnects, shorter saves descriptors.
     pub keepalive_timeout: Duration,
-    /// `ASF_MAX_EVENTS_PER_SEC`, incoming events per connection per second, >= 1. Default
-    /// 200: lower protects the server from chatty clients, higher forgives bursts.
+    /// `ASF_MAX_EVENTS_PER_SEC`, >= 1: incoming Socket.IO events and CONNECTs per session per
+    /// second, and (in a bucket of their own) Engine.IO pings and pongs; bursts up to twice
+    /// that. Default 200: lower protects the server from chatty clients, higher forgives bursts.
     pub max_events_per_sec: u32,
     /// `ASF_INTERNAL_TOKEN`, bearer token required by the internal HTTP endpoints. Default
     /// unset (empty = unset): the endpoints are open, so keep ASF on a private network.

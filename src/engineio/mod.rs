@@ -3,6 +3,7 @@
 //! Sans-IO: bytes and `now` in, packets out. The runtime owns sockets and timers.
 
 pub mod packet;
+pub mod rate;
 pub mod session;
 pub mod sid;
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::packet::{OpenPacket, Outgoing, Packet};
+use super::rate::TokenBucket;
 use super::sid::Sid;
 
 /// Engine.IO settings of a server.
@@ -30,6 +31,9 @@ pub struct EioConfig {
     pub connect_timeout: Duration,
     /// Largest message accepted, and largest polling response body.
     pub max_payload: usize,
+    /// Pings and pongs a client may send per second (`ASF_MAX_EVENTS_PER_SEC`, bursts of
+    /// twice that); past it the session is closed with [`DisconnectReason::RateLimited`].
+    pub max_packets_per_sec: u32,
 }
 
 /// Bytes every queued packet is charged on top of its payload: its queue slot and its buffer's
@@ -179,6 +183,8 @@ pub struct Session {
     /// through [`Session::outbox`] and are charged on the next count.
     counted: usize,
     closed: Option<DisconnectReason>,
+    /// The client's pings and pongs against [`EioConfig::max_packets_per_sec`].
+    rate: TokenBucket,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     connect_deadline: Option<Instant>,
@@ -207,6 +213,7 @@ impl Session {
             queued: 0,
             counted: 0,
             closed: None,
+            rate: TokenBucket::new(config.max_packets_per_sec),
             next_ping: now + config.ping_interval,
             pong_deadline: None,
             connect_deadline: Some(now + config.connect_timeout),
@@ -389,6 +396,10 @@ impl Session {
         via: Transport,
     ) -> Result<Option<Message>, DisconnectReason> {
         let upgrading_ws = via == Transport::WebSocket && self.transport == Transport::Polling;
+        // Messages are counted by the layer above (events, CONNECTs); pings and pongs here.
+        if matches!(packet, Packet::Ping(_) | Packet::Pong(_)) && !self.rate.take(now) {
+            return Err(DisconnectReason::RateLimited);
+        }
         match packet {
             Packet::Ping(data) if upgrading_ws => {
                 if &data[..] != b"probe" {
@@ -433,7 +444,6 @@ impl Session {
                 reply.extend_from_slice(&PONG);
                 reply.extend_from_slice(&data);
                 self.outbox.push_back(Outgoing::Text(Bytes::from(reply)));
-                let _ = now;
                 Ok(None)
             }
             Packet::Message(text) => {
@@ -513,6 +523,7 @@ mod tests {
             ping_timeout: Duration::from_millis(200),
             connect_timeout: Duration::from_millis(1000),
             max_payload: 100,
+            max_packets_per_sec: 1_000_000,
         }
     }
 
@@ -679,5 +690,43 @@ mod tests {
         ));
         // Reported once: the session is already closed.
         assert_eq!(s.enforce_queue_limit(limit), Ok(()));
+    }
+
+    #[test]
+    fn pings_and_pongs_past_the_rate_close_the_session() {
+        let t0 = Instant::now();
+        let config = EioConfig {
+            max_packets_per_sec: 5,
+            ..cfg()
+        };
+        let mut s = Session::new(Sid::generate(), Transport::WebSocket, config, t0);
+        for i in 0..10 {
+            let p = if i % 2 == 0 {
+                Packet::Ping(Bytes::new())
+            } else {
+                Packet::Pong(Bytes::new())
+            };
+            assert_eq!(s.handle_packet(t0, p, Transport::WebSocket), Ok(None));
+        }
+        assert_eq!(
+            s.handle_packet(t0, Packet::Ping(Bytes::new()), Transport::WebSocket),
+            Err(DisconnectReason::RateLimited)
+        );
+        assert_eq!(s.closed(), Some(&DisconnectReason::RateLimited));
+    }
+
+    #[test]
+    fn messages_are_not_counted_by_the_engine_io_rate() {
+        let t0 = Instant::now();
+        let config = EioConfig {
+            max_packets_per_sec: 1,
+            ..cfg()
+        };
+        let mut s = Session::new(Sid::generate(), Transport::WebSocket, config, t0);
+        for _ in 0..50 {
+            let m = Packet::Message(Bytes::from_static(b"hi"));
+            assert!(s.handle_packet(t0, m, Transport::WebSocket).is_ok());
+        }
+        assert!(s.closed().is_none());
     }
 }

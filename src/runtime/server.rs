@@ -194,6 +194,7 @@ pub fn serve<S: Service>(
             ping_timeout: config.ping_timeout,
             connect_timeout: config.connect_timeout,
             max_payload: config.max_payload,
+            max_packets_per_sec: config.max_events_per_sec,
         },
         http_limits: crate::http::Limits::default(),
         stats: Arc::new(ServerStats::default()),

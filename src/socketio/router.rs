@@ -8,7 +8,7 @@
 //! application's [`Endpoints`]. Sans-IO: time and the outbox come in a [`Cx`].
 
 use std::any::Any;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::packet::{self, DecodeError, Decoder, Incoming};
 use super::rooms::{Membership, Rooms};
 use super::socket::{Event, Handler, Parts, Socket};
+use crate::engineio::rate::TokenBucket;
 use crate::engineio::{DisconnectReason, Message, Outgoing};
 use crate::http::Request;
 use crate::service::{Cx, Endpoints, Feed, HttpReply, ServerStats, Service};
@@ -113,12 +114,12 @@ struct Joined {
 }
 
 /// One Engine.IO session's Socket.IO state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Conn {
     decoder: Decoder,
     joined: Vec<Joined>,
-    tokens: f64,
-    last_refill: Option<Instant>,
+    /// Events and CONNECTs against `ASF_MAX_EVENTS_PER_SEC`.
+    rate: TokenBucket,
 }
 
 impl Conn {
@@ -200,23 +201,6 @@ impl Router {
             .map_or(0, |n| n.rooms.len(room))
     }
 
-    fn take_token(&self, conn: &mut Conn, now: Instant) -> bool {
-        let rate = f64::from(self.limits.max_events_per_sec);
-        let burst = rate * 2.0;
-        let elapsed = conn
-            .last_refill
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or(Duration::ZERO);
-        conn.last_refill = Some(now);
-        conn.tokens = (conn.tokens + elapsed.as_secs_f64() * rate).min(burst);
-        if conn.tokens >= 1.0 {
-            conn.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     fn dispatch(
         &self,
         conn: &mut Conn,
@@ -228,7 +212,7 @@ impl Router {
             Ok(None) => return Ok(()),
             Err(e) => return Err(DisconnectReason::ProtocolError(e.to_string())),
         };
-        if !self.take_token(conn, cx.now) {
+        if !conn.rate.take(cx.now) {
             return Err(DisconnectReason::RateLimited);
         }
         match incoming {
@@ -340,8 +324,9 @@ impl Service for Router {
 
     fn open(&self) -> Conn {
         Conn {
-            tokens: f64::from(self.limits.max_events_per_sec) * 2.0,
-            ..Conn::default()
+            decoder: Decoder::default(),
+            joined: Vec::new(),
+            rate: TokenBucket::new(self.limits.max_events_per_sec),
         }
     }
 
