@@ -18,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod engineio;
 pub mod http;
+pub mod logging;
 pub mod runtime;
 pub mod service;
 pub mod socketio;

@@ -4,6 +4,7 @@
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
 //! is sent once the registry has it. Error texts name no server path; the log line does.
 
+use super::summary::StreamLog;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,7 @@ pub struct Api {
     sessions: Arc<Sessions>,
     stats: Arc<StreamStats>,
     pool: Arc<BufferPool>,
+    log: Arc<StreamLog>,
     started: Instant,
 }
 
@@ -66,6 +68,7 @@ impl Api {
         sessions: Arc<Sessions>,
         stats: Arc<StreamStats>,
         pool: Arc<BufferPool>,
+        log: Arc<StreamLog>,
     ) -> Self {
         Api {
             config,
@@ -74,6 +77,7 @@ impl Api {
             sessions,
             stats,
             pool,
+            log,
             started: Instant::now(),
         }
     }
@@ -89,7 +93,7 @@ impl Api {
     /// Checks what can be checked at once; the rest (path, registry) answers later.
     fn notify(&self, req: &Request) -> HttpReply {
         if !self.authorized(req) {
-            tracing::warn!("notify refused: missing or wrong bearer token");
+            crate::client_warn!("notify refused: missing or wrong bearer token");
             return Response::error(
                 401,
                 "Unauthorized: a valid Authorization: Bearer token is required",
@@ -98,13 +102,13 @@ impl Api {
             .into();
         }
         if !is_json(req.header("content-type")) {
-            tracing::info!(content_type = ?req.header("content-type"), "notify refused: not JSON");
+            crate::client_info!("notify refused: not JSON"; content_type = ?req.header("content-type"));
             return Response::error(415, "Content-Type must be application/json").into();
         }
         let (stream_id, filepath) = match parse_notify(req.body()) {
             Ok(v) => v,
             Err(message) => {
-                tracing::info!(error = ?message, "notify refused");
+                crate::client_info!("notify refused"; error = ?message);
                 return Response::error(400, &message).into();
             }
         };
@@ -114,7 +118,7 @@ impl Api {
             let path = match files.resolve(&filepath).await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(stream_id = ?stream_id, filepath = ?filepath, error = %e, "notify refused: bad filepath");
+                    crate::client_warn!("notify refused: bad filepath"; stream_id = ?stream_id, filepath = ?filepath, error = %e);
                     return Response::error(path_status(&e), &e.to_string());
                 }
             };
@@ -220,6 +224,7 @@ impl Endpoints for Api {
 
     fn tick(&self, now: Instant) {
         self.sessions.sweep(now);
+        self.log.log_due(now);
     }
 
     fn active_streams(&self) -> usize {

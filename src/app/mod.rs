@@ -8,6 +8,7 @@
 
 mod endpoints;
 mod streams;
+pub mod summary;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,8 @@ pub use streams::{parse_join, ConnData, JoinRequest, Streams};
 
 use crate::config::Config;
 use crate::socketio::{packet, Limits, Router};
+use summary::StreamLog;
+
 use crate::stream::{BufferPool, Files, Registry, SessionParams, Sessions, StreamStats};
 
 /// The exact texts and names of the seed contract.
@@ -60,6 +63,7 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         cache_bytes: config.stream_cache_bytes,
         stats: Arc::clone(&stats),
     }));
+    let log = Arc::new(StreamLog::new(config.stream_summary_interval));
     let streams = Arc::new(Streams {
         registry: Arc::clone(&registry),
         files: Arc::clone(&files),
@@ -67,12 +71,15 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         chunk_size: config.chunk_size,
         interval: config.stream_sleep_interval,
         chunk_header: packet::single_binary_event(NAMESPACE, "audio_chunk"),
+        log: Arc::clone(&log),
     });
     let limits = Limits {
         max_events_per_sec: config.max_events_per_sec,
         ..Limits::default()
     };
-    let api = Arc::new(Api::new(config, files, registry, sessions, stats, pool));
+    let api = Arc::new(Api::new(
+        config, files, registry, sessions, stats, pool, log,
+    ));
     Router::new(ENGINE_PATH, limits)
         .namespace(NAMESPACE, streams)
         .endpoints(api)

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::summary::{Ended, StreamLog};
 use super::texts::*;
 use super::timestamp;
 use crate::engineio::DisconnectReason;
@@ -116,6 +117,8 @@ pub struct Streams {
     pub(super) chunk_size: usize,
     pub(super) interval: Duration,
     pub(super) chunk_header: Bytes,
+    /// Joins and ends per stream, for the info log's summaries.
+    pub(super) log: Arc<StreamLog>,
 }
 
 fn poll_now<T>(answer: &mut Answer<T>, socket: &Socket<'_, ConnData>) -> Poll<T> {
@@ -141,7 +144,10 @@ impl Streams {
 
     /// Stops the current stream, wait or pending join.
     fn leave_current(&self, socket: &mut Socket<'_, ConnData>) {
-        socket.data.feed = None;
+        if let Some(feed) = socket.data.feed.take() {
+            self.log
+                .ended(&feed.stream_id, Ended::Left, feed.listener.bytes_sent());
+        }
         if let Some(id) = socket.data.waiting_for.take() {
             self.registry.unwatch(&id, socket.waker());
         }
@@ -172,7 +178,7 @@ impl Streams {
         ) {
             Ok(l) => l,
             Err(e) => {
-                tracing::info!(sid = %socket.sid(), stream_id = ?id, error = %e, "join refused: bad offset");
+                crate::client_info!("join refused: bad offset"; sid = %socket.sid(), stream_id = ?id, error = %e);
                 Self::emit_error(socket, &format!("{e}."));
                 return;
             }
@@ -196,6 +202,7 @@ impl Streams {
             })],
         );
         tracing::debug!(sid = %socket.sid(), stream_id = ?id, offset, total = listener.total(), "listener joined");
+        self.log.joined(&id);
         socket.data.feed = Some(Box::new(Feed {
             stream_id: id,
             listener,
@@ -256,7 +263,7 @@ impl Streams {
                     }
                     Poll::Ready(found) => {
                         if let Err(e) = found {
-                            tracing::warn!(sid = %socket.sid(), stream_id = ?p.id, error = %e, "registry lookup failed; treating the id as not yet registered");
+                            crate::client_warn!("registry lookup failed; treating the id as not yet registered"; sid = %socket.sid(), stream_id = ?p.id, error = %e);
                         }
                         if p.waiting {
                             // Still unknown after a wake-up: keep waiting.
@@ -291,7 +298,7 @@ impl Streams {
                                 self.start(socket, id, session, offset);
                             }
                             Err(e) => {
-                                tracing::warn!(sid = %socket.sid(), stream_id = ?id, error = %e, "audio file unavailable");
+                                crate::client_warn!("audio file unavailable"; sid = %socket.sid(), stream_id = ?id, error = %e);
                                 socket.emit(
                                     "stream_error",
                                     &[json!({ "message": FILE_UNAVAILABLE })],
@@ -373,9 +380,15 @@ impl Handler for Streams {
         };
         let id = feed.stream_id;
         let sent = feed.listener.bytes_sent();
+        let how = if result.is_ok() {
+            Ended::Completed
+        } else {
+            Ended::Failed
+        };
+        self.log.ended(&id, how, sent);
         match result {
             Ok(()) => {
-                tracing::info!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");
+                tracing::debug!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");
                 socket.emit(
                     "audio_control",
                     &[json!({
@@ -387,7 +400,7 @@ impl Handler for Streams {
                 );
             }
             Err(why) => {
-                tracing::info!(sid = %socket.sid(), stream_id = ?id, bytes = sent, error = %why, "stream failed");
+                crate::client_info!("stream failed"; sid = %socket.sid(), stream_id = ?id, bytes = sent, error = %why);
                 socket.emit(
                     "stream_error",
                     &[json!({

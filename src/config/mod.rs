@@ -123,6 +123,10 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ASF_KEEPALIVE_TIMEOUT: &str = "ASF_KEEPALIVE_TIMEOUT";
 /// Default HTTP keep-alive timeout.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Name of the per-stream log summary interval variable (seconds).
+pub const ASF_STREAM_SUMMARY_INTERVAL: &str = "ASF_STREAM_SUMMARY_INTERVAL";
+/// Default per-stream log summary interval.
+pub const DEFAULT_STREAM_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 /// Largest accepted header, body or keep-alive timeout (one day), so any value fits a `Duration`.
 pub const MAX_HTTP_TIMEOUT_SECS: f64 = 86_400.0;
 /// Name of the per-connection event rate variable.
@@ -231,6 +235,11 @@ pub struct Config {
     /// `ASF_KEEPALIVE_TIMEOUT`, seconds an idle HTTP keep-alive connection stays open,
     /// >0..=86400. Default 60: longer saves reconnects, shorter saves descriptors.
     pub keepalive_timeout: Duration,
+    /// `ASF_STREAM_SUMMARY_INTERVAL`, seconds between the info-level summary lines of the
+    /// streams that had listeners (one line per stream: listeners, joins, ends by kind,
+    /// bytes), >0..=86400. Default 60: per-listener events are logged at debug only, so this
+    /// is what an info log says about streaming; shorter is more detail, longer fewer lines.
+    pub stream_summary_interval: Duration,
     /// `ASF_MAX_EVENTS_PER_SEC`, >= 1: incoming Socket.IO events and CONNECTs per session per
     /// second, and (in a bucket of their own) Engine.IO pings and pongs; bursts up to twice
     /// that. Default 200: lower protects the server from chatty clients, higher forgives bursts.
@@ -273,6 +282,7 @@ impl Default for Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            stream_summary_interval: DEFAULT_STREAM_SUMMARY_INTERVAL,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             internal_token: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -351,6 +361,8 @@ impl Config {
             body_timeout: var(src, ASF_BODY_TIMEOUT, parse_http_timeout)?.unwrap_or(d.body_timeout),
             keepalive_timeout: var(src, ASF_KEEPALIVE_TIMEOUT, parse_http_timeout)?
                 .unwrap_or(d.keepalive_timeout),
+            stream_summary_interval: var(src, ASF_STREAM_SUMMARY_INTERVAL, parse_http_timeout)?
+                .unwrap_or(d.stream_summary_interval),
             max_events_per_sec: var(src, ASF_MAX_EVENTS_PER_SEC, parse_max_events_per_sec)?
                 .unwrap_or(d.max_events_per_sec),
             internal_token: optional(src, ASF_INTERNAL_TOKEN, |s| Ok(SecretString::new(s)))?,
@@ -380,7 +392,7 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 29] = [
+        let fields: [(&str, String); 30] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -419,6 +431,10 @@ impl Config {
             ("header_timeout", format!("{:?}", self.header_timeout)),
             ("body_timeout", format!("{:?}", self.body_timeout)),
             ("keepalive_timeout", format!("{:?}", self.keepalive_timeout)),
+            (
+                "stream_summary_interval",
+                format!("{:?}", self.stream_summary_interval),
+            ),
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
             ("internal_token", token),
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),

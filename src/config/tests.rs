@@ -68,6 +68,7 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.max_streams, 100_000);
     assert_eq!(c.header_timeout, Duration::from_secs(10));
     assert_eq!(c.body_timeout, Duration::from_secs(10));
+    assert_eq!(c.stream_summary_interval, Duration::from_secs(60));
     assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
     assert_eq!(c.max_events_per_sec, 200);
     assert!(c.internal_token.is_none());
@@ -250,7 +251,12 @@ fn bad_intervals_are_rejected() {
     for v in ["0", "-5", "3601", "NaN", "inf"] {
         parse_err(ASF_STALL_TIMEOUT, v);
     }
-    for name in [ASF_HEADER_TIMEOUT, ASF_BODY_TIMEOUT, ASF_KEEPALIVE_TIMEOUT] {
+    for name in [
+        ASF_HEADER_TIMEOUT,
+        ASF_BODY_TIMEOUT,
+        ASF_KEEPALIVE_TIMEOUT,
+        ASF_STREAM_SUMMARY_INTERVAL,
+    ] {
         for v in ["0", "-1", "inf", "1e30"] {
             parse_err(name, v);
         }

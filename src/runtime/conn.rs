@@ -171,11 +171,12 @@ pub(crate) async fn handle<S: Service>(
                                 "Request body not received in time",
                             ),
                         };
-                        tracing::info!(
+                        crate::client_info!(
+                            "closing connection: request not received in time";
                             %peer,
+                            part = what,
                             received = buf.len(),
-                            ?limit,
-                            "closing connection: request {what} not received in time"
+                            ?limit
                         );
                         send(&ctx, &stream, &Response::error(408, message), false, false).await;
                         return;
@@ -187,7 +188,7 @@ pub(crate) async fn handle<S: Service>(
                 }
             }
             Err(e) => {
-                tracing::info!(%peer, error = %e, status = e.status(), "bad HTTP request");
+                crate::client_info!("bad HTTP request"; %peer, error = %e, status = e.status());
                 send(&ctx, &stream, &http::error_response(&e), false, false).await;
                 return;
             }
@@ -237,7 +238,7 @@ pub(crate) fn cors_headers(
         return Ok(Vec::new());
     };
     if !origins.allows(origin) {
-        tracing::info!(origin = %origin, "request from an origin not in ASF_CORS_ALLOWED_ORIGINS refused");
+        crate::client_info!("request from an origin not in ASF_CORS_ALLOWED_ORIGINS refused"; origin = %origin);
         return Err(eio_error(ErrorCode::Forbidden));
     }
     Ok(vec![
@@ -325,7 +326,7 @@ fn to_outgoing(items: Vec<Item>) -> Vec<Outgoing> {
 async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) -> Response {
     let begun = shared.lock().eio.begin_poll();
     if let Err(reason) = begun {
-        tracing::info!(sid = %shared.sid, %reason, "polling GET refused");
+        crate::client_info!("polling GET refused"; sid = %shared.sid, %reason);
         let closed = shared.lock().eio.closed().is_some();
         if closed {
             // Wake the poll already waiting so it answers with a close packet.
@@ -395,7 +396,7 @@ fn poll_post<S: Service>(
     body: Bytes,
 ) -> Response {
     if body.len() > ctx.eio.max_payload {
-        tracing::info!(sid = %shared.sid, len = body.len(), "polling POST over maxPayload; closing session");
+        crate::client_info!("polling POST over maxPayload; closing session"; sid = %shared.sid, len = body.len());
         shared
             .lock()
             .eio
@@ -407,7 +408,7 @@ fn poll_post<S: Service>(
     let packets = match decode_payload(body, MAX_POST_PACKETS) {
         Ok(p) => p,
         Err(e) => {
-            tracing::info!(sid = %shared.sid, error = %e, "bad polling payload; closing session");
+            crate::client_info!("bad polling payload; closing session"; sid = %shared.sid, error = %e);
             shared
                 .lock()
                 .eio
@@ -461,7 +462,7 @@ pub(crate) fn handle_packet<S: Service>(
                 out: eio.outbox(),
             };
             if let Err(reason) = ctx.service.on_message(conn, cx, msg) {
-                tracing::info!(sid = %shared.sid, %reason, "closing session");
+                crate::client_info!("closing session"; sid = %shared.sid, %reason);
                 eio.close(reason);
             } else if ctx.service.is_connected(conn) {
                 eio.mark_connected();
@@ -469,7 +470,7 @@ pub(crate) fn handle_packet<S: Service>(
         }
         Ok(None) => {}
         Err(reason) => {
-            tracing::info!(sid = %shared.sid, %reason, "closing session");
+            crate::client_info!("closing session"; sid = %shared.sid, %reason);
         }
     }
     // A reply to the packet (a pong, the service's answer) may have filled the queue.

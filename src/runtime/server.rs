@@ -279,7 +279,11 @@ async fn worker<S: Service>(
             let mut phase = ctx.phase.clone();
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => ctx.service.tick(Instant::now()),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                        let now = Instant::now();
+                        ctx.service.tick(now);
+                        crate::logging::flush(now);
+                    }
                     r = phase.changed() => if r.is_err() || *phase.borrow() == Phase::Exit { return },
                 }
             }
@@ -292,7 +296,7 @@ async fn worker<S: Service>(
                     let open = ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
                     let guard = ConnGuard(Arc::clone(&ctx.stats));
                     if open >= ctx.config.max_connections {
-                        tracing::warn!(%peer, limit = ctx.config.max_connections, "connection refused: ASF_MAX_CONNECTIONS reached");
+                        crate::client_warn!("connection refused: ASF_MAX_CONNECTIONS reached"; %peer, limit = ctx.config.max_connections);
                         tokio_uring::spawn(async move {
                             let resp = crate::http::Response::error(503, "Server is at its connection limit; try again later");
                             let _ = super::io::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;

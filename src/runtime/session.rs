@@ -64,10 +64,10 @@ impl<S: Service> Ctx<S> {
                 (n < limit).then_some(n + 1)
             });
         if taken.is_err() {
-            tracing::warn!(
+            crate::client_warn!(
+                "Engine.IO handshake refused: as many sessions as ASF_MAX_CONNECTIONS";
                 limit,
-                transport = transport.as_str(),
-                "Engine.IO handshake refused: as many sessions as ASF_MAX_CONNECTIONS"
+                transport = transport.as_str()
             );
             return None;
         }
@@ -177,11 +177,11 @@ pub(crate) fn run_timers<S: Service>(
 /// True when the session is closed (now or before).
 pub(crate) fn enforce_queue_cap<C>(st: &mut State<C>) -> bool {
     if let Err(reason) = st.eio.enforce_queue_limit(st.ws_control_bytes) {
-        tracing::warn!(
+        crate::client_warn!(
+            "closing session: more bytes queued for its client than the cap (it does not read)";
             sid = %st.eio.sid(),
             cap = st.eio.config().max_queued_bytes(),
-            %reason,
-            "closing session: more bytes queued for its client than the cap (it does not read)"
+            %reason
         );
     }
     st.eio.closed().is_some()

@@ -67,7 +67,7 @@ pub(crate) async fn handle<S: Service>(
         }
     };
     if req.query_param("EIO").as_deref() != Some("4") {
-        tracing::info!(%peer, "websocket refused: unsupported EIO version");
+        crate::client_info!("websocket refused: unsupported EIO version"; %peer);
         return refuse(eio_error(ErrorCode::UnsupportedProtocolVersion)).await;
     }
     if let Err(resp) = cors_headers(&ctx.config.cors_allowed_origins, &req) {
@@ -76,7 +76,7 @@ pub(crate) async fn handle<S: Service>(
     let accept = match ws::check_upgrade(&req) {
         Ok(a) => a,
         Err(e) => {
-            tracing::info!(%peer, error = %e, "websocket handshake refused");
+            crate::client_info!("websocket handshake refused"; %peer, error = %e);
             return refuse(e.response()).await;
         }
     };
@@ -92,13 +92,13 @@ pub(crate) async fn handle<S: Service>(
                     st.eio.transport() == Transport::Polling && st.eio.closed().is_none()
                 };
                 if !ok {
-                    tracing::info!(%peer, sid = %sid, "websocket upgrade refused: session is not polling");
+                    crate::client_info!("websocket upgrade refused: session is not polling"; %peer, sid = %sid);
                     return refuse(eio_error(ErrorCode::BadRequest)).await;
                 }
                 Some(shared)
             }
             None => {
-                tracing::info!(%peer, sid = %sid, "websocket for an unknown session");
+                crate::client_info!("websocket for an unknown session"; %peer, sid = %sid);
                 return refuse(eio_error(ErrorCode::UnknownSid)).await;
             }
         },
@@ -160,7 +160,7 @@ async fn reader<S: Service>(
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::info!(%peer, sid = %shared.sid, error = %e, "bad websocket frame; closing");
+                    crate::client_info!("bad websocket frame; closing"; %peer, sid = %shared.sid, error = %e);
                     let reason = if e.close_code() == 1009 {
                         DisconnectReason::PayloadTooLarge
                     } else {
@@ -216,11 +216,11 @@ async fn reader<S: Service>(
             .await;
             if let Some(why) = gave_up {
                 match why {
-                    GiveUp::Deadline => tracing::info!(
+                    GiveUp::Deadline => crate::client_info!(
+                        "closing upgrade websocket: no probe and upgrade within the ping timeout";
                         %peer,
                         sid = %shared.sid,
-                        limit = ?ctx.eio.ping_timeout,
-                        "closing upgrade websocket: no probe and upgrade within the ping timeout"
+                        limit = ?ctx.eio.ping_timeout
                     ),
                     GiveUp::SessionEnded => tracing::debug!(
                         %peer,
@@ -304,7 +304,7 @@ async fn on_message<S: Service>(
         Message::Text(t) => match decode_text(t) {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(sid = %shared.sid, error = %e, "bad Engine.IO packet; closing");
+                crate::client_info!("bad Engine.IO packet; closing"; sid = %shared.sid, error = %e);
                 shared
                     .lock()
                     .eio
@@ -576,7 +576,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     } else {
                         DisconnectReason::TransportError(e.to_string())
                     };
-                    tracing::info!(sid = %shared.sid, %reason, "websocket write failed; closing");
+                    crate::client_info!("websocket write failed; closing"; sid = %shared.sid, %reason);
                     shared.lock().eio.close(reason);
                     break;
                 }

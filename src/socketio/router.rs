@@ -369,7 +369,7 @@ impl Service for Router {
             if let Some(m) = &j.member {
                 let dropped = m.drain(cx.out);
                 if dropped > 0 {
-                    tracing::warn!(sid = %cx.sid, ns = %n.name, dropped, "room broadcasts dropped: the socket's mailbox was full");
+                    crate::client_warn!("room broadcasts dropped: the socket's mailbox was full"; sid = %cx.sid, ns = %n.name, dropped);
                 }
             }
             n.handler

@@ -147,3 +147,119 @@ fn count_by_message(lines: &[String]) -> Vec<(usize, String)> {
     by_count.sort_by(|a, b| b.cmp(a));
     by_count
 }
+
+/// The value of `key=` in a text log line (the digits after it).
+fn field_u64(line: &str, key: &str) -> Option<u64> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn the_info_log_summarizes_each_stream_per_interval() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(120), "stream summaries");
+        let server = Server::start_with(&[
+            ("ASF_DEBUG_MODE", "false"),
+            ("ASF_STREAM_SUMMARY_INTERVAL", "1"),
+        ]);
+        let audio = audio_bytes(64 * 1024, 112);
+        server.publish("strm_summed", &audio);
+        for _ in 0..20 {
+            let mut client = SioClient::connect(server.addr);
+            client.join("strm_summed");
+            let r = client.collect_stream();
+            assert_eq!(sha256_hex(&r.audio), sha256_hex(&audio));
+            client.close();
+        }
+        // A listener of a long file that reads nothing and leaves counts as left.
+        server.publish("strm_left", &audio_bytes(32 << 20, 113));
+        let mut leaver = SioClient::connect(server.addr);
+        leaver.join("strm_left");
+        leaver.read_until_audio(&mut Default::default(), 1);
+        leaver.close();
+        let summed = |lines: &[String], id: &str, key: &str| -> u64 {
+            lines
+                .iter()
+                .filter(|l| l.contains("stream summary") && l.contains(&format!("\"{id}\"")))
+                .filter_map(|l| field_u64(l, key))
+                .sum()
+        };
+        let _show = ShowLogOnPanic(&server);
+        wait_until(WAIT, "summaries of 20 completions and 1 leave", || {
+            let lines = log_lines(&server);
+            summed(&lines, "strm_summed", "completed") == 20
+                && summed(&lines, "strm_left", "left") == 1
+        });
+        let lines = log_lines(&server);
+        assert_eq!(summed(&lines, "strm_summed", "joined"), 20);
+        assert_eq!(summed(&lines, "strm_left", "joined"), 1);
+        assert_eq!(
+            summed(&lines, "strm_summed", "bytes"),
+            20 * audio.len() as u64,
+            "bytes of 20 whole files"
+        );
+        assert_eq!(summed(&lines, "strm_summed", "failed"), 0);
+        assert!(
+            !lines.iter().any(|l| l.contains("stream complete")),
+            "a per-listener line at info"
+        );
+    })
+}
+
+#[test]
+fn a_burst_of_bad_requests_writes_ten_lines_then_one_count() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(120), "rate-limited log lines");
+        let server = Server::start_with(&[("ASF_DEBUG_MODE", "false")]);
+        for _ in 0..40 {
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            s.write_all(b"NOT HTTP AT ALL\r\n\r\n").expect("send");
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+        }
+        // The window is 10 s; its count is logged at most half a second after it ends.
+        wait_until(
+            Duration::from_secs(30),
+            "the count of suppressed lines",
+            || {
+                log_lines(&server)
+                    .iter()
+                    .any(|l| l.contains("more like this") && l.contains("bad HTTP request"))
+            },
+        );
+        let lines = log_lines(&server);
+        let written = lines
+            .iter()
+            .filter(|l| l.contains("bad HTTP request") && !l.contains("more like this"))
+            .count();
+        let counted: u64 = lines
+            .iter()
+            .filter(|l| l.contains("more like this") && l.contains("bad HTTP request"))
+            .filter_map(|l| field_u64(l, "suppressed"))
+            .sum();
+        assert_eq!((written, counted), (10, 30), "lines written and counted");
+        assert_eq!(
+            server.health()["status"],
+            "AudioStreamFeeder is healthy and running"
+        );
+    })
+}
+
+/// Prints the server's summary lines when the test fails.
+struct ShowLogOnPanic<'a>(&'a Server);
+
+impl Drop for ShowLogOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            for l in log_lines(self.0).iter().filter(|l| l.contains("summary")) {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
