@@ -9,10 +9,14 @@
 //! | [`http`] | sans-IO HTTP/1.1 request parsing (httparse) and response encoding |
 //! | [`ws`] | WebSocket handshake checks and frame decoding/encoding (tungstenite's frame types) |
 //! | [`engineio`] | Engine.IO v4 packets, polling payloads, session ids, per-session state |
-//! | [`socketio`] | Socket.IO v5 packets (our encoder, parser-common decoder) and the namespace server API |
-//! | [`stream`] | stream registry, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
-//! | [`app`] | the ASF behaviour: join rules, notify and health endpoints, the seed's exact texts |
-//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals |
+//! | [`service`] | the interface the runtime drives: `Service` (per-connection hooks with one `Cx` context), `Endpoints`, `Feed`, `ServerStats` |
+//! | [`socketio`] | Socket.IO v5 packets (our encoder, parser-common decoder) and a router of several namespaces with rooms |
+//! | [`stream`] | the stream engine without IO: `Files` and `Registry` ports, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
+//! | [`app`] | the ASF behaviour: join rules, notify and health endpoints, the seed's exact texts, per-stream log summaries |
+//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals: `serve`, `DiskFiles` |
+//!
+//! Beside the layers: [`logging`] (the rate limit of log lines clients can cause).
+//! `ARCHITECTURE.md` follows one audio chunk and one notify through the named functions.
 
 pub mod app;
 pub mod config;

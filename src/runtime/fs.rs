@@ -187,12 +187,7 @@ fn open_beneath(root: &Root, path: &Path) -> Result<OpenedFile, OpenError> {
     }
     Ok(OpenedFile {
         fd,
-        identity: FileIdentity {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            len: st.st_size as u64,
-            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-        },
+        identity: FileIdentity::of(&st),
         path: path.to_path_buf(),
     })
 }

@@ -416,4 +416,6 @@ impl Service for Router {
 }
 
 #[cfg(test)]
+pub(crate) mod test_client;
+#[cfg(test)]
 mod tests;

@@ -88,6 +88,18 @@ pub struct FileIdentity {
     pub mtime_ns: i128,
 }
 
+impl FileIdentity {
+    /// The identity `fstat` reported (the caller made the call).
+    pub fn of(st: &rustix::fs::Stat) -> Self {
+        FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            len: st.st_size as u64,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+        }
+    }
+}
+
 /// A file opened beneath the audio root and checked to be a regular file.
 #[derive(Debug)]
 pub struct OpenedFile {
@@ -100,7 +112,7 @@ pub struct OpenedFile {
 }
 
 /// What the stream engine asks of the file system. Implemented by the runtime; tests may
-/// implement it over `std::fs`.
+/// implement it over the standard library's file API.
 pub trait Files: Send + Sync + std::fmt::Debug + 'static {
     /// Checks a notify's `filepath` (absolute, or relative to the audio root) and returns the
     /// path to store: canonical, inside the root, a regular file or a file that does not

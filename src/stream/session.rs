@@ -497,3 +497,17 @@ impl Drop for StreamSession {
             .fetch_sub(held, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+impl StreamSession {
+    /// Test-only: what the runtime does for block `b` (a read into a pooled buffer, then
+    /// [`StreamSession::complete_read`]), done synchronously with `pread`.
+    pub(crate) fn read_now(&self, b: u64) {
+        let (start, len) = self.block_range(b);
+        let mut buf = self.pool().take();
+        buf.resize(len, 0);
+        let n = rustix::io::pread(self.fd(), &mut buf[..], start).unwrap();
+        assert_eq!(n, len);
+        self.complete_read(b, Ok(self.pool().freeze(buf)));
+    }
+}

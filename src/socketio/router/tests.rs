@@ -1,15 +1,12 @@
 //! Two namespaces served by one router, and a room broadcast reaching exactly the room.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
 
 use bytes::Bytes;
 use serde_json::json;
 
+use super::test_client::Client;
 use super::*;
-use crate::engineio::Sid;
 
 /// A test namespace: `join` puts the socket in the room named by its argument, `leave`
 /// takes it out, and connecting says which namespace answered.
@@ -35,70 +32,6 @@ impl Handler for Roomy {
     }
 
     fn on_disconnect(&self, _socket: &mut Socket<'_, u32>, _reason: &DisconnectReason) {}
-}
-
-#[derive(Default)]
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// One client connection of the test: its session id, waker, outbox and router state.
-struct Client {
-    sid: Sid,
-    wakes: Arc<Count>,
-    waker: Waker,
-    out: VecDeque<Outgoing>,
-    conn: Conn,
-}
-
-impl Client {
-    fn new(router: &Router) -> Client {
-        let wakes = Arc::new(Count::default());
-        Client {
-            sid: Sid::generate(),
-            waker: Waker::from(Arc::clone(&wakes)),
-            wakes,
-            out: VecDeque::new(),
-            conn: router.open(),
-        }
-    }
-
-    fn send(&mut self, router: &Router, text: &str) {
-        let cx = Cx {
-            sid: self.sid,
-            now: Instant::now(),
-            waker: &self.waker,
-            out: &mut self.out,
-        };
-        let msg = Message::Text(Bytes::copy_from_slice(text.as_bytes()));
-        router
-            .on_message(&mut self.conn, cx, msg)
-            .expect("accepted");
-    }
-
-    fn wake(&mut self, router: &Router) {
-        let cx = Cx {
-            sid: self.sid,
-            now: Instant::now(),
-            waker: &self.waker,
-            out: &mut self.out,
-        };
-        router.on_wake(&mut self.conn, cx);
-    }
-
-    fn texts(&mut self) -> Vec<String> {
-        self.out
-            .drain(..)
-            .map(|o| match o {
-                Outgoing::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
-                Outgoing::Binary(_) => "<binary>".into(),
-            })
-            .collect()
-    }
 }
 
 fn router() -> Router {
@@ -154,15 +87,11 @@ fn a_room_broadcast_reaches_exactly_the_rooms_members() {
         c.wake(&r);
     }
     for c in members.iter_mut() {
-        assert_eq!(
-            c.wakes.0.load(Ordering::SeqCst),
-            1,
-            "a member is woken once"
-        );
+        assert_eq!(c.wakes.get(), 1, "a member is woken once");
         assert_eq!(c.texts(), [r#"42/a,["news",{"n":1}]"#]);
     }
     for c in [&mut other_room, &mut other_ns, &mut left] {
-        assert_eq!(c.wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(c.wakes.get(), 0);
         assert!(c.texts().is_empty());
     }
 

@@ -26,12 +26,7 @@ impl Fixture {
         let st = rustix::fs::fstat(&fd).unwrap();
         let opened = OpenedFile {
             fd,
-            identity: FileIdentity {
-                dev: st.st_dev,
-                ino: st.st_ino,
-                len: st.st_size as u64,
-                mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-            },
+            identity: FileIdentity::of(&st),
             path: "a.mp3".into(),
         };
         self.registry.attach("s", opened)
@@ -108,12 +103,7 @@ fn one_reads_one_waits(
 
 /// What the runtime does for a block read, done synchronously.
 fn read(session: &Arc<StreamSession>, b: u64) {
-    let (start, len) = session.block_range(b);
-    let mut buf = session.pool().take();
-    buf.resize(len, 0);
-    let n = rustix::io::pread(session.fd(), &mut buf[..], start).unwrap();
-    assert_eq!(n, len);
-    session.complete_read(b, Ok(session.pool().freeze(buf)));
+    session.read_now(b);
 }
 
 /// Drains a listener completely (unpaced), performing reads and prefetches.
