@@ -202,7 +202,8 @@ impl Drop for Server {
 
 /// The `asf` command in the test environment: environment cleared but for PATH and HOME,
 /// then the default test settings, `ASF_AUDIO_ROOT=root` and `overrides` (which win); run in
-/// `cwd` (empty, so no stray `.env` is read); stdout and stderr piped. Tests that must set
+/// `cwd` (empty, so no stray `.env` is read), with its own registry store in `cwd/asf-state`
+/// (`ASF_STATE_DIR`, so no two servers share one); stdout and stderr piped. Tests that must set
 /// process limits or read the exit status themselves spawn it directly.
 pub fn asf_command(root: &Path, cwd: &Path, overrides: &[(&str, &str)]) -> Command {
     let mut env: HashMap<String, String> = BASE_ENV
@@ -210,6 +211,10 @@ pub fn asf_command(root: &Path, cwd: &Path, overrides: &[(&str, &str)]) -> Comma
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     env.insert("ASF_AUDIO_ROOT".into(), root.to_string_lossy().into_owned());
+    env.insert(
+        "ASF_STATE_DIR".into(),
+        cwd.join("asf-state").to_string_lossy().into_owned(),
+    );
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());
     }
