@@ -311,24 +311,8 @@ impl ChildServer {
     /// Waits for the process to exit on its own (no further signal); kills it and panics with
     /// the log if it still runs after `limit` (a hang guard, not a speed bound).
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    thread::sleep(Duration::from_millis(50)); // let the log threads drain
-                    return status;
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                other => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "asf did not exit within {limit:?} ({other:?})\n--- asf log ---\n{}",
-                        self.log()
-                    );
-                }
-            }
-        }
+        wait_exit(&mut self.child, limit)
+            .unwrap_or_else(|why| panic!("{why}\n--- asf log ---\n{}", self.log()))
     }
 
     /// Writes `bytes` as an audio file and registers it as stream `id`.
@@ -355,6 +339,26 @@ impl Drop for ChildServer {
         if thread::panicking() {
             thread::sleep(Duration::from_millis(50));
             eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
+/// Waits for `child` to exit on its own; kills it and answers why after `limit` (a hang
+/// guard, not a speed bound). Sleeps a moment after the exit so the log threads drain.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                thread::sleep(Duration::from_millis(50));
+                return Ok(status);
+            }
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("asf did not exit within {limit:?} ({other:?})"));
+            }
         }
     }
 }
