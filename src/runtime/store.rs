@@ -462,7 +462,7 @@ pub fn sweep_interval(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// Starts a thread that removes ids older than `ttl` every [`sweep_interval`], off the
+/// Starts a thread that removes ids older than `ttl` every tenth of it (1 s to 60 s), off the
 /// workers, for as long as the registry lives.
 pub fn spawn_ttl_sweep(registry: Weak<dyn Registry>, ttl: Duration) -> std::io::Result<()> {
     std::thread::Builder::new()
