@@ -178,15 +178,24 @@ impl RedbRegistry {
             path: path.clone(),
             why,
         };
+        let new_dir = !dir.exists();
         std::fs::create_dir_all(dir)
             .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         let existed = path.exists();
         let db = open_file(&path).map_err(|e| fail(open_reason(&e)))?;
+        // A new file's (and new directory's) entry must be durable before any notify is
+        // answered, or a crash could lose the whole file.
+        let sync = |d: &Path| {
+            std::fs::File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| fail(format!("cannot sync {}: {e}", d.display())))
+        };
         if !existed {
-            // The new file's directory entry must be durable before any notify is answered.
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| fail(format!("cannot sync {}: {e}", dir.display())))?;
+            sync(dir)?;
+            match dir.parent() {
+                Some(parent) if new_dir && !parent.as_os_str().is_empty() => sync(parent)?,
+                _ => {}
+            }
         }
         let view = Arc::new(MemoryRegistry::new(usize::MAX));
         let expired = load(&db, ttl, &view).map_err(fail)?;
