@@ -299,6 +299,7 @@ fn write_loop(
     // Failures are logged at most once a second (a full disk fails every notify).
     let mut quiet_until = Instant::now();
     let mut unlogged = 0usize;
+    let mut reopen_at = Instant::now();
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -307,17 +308,18 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if db.is_none() {
-            // A failed commit may leave redb refusing every later one: open the file again.
+        if db.is_none() && Instant::now() >= reopen_at {
+            // A failed commit may leave redb refusing every later one: open the file again,
+            // at most once a second (the open checks every page of the file).
+            reopen_at = Instant::now() + Duration::from_secs(1);
             match open_file(path) {
                 Ok(d) => {
                     tracing::info!(path = ?path, "stream store reopened");
                     db = Some(d);
                 }
-                Err(e) if Instant::now() >= quiet_until => {
-                    tracing::error!(path = ?path, error = %e, "stream store cannot be reopened");
+                Err(e) => {
+                    tracing::error!(path = ?path, error = %e, "stream store cannot be reopened; notifies get 503 until it can");
                 }
-                Err(_) => {}
             }
         }
         let Some(d) = &db else {
