@@ -526,13 +526,13 @@ fn a_store_that_cannot_be_opened_stops_asf_with_exit_code_2_and_one_line() {
 }
 
 #[test]
-fn a_full_disk_turns_notifies_into_503_and_loses_no_acknowledged_one() {
+fn a_full_disk_turns_notifies_into_503_loses_no_acknowledged_one_and_recovers() {
     let _dog = Watchdog::new(Duration::from_secs(300), "full disk");
     let dirs = Dirs::new();
     let disk = Tmpfs::mount("size=1m");
     let bytes = audio_bytes(5_000, 3);
     let path = dirs.audio("a.mp3", &bytes);
-    let mut server = dirs.start_on(disk.path(), &[("ASF_LOG", "warn")]);
+    let mut server = dirs.start_on(disk.path(), &[("ASF_LOG", "asf::runtime::store=info,warn")]);
     let long = "x".repeat(200);
     let mut acked = Vec::new();
     let mut refusal = None;
@@ -562,19 +562,29 @@ fn a_full_disk_turns_notifies_into_503_and_loses_no_acknowledged_one() {
         "{}",
         server.log()
     );
+
+    // More room: the running server recovers by itself (it reopens the store), no restart.
+    disk.remount("size=8m");
+    wait_until(WAIT, "a notify to succeed once the disk has room", || {
+        notify(server.addr, "one-more", &path).is_ok_and(|(status, _)| status == 200)
+    });
+    acked.push("one-more".to_owned());
+    assert_eq!(registered(server.addr), acked.len() as u64);
+    assert!(
+        server.log().contains("stream store reopened"),
+        "{}",
+        server.log()
+    );
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(WAIT).code(), Some(0));
 
-    // More room, restart: every acknowledged notify is there and nothing else.
-    disk.remount("size=8m");
+    // Restart: every acknowledged notify is there and nothing else.
     let server = dirs.start_on(disk.path(), &[("ASF_LOG", "warn")]);
     assert_eq!(registered(server.addr), acked.len() as u64);
-    for id in acked.iter().step_by(acked.len() / 10 + 1) {
+    for id in acked.iter().rev().step_by(acked.len() / 10 + 1) {
         assert_streams(server.addr, id, &bytes);
     }
-    assert_not_found(server.addr, "one-more");
-    let (status, body) = notify(server.addr, "one-more", &path).expect("notify");
-    assert_eq!(status, 200, "room again: {body}");
+    assert_not_found(server.addr, "never-notified");
 }
 
 #[test]
