@@ -10,9 +10,9 @@
 //! | [`ws`] | WebSocket handshake checks and frame decoding/encoding (tungstenite's frame types) |
 //! | [`engineio`] | Engine.IO v4 packets, polling payloads, session ids, per-session state |
 //! | [`socketio`] | Socket.IO v5 packets (our encoder, parser-common decoder) and the namespace server API |
-//! | [`stream`] | stream registry, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
+//! | [`stream`] | the registry port (and its in-memory implementation), shared stream sessions (block cache, listener cursors, pacing), buffer pool |
 //! | [`app`] | the ASF behaviour: join rules, notify and health endpoints, the seed's exact texts |
-//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals |
+//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals; the durable registry (redb, `ASF_STATE_DIR`) |
 
 pub mod app;
 pub mod config;
