@@ -12,6 +12,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -88,6 +89,8 @@ impl Outcome {
 pub struct RedbRegistry {
     path: PathBuf,
     view: Arc<MemoryRegistry>,
+    /// Transactions committed since start (each one sync, however many changes it held).
+    commits: Arc<AtomicU64>,
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -201,20 +204,27 @@ impl RedbRegistry {
         let expired = load(&db, ttl, &view).map_err(fail)?;
         tracing::info!(path = ?path, streams = view.len(), expired, "stream store loaded");
         let (tx, rx) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
         let writer = {
-            let view = Arc::clone(&view);
+            let (view, commits) = (Arc::clone(&view), Arc::clone(&commits));
             let path = path.clone();
             std::thread::Builder::new()
                 .name("asf-store".into())
-                .spawn(move || write_loop(db, &path, &rx, &view, max_streams))
+                .spawn(move || write_loop(db, &path, &rx, &view, &commits, max_streams))
                 .map_err(|e| fail(format!("cannot start the store thread: {e}")))?
         };
         Ok(Arc::new(RedbRegistry {
             path,
             view,
+            commits,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
         }))
+    }
+
+    /// Transactions committed since start.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Finishes the queued changes, closes the file cleanly and stops the writer thread.
@@ -293,6 +303,7 @@ fn write_loop(
     path: &Path,
     ops: &mpsc::Receiver<Op>,
     view: &MemoryRegistry,
+    commits: &AtomicU64,
     max_streams: usize,
 ) {
     let mut db = Some(db);
@@ -331,7 +342,11 @@ fn write_loop(
         };
         let count = batch.len();
         match commit(d, batch, view, max_streams) {
-            Ok(()) => tracing::trace!(changes = count, "stream store commit"),
+            Ok(true) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(changes = count, "stream store commit");
+            }
+            Ok(false) => {}
             Err((why, outcomes)) => {
                 unlogged += count;
                 if Instant::now() >= quiet_until {
@@ -361,14 +376,15 @@ fn reject(op: Op, e: RegistryError) {
     }
 }
 
-/// Applies `batch` in one durable transaction; on success applies it to the view and
-/// answers it. On failure the answers are handed back unanswered with the reason.
+/// Applies `batch` in one durable transaction; on success applies it to the view, answers
+/// it and says whether anything was committed (a batch that changes nothing is not). On
+/// failure the answers are handed back unanswered with the reason.
 fn commit(
     db: &Database,
     batch: Vec<Op>,
     view: &MemoryRegistry,
     max_streams: usize,
-) -> Result<(), (String, Vec<Outcome>)> {
+) -> Result<bool, (String, Vec<Outcome>)> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
     let mut ops = batch.into_iter();
@@ -433,6 +449,7 @@ fn commit(
         outcomes.extend(rest);
         return Err((e.to_string(), outcomes));
     }
+    let committed = !changes.is_empty();
     for change in changes {
         match change {
             Change::Put(id, reg) => {
@@ -447,7 +464,7 @@ fn commit(
     for o in outcomes {
         o.send();
     }
-    Ok(())
+    Ok(committed)
 }
 
 /// Waits on this thread for an answer that another thread completes.
@@ -529,6 +546,29 @@ mod tests {
         assert_eq!(wait(again.lookup("a")), Ok(Some(reg("/a2", 13))));
         assert_eq!(wait(again.lookup("c")), Ok(Some(reg("/c", 12))));
         assert_eq!(wait(again.lookup("b")), Ok(None));
+    }
+
+    #[test]
+    fn changes_queued_during_a_commit_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = RedbRegistry::open(dir.path(), 10_000, None).unwrap();
+        // Queued all at once (as concurrent notifies are): far fewer commits than changes.
+        let answers: Vec<_> = (0..1000)
+            .map(|i| r.register(&format!("id{i}"), reg("/p", i)))
+            .collect();
+        for a in answers {
+            assert_eq!(wait(a), Ok(()));
+        }
+        assert_eq!(r.len(), 1000);
+        let commits = r.commits();
+        eprintln!("1000 queued changes: {commits} commits");
+        assert!(
+            (1..=100).contains(&commits),
+            "1000 queued changes took {commits} commits"
+        );
+        // Nothing to change: no commit.
+        assert_eq!(wait(r.unregister("unknown")), Ok(false));
+        assert_eq!(r.commits(), commits);
     }
 
     #[test]
