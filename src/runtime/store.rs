@@ -364,7 +364,8 @@ fn write_loop(
     }
     if let Some(d) = db {
         drop(d);
-        tracing::info!(path = ?path, "stream store closed");
+        let commits = commits.load(Ordering::Relaxed);
+        tracing::info!(path = ?path, commits, "stream store closed");
     }
 }
 

@@ -34,6 +34,8 @@ pub struct NotifyRun {
     pub seconds: f64,
     /// Latencies of the 200s in ms, sorted.
     pub latencies_ms: Vec<f64>,
+    /// Store transactions committed (durable runs; from asf's closing log line).
+    pub commits: Option<u64>,
 }
 
 impl NotifyRun {
@@ -52,6 +54,7 @@ impl NotifyRun {
             "p50_ms": percentile(&self.latencies_ms, 50.0),
             "p99_ms": percentile(&self.latencies_ms, 99.0),
             "max_ms": self.latencies_ms.last().copied().unwrap_or(f64::NAN),
+            "commits": self.commits,
         })
     }
 }
@@ -171,6 +174,8 @@ fn measure(opts: &Opts, registry: &'static str, clients: usize) -> Result<Notify
     let env = [
         ("ASF_STATE_DIR", state_dir),
         ("ASF_MAX_STREAMS", "1000000000"),
+        // The store's closing line counts its commits.
+        ("ASF_LOG", "asf::runtime::store=info,warn"),
     ];
     let server = procs::start_asf_with(&opts.asf, &root, &log, &env)?;
     let addr = server.addr;
@@ -192,6 +197,7 @@ fn measure(opts: &Opts, registry: &'static str, clients: usize) -> Result<Notify
         errors: 0,
         seconds: 0.0,
         latencies_ms: Vec::new(),
+        commits: None,
     };
     for t in threads {
         let (lat, errors) = t.join().map_err(|_| "a client thread panicked")?;
@@ -202,18 +208,34 @@ fn measure(opts: &Opts, registry: &'static str, clients: usize) -> Result<Notify
     run.seconds = started.elapsed().as_secs_f64();
     run.latencies_ms.sort_by(f64::total_cmp);
     server.stop(Duration::from_secs(10));
+    run.commits = std::fs::read_to_string(&log)
+        .ok()
+        .and_then(|text| commits_in(&text));
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(run)
+}
+
+/// The `commits=N` of the store's closing log line.
+fn commits_in(log: &str) -> Option<u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("stream store closed"))?;
+    let (_, rest) = line.split_once(" commits=")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The markdown table of `runs`.
 pub fn table(runs: &[NotifyRun]) -> String {
     let mut md = String::from(
-        "| registry | clients | notifies/s | p50 ms | p99 ms | max ms | notifies | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| registry | clients | notifies/s | p50 ms | p99 ms | max ms | notifies | errors | notifies per commit |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in runs {
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
             r.registry,
             r.clients,
             r.rate(),
@@ -221,7 +243,11 @@ pub fn table(runs: &[NotifyRun]) -> String {
             percentile(&r.latencies_ms, 99.0),
             r.latencies_ms.last().copied().unwrap_or(f64::NAN),
             r.ok,
-            r.errors
+            r.errors,
+            match r.commits {
+                Some(c) if c > 0 => format!("{:.1}", r.ok as f64 / c as f64),
+                _ => "-".to_owned(),
+            }
         ));
     }
     md
@@ -270,12 +296,21 @@ mod tests {
             errors: 0,
             seconds: 2.0,
             latencies_ms: vec![1.0, 2.0, 3.0, 10.0],
+            commits: Some(2),
         };
         let md = table(std::slice::from_ref(&run));
         assert!(
-            md.contains("| durable | 8 | 2 | 2.00 | 10.00 | 10.00 | 4 | 0 |"),
+            md.contains("| durable | 8 | 2 | 2.00 | 10.00 | 10.00 | 4 | 0 | 2.0 |"),
             "{md}"
         );
         assert_eq!(run.to_json()["notifies_per_s"], json!(2.0));
+    }
+
+    #[test]
+    fn commits_come_from_the_closing_line() {
+        let log = "2026 INFO asf::runtime::store: stream store loaded path=\"x\" streams=0\n\
+                   2026 INFO asf::runtime::store: stream store closed path=\"x\" commits=812\n";
+        assert_eq!(commits_in(log), Some(812));
+        assert_eq!(commits_in("no such line"), None);
     }
 }
