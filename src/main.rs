@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use asf::config::Config;
-use asf::runtime::DiskFiles;
-use asf::stream::MemoryRegistry;
+use asf::runtime::{DiskFiles, RedbRegistry};
+use asf::stream::{MemoryRegistry, Registry};
 
 fn main() -> ExitCode {
     let mut print_config = false;
@@ -69,9 +69,36 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let registry = Arc::new(MemoryRegistry::new(config.max_streams));
+    // The durable store (when ASF_STATE_DIR is not `none`), closed cleanly after the run.
+    let store = match &config.state_dir {
+        Some(dir) => match RedbRegistry::open(dir, config.max_streams, config.stream_ttl) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                eprintln!("asf: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            tracing::info!("ASF_STATE_DIR=none: stream registrations are kept in memory only and forgotten on restart");
+            None
+        }
+    };
+    let registry: Arc<dyn Registry> = match &store {
+        Some(store) => Arc::clone(store) as Arc<dyn Registry>,
+        None => Arc::new(MemoryRegistry::new(config.max_streams)),
+    };
+    if let Some(ttl) = config.stream_ttl {
+        if let Err(e) = asf::runtime::spawn_ttl_sweep(Arc::downgrade(&registry), ttl) {
+            eprintln!("asf: cannot start the TTL sweep thread: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let service = Arc::new(asf::app::build(Arc::clone(&config), files, registry));
-    match asf::runtime::run(config, service) {
+    let result = asf::runtime::run(config, service);
+    if let Some(store) = store {
+        store.close();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "asf stopped");

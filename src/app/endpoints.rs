@@ -1,4 +1,5 @@
-//! The internal HTTP endpoints: notify (register a stream id) and health.
+//! The internal HTTP endpoints: notify (register a stream id), unregister
+//! (`DELETE /asf/internal/streams/<id>`) and health.
 //!
 //! A notify is checked here (token, content type, JSON shape, lengths), then its file path is
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::texts::*;
 use crate::config::Config;
-use crate::http::{Request, Response};
+use crate::http::{decode_path_segment, Request, Response};
 use crate::service::{Endpoints, HttpReply, ServerStats};
 use crate::stream::{
     BufferPool, Files, PathError, Registration, Registry, RegistryError, Sessions, StreamStats,
@@ -90,16 +91,26 @@ impl Api {
         constant_time_eq(given.as_bytes(), token.expose().as_bytes())
     }
 
-    /// Checks what can be checked at once; the rest (path, registry) answers later.
-    fn notify(&self, req: &Request) -> HttpReply {
-        if !self.authorized(req) {
-            crate::client_warn!("notify refused: missing or wrong bearer token");
-            return Response::error(
+    /// The 401 answer for a request without the right token (`None` when authorized).
+    fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<HttpReply> {
+        if self.authorized(req) {
+            return None;
+        }
+        crate::client_warn!("request refused: missing or wrong bearer token"; what);
+        Some(
+            Response::error(
                 401,
                 "Unauthorized: a valid Authorization: Bearer token is required",
             )
             .with_header("WWW-Authenticate", "Bearer")
-            .into();
+            .into(),
+        )
+    }
+
+    /// Checks what can be checked at once; the rest (path, registry) answers later.
+    fn notify(&self, req: &Request) -> HttpReply {
+        if let Some(refused) = self.refuse_unauthorized(req, "notify") {
+            return refused;
         }
         if !is_json(req.header("content-type")) {
             crate::client_info!("notify refused: not JSON"; content_type = ?req.header("content-type"));
@@ -127,6 +138,7 @@ impl Api {
                 notified_at_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64),
+                live: false,
             };
             let shown = reg.path.display().to_string();
             match registry.register(&stream_id, reg).await {
@@ -142,11 +154,50 @@ impl Api {
                 }
                 Err(e) => {
                     tracing::warn!(stream_id = ?stream_id, error = %e, "notify refused: registry");
-                    let message = match e {
-                        RegistryError::Full { .. } => e.to_string(),
-                        RegistryError::Unavailable(_) => "registry unavailable".to_owned(),
-                    };
-                    Response::error(503, &message)
+                    registry_error(&e, "stored")
+                }
+            }
+        }))
+    }
+
+    /// `DELETE /asf/internal/streams/<id>`: unregisters `id` once the registry has stored
+    /// the removal. Streams in progress go on; the next join of `id` is "not found".
+    fn unregister(&self, req: &Request, raw_id: &str) -> HttpReply {
+        if let Some(refused) = self.refuse_unauthorized(req, "unregister") {
+            return refused;
+        }
+        let stream_id = decode_path_segment(raw_id);
+        if stream_id.is_empty() {
+            return Response::error(400, "Missing stream id: DELETE /asf/internal/streams/<id>")
+                .into();
+        }
+        if stream_id.len() > MAX_STREAM_ID_LEN {
+            return Response::error(
+                400,
+                &format!("stream_id is too long (at most {MAX_STREAM_ID_LEN} bytes)"),
+            )
+            .into();
+        }
+        let registry = Arc::clone(&self.registry);
+        HttpReply::Later(Box::pin(async move {
+            match registry.unregister(&stream_id).await {
+                Ok(true) => {
+                    tracing::info!(stream_id = ?stream_id, "stream unregistered");
+                    Response::json(
+                        200,
+                        &json!({ "message": "Stream unregistered", "stream_id": stream_id }),
+                    )
+                }
+                Ok(false) => {
+                    tracing::info!(stream_id = ?stream_id, "unregister of an unknown stream id");
+                    Response::json(
+                        404,
+                        &json!({ "error": "Unknown stream_id", "stream_id": stream_id }),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(stream_id = ?stream_id, error = %e, "unregister failed: registry");
+                    registry_error(&e, "removed")
                 }
             }
         }))
@@ -170,6 +221,18 @@ impl Api {
             }),
         )
     }
+}
+
+/// The 503 answer for a registry that could not store a change (`what`: "stored",
+/// "removed"). The detail (a path, an OS error) goes to the log, not to the caller.
+fn registry_error(e: &RegistryError, what: &str) -> Response {
+    let message = match e {
+        RegistryError::Full { .. } => e.to_string(),
+        RegistryError::Unavailable(_) => {
+            format!("The stream registry is unavailable: the change was not {what}; retry later")
+        }
+    };
+    Response::error(503, &message)
 }
 
 /// Reads a notify body: `(stream_id, filepath)`, or the 400 message.
@@ -214,6 +277,12 @@ impl Endpoints for Api {
             (NOTIFY_PATH, _) => Response::error(405, "Method not allowed; use POST")
                 .with_header("Allow", "POST")
                 .into(),
+            (path, method) if path.starts_with(STREAMS_PATH) => match method {
+                "DELETE" => self.unregister(req, &path[STREAMS_PATH.len()..]),
+                _ => Response::error(405, "Method not allowed; use DELETE")
+                    .with_header("Allow", "DELETE")
+                    .into(),
+            },
             (HEALTH_PATH, "GET" | "HEAD") => self.health(stats).into(),
             (HEALTH_PATH, _) => Response::error(405, "Method not allowed; use GET")
                 .with_header("Allow", "GET, HEAD")

@@ -28,6 +28,8 @@ pub mod texts {
     pub const NAMESPACE: &str = "/api/v1/podcasts/stream";
     /// Path of the notify endpoint.
     pub const NOTIFY_PATH: &str = "/asf/internal/notify_new_audio";
+    /// Path prefix of the unregister endpoint (`DELETE /asf/internal/streams/<id>`).
+    pub const STREAMS_PATH: &str = "/asf/internal/streams/";
     /// Path of the health endpoint.
     pub const HEALTH_PATH: &str = "/asf/health";
     /// Where Socket.IO is served.
@@ -43,7 +45,9 @@ pub mod texts {
     pub(crate) const HEALTHY: &str = "AudioStreamFeeder is healthy and running";
 }
 
-pub use texts::{ENGINE_PATH, HEALTH_PATH, MAX_STREAM_ID_LEN, NAMESPACE, NOTIFY_PATH};
+pub use texts::{
+    ENGINE_PATH, HEALTH_PATH, MAX_STREAM_ID_LEN, NAMESPACE, NOTIFY_PATH, STREAMS_PATH,
+};
 
 /// Unix time in seconds, as the seed's `timestamp` fields carry it.
 pub(crate) fn timestamp() -> f64 {

@@ -75,6 +75,14 @@ impl Registry for LateRegistry {
         ready(Ok(()))
     }
 
+    fn unregister(&self, _id: &str) -> Answer<Result<bool, RegistryError>> {
+        ready(Ok(false))
+    }
+
+    fn expire(&self, _cutoff_ms: u64) -> Answer<Result<usize, RegistryError>> {
+        ready(Ok(0))
+    }
+
     fn watch(&self, _id: &str, _waker: &Waker) {}
 
     fn unwatch(&self, _id: &str, _waker: &Waker) {}
@@ -177,6 +185,7 @@ fn a_join_waits_for_a_late_registry_answer_then_streams_every_byte() {
     registry.release(Ok(Some(Registration {
         path: "late.mp3".into(),
         notified_at_ms: 0,
+        live: false,
     })));
     assert!(c.wakes.get() > before, "the answer wakes the connection");
     c.wake(&router);

@@ -139,6 +139,16 @@ pub const ASF_INTERNAL_TOKEN: &str = "ASF_INTERNAL_TOKEN";
 pub const ASF_SHUTDOWN_GRACE: &str = "ASF_SHUTDOWN_GRACE";
 /// Default shutdown grace.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Name of the state directory variable.
+pub const ASF_STATE_DIR: &str = "ASF_STATE_DIR";
+/// Default state directory, relative to the working directory.
+pub const DEFAULT_STATE_DIR: &str = "./asf-state";
+/// The `ASF_STATE_DIR` value that keeps the registry in memory only.
+pub const STATE_DIR_NONE: &str = "none";
+/// Name of the stream id time-to-live variable (seconds).
+pub const ASF_STREAM_TTL: &str = "ASF_STREAM_TTL";
+/// Largest accepted stream TTL (ten years).
+pub const MAX_STREAM_TTL_SECS: f64 = 315_360_000.0;
 
 /// Every ASF setting, parsed once at startup.
 #[derive(Debug, Clone)]
@@ -250,6 +260,15 @@ pub struct Config {
     /// `ASF_SHUTDOWN_GRACE`, seconds to let streams finish after a shutdown signal,
     /// 0..=3600. Default 10: longer is kinder to listeners, shorter restarts faster.
     pub shutdown_grace: Duration,
+    /// `ASF_STATE_DIR`, the directory of the stream registry's store (`registry.redb`),
+    /// created on start. Default `./asf-state` (relative to the working directory); the
+    /// literal `none` keeps the registry in memory only (`None` here): every registration
+    /// is then forgotten on restart.
+    pub state_dir: Option<PathBuf>,
+    /// `ASF_STREAM_TTL`, seconds after its last notify that a stream id is removed, above 0
+    /// up to 315360000. Default unset: ids are kept until unregistered. Shorter keeps the
+    /// store small; an expired id's listeners get "not found" on their next join.
+    pub stream_ttl: Option<Duration>,
 }
 
 impl Default for Config {
@@ -286,6 +305,8 @@ impl Default for Config {
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             internal_token: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
+            stream_ttl: None,
         }
     }
 }
@@ -368,6 +389,8 @@ impl Config {
             internal_token: optional(src, ASF_INTERNAL_TOKEN, |s| Ok(SecretString::new(s)))?,
             shutdown_grace: var(src, ASF_SHUTDOWN_GRACE, parse_shutdown_grace)?
                 .unwrap_or(d.shutdown_grace),
+            state_dir: var(src, ASF_STATE_DIR, parse_state_dir)?.unwrap_or(d.state_dir),
+            stream_ttl: var(src, ASF_STREAM_TTL, parse_stream_ttl)?.or(d.stream_ttl),
         })
     }
 
@@ -392,7 +415,15 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 30] = [
+        let state_dir = match &self.state_dir {
+            Some(dir) => token_of(&dir.display().to_string()),
+            None => STATE_DIR_NONE.to_owned(),
+        };
+        let ttl = match self.stream_ttl {
+            Some(ttl) => format!("{ttl:?}"),
+            None => "unset".to_owned(),
+        };
+        let fields: [(&str, String); 32] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -438,6 +469,8 @@ impl Config {
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
             ("internal_token", token),
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),
+            ("state_dir", state_dir),
+            ("stream_ttl", ttl),
         ];
         fields
             .iter()

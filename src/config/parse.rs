@@ -201,3 +201,19 @@ pub(super) fn parse_max_events_per_sec(raw: &str) -> Result<u32, String> {
 pub(super) fn parse_shutdown_grace(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, false, 3600.0)
 }
+
+pub(super) fn parse_state_dir(raw: &str) -> Result<Option<PathBuf>, String> {
+    if raw.is_empty() {
+        return Err(format!(
+            "expected a directory path, or {STATE_DIR_NONE} to keep the registry in memory only"
+        ));
+    }
+    if raw.eq_ignore_ascii_case(STATE_DIR_NONE) {
+        return Ok(None);
+    }
+    Ok(Some(PathBuf::from(raw)))
+}
+
+pub(super) fn parse_stream_ttl(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, true, MAX_STREAM_TTL_SECS)
+}

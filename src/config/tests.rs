@@ -73,7 +73,39 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.max_events_per_sec, 200);
     assert!(c.internal_token.is_none());
     assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(c.state_dir, Some(PathBuf::from("./asf-state")));
+    assert_eq!(c.stream_ttl, None);
     assert_eq!(c.log_filter(), "debug");
+}
+
+#[test]
+fn state_dir_is_a_path_or_none() {
+    let c = parse(&[(ASF_STATE_DIR, "/var/lib/asf")]);
+    assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/asf")));
+    assert!(c.summary().contains("state_dir=/var/lib/asf"));
+    for none in ["none", "NONE"] {
+        let c = parse(&[(ASF_STATE_DIR, none)]);
+        assert_eq!(c.state_dir, None);
+        assert!(c.summary().contains("state_dir=none"));
+    }
+    let msg = parse_err(ASF_STATE_DIR, " ");
+    assert!(msg.contains("or none"), "{msg}");
+}
+
+#[test]
+fn stream_ttl_is_positive_seconds() {
+    let c = parse(&[(ASF_STREAM_TTL, "86400")]);
+    assert_eq!(c.stream_ttl, Some(Duration::from_secs(86_400)));
+    assert!(c.summary().contains("stream_ttl=86400s"));
+    assert_eq!(
+        parse(&[(ASF_STREAM_TTL, "0.5")]).stream_ttl,
+        Some(Duration::from_millis(500))
+    );
+    assert!(parse(&[]).summary().contains("stream_ttl=unset"));
+    for bad in ["0", "-1", "abc", "inf", "315360001"] {
+        let msg = parse_err(ASF_STREAM_TTL, bad);
+        assert!(msg.contains("seconds greater than 0"), "{msg}");
+    }
 }
 
 #[test]

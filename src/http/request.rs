@@ -90,8 +90,8 @@ impl Request {
             .split('&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-            .find(|(k, _)| percent_decode(k) == name)
-            .map(|(_, v)| percent_decode(v))
+            .find(|(k, _)| percent_decode(k, true) == name)
+            .map(|(_, v)| percent_decode(v, true))
     }
 
     /// The request body (empty when there is no `Content-Length`).
@@ -271,14 +271,21 @@ fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
     }
 }
 
-/// Percent-decodes a query component, reading `+` as a space. Malformed escapes stay literal.
-fn percent_decode(s: &str) -> String {
+/// Percent-decodes a path segment (`+` stays `+`); bytes that do not decode to UTF-8 become
+/// U+FFFD. Malformed escapes stay literal.
+pub fn decode_path_segment(s: &str) -> String {
+    percent_decode(s, false)
+}
+
+/// Percent-decodes a query component (`plus_is_space`) or a path segment. Malformed escapes
+/// stay literal.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match b {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).and_then(|h| {
                     let h = std::str::from_utf8(h).ok()?;
@@ -530,8 +537,9 @@ mod tests {
 
     #[test]
     fn percent_decode_edges() {
-        assert_eq!(percent_decode("%41%4a%4A+%"), "AJJ %");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("a%2Bb"), "a+b");
+        assert_eq!(percent_decode("%41%4a%4A+%", true), "AJJ %");
+        assert_eq!(percent_decode("%4", true), "%4");
+        assert_eq!(percent_decode("a%2Bb", true), "a+b");
+        assert_eq!(decode_path_segment("a+b%20c%2F"), "a+b c/");
     }
 }

@@ -15,7 +15,9 @@ mod fs;
 mod io;
 mod server;
 mod session;
+mod store;
 mod websocket;
 
 pub use fs::DiskFiles;
 pub use server::{bind_all, run, serve, shutdown_channel, Shutdown, ShutdownHandle};
+pub use store::{spawn_ttl_sweep, RedbRegistry, StoreError, STORE_FILE};

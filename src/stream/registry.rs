@@ -21,6 +21,11 @@
 //!   stored). A backend that cannot be asked answers `lookup` from what it already knows
 //!   (a remote backend's local view), or with `Unavailable`, which a join treats as "not
 //!   found yet" and waits.
+//! - **Removal.** `unregister` and `expire` take effect like a registration: once answered,
+//!   later lookups do not see the removed ids (until a new registration). A listener already
+//!   streaming a removed id is not stopped; its next join is answered "not found".
+//!   (`unregister` and `expire` were added for `DELETE /asf/internal/streams/<id>` and
+//!   `ASF_STREAM_TTL`: the app cannot remove ids through the other methods.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +41,9 @@ pub struct Registration {
     pub path: PathBuf,
     /// When the notify arrived, in milliseconds since the Unix epoch.
     pub notified_at_ms: u64,
+    /// The file is still being written (a live stream). Stored and reloaded by durable
+    /// backends; every notify registers finished files (`false`) until live streams exist.
+    pub live: bool,
 }
 
 /// Why the registry could not answer.
@@ -59,6 +67,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// Registers (or replaces) `id`. Answers once the registration is stored (durably, for
     /// a durable backend) and visible to `lookup`.
     fn register(&self, id: &str, reg: Registration) -> Answer<Result<(), RegistryError>>;
+    /// Removes `id`; answers whether it was registered.
+    fn unregister(&self, id: &str) -> Answer<Result<bool, RegistryError>>;
+    /// Removes every id whose last notify came before `cutoff_ms` (Unix milliseconds);
+    /// answers how many were removed.
+    fn expire(&self, cutoff_ms: u64) -> Answer<Result<usize, RegistryError>>;
     /// Wakes `waker` once when `id` is next registered.
     fn watch(&self, id: &str, waker: &Waker);
     /// Forgets a watch made with the same waker.
@@ -121,6 +134,11 @@ impl MemoryRegistry {
         Ok(())
     }
 
+    /// Removes `id` now; its registration, if it had one.
+    pub fn remove(&self, id: &str) -> Option<Registration> {
+        self.table().entries.remove(id)
+    }
+
     /// Number of ids being watched (tests, health).
     pub fn watched_ids(&self) -> usize {
         self.table().watchers.len()
@@ -134,6 +152,17 @@ impl Registry for MemoryRegistry {
 
     fn register(&self, id: &str, reg: Registration) -> Answer<Result<(), RegistryError>> {
         ready(self.insert(id, reg))
+    }
+
+    fn unregister(&self, id: &str) -> Answer<Result<bool, RegistryError>> {
+        ready(Ok(self.remove(id).is_some()))
+    }
+
+    fn expire(&self, cutoff_ms: u64) -> Answer<Result<usize, RegistryError>> {
+        let mut t = self.table();
+        let before = t.entries.len();
+        t.entries.retain(|_, r| r.notified_at_ms >= cutoff_ms);
+        ready(Ok(before - t.entries.len()))
     }
 
     fn watch(&self, id: &str, waker: &Waker) {
@@ -178,7 +207,36 @@ mod tests {
         Registration {
             path: PathBuf::from(p),
             notified_at_ms: 1,
+            live: false,
         }
+    }
+
+    fn now<T>(answer: Answer<T>) -> T {
+        let mut answer = answer;
+        let waker = Waker::from(Arc::new(Count::default()));
+        match answer
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+        {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a memory answer is ready at once"),
+        }
+    }
+
+    #[test]
+    fn unregister_and_expire_remove_ids() {
+        let r = MemoryRegistry::new(10);
+        r.insert("a", reg("/a")).unwrap();
+        let mut late = reg("/b");
+        late.notified_at_ms = 100;
+        r.insert("b", late.clone()).unwrap();
+        assert_eq!(now(r.unregister("a")), Ok(true));
+        assert_eq!(now(r.unregister("a")), Ok(false));
+        assert_eq!(now(r.lookup("a")), Ok(None));
+        r.insert("a", reg("/a")).unwrap();
+        assert_eq!(now(r.expire(100)), Ok(1));
+        assert_eq!(now(r.lookup("b")), Ok(Some(late)));
+        assert_eq!(r.len(), 1);
     }
 
     #[test]

@@ -202,7 +202,8 @@ impl Drop for Server {
 
 /// The `asf` command in the test environment: environment cleared but for PATH and HOME,
 /// then the default test settings, `ASF_AUDIO_ROOT=root` and `overrides` (which win); run in
-/// `cwd` (empty, so no stray `.env` is read); stdout and stderr piped. Tests that must set
+/// `cwd` (empty, so no stray `.env` is read), with its own registry store in `cwd/asf-state`
+/// (`ASF_STATE_DIR`, so no two servers share one); stdout and stderr piped. Tests that must set
 /// process limits or read the exit status themselves spawn it directly.
 pub fn asf_command(root: &Path, cwd: &Path, overrides: &[(&str, &str)]) -> Command {
     let mut env: HashMap<String, String> = BASE_ENV
@@ -210,6 +211,10 @@ pub fn asf_command(root: &Path, cwd: &Path, overrides: &[(&str, &str)]) -> Comma
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     env.insert("ASF_AUDIO_ROOT".into(), root.to_string_lossy().into_owned());
+    env.insert(
+        "ASF_STATE_DIR".into(),
+        cwd.join("asf-state").to_string_lossy().into_owned(),
+    );
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());
     }
@@ -306,24 +311,8 @@ impl ChildServer {
     /// Waits for the process to exit on its own (no further signal); kills it and panics with
     /// the log if it still runs after `limit` (a hang guard, not a speed bound).
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    thread::sleep(Duration::from_millis(50)); // let the log threads drain
-                    return status;
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                other => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "asf did not exit within {limit:?} ({other:?})\n--- asf log ---\n{}",
-                        self.log()
-                    );
-                }
-            }
-        }
+        wait_exit(&mut self.child, limit)
+            .unwrap_or_else(|why| panic!("{why}\n--- asf log ---\n{}", self.log()))
     }
 
     /// Writes `bytes` as an audio file and registers it as stream `id`.
@@ -350,6 +339,26 @@ impl Drop for ChildServer {
         if thread::panicking() {
             thread::sleep(Duration::from_millis(50));
             eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
+/// Waits for `child` to exit on its own; kills it and answers why after `limit` (a hang
+/// guard, not a speed bound). Sleeps a moment after the exit so the log threads drain.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                thread::sleep(Duration::from_millis(50));
+                return Ok(status);
+            }
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("asf did not exit within {limit:?} ({other:?})"));
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 mod baseline;
 mod client;
 mod hash;
+mod notify;
 mod procs;
 mod report;
 mod suite;
@@ -21,6 +22,8 @@ use serde_json::{json, Value};
 const USAGE: &str = "usage:
   asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
   asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P] [--sndbuf BYTES]
+  asf-bench notify [--seconds S] [--clients 1,8,64] [--asf PATH] [--out DIR]
+      (notify throughput and latency, durable ASF_STATE_DIR vs none; writes notify.md/json)
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
   e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";
@@ -144,11 +147,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
         quick,
         rounds: parse_num(args, "--rounds", if quick { 1 } else { 5 })?,
         warmup: parse_num(args, "--warmup", if quick { 0 } else { 1 })?,
-        asf: PathBuf::from(arg_value(args, "--asf").unwrap_or_else(|| "target/release/asf".into()))
-            .canonicalize()
-            .map_err(|e| {
-                format!("the asf binary: {e} (build it with cargo build --release --bins)")
-            })?,
+        asf: asf_binary(args)?,
         out: out.clone(),
         only: arg_value(args, "--only"),
         min_bytes: parse_num::<u64>(args, "--min-mib", if quick { 128 } else { 1024 })? << 20,
@@ -187,10 +186,39 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
     Ok(failures.is_empty())
 }
 
+/// The release `asf` binary named by `--asf` (default `target/release/asf`).
+fn asf_binary(args: &[String]) -> Result<PathBuf, String> {
+    PathBuf::from(arg_value(args, "--asf").unwrap_or_else(|| "target/release/asf".into()))
+        .canonicalize()
+        .map_err(|e| format!("the asf binary: {e} (build it with cargo build --release --bins)"))
+}
+
+fn run_notify(args: &[String]) -> Result<bool, String> {
+    check_flags(args, &["--seconds", "--clients", "--asf", "--out"], &[])?;
+    let clients = arg_value(args, "--clients")
+        .unwrap_or_else(|| "1,8,64".into())
+        .split(',')
+        .map(|c| match c.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "--clients {c:?}: expected counts above 0 separated by commas"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = notify::Opts {
+        asf: asf_binary(args)?,
+        out: PathBuf::from(arg_value(args, "--out").unwrap_or_else(|| "bench-out".into())),
+        seconds: parse_num(args, "--seconds", 10.0)?,
+        clients,
+    };
+    notify::run(&opts, machine())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("suite") => run_suite(&args[1..]),
+        Some("notify") => run_notify(&args[1..]),
         Some("baseline-server") => {
             let mode = arg_value(&args, "--mode").unwrap_or_default();
             let file = arg_value(&args, "--file").unwrap_or_default();

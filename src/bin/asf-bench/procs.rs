@@ -187,7 +187,8 @@ pub fn start_asf(bin: &Path, root: &Path, log: &Path) -> Result<Proc, String> {
     start_asf_with(bin, root, log, &[])
 }
 
-/// Like [`start_asf`], with extra environment (e.g. `ASF_WORKERS`).
+/// Like [`start_asf`], with extra environment (e.g. `ASF_WORKERS`), which wins over the
+/// defaults. The registry is memory-only (`ASF_STATE_DIR=none`) unless `env` says otherwise.
 pub fn start_asf_with(
     bin: &Path,
     root: &Path,
@@ -195,7 +196,6 @@ pub fn start_asf_with(
     env: &[(&str, &str)],
 ) -> Result<Proc, String> {
     let mut cmd = Command::new(bin);
-    cmd.envs(env.iter().copied());
     cmd.env_remove("ASF_INTERNAL_TOKEN")
         .env("ASF_HOST", "127.0.0.1")
         .env("ASF_PORT", "0")
@@ -207,6 +207,8 @@ pub fn start_asf_with(
         .env("ASF_AUDIO_ROOT", root)
         // Runs re-join one stream hundreds of times a second on one connection.
         .env("ASF_MAX_EVENTS_PER_SEC", "1000000")
+        .env("ASF_STATE_DIR", "none")
+        .envs(env.iter().copied())
         .current_dir(root);
     Proc::spawn(cmd, "asf listening on", log)
 }

@@ -273,7 +273,7 @@ impl Listener {
             }
             let chunk_size = self.chunk_size as usize;
             if let Some(framing) = framing {
-                if from % chunk_size == 0 {
+                if from.is_multiple_of(chunk_size) {
                     if let Some(wire) = self.wire_of(b, &block, framing) {
                         // Whole chunks from the grid: one slice of the wire block.
                         let first = from / chunk_size;

@@ -16,6 +16,7 @@ use crate::hash::hash;
 use crate::procs::{self, Proc};
 
 mod runners;
+pub(crate) use runners::percentile;
 #[cfg(test)]
 mod tests;
 

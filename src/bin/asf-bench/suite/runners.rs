@@ -64,7 +64,8 @@ fn wait(
     Ok(())
 }
 
-pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`th percentile (nearest rank) of `sorted`; NaN when empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
