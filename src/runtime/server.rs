@@ -77,6 +77,7 @@ pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
         http_limits: crate::http::Limits::default(),
         stats: Arc::new(ServerStats::default()),
         sessions: Mutex::new(HashMap::new()),
+        owed_noops: Mutex::new(HashMap::new()),
         phase: phase_rx,
         service,
         config: Arc::clone(&config),
