@@ -97,7 +97,24 @@ pub(super) fn parse_cors(raw: &str) -> Result<CorsOrigins, String> {
             "origin {bad:?} contains whitespace; expected * or a comma-separated list of origins"
         ));
     }
+    if let Some(bad) = list.iter().find(|o| !has_scheme(o)) {
+        return Err(format!(
+            "origin {bad:?} has no scheme: expected scheme://host[:port] as browsers send it, e.g. https://app.example"
+        ));
+    }
     Ok(CorsOrigins::List(list))
+}
+
+/// Whether `origin` starts with `scheme://` and has something after it (RFC 3986 scheme:
+/// a letter, then letters, digits, `+`, `-` or `.`).
+fn has_scheme(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
 }
 
 pub(super) fn parse_chunk_size(raw: &str) -> Result<usize, String> {

@@ -325,6 +325,15 @@ fn cors_rules() {
     assert!(!list.allows("https://app.example.evil"));
     assert_eq!(list.to_string(), "https://App.example,http://b");
     parse_err(ASF_CORS_ALLOWED_ORIGINS, "http://a b");
+    for schemeless in [
+        "app.example",
+        "https://a,b.example:8080",
+        "//app.example",
+        "https://",
+    ] {
+        let msg = parse_err(ASF_CORS_ALLOWED_ORIGINS, schemeless);
+        assert!(msg.contains("has no scheme"), "{msg}");
+    }
 }
 
 #[test]

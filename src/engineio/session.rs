@@ -188,6 +188,7 @@ pub struct Session {
 static PING: Bytes = Bytes::from_static(b"2");
 static PONG: Bytes = Bytes::from_static(b"3");
 static NOOP: Bytes = Bytes::from_static(b"6");
+static CLOSE: Bytes = Bytes::from_static(b"1");
 static PROBE_REPLY: Bytes = Bytes::from_static(b"3probe");
 
 /// What a queued packet is charged against [`EioConfig::max_queued_bytes`].
@@ -342,6 +343,21 @@ impl Session {
         }
         self.poll_active = true;
         Ok(())
+    }
+
+    /// What answers a polling GET that is pending when the session ends: a noop when the
+    /// client closed the session (its close packet came in a POST; the GET only has to
+    /// end, as with engine.io servers), else a close packet that tells the client.
+    pub fn poll_close_packet(&self) -> Bytes {
+        match self.closed {
+            Some(DisconnectReason::ClientClose) => NOOP.clone(),
+            _ => CLOSE.clone(),
+        }
+    }
+
+    /// True while a polling GET is in flight.
+    pub fn poll_pending(&self) -> bool {
+        self.poll_active
     }
 
     /// The polling GET in flight has been answered.
@@ -611,6 +627,21 @@ mod tests {
             s.handle_packet(t0, Packet::Message(big), Transport::WebSocket),
             Err(DisconnectReason::PayloadTooLarge)
         );
+    }
+
+    #[test]
+    fn a_pending_poll_ends_with_noop_on_client_close_and_close_otherwise() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        assert_eq!(
+            s.handle_packet(t0, Packet::Close, Transport::Polling),
+            Err(DisconnectReason::ClientClose)
+        );
+        assert_eq!(s.poll_close_packet(), Bytes::from_static(b"6"));
+        let mut s = session(Transport::Polling, t0);
+        s.handle_timeout(t0 + Duration::from_millis(1000));
+        assert_eq!(s.closed(), Some(&DisconnectReason::ConnectTimeout));
+        assert_eq!(s.poll_close_packet(), Bytes::from_static(b"1"));
     }
 
     #[test]

@@ -35,8 +35,14 @@ pub(crate) struct Ctx<S: Service> {
     pub http_limits: crate::http::Limits,
     pub stats: Arc<ServerStats>,
     pub sessions: Mutex<HashMap<Sid, Arc<Shared<S::Conn>>>>,
+    /// Sessions a client closed with a polling POST while no GET was pending, each with the
+    /// instant until which its next GET is owed a noop (see [`Ctx::owe_noop`]).
+    pub owed_noops: Mutex<HashMap<Sid, Instant>>,
     pub phase: watch::Receiver<Phase>,
 }
+
+/// Most sessions remembered in [`Ctx::owed_noops`] at once.
+const MAX_OWED_NOOPS: usize = 4096;
 
 impl<S: Service> std::fmt::Debug for Ctx<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,8 +51,70 @@ impl<S: Service> std::fmt::Debug for Ctx<S> {
 }
 
 impl<S: Service> Ctx<S> {
+    /// The live session `sid`, for a request arriving now. Timers already due are applied
+    /// first: a session whose pong (or connect) deadline has passed is over even when the
+    /// task that runs its timers has not had its turn yet (its worker busy), as it would be
+    /// had that task run on time. None when the session is unknown or over.
     pub fn lookup(&self, sid: &Sid) -> Option<Arc<Shared<S::Conn>>> {
-        self.sessions.lock().ok()?.get(sid).cloned()
+        let shared = self.sessions.lock().ok()?.get(sid).cloned()?;
+        match self.apply_timers(&shared, Instant::now()) {
+            Timers::Due(_) => Some(shared),
+            Timers::Closed => None,
+        }
+    }
+
+    /// The client closed `sid` with a polling POST while none of its GETs was pending. A
+    /// client sends that close while a GET is out, and a GET pending at the close gets a
+    /// noop (200); but the GET and the POST travel on different connections, maybe to
+    /// different workers, and the POST may be served first. So for a while (one ping
+    /// interval plus timeout, the longest a live client stays silent) the next GET for
+    /// `sid` is answered with that noop instead of "unknown session", once.
+    pub fn owe_noop(&self, sid: Sid, now: Instant) {
+        let Ok(mut owed) = self.owed_noops.lock() else {
+            return;
+        };
+        if owed.len() >= MAX_OWED_NOOPS {
+            owed.retain(|_, until| *until > now);
+        }
+        if owed.len() < MAX_OWED_NOOPS {
+            owed.insert(sid, now + self.eio.ping_interval + self.eio.ping_timeout);
+        }
+    }
+
+    /// Whether a polling GET for `sid`, a session no longer known, is owed a noop (see
+    /// [`Ctx::owe_noop`]); the debt is paid by the answer.
+    pub fn take_owed_noop(&self, sid: &Sid, now: Instant) -> bool {
+        self.owed_noops
+            .lock()
+            .ok()
+            .and_then(|mut owed| owed.remove(sid))
+            .is_some_and(|until| now < until)
+    }
+
+    /// Applies the session's timers due at `now` and wakes its driver when they queued a
+    /// packet or closed it. A closed polling session is finished here; a WebSocket
+    /// session's writer finishes its own (after its close frame).
+    fn apply_timers(&self, shared: &Shared<S::Conn>, now: Instant) -> Timers {
+        let mut st = shared.lock();
+        if st.finished {
+            return Timers::Closed;
+        }
+        let had_output = st.eio.has_output();
+        let next = run_timers(self, &mut st, now);
+        let closed = st.eio.closed().cloned();
+        if st.eio.has_output() != had_output || closed.is_some() {
+            shared.wake();
+        }
+        let Some(reason) = closed else {
+            return Timers::Due(next);
+        };
+        tracing::debug!(sid = %shared.sid, %reason, "session timers end the session");
+        let polling = st.eio.transport() == Transport::Polling;
+        drop(st);
+        if polling {
+            self.finish(shared);
+        }
+        Timers::Closed
     }
 
     /// Creates and registers a session, and starts its heartbeat on this worker. `None` when
@@ -444,29 +512,20 @@ pub(crate) fn gather<S: Service>(
     (step, reads)
 }
 
+/// What [`Ctx::apply_timers`] found.
+enum Timers {
+    /// The session goes on; its next deadline.
+    Due(Option<Instant>),
+    /// The session is over.
+    Closed,
+}
+
 /// Drives a session's timers: pings, pong deadline, connect timeout.
 async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
     loop {
-        let next = {
-            let mut st = shared.lock();
-            if st.finished {
-                return;
-            }
-            let had_output = st.eio.has_output();
-            let next = run_timers(&ctx, &mut st, Instant::now());
-            if st.eio.has_output() != had_output || st.eio.closed().is_some() {
-                shared.wake();
-            }
-            if let Some(reason) = st.eio.closed() {
-                tracing::debug!(sid = %shared.sid, %reason, "heartbeat ends the session");
-                let polling = st.eio.transport() == Transport::Polling;
-                drop(st);
-                if polling {
-                    ctx.finish(&shared);
-                }
-                return;
-            }
-            next
+        let next = match ctx.apply_timers(&shared, Instant::now()) {
+            Timers::Due(next) => next,
+            Timers::Closed => return,
         };
         match next {
             Some(t) => {

@@ -87,13 +87,19 @@ pub(crate) async fn handle<S: Service>(
         None => None,
         Some(sid) => match Sid::parse(&sid).and_then(|s| ctx.lookup(&s)) {
             Some(shared) => {
-                let ok = {
+                let polling = {
                     let st = shared.lock();
                     st.eio.transport() == Transport::Polling && st.eio.closed().is_none()
                 };
-                if !ok {
-                    tracing::info!(%peer, sid = %sid, "websocket upgrade refused: session is not polling");
-                    return refuse(eio_error(ErrorCode::BadRequest)).await;
+                if !polling {
+                    // Already upgraded (or just closed): as engine.io servers do, accept
+                    // this WebSocket and close it at once; the session goes on untouched.
+                    tracing::info!(%peer, sid = %sid, "second websocket for a session that is not polling: accepted and closed");
+                    let mut bye = ws::handshake_response(&accept);
+                    bye.extend_from_slice(&ws::close_frame(1000, ""));
+                    let _ = write_all(&stream, vec![Bytes::from(bye)], stall).await;
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return;
                 }
                 Some(shared)
             }
