@@ -305,6 +305,8 @@ async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Respons
         tracing::debug!(sid = %sid, "polling request for an unknown session");
         return eio_error(ErrorCode::UnknownSid);
     };
+    // A request sent after frames on an upgrading WebSocket is served after them.
+    shared.settle_upgrade(ctx.eio.ping_timeout).await;
     match req.method() {
         "GET" => poll_get(ctx, &shared).await,
         "POST" => poll_post(ctx, &shared, req.body().clone()),

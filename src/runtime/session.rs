@@ -146,12 +146,14 @@ impl<S: Service> Ctx<S> {
             waker: Waker::from(Arc::clone(&signal)),
             signal,
             ended: Notify::new(),
+            upgrade_progress: Notify::new(),
             state: Mutex::new(State {
                 eio: Session::new(sid, transport, self.eio.clone(), Instant::now()),
                 conn: self.service.open(),
                 ws_close: None,
                 ws_control: VecDeque::new(),
                 ws_control_bytes: 0,
+                upgrade: None,
                 finished: false,
             }),
         });
@@ -280,7 +282,22 @@ pub(crate) struct Shared<C> {
     /// Wakes, once, every task that waits for the session to end (the upgrade WebSockets of a
     /// polling session): [`Ctx::finish`] notifies it.
     pub ended: Notify,
+    /// Wakes the polling requests waiting for an upgrading WebSocket's reader (see
+    /// [`Shared::settle_upgrade`]) whenever it handled more, or stopped.
+    pub upgrade_progress: Notify,
     state: Mutex<State<C>>,
+}
+
+/// A WebSocket upgrading a polling session, as the session's polling requests see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UpgradeWatch {
+    /// Its socket. Valid while the watch is set: the reader clears the watch (under the
+    /// session lock) before it lets the socket go.
+    pub fd: std::os::fd::RawFd,
+    /// Bytes of the connection, counted as the kernel counts them from its start (HTTP
+    /// handshake included), that the reader has handled: every complete frame in them is
+    /// processed.
+    pub handled: u64,
 }
 
 pub(crate) struct State<C> {
@@ -294,6 +311,8 @@ pub(crate) struct State<C> {
     /// What `ws_control` is charged against the session's queue cap (see
     /// [`enforce_queue_cap`]).
     pub ws_control_bytes: usize,
+    /// The WebSocket upgrading this polling session, while one does (the first one).
+    pub upgrade: Option<UpgradeWatch>,
     pub finished: bool,
 }
 
@@ -316,6 +335,72 @@ impl<C> Shared<C> {
     /// Waits for a wake-up.
     pub async fn woken(&self) {
         self.signal.0.notified().await;
+    }
+
+    /// Called by a polling request before it acts: while a WebSocket upgrades the session,
+    /// waits (at most `limit`) until its reader has handled every byte the kernel had
+    /// received on it when the request arrived. The client may send `5` (upgrade) on the
+    /// WebSocket and then a polling request on another connection, which another worker
+    /// may serve first; processed in that order, the request sees the session it expects
+    /// (upgraded: refused), as on a server with one event loop.
+    pub async fn settle_upgrade(&self, limit: Duration) {
+        let target = {
+            let st = self.lock();
+            let Some(watch) = st.upgrade else {
+                return;
+            };
+            match super::io::tcp_bytes_received(watch.fd) {
+                Ok(received) if received > watch.handled => received,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(sid = %self.sid, error = %e, "cannot tell what the upgrade socket received");
+                    return;
+                }
+            }
+        };
+        tracing::debug!(sid = %self.sid, received = target, "polling request waits for the upgrade socket's reader");
+        let deadline = Instant::now() + limit;
+        loop {
+            let progress = self.upgrade_progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so progress between the two still wakes us.
+            progress.as_mut().enable();
+            let behind = {
+                let st = self.lock();
+                st.eio.closed().is_none() && st.upgrade.is_some_and(|w| w.handled < target)
+            };
+            if !behind {
+                return;
+            }
+            tokio::select! {
+                _ = &mut progress => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    tracing::debug!(sid = %self.sid, "upgrade socket's reader did not catch up; polling request goes on");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The upgrading WebSocket's reader handled `bytes` more of its connection.
+    pub fn upgrade_handled(&self, fd: std::os::fd::RawFd, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        if let Some(w) = self.lock().upgrade.as_mut().filter(|w| w.fd == fd) {
+            w.handled += bytes;
+        }
+        self.upgrade_progress.notify_waiters();
+    }
+
+    /// The WebSocket on `fd` no longer upgrades the session (upgraded, or gone).
+    pub fn upgrade_over(&self, fd: std::os::fd::RawFd) {
+        let mut st = self.lock();
+        if st.upgrade.is_some_and(|w| w.fd == fd) {
+            st.upgrade = None;
+        }
+        drop(st);
+        self.upgrade_progress.notify_waiters();
     }
 }
 

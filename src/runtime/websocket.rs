@@ -2,6 +2,7 @@
 //! writer task that sends the session's packets and audio chunks in vectored writes.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use super::conn::{cors_headers, eio_error, handle_packet, session_limit};
 use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
     enforce_queue_cap, gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads,
-    Shared, Step,
+    Shared, Step, UpgradeWatch,
 };
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::session::PACKET_OVERHEAD;
@@ -122,9 +123,16 @@ pub(crate) async fn handle<S: Service>(
             (shared, false)
         }
     };
+    if upgrading {
+        // Before the 101: the client sends frames only after it, so all the kernel has
+        // received now is the request (and `leftover`, read past it).
+        watch_upgrade(&shared, stream.as_raw_fd(), leftover.len());
+    }
     if let Err(e) = write_all(&stream, vec![Bytes::from(hello)], ctx.config.stall_timeout).await {
         tracing::debug!(%peer, error = %e, "websocket handshake write failed");
-        if !upgrading {
+        if upgrading {
+            shared.upgrade_over(stream.as_raw_fd());
+        } else {
             shared.lock().eio.close(DisconnectReason::TransportClose);
             ctx.finish(&shared);
         }
@@ -145,6 +153,36 @@ pub(crate) async fn handle<S: Service>(
     tokio_uring::spawn(reader(ctx, shared, stream, buf, upgrading, peer, guard));
 }
 
+/// Lets the polling requests of `shared` wait for this upgrading WebSocket's reader (see
+/// [`Shared::settle_upgrade`]), unless another WebSocket already upgrades it.
+fn watch_upgrade<C>(shared: &Shared<C>, fd: RawFd, leftover: usize) {
+    let mut st = shared.lock();
+    if st.upgrade.is_some() {
+        return;
+    }
+    match super::io::tcp_bytes_received(fd) {
+        Ok(received) => {
+            st.upgrade = Some(UpgradeWatch {
+                fd,
+                handled: received.saturating_sub(leftover as u64),
+            });
+        }
+        Err(e) => tracing::debug!(sid = %shared.sid, error = %e, "upgrade socket not watched"),
+    }
+}
+
+/// Ends the reader's [`UpgradeWatch`] when the reader ends, before it lets the socket go.
+struct WatchGuard<'a, C> {
+    shared: &'a Shared<C>,
+    fd: RawFd,
+}
+
+impl<C> Drop for WatchGuard<'_, C> {
+    fn drop(&mut self) {
+        self.shared.upgrade_over(self.fd);
+    }
+}
+
 /// Reads frames until the connection ends. (Writes made while upgrading are boxed, so the
 /// task of an idle connection stays small.)
 async fn reader<S: Service>(
@@ -160,6 +198,15 @@ async fn reader<S: Service>(
     // An upgrade socket must finish the probe and the upgrade within the ping timeout (a
     // polling client that is alive does at once); until then it holds a connection slot.
     let upgrade_deadline = Instant::now() + ctx.eio.ping_timeout;
+    let fd = stream.as_raw_fd();
+    // Declared after the parameters, so dropped before `stream`: the watch's fd stays valid.
+    let _watch = upgrading.then(|| WatchGuard {
+        shared: &shared,
+        fd,
+    });
+    // Bytes read from the socket (the handshake's leftover first) whose frames are not all
+    // handled yet.
+    let mut unhandled = buf.len() as u64;
     loop {
         loop {
             let msg = match decoder.decode(&mut buf) {
@@ -202,6 +249,10 @@ async fn reader<S: Service>(
                 }
             }
         }
+        if upgrading {
+            shared.upgrade_handled(fd, unhandled);
+        }
+        unhandled = 0;
         if !upgrading && shared.lock().eio.closed().is_some() {
             return;
         }
@@ -242,7 +293,7 @@ async fn reader<S: Service>(
         };
         buf = slice.into_inner();
         match res {
-            Ok(n) if n > 0 => {}
+            Ok(n) if n > 0 => unhandled += n as u64,
             other => {
                 if let Err(e) = other {
                     tracing::debug!(%peer, sid = %shared.sid, error = %e, "websocket read failed");
@@ -375,6 +426,7 @@ async fn on_message<S: Service>(
         } else if is_upgrade {
             tracing::debug!(sid = %shared.sid, "session upgraded to websocket");
             *upgrading = false;
+            shared.upgrade_over(stream.as_raw_fd());
             tokio_uring::spawn(writer(
                 Arc::clone(ctx),
                 Arc::clone(shared),
