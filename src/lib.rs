@@ -11,7 +11,7 @@
 //! | [`engineio`] | Engine.IO v4 packets, polling payloads, session ids, per-session state |
 //! | [`socketio`] | Socket.IO v5 packets (our encoder, parser-common decoder) and the namespace server API |
 //! | [`stream`] | stream registry, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
-//! | [`app`] | the ASF behaviour: join rules, notify and health endpoints, the seed's exact texts |
+//! | [`app`] | the ASF behaviour: join rules, the UI updates namespace, notify, send_ui_update and health endpoints, the seed's exact texts |
 //! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals |
 
 pub mod app;

@@ -218,3 +218,26 @@ pub(super) fn parse_max_events_per_sec(raw: &str) -> Result<u32, String> {
 pub(super) fn parse_shutdown_grace(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, false, 3600.0)
 }
+
+/// The audio namespace, which the UI updates namespace must not take over.
+const AUDIO_NAMESPACE: &str = "/api/v1/podcasts/stream";
+
+pub(super) fn parse_namespace(raw: &str) -> Result<String, String> {
+    let expected = format!(
+        "expected a Socket.IO namespace: '/' then 1 to {} characters of A-Z a-z 0-9 / - _ . ~",
+        MAX_NAMESPACE_LEN - 1
+    );
+    let valid = raw.len() >= 2
+        && raw.len() <= MAX_NAMESPACE_LEN
+        && raw.starts_with('/')
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
+    if !valid {
+        return Err(expected);
+    }
+    if raw == AUDIO_NAMESPACE {
+        return Err(format!("{AUDIO_NAMESPACE} is the audio namespace"));
+    }
+    Ok(raw.to_owned())
+}
