@@ -7,6 +7,18 @@ use asf::config::Config;
 use asf::runtime::{DiskFiles, RedbRegistry};
 use asf::stream::{MemoryRegistry, Registry};
 
+/// `asf --help` after the name line.
+const HELP: &str = "Usage: asf [--print-config | --version | --help]
+
+  (no option)     serve on ASF_HOST:ASF_PORT
+  --print-config  print the effective settings on one line (secrets as ****) and exit
+  --version, -V   print the version and exit
+  --help, -h      print this help and exit
+
+Settings come from ASF_* environment variables, layered over ./.env (the process
+environment wins); every setting, its default and allowed values: README.md
+(Configuration) and .env.example. A bad setting exits with status 2.";
+
 fn main() -> ExitCode {
     let mut print_config = false;
     for arg in std::env::args().skip(1) {
@@ -18,7 +30,7 @@ fn main() -> ExitCode {
             }
             "--help" | "-h" => {
                 println!(
-                    "asf {}: Audio Stream Feeder\n\nUsage: asf [--print-config]\n\nSettings come from ASF_* environment variables and ./.env; see .env.example.",
+                    "asf {}: Audio Stream Feeder\n\n{HELP}",
                     env!("CARGO_PKG_VERSION")
                 );
                 return ExitCode::SUCCESS;

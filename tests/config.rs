@@ -160,6 +160,32 @@ fn zero_workers_is_refused() {
 }
 
 #[test]
+fn cors_origin_without_scheme_is_refused() {
+    refuses("ASF_CORS_ALLOWED_ORIGINS", "app.example");
+}
+
+#[test]
+fn help_lists_the_options_and_points_to_the_settings() {
+    let dir = tempdir();
+    let run = run(dir.path(), &[], &["--help"]);
+    assert_eq!(run.code, Some(0), "stderr: {:?}", run.stderr);
+    for needle in [
+        "--print-config",
+        "--version",
+        "--help",
+        "ASF_*",
+        ".env",
+        "README.md",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "no {needle:?} in {:?}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
 fn empty_numeric_value_is_refused() {
     let dir = tempdir();
     let run = run(dir.path(), &[("ASF_CHUNK_SIZE", "")], &[]);

@@ -1,5 +1,5 @@
 //! The internal HTTP endpoints: notify (register a stream id), unregister
-//! (`DELETE /asf/internal/streams/<id>`) and health.
+//! (`DELETE /asf/internal/streams/<id>`), send_ui_update (see [`super::ui`]) and health.
 //!
 //! A notify is checked here (token, content type, JSON shape, lengths), then its file path is
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::texts::*;
+use super::ui::{parse_ui_update, UiRooms, SEND_UI_UPDATE_PATH};
 use crate::config::Config;
 use crate::http::{decode_path_segment, Request, Response};
 use crate::service::{Endpoints, HttpReply, ServerStats};
@@ -32,6 +33,8 @@ pub struct Api {
     pool: Arc<BufferPool>,
     log: Arc<StreamLog>,
     started: Instant,
+    /// The UI updates namespace's rooms, once [`Api::with_ui`] set them.
+    ui: Option<UiRooms>,
 }
 
 /// The HTTP status a refused `filepath` answers with.
@@ -80,6 +83,68 @@ impl Api {
             pool,
             log,
             started: Instant::now(),
+            ui: None,
+        }
+    }
+
+    /// Serves `send_ui_update` to the rooms of `ui`, and shows its namespace in health.
+    pub fn with_ui(mut self, ui: UiRooms) -> Self {
+        self.ui = Some(ui);
+        self
+    }
+
+    /// The 401 answer of a request without the internal token, or `None` when it may pass;
+    /// logs the refusal for `what`.
+    fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<Response> {
+        if self.authorized(req) {
+            return None;
+        }
+        crate::client_warn!("request refused: missing or wrong bearer token"; what);
+        Some(
+            Response::error(
+                401,
+                "Unauthorized: a valid Authorization: Bearer token is required",
+            )
+            .with_header("WWW-Authenticate", "Bearer"),
+        )
+    }
+
+    /// The 415 answer of a request whose body is not declared JSON, or `None`.
+    fn refuse_not_json(req: &Request, what: &str) -> Option<Response> {
+        if is_json(req.header("content-type")) {
+            return None;
+        }
+        crate::client_info!("request refused: not JSON"; what, content_type = ?req.header("content-type"));
+        Some(Response::error(
+            415,
+            "Content-Type must be application/json",
+        ))
+    }
+
+    /// Emits a UI update to its room (same token and content type as notify).
+    fn send_ui_update(&self, req: &Request) -> Response {
+        if let Some(refused) = self.refuse_unauthorized(req, "send_ui_update") {
+            return refused;
+        }
+        if let Some(refused) = Self::refuse_not_json(req, "send_ui_update") {
+            return refused;
+        }
+        let Some(ui) = &self.ui else {
+            return Response::error(404, &format!("No route for {}", req.path()));
+        };
+        match parse_ui_update(req.body()) {
+            Ok(update) => {
+                let sockets = ui.send(&update);
+                tracing::debug!(client_id = ?update.client_id, event = ?update.event_name, sockets, "UI update sent");
+                Response::json(
+                    200,
+                    &json!({ "status": "success", "message": "UI update sent." }),
+                )
+            }
+            Err(refusal) => {
+                crate::client_info!("send_ui_update refused"; code = refusal.error_code, message = %refusal.message);
+                refusal.response()
+            }
         }
     }
 
@@ -91,30 +156,13 @@ impl Api {
         constant_time_eq(given.as_bytes(), token.expose().as_bytes())
     }
 
-    /// The 401 answer for a request without the right token (`None` when authorized).
-    fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<HttpReply> {
-        if self.authorized(req) {
-            return None;
-        }
-        crate::client_warn!("request refused: missing or wrong bearer token"; what);
-        Some(
-            Response::error(
-                401,
-                "Unauthorized: a valid Authorization: Bearer token is required",
-            )
-            .with_header("WWW-Authenticate", "Bearer")
-            .into(),
-        )
-    }
-
     /// Checks what can be checked at once; the rest (path, registry) answers later.
     fn notify(&self, req: &Request) -> HttpReply {
         if let Some(refused) = self.refuse_unauthorized(req, "notify") {
-            return refused;
+            return refused.into();
         }
-        if !is_json(req.header("content-type")) {
-            crate::client_info!("notify refused: not JSON"; content_type = ?req.header("content-type"));
-            return Response::error(415, "Content-Type must be application/json").into();
+        if let Some(refused) = Self::refuse_not_json(req, "notify") {
+            return refused.into();
         }
         let (stream_id, filepath) = match parse_notify(req.body()) {
             Ok(v) => v,
@@ -164,7 +212,7 @@ impl Api {
     /// the removal. Streams in progress go on; the next join of `id` is "not found".
     fn unregister(&self, req: &Request, raw_id: &str) -> HttpReply {
         if let Some(refused) = self.refuse_unauthorized(req, "unregister") {
-            return refused;
+            return refused.into();
         }
         let stream_id = decode_path_segment(raw_id);
         if stream_id.is_empty() {
@@ -204,9 +252,7 @@ impl Api {
     }
 
     fn health(&self, stats: &ServerStats) -> Response {
-        Response::json(
-            200,
-            &json!({
+        let mut body = json!({
                 "status": HEALTHY,
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_seconds": self.started.elapsed().as_secs_f64(),
@@ -218,8 +264,12 @@ impl Api {
                 "disk_reads": self.stats.disk_reads.load(Ordering::Relaxed),
                 "buffers_live": self.pool.live(),
                 "buffers_idle": self.pool.idle(),
-            }),
-        )
+        });
+        if let (Some(ui), Value::Object(fields)) = (&self.ui, &mut body) {
+            fields.insert("ui_namespace".into(), json!(ui.namespace));
+            fields.insert("ui_rooms".into(), json!(ui.rooms.room_count()));
+        }
+        Response::json(200, &body)
     }
 }
 
@@ -275,6 +325,10 @@ impl Endpoints for Api {
         match (req.path(), req.method()) {
             (NOTIFY_PATH, "POST") => self.notify(req),
             (NOTIFY_PATH, _) => Response::error(405, "Method not allowed; use POST")
+                .with_header("Allow", "POST")
+                .into(),
+            (SEND_UI_UPDATE_PATH, "POST") => self.send_ui_update(req).into(),
+            (SEND_UI_UPDATE_PATH, _) => Response::error(405, "Method not allowed; use POST")
                 .with_header("Allow", "POST")
                 .into(),
             (path, method) if path.starts_with(STREAMS_PATH) => match method {

@@ -1,4 +1,5 @@
-//! The ASF behaviour: the audio namespace, its join rules, and the internal HTTP endpoints.
+//! The ASF behaviour: the audio namespace, its join rules, the UI updates namespace, and the
+//! internal HTTP endpoints.
 //!
 //! Every client-visible text of the seed contract lives here (in [`texts`]). This module
 //! decides what to answer; it does no I/O itself: files are checked and opened through the
@@ -9,6 +10,7 @@
 mod endpoints;
 mod streams;
 pub mod summary;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -81,12 +83,18 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         max_events_per_sec: config.max_events_per_sec,
         ..Limits::default()
     };
-    let api = Arc::new(Api::new(
-        config, files, registry, sessions, stats, pool, log,
-    ));
-    Router::new(ENGINE_PATH, limits)
+    let ui_namespace = config.ui_updates_namespace.clone();
+    let router = Router::new(ENGINE_PATH, limits)
         .namespace(NAMESPACE, streams)
-        .endpoints(api)
+        .namespace(&ui_namespace, Arc::new(ui::UiUpdates::new(&ui_namespace)));
+    let mut api = Api::new(config, files, registry, sessions, stats, pool, log);
+    if let Some(rooms) = router.rooms(&ui_namespace) {
+        api = api.with_ui(ui::UiRooms {
+            namespace: ui_namespace,
+            rooms,
+        });
+    }
+    router.endpoints(Arc::new(api))
 }
 
 #[cfg(test)]

@@ -135,6 +135,12 @@ pub const ASF_MAX_EVENTS_PER_SEC: &str = "ASF_MAX_EVENTS_PER_SEC";
 pub const DEFAULT_MAX_EVENTS_PER_SEC: u32 = 200;
 /// Name of the internal endpoint token variable.
 pub const ASF_INTERNAL_TOKEN: &str = "ASF_INTERNAL_TOKEN";
+/// Name of the UI updates namespace variable.
+pub const ASF_UI_UPDATES_NAMESPACE: &str = "ASF_UI_UPDATES_NAMESPACE";
+/// Default UI updates namespace (the original service's).
+pub const DEFAULT_UI_UPDATES_NAMESPACE: &str = "/ui_updates";
+/// Longest accepted UI updates namespace, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 128;
 /// Name of the shutdown grace variable (seconds).
 pub const ASF_SHUTDOWN_GRACE: &str = "ASF_SHUTDOWN_GRACE";
 /// Default shutdown grace.
@@ -257,6 +263,10 @@ pub struct Config {
     /// `ASF_INTERNAL_TOKEN`, bearer token required by the internal HTTP endpoints. Default
     /// unset (empty = unset): the endpoints are open, so keep ASF on a private network.
     pub internal_token: Option<SecretString>,
+    /// `ASF_UI_UPDATES_NAMESPACE`, the Socket.IO namespace of UI updates: `/` then 1 to 127
+    /// of `A-Z a-z 0-9 / - _ . ~`, not the audio namespace. Default `/ui_updates`, as the
+    /// frontend expects; change it only together with the frontend.
+    pub ui_updates_namespace: String,
     /// `ASF_SHUTDOWN_GRACE`, seconds to let streams finish after a shutdown signal,
     /// 0..=3600. Default 10: longer is kinder to listeners, shorter restarts faster.
     pub shutdown_grace: Duration,
@@ -304,6 +314,7 @@ impl Default for Config {
             stream_summary_interval: DEFAULT_STREAM_SUMMARY_INTERVAL,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             internal_token: None,
+            ui_updates_namespace: DEFAULT_UI_UPDATES_NAMESPACE.to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
             stream_ttl: None,
@@ -387,6 +398,8 @@ impl Config {
             max_events_per_sec: var(src, ASF_MAX_EVENTS_PER_SEC, parse_max_events_per_sec)?
                 .unwrap_or(d.max_events_per_sec),
             internal_token: optional(src, ASF_INTERNAL_TOKEN, |s| Ok(SecretString::new(s)))?,
+            ui_updates_namespace: var(src, ASF_UI_UPDATES_NAMESPACE, parse_namespace)?
+                .unwrap_or(d.ui_updates_namespace),
             shutdown_grace: var(src, ASF_SHUTDOWN_GRACE, parse_shutdown_grace)?
                 .unwrap_or(d.shutdown_grace),
             state_dir: var(src, ASF_STATE_DIR, parse_state_dir)?.unwrap_or(d.state_dir),
@@ -423,7 +436,7 @@ impl Config {
             Some(ttl) => format!("{ttl:?}"),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 32] = [
+        let fields: [(&str, String); 33] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -468,6 +481,7 @@ impl Config {
             ),
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
             ("internal_token", token),
+            ("ui_updates_namespace", token_of(&self.ui_updates_namespace)),
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),
             ("state_dir", state_dir),
             ("stream_ttl", ttl),

@@ -97,7 +97,24 @@ pub(super) fn parse_cors(raw: &str) -> Result<CorsOrigins, String> {
             "origin {bad:?} contains whitespace; expected * or a comma-separated list of origins"
         ));
     }
+    if let Some(bad) = list.iter().find(|o| !has_scheme(o)) {
+        return Err(format!(
+            "origin {bad:?} has no scheme: expected scheme://host[:port] as browsers send it, e.g. https://app.example"
+        ));
+    }
     Ok(CorsOrigins::List(list))
+}
+
+/// Whether `origin` starts with `scheme://` and has something after it (RFC 3986 scheme:
+/// a letter, then letters, digits, `+`, `-` or `.`).
+fn has_scheme(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
 }
 
 pub(super) fn parse_chunk_size(raw: &str) -> Result<usize, String> {
@@ -216,4 +233,27 @@ pub(super) fn parse_state_dir(raw: &str) -> Result<Option<PathBuf>, String> {
 
 pub(super) fn parse_stream_ttl(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, true, MAX_STREAM_TTL_SECS)
+}
+
+/// The audio namespace, which the UI updates namespace must not take over.
+const AUDIO_NAMESPACE: &str = "/api/v1/podcasts/stream";
+
+pub(super) fn parse_namespace(raw: &str) -> Result<String, String> {
+    let expected = format!(
+        "expected a Socket.IO namespace: '/' then 1 to {} characters of A-Z a-z 0-9 / - _ . ~",
+        MAX_NAMESPACE_LEN - 1
+    );
+    let valid = raw.len() >= 2
+        && raw.len() <= MAX_NAMESPACE_LEN
+        && raw.starts_with('/')
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
+    if !valid {
+        return Err(expected);
+    }
+    if raw == AUDIO_NAMESPACE {
+        return Err(format!("{AUDIO_NAMESPACE} is the audio namespace"));
+    }
+    Ok(raw.to_owned())
 }

@@ -363,6 +363,15 @@ fn cors_rules() {
     assert!(!list.allows("https://app.example.evil"));
     assert_eq!(list.to_string(), "https://App.example,http://b");
     parse_err(ASF_CORS_ALLOWED_ORIGINS, "http://a b");
+    for schemeless in [
+        "app.example",
+        "https://a,b.example:8080",
+        "//app.example",
+        "https://",
+    ] {
+        let msg = parse_err(ASF_CORS_ALLOWED_ORIGINS, schemeless);
+        assert!(msg.contains("has no scheme"), "{msg}");
+    }
 }
 
 #[test]
@@ -454,4 +463,35 @@ fn dotenv_file_is_read_missing_is_fine_malformed_is_named() {
         EnvSource::load(dir.path()),
         Err(ConfigError::DotEnv { .. })
     ));
+}
+
+#[test]
+fn ui_updates_namespace_rules() {
+    assert_eq!(
+        Config::from_source(&map(&[])).unwrap().ui_updates_namespace,
+        "/ui_updates"
+    );
+    let c =
+        Config::from_source(&map(&[(ASF_UI_UPDATES_NAMESPACE, "/ui-v2/updates_1.x~")])).unwrap();
+    assert_eq!(c.ui_updates_namespace, "/ui-v2/updates_1.x~");
+    assert!(c
+        .summary()
+        .contains("ui_updates_namespace=/ui-v2/updates_1.x~"));
+    let longest = format!("/{}", "u".repeat(MAX_NAMESPACE_LEN - 1));
+    assert!(Config::from_source(&map(&[(ASF_UI_UPDATES_NAMESPACE, &longest)])).is_ok());
+    for bad in [
+        "/",
+        "ui_updates",
+        "/ui updates",
+        "/ui,x",
+        "/ui?x",
+        "/ui#x",
+        "/é",
+    ] {
+        let msg = parse_err(ASF_UI_UPDATES_NAMESPACE, bad);
+        assert!(msg.contains("expected a Socket.IO namespace"), "{msg}");
+    }
+    parse_err(ASF_UI_UPDATES_NAMESPACE, &format!("{longest}u"));
+    let msg = parse_err(ASF_UI_UPDATES_NAMESPACE, "/api/v1/podcasts/stream");
+    assert!(msg.contains("is the audio namespace"), "{msg}");
 }

@@ -194,6 +194,7 @@ pub struct Session {
 static PING: Bytes = Bytes::from_static(b"2");
 static PONG: Bytes = Bytes::from_static(b"3");
 static NOOP: Bytes = Bytes::from_static(b"6");
+static CLOSE: Bytes = Bytes::from_static(b"1");
 static PROBE_REPLY: Bytes = Bytes::from_static(b"3probe");
 
 /// What a queued packet is charged against [`EioConfig::max_queued_bytes`].
@@ -351,6 +352,21 @@ impl Session {
         Ok(())
     }
 
+    /// What answers a polling GET that is pending when the session ends: a noop when the
+    /// client closed the session (its close packet came in a POST; the GET only has to
+    /// end, as with engine.io servers), else a close packet that tells the client.
+    pub fn poll_close_packet(&self) -> Bytes {
+        match self.closed {
+            Some(DisconnectReason::ClientClose) => NOOP.clone(),
+            _ => CLOSE.clone(),
+        }
+    }
+
+    /// True while a polling GET is in flight.
+    pub fn poll_pending(&self) -> bool {
+        self.poll_active
+    }
+
     /// The polling GET in flight has been answered.
     pub fn end_poll(&mut self) {
         self.poll_active = false;
@@ -472,6 +488,13 @@ impl Session {
     }
 
     /// Applies timers due at `now`: sends a ping, closes on a missed pong or connect timeout.
+    ///
+    /// Every deadline follows the schedule, not the moment this runs: a ping due at `t` and
+    /// queued late (its worker was busy, or nothing asked before `now`) still expects its
+    /// pong by `t + pingTimeout`, and the pong deadline is checked in the same call. So a
+    /// client silent since the handshake is over `pingInterval + pingTimeout` after it,
+    /// however late the timers run, as the client's own rule (no ping for that long: the
+    /// server is gone) assumes.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
             return;
@@ -482,17 +505,23 @@ impl Session {
                 return;
             }
         }
+        if now >= self.next_ping {
+            let due = self.next_ping;
+            self.outbox.push_back(Outgoing::Text(PING.clone()));
+            let next = due + self.config.ping_interval;
+            // One ping for however many intervals were missed, not a burst.
+            self.next_ping = if next > now {
+                next
+            } else {
+                now + self.config.ping_interval
+            };
+            if self.pong_deadline.is_none() {
+                self.pong_deadline = Some(due + self.config.ping_timeout);
+            }
+        }
         if let Some(deadline) = self.pong_deadline {
             if now >= deadline {
                 self.close(DisconnectReason::PingTimeout);
-                return;
-            }
-        }
-        if now >= self.next_ping {
-            self.outbox.push_back(Outgoing::Text(PING.clone()));
-            self.next_ping = now + self.config.ping_interval;
-            if self.pong_deadline.is_none() {
-                self.pong_deadline = Some(now + self.config.ping_timeout);
             }
         }
     }
@@ -554,6 +583,43 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(s.closed(), Some(&DisconnectReason::PingTimeout));
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn deadlines_follow_the_schedule_when_timers_run_late() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        // The ping due at 300 ms is queued 5 ms late: its pong is still due at 500 ms.
+        let mut s = session(Transport::Polling, t0);
+        s.mark_connected();
+        s.handle_timeout(t0 + ms(305));
+        assert_eq!(texts(&mut s), vec![Bytes::from_static(b"2")]);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(500)));
+        s.handle_timeout(t0 + ms(500));
+        assert_eq!(s.closed(), Some(&DisconnectReason::PingTimeout));
+        // Timers first run after the whole interval + timeout: over in that same call.
+        let mut s = session(Transport::Polling, t0);
+        s.mark_connected();
+        s.handle_timeout(t0 + ms(500));
+        assert_eq!(s.closed(), Some(&DisconnectReason::PingTimeout));
+        // A late ping that is answered: the session goes on, and the next ping keeps the
+        // schedule (600 ms), or skips missed intervals rather than bursting.
+        let mut s = session(Transport::Polling, t0);
+        s.mark_connected();
+        s.handle_timeout(t0 + ms(450));
+        assert!(s.closed().is_none());
+        s.handle_packet(t0 + ms(460), Packet::Pong(Bytes::new()), Transport::Polling)
+            .unwrap();
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(600)));
+        let long_timeout = EioConfig {
+            ping_timeout: ms(1000),
+            ..cfg()
+        };
+        let mut s = Session::new(Sid::generate(), Transport::Polling, long_timeout, t0);
+        s.mark_connected();
+        s.handle_timeout(t0 + ms(650));
+        assert_eq!(texts(&mut s), vec![Bytes::from_static(b"2")]);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(950)));
     }
 
     #[test]
@@ -622,6 +688,21 @@ mod tests {
             s.handle_packet(t0, Packet::Message(big), Transport::WebSocket),
             Err(DisconnectReason::PayloadTooLarge)
         );
+    }
+
+    #[test]
+    fn a_pending_poll_ends_with_noop_on_client_close_and_close_otherwise() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        assert_eq!(
+            s.handle_packet(t0, Packet::Close, Transport::Polling),
+            Err(DisconnectReason::ClientClose)
+        );
+        assert_eq!(s.poll_close_packet(), Bytes::from_static(b"6"));
+        let mut s = session(Transport::Polling, t0);
+        s.handle_timeout(t0 + Duration::from_millis(1000));
+        assert_eq!(s.closed(), Some(&DisconnectReason::ConnectTimeout));
+        assert_eq!(s.poll_close_packet(), Bytes::from_static(b"1"));
     }
 
     #[test]

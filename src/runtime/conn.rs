@@ -15,10 +15,12 @@ use super::session::{gather, Budget, ConnGuard, Ctx, Item, Reads, Shared, Step};
 use super::websocket;
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
-use crate::engineio::{Outgoing, Sid, Transport};
+use crate::engineio::{DisconnectReason, Outgoing, Sid, Transport};
 use crate::http::{self, Request, Response};
 use crate::service::{Cx, HttpReply, Service};
 
+/// The body of a polling response that only ends the request: one noop packet.
+const NOOP: Bytes = Bytes::from_static(b"6");
 /// Most packets in one polling response (python-socketio refuses longer payloads).
 const MAX_POLL_PACKETS: usize = 16;
 /// Most packets accepted in one polling POST.
@@ -295,10 +297,17 @@ async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Respons
         let open = shared.lock().eio.open_packet();
         return Response::text(200, "text/plain; charset=UTF-8", open);
     };
-    let Some(shared) = Sid::parse(&sid).and_then(|sid| ctx.lookup(&sid)) else {
+    let parsed = Sid::parse(&sid);
+    let Some(shared) = parsed.and_then(|s| ctx.lookup(&s)) else {
+        if req.method() == "GET" && parsed.is_some_and(|s| ctx.take_owed_noop(&s, Instant::now())) {
+            tracing::debug!(sid = %sid, "polling GET after the client's close: noop");
+            return Response::text(200, "text/plain; charset=UTF-8", NOOP);
+        }
         tracing::debug!(sid = %sid, "polling request for an unknown session");
         return eio_error(ErrorCode::UnknownSid);
     };
+    // A request sent after frames on an upgrading WebSocket is served after them.
+    shared.settle_upgrade(ctx.eio.ping_timeout).await;
     match req.method() {
         "GET" => poll_get(ctx, &shared).await,
         "POST" => poll_post(ctx, &shared, req.body().clone()),
@@ -381,10 +390,14 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
             Step::Idle => shared.woken().await,
         }
     };
-    shared.lock().eio.end_poll();
+    let last = {
+        let mut st = shared.lock();
+        st.eio.end_poll();
+        closed.then(|| st.eio.poll_close_packet())
+    };
     let mut out = to_outgoing(items);
-    if closed {
-        out.push(Outgoing::Text(Bytes::from_static(b"1")));
+    if let Some(last) = last {
+        out.push(Outgoing::Text(last));
         ctx.finish(shared);
     }
     Response::text(200, "text/plain; charset=UTF-8", encode_payload(&out))
@@ -397,10 +410,7 @@ fn poll_post<S: Service>(
 ) -> Response {
     if body.len() > ctx.eio.max_payload {
         crate::client_info!("polling POST over maxPayload; closing session"; sid = %shared.sid, len = body.len());
-        shared
-            .lock()
-            .eio
-            .close(crate::engineio::DisconnectReason::PayloadTooLarge);
+        shared.lock().eio.close(DisconnectReason::PayloadTooLarge);
         shared.wake();
         ctx.finish(shared);
         return Response::error(413, "Payload too large");
@@ -412,9 +422,7 @@ fn poll_post<S: Service>(
             shared
                 .lock()
                 .eio
-                .close(crate::engineio::DisconnectReason::ProtocolError(
-                    e.to_string(),
-                ));
+                .close(DisconnectReason::ProtocolError(e.to_string()));
             shared.wake();
             ctx.finish(shared);
             return eio_error(ErrorCode::BadRequest);
@@ -433,7 +441,11 @@ fn poll_post<S: Service>(
                 break;
             }
         }
-        st.eio.closed().cloned()
+        let closed = st.eio.closed().cloned();
+        if closed == Some(DisconnectReason::ClientClose) && !st.eio.poll_pending() {
+            ctx.owe_noop(shared.sid, now);
+        }
+        closed
     };
     shared.wake();
     if let Some(reason) = closed {

@@ -134,3 +134,37 @@ pub(crate) async fn read_claimed(session: Arc<StreamSession>, b: u64) {
 pub(crate) fn spawn_read(session: Arc<StreamSession>, b: u64) {
     tokio_uring::spawn(read_claimed(session, b));
 }
+
+/// Bytes the kernel has received in order on TCP socket `fd` since the connection began
+/// (`tcpi_bytes_received` of `TCP_INFO`, Linux 4.1+), whether or not anyone read them yet.
+/// Compared with what a reader has handled, it tells whether data already sent by the client
+/// still waits, in the socket or in a completed read not yet processed (with io_uring the
+/// kernel may have copied the bytes out before the reader task runs).
+pub(crate) fn tcp_bytes_received(fd: std::os::fd::RawFd) -> io::Result<u64> {
+    // SAFETY: an all-zero `tcp_info` (integers only) is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `len` bytes that outlives the call, and the
+    // kernel writes at most `len` bytes into it and the size written into `len`. An invalid
+    // `fd` only makes the call fail.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+    if (len as usize) < needed {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "TCP_INFO without tcpi_bytes_received (kernel older than 4.1)",
+        ));
+    }
+    Ok(info.tcpi_bytes_received)
+}

@@ -199,6 +199,7 @@ pub fn serve<S: Service>(
         http_limits: crate::http::Limits::default(),
         stats: Arc::new(ServerStats::default()),
         sessions: Mutex::new(HashMap::new()),
+        owed_noops: Mutex::new(HashMap::new()),
         phase: phase_rx,
         service,
         config: Arc::clone(&config),

@@ -35,8 +35,14 @@ pub(crate) struct Ctx<S: Service> {
     pub http_limits: crate::http::Limits,
     pub stats: Arc<ServerStats>,
     pub sessions: Mutex<HashMap<Sid, Arc<Shared<S::Conn>>>>,
+    /// Sessions a client closed with a polling POST while no GET was pending, each with the
+    /// instant until which its next GET is owed a noop (see [`Ctx::owe_noop`]).
+    pub owed_noops: Mutex<HashMap<Sid, Instant>>,
     pub phase: watch::Receiver<Phase>,
 }
+
+/// Most sessions remembered in [`Ctx::owed_noops`] at once.
+const MAX_OWED_NOOPS: usize = 4096;
 
 impl<S: Service> std::fmt::Debug for Ctx<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,8 +51,70 @@ impl<S: Service> std::fmt::Debug for Ctx<S> {
 }
 
 impl<S: Service> Ctx<S> {
+    /// The live session `sid`, for a request arriving now. Timers already due are applied
+    /// first: a session whose pong (or connect) deadline has passed is over even when the
+    /// task that runs its timers has not had its turn yet (its worker busy), as it would be
+    /// had that task run on time. None when the session is unknown or over.
     pub fn lookup(&self, sid: &Sid) -> Option<Arc<Shared<S::Conn>>> {
-        self.sessions.lock().ok()?.get(sid).cloned()
+        let shared = self.sessions.lock().ok()?.get(sid).cloned()?;
+        match self.apply_timers(&shared, Instant::now()) {
+            Timers::Due(_) => Some(shared),
+            Timers::Closed => None,
+        }
+    }
+
+    /// The client closed `sid` with a polling POST while none of its GETs was pending. A
+    /// client sends that close while a GET is out, and a GET pending at the close gets a
+    /// noop (200); but the GET and the POST travel on different connections, maybe to
+    /// different workers, and the POST may be served first. So for a while (one ping
+    /// interval plus timeout, the longest a live client stays silent) the next GET for
+    /// `sid` is answered with that noop instead of "unknown session", once.
+    pub fn owe_noop(&self, sid: Sid, now: Instant) {
+        let Ok(mut owed) = self.owed_noops.lock() else {
+            return;
+        };
+        if owed.len() >= MAX_OWED_NOOPS {
+            owed.retain(|_, until| *until > now);
+        }
+        if owed.len() < MAX_OWED_NOOPS {
+            owed.insert(sid, now + self.eio.ping_interval + self.eio.ping_timeout);
+        }
+    }
+
+    /// Whether a polling GET for `sid`, a session no longer known, is owed a noop (see
+    /// [`Ctx::owe_noop`]); the debt is paid by the answer.
+    pub fn take_owed_noop(&self, sid: &Sid, now: Instant) -> bool {
+        self.owed_noops
+            .lock()
+            .ok()
+            .and_then(|mut owed| owed.remove(sid))
+            .is_some_and(|until| now < until)
+    }
+
+    /// Applies the session's timers due at `now` and wakes its driver when they queued a
+    /// packet or closed it. A closed polling session is finished here; a WebSocket
+    /// session's writer finishes its own (after its close frame).
+    fn apply_timers(&self, shared: &Shared<S::Conn>, now: Instant) -> Timers {
+        let mut st = shared.lock();
+        if st.finished {
+            return Timers::Closed;
+        }
+        let had_output = st.eio.has_output();
+        let next = run_timers(self, &mut st, now);
+        let closed = st.eio.closed().cloned();
+        if st.eio.has_output() != had_output || closed.is_some() {
+            shared.wake();
+        }
+        let Some(reason) = closed else {
+            return Timers::Due(next);
+        };
+        tracing::debug!(sid = %shared.sid, %reason, "session timers end the session");
+        let polling = st.eio.transport() == Transport::Polling;
+        drop(st);
+        if polling {
+            self.finish(shared);
+        }
+        Timers::Closed
     }
 
     /// Creates and registers a session, and starts its heartbeat on this worker. `None` when
@@ -78,12 +146,14 @@ impl<S: Service> Ctx<S> {
             waker: Waker::from(Arc::clone(&signal)),
             signal,
             ended: Notify::new(),
+            upgrade_progress: Notify::new(),
             state: Mutex::new(State {
                 eio: Session::new(sid, transport, self.eio.clone(), Instant::now()),
                 conn: self.service.open(),
                 ws_close: None,
                 ws_control: VecDeque::new(),
                 ws_control_bytes: 0,
+                upgrade: None,
                 finished: false,
             }),
         });
@@ -212,7 +282,22 @@ pub(crate) struct Shared<C> {
     /// Wakes, once, every task that waits for the session to end (the upgrade WebSockets of a
     /// polling session): [`Ctx::finish`] notifies it.
     pub ended: Notify,
+    /// Wakes the polling requests waiting for an upgrading WebSocket's reader (see
+    /// [`Shared::settle_upgrade`]) whenever it handled more, or stopped.
+    pub upgrade_progress: Notify,
     state: Mutex<State<C>>,
+}
+
+/// A WebSocket upgrading a polling session, as the session's polling requests see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UpgradeWatch {
+    /// Its socket. Valid while the watch is set: the reader clears the watch (under the
+    /// session lock) before it lets the socket go.
+    pub fd: std::os::fd::RawFd,
+    /// Bytes of the connection, counted as the kernel counts them from its start (HTTP
+    /// handshake included), that the reader has handled: every complete frame in them is
+    /// processed.
+    pub handled: u64,
 }
 
 pub(crate) struct State<C> {
@@ -226,6 +311,8 @@ pub(crate) struct State<C> {
     /// What `ws_control` is charged against the session's queue cap (see
     /// [`enforce_queue_cap`]).
     pub ws_control_bytes: usize,
+    /// The WebSocket upgrading this polling session, while one does (the first one).
+    pub upgrade: Option<UpgradeWatch>,
     pub finished: bool,
 }
 
@@ -248,6 +335,72 @@ impl<C> Shared<C> {
     /// Waits for a wake-up.
     pub async fn woken(&self) {
         self.signal.0.notified().await;
+    }
+
+    /// Called by a polling request before it acts: while a WebSocket upgrades the session,
+    /// waits (at most `limit`) until its reader has handled every byte the kernel had
+    /// received on it when the request arrived. The client may send `5` (upgrade) on the
+    /// WebSocket and then a polling request on another connection, which another worker
+    /// may serve first; processed in that order, the request sees the session it expects
+    /// (upgraded: refused), as on a server with one event loop.
+    pub async fn settle_upgrade(&self, limit: Duration) {
+        let target = {
+            let st = self.lock();
+            let Some(watch) = st.upgrade else {
+                return;
+            };
+            match super::io::tcp_bytes_received(watch.fd) {
+                Ok(received) if received > watch.handled => received,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(sid = %self.sid, error = %e, "cannot tell what the upgrade socket received");
+                    return;
+                }
+            }
+        };
+        tracing::debug!(sid = %self.sid, received = target, "polling request waits for the upgrade socket's reader");
+        let deadline = Instant::now() + limit;
+        loop {
+            let progress = self.upgrade_progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so progress between the two still wakes us.
+            progress.as_mut().enable();
+            let behind = {
+                let st = self.lock();
+                st.eio.closed().is_none() && st.upgrade.is_some_and(|w| w.handled < target)
+            };
+            if !behind {
+                return;
+            }
+            tokio::select! {
+                _ = &mut progress => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    tracing::debug!(sid = %self.sid, "upgrade socket's reader did not catch up; polling request goes on");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The upgrading WebSocket's reader handled `bytes` more of its connection.
+    pub fn upgrade_handled(&self, fd: std::os::fd::RawFd, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        if let Some(w) = self.lock().upgrade.as_mut().filter(|w| w.fd == fd) {
+            w.handled += bytes;
+        }
+        self.upgrade_progress.notify_waiters();
+    }
+
+    /// The WebSocket on `fd` no longer upgrades the session (upgraded, or gone).
+    pub fn upgrade_over(&self, fd: std::os::fd::RawFd) {
+        let mut st = self.lock();
+        if st.upgrade.is_some_and(|w| w.fd == fd) {
+            st.upgrade = None;
+        }
+        drop(st);
+        self.upgrade_progress.notify_waiters();
     }
 }
 
@@ -444,29 +597,20 @@ pub(crate) fn gather<S: Service>(
     (step, reads)
 }
 
+/// What [`Ctx::apply_timers`] found.
+enum Timers {
+    /// The session goes on; its next deadline.
+    Due(Option<Instant>),
+    /// The session is over.
+    Closed,
+}
+
 /// Drives a session's timers: pings, pong deadline, connect timeout.
 async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
     loop {
-        let next = {
-            let mut st = shared.lock();
-            if st.finished {
-                return;
-            }
-            let had_output = st.eio.has_output();
-            let next = run_timers(&ctx, &mut st, Instant::now());
-            if st.eio.has_output() != had_output || st.eio.closed().is_some() {
-                shared.wake();
-            }
-            if let Some(reason) = st.eio.closed() {
-                tracing::debug!(sid = %shared.sid, %reason, "heartbeat ends the session");
-                let polling = st.eio.transport() == Transport::Polling;
-                drop(st);
-                if polling {
-                    ctx.finish(&shared);
-                }
-                return;
-            }
-            next
+        let next = match ctx.apply_timers(&shared, Instant::now()) {
+            Timers::Due(next) => next,
+            Timers::Closed => return,
         };
         match next {
             Some(t) => {

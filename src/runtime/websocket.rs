@@ -2,6 +2,7 @@
 //! writer task that sends the session's packets and audio chunks in vectored writes.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use super::conn::{cors_headers, eio_error, handle_packet, session_limit};
 use super::io::{read_claimed, write_all, MAX_IOVECS};
 use super::session::{
     enforce_queue_cap, gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads,
-    Shared, Step,
+    Shared, Step, UpgradeWatch,
 };
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::session::PACKET_OVERHEAD;
@@ -87,13 +88,19 @@ pub(crate) async fn handle<S: Service>(
         None => None,
         Some(sid) => match Sid::parse(&sid).and_then(|s| ctx.lookup(&s)) {
             Some(shared) => {
-                let ok = {
+                let polling = {
                     let st = shared.lock();
                     st.eio.transport() == Transport::Polling && st.eio.closed().is_none()
                 };
-                if !ok {
-                    crate::client_info!("websocket upgrade refused: session is not polling"; %peer, sid = %sid);
-                    return refuse(eio_error(ErrorCode::BadRequest)).await;
+                if !polling {
+                    // Already upgraded (or just closed): as engine.io servers do, accept
+                    // this WebSocket and close it at once; the session goes on untouched.
+                    crate::client_info!("second websocket for a session that is not polling: accepted and closed"; %peer, sid = %sid);
+                    let mut bye = ws::handshake_response(&accept);
+                    bye.extend_from_slice(&ws::close_frame(1000, ""));
+                    let _ = write_all(&stream, vec![Bytes::from(bye)], stall).await;
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return;
                 }
                 Some(shared)
             }
@@ -116,9 +123,16 @@ pub(crate) async fn handle<S: Service>(
             (shared, false)
         }
     };
+    if upgrading {
+        // Before the 101: the client sends frames only after it, so all the kernel has
+        // received now is the request (and `leftover`, read past it).
+        watch_upgrade(&shared, stream.as_raw_fd(), leftover.len());
+    }
     if let Err(e) = write_all(&stream, vec![Bytes::from(hello)], ctx.config.stall_timeout).await {
         tracing::debug!(%peer, error = %e, "websocket handshake write failed");
-        if !upgrading {
+        if upgrading {
+            shared.upgrade_over(stream.as_raw_fd());
+        } else {
             shared.lock().eio.close(DisconnectReason::TransportClose);
             ctx.finish(&shared);
         }
@@ -139,6 +153,36 @@ pub(crate) async fn handle<S: Service>(
     tokio_uring::spawn(reader(ctx, shared, stream, buf, upgrading, peer, guard));
 }
 
+/// Lets the polling requests of `shared` wait for this upgrading WebSocket's reader (see
+/// [`Shared::settle_upgrade`]), unless another WebSocket already upgrades it.
+fn watch_upgrade<C>(shared: &Shared<C>, fd: RawFd, leftover: usize) {
+    let mut st = shared.lock();
+    if st.upgrade.is_some() {
+        return;
+    }
+    match super::io::tcp_bytes_received(fd) {
+        Ok(received) => {
+            st.upgrade = Some(UpgradeWatch {
+                fd,
+                handled: received.saturating_sub(leftover as u64),
+            });
+        }
+        Err(e) => tracing::debug!(sid = %shared.sid, error = %e, "upgrade socket not watched"),
+    }
+}
+
+/// Ends the reader's [`UpgradeWatch`] when the reader ends, before it lets the socket go.
+struct WatchGuard<'a, C> {
+    shared: &'a Shared<C>,
+    fd: RawFd,
+}
+
+impl<C> Drop for WatchGuard<'_, C> {
+    fn drop(&mut self) {
+        self.shared.upgrade_over(self.fd);
+    }
+}
+
 /// Reads frames until the connection ends. (Writes made while upgrading are boxed, so the
 /// task of an idle connection stays small.)
 async fn reader<S: Service>(
@@ -154,6 +198,15 @@ async fn reader<S: Service>(
     // An upgrade socket must finish the probe and the upgrade within the ping timeout (a
     // polling client that is alive does at once); until then it holds a connection slot.
     let upgrade_deadline = Instant::now() + ctx.eio.ping_timeout;
+    let fd = stream.as_raw_fd();
+    // Declared after the parameters, so dropped before `stream`: the watch's fd stays valid.
+    let _watch = upgrading.then(|| WatchGuard {
+        shared: &shared,
+        fd,
+    });
+    // Bytes read from the socket (the handshake's leftover first) whose frames are not all
+    // handled yet.
+    let mut unhandled = buf.len() as u64;
     loop {
         loop {
             let msg = match decoder.decode(&mut buf) {
@@ -196,6 +249,10 @@ async fn reader<S: Service>(
                 }
             }
         }
+        if upgrading {
+            shared.upgrade_handled(fd, unhandled);
+        }
+        unhandled = 0;
         if !upgrading && shared.lock().eio.closed().is_some() {
             return;
         }
@@ -236,7 +293,7 @@ async fn reader<S: Service>(
         };
         buf = slice.into_inner();
         match res {
-            Ok(n) if n > 0 => {}
+            Ok(n) if n > 0 => unhandled += n as u64,
             other => {
                 if let Err(e) = other {
                     tracing::debug!(%peer, sid = %shared.sid, error = %e, "websocket read failed");
@@ -369,6 +426,7 @@ async fn on_message<S: Service>(
         } else if is_upgrade {
             tracing::debug!(sid = %shared.sid, "session upgraded to websocket");
             *upgrading = false;
+            shared.upgrade_over(stream.as_raw_fd());
             tokio_uring::spawn(writer(
                 Arc::clone(ctx),
                 Arc::clone(shared),

@@ -182,6 +182,12 @@ impl Rooms {
         targets.iter().filter(|m| m.post(packet)).count()
     }
 
+    /// Emits `event` with `args` on namespace `ns` (these rooms' namespace) to every socket
+    /// in `room`, encoded once; returns how many sockets it was queued for.
+    pub fn emit(&self, ns: &str, room: &str, event: &str, args: &[serde_json::Value]) -> usize {
+        self.broadcast(room, &super::packet::event(ns, event, args))
+    }
+
     /// Sockets in `room`.
     pub fn len(&self, room: &str) -> usize {
         self.lock().get(room).map_or(0, HashMap::len)

@@ -10,7 +10,6 @@
 use std::any::Any;
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use super::packet::{self, DecodeError, Decoder, Incoming};
@@ -102,7 +101,9 @@ impl<H: Handler> Erased for Typed<H> {
 struct Namespace {
     name: String,
     handler: Box<dyn Erased>,
-    rooms: Rooms,
+    /// Shared with whoever emits to the namespace's rooms from outside a connection (see
+    /// [`Router::rooms`]).
+    rooms: std::sync::Arc<Rooms>,
 }
 
 /// One namespace joined by one connection.
@@ -167,7 +168,7 @@ impl Router {
         self.namespaces.push(Namespace {
             name: name.to_owned(),
             handler: Box::new(Typed(handler)),
-            rooms: Rooms::default(),
+            rooms: std::sync::Arc::new(Rooms::default()),
         });
         self
     }
@@ -186,11 +187,17 @@ impl Router {
     /// Emits `event` with `args` to every socket in room `room` of namespace `ns` (on this
     /// process). The packet is encoded once. Returns how many sockets it was queued for.
     pub fn emit_to_room(&self, ns: &str, room: &str, event: &str, args: &[Value]) -> usize {
-        let Some(n) = self.namespaces.iter().find(|n| n.name == ns) else {
-            return 0;
-        };
-        let encoded: Bytes = packet::event(ns, event, args);
-        n.rooms.broadcast(room, &encoded)
+        self.rooms(ns)
+            .map_or(0, |rooms| rooms.emit(ns, room, event, args))
+    }
+
+    /// The rooms of namespace `ns`, for emitting to them from outside a connection (an HTTP
+    /// endpoint); `None` when `ns` is not hosted.
+    pub fn rooms(&self, ns: &str) -> Option<std::sync::Arc<Rooms>> {
+        self.namespaces
+            .iter()
+            .find(|n| n.name == ns)
+            .map(|n| std::sync::Arc::clone(&n.rooms))
     }
 
     /// Sockets in room `room` of namespace `ns`.

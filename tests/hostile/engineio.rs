@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::raw_ws::{ws_handshake, RawWs};
 use super::{assert_eio_error, eio_get, leak, polling_handshake, raw, Case};
-use crate::support::{Server, NAMESPACE};
+use crate::support::{HttpConn, Server, NAMESPACE};
 
 /// Handshakes and session ids the server must refuse with an Engine.IO error.
 pub fn cases(s: &Server) -> Vec<Case<'_>> {
@@ -125,6 +125,44 @@ pub fn polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
             );
             let r3 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
             assert_eio_error(&r3, 400, 1, "Session ID unknown");
+        }),
+    ));
+    v.push((
+        "eio: client close POST -> the GET sent with it gets a noop (200), in either order",
+        Box::new(move || {
+            let poll = |sid: &str| format!("EIO=4&transport=polling&sid={sid}");
+            let close = |sid: &str| {
+                format!(
+                    "POST /socket.io/?{} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1\r\nConnection: close\r\n\r\n1",
+                    poll(sid)
+                )
+            };
+            // The GET written first (the server may still serve the POST first), and the GET
+            // written only once the close was answered: each ends with a noop, once.
+            for get_first in [true, false] {
+                let sid = polling_handshake(a);
+                let mut get = HttpConn::connect(a);
+                let get_req = format!(
+                    "GET /socket.io/?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    poll(&sid)
+                );
+                if get_first {
+                    get.send_raw(get_req.as_bytes());
+                }
+                let (status, _, body) = raw(a, close(&sid).as_bytes());
+                assert_eq!((status, &body[..]), (200, &b"ok"[..]), "close POST");
+                if !get_first {
+                    get.send_raw(get_req.as_bytes());
+                }
+                let (status, _, body) = get.read_response();
+                assert_eq!(
+                    (status, String::from_utf8_lossy(&body).into_owned()),
+                    (200, "6".to_owned()),
+                    "GET with the close (written first: {get_first})"
+                );
+                let r = eio_get(a, &poll(&sid));
+                assert_eio_error(&r, 400, 1, "Session ID unknown");
+            }
         }),
     ));
     v

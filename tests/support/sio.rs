@@ -238,9 +238,33 @@ impl SioClient {
 
     /// Emits `event` with one JSON argument on ASF's namespace.
     pub fn emit(&mut self, event: &str, data: Value) {
-        let packet = format!("42{NAMESPACE},{}", json!([event, data]));
+        self.emit_on(NAMESPACE, event, data);
+    }
+
+    /// Emits `event` with one JSON argument on namespace `ns`.
+    pub fn emit_on(&mut self, ns: &str, event: &str, data: Value) {
+        let packet = format!("42{ns},{}", json!([event, data]));
         self.send_text(&packet)
-            .unwrap_or_else(|e| panic!("emit {event}: {e}"));
+            .unwrap_or_else(|e| panic!("emit {event} on {ns}: {e}"));
+    }
+
+    /// Sends a CONNECT for namespace `ns` on the same connection and returns the reply
+    /// packet (CONNECT or CONNECT_ERROR), skipping packets of other namespaces.
+    pub fn connect_ns(&mut self, ns: &str) -> Result<Packet, String> {
+        self.send_text(&format!("40{ns},"))?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let packet = self.next_packet(deadline, "namespace CONNECT reply")?;
+            if packet.nsp == ns && matches!(packet.kind, 0 | 4) {
+                return Ok(packet);
+            }
+        }
+    }
+
+    /// The next event on namespace `ns` within `WAIT` (events of other namespaces are
+    /// skipped).
+    pub fn next_event_on(&mut self, ns: &str) -> Result<Event, String> {
+        self.next_event_in(ns, Instant::now() + WAIT, "next event")
     }
 
     /// Emits `join_stream {"stream_id": id}`.
@@ -262,9 +286,13 @@ impl SioClient {
     }
 
     fn next_event_until(&mut self, deadline: Instant, what: &str) -> Result<Event, String> {
+        self.next_event_in(NAMESPACE, deadline, what)
+    }
+
+    fn next_event_in(&mut self, ns: &str, deadline: Instant, what: &str) -> Result<Event, String> {
         loop {
             let packet = self.next_packet(deadline, what)?;
-            if packet.nsp != NAMESPACE {
+            if packet.nsp != ns {
                 continue;
             }
             match packet.kind {

@@ -31,6 +31,7 @@ pub(crate) struct Args {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     Help,
+    Version,
     Listen(Args),
 }
 
@@ -111,6 +112,9 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Command, String> {
         };
         if name == "--help" || name == "-h" {
             return Ok(Command::Help);
+        }
+        if name == "--version" || name == "-V" {
+            return Ok(Command::Version);
         }
         if !matches!(name, "--url" | "--stream" | "--offset" | "--out") {
             return Err(format!("unknown argument {flag:?}"));

@@ -37,6 +37,7 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 
 const USAGE: &str =
     "usage: asf-listen --url http://HOST:PORT --stream ID [--offset N] [--out FILE|-]
+       asf-listen --help | --version
 
 Listens to one ASF stream over Socket.IO (WebSocket transport) and writes its audio bytes
 to FILE (or stdout with `-`, the default). Control events are printed on stderr.
@@ -151,6 +152,10 @@ fn main() -> ExitCode {
     let code = match parse_args(&args) {
         Ok(Command::Help) => {
             println!("{USAGE}");
+            EXIT_OK
+        }
+        Ok(Command::Version) => {
+            println!("asf-listen {}", env!("CARGO_PKG_VERSION"));
             EXIT_OK
         }
         Ok(Command::Listen(args)) => listen(args),

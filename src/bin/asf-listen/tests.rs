@@ -79,6 +79,8 @@ fn parses_command_lines() {
         }))
     );
     assert_eq!(args(&["--help"]), Ok(Command::Help));
+    assert_eq!(args(&["--version"]), Ok(Command::Version));
+    assert_eq!(args(&["-V"]), Ok(Command::Version));
 }
 
 #[test]

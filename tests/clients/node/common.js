@@ -1,4 +1,4 @@
-// Shared helpers for ASF's socket.io-client test clients (listen.js, probe.js).
+// Shared helpers for ASF's socket.io-client test clients (listen.js, probe.js, ui_listen.js).
 //
 // Owns: argument parsing, JSON-line output, socket options.
 // Must not: decide pass/fail of a test; the Rust tests read the printed lines and exit codes.

@@ -1,4 +1,4 @@
-"""Shared helpers for ASF's python-socketio test clients (listen.py, probe.py).
+"""Shared helpers for ASF's python-socketio test clients (listen.py, probe.py, ui_listen.py).
 
 Owns: argument conventions, JSON-line output, and building a python-socketio Client.
 Must not: decide pass/fail of a test; the Rust tests read the printed lines and exit codes.
@@ -47,3 +47,30 @@ def make_client():
 
         eio._trigger_event = ordered
     return sio
+
+
+def run_until_done(sio, args, namespaces, done, state, out):
+    """Connect `sio` to `args.url` on `namespaces`, wait for `done` (at most `args.timeout`),
+    close `out` and the client; return the exit code (2 when the connection failed, else
+    `state["code"]`)."""
+    try:
+        sio.connect(
+            args.url,
+            namespaces=namespaces,
+            transports=transports_arg(args.transports),
+            wait_timeout=10,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
+        emit_line({"event": "connect_error", "data": str(exc)})
+        out.close()
+        return 2
+    if not done.wait(args.timeout):
+        emit_line({"event": "timeout", "data": args.timeout})
+    code = state["code"]
+    out.flush()
+    out.close()
+    try:
+        sio.disconnect()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+    return code

@@ -13,7 +13,7 @@ import argparse
 import sys
 import threading
 
-from common import NAMESPACE, emit_line, make_client, transports_arg
+from common import NAMESPACE, emit_line, make_client, run_until_done
 
 
 def main():
@@ -73,28 +73,7 @@ def main():
             emit_line({"event": "disconnect", "data": [str(r) for r in reason]})
             finish(5)
 
-    try:
-        sio.connect(
-            args.url,
-            namespaces=[NAMESPACE],
-            transports=transports_arg(args.transports),
-            wait_timeout=10,
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
-        emit_line({"event": "connect_error", "data": str(exc)})
-        out.close()
-        return 2
-
-    if not done.wait(args.timeout):
-        emit_line({"event": "timeout", "data": args.timeout})
-    code = state["code"]
-    out.flush()
-    out.close()
-    try:
-        sio.disconnect()
-    except Exception:  # noqa: BLE001 - closing is best effort
-        pass
-    return code
+    return run_until_done(sio, args, [NAMESPACE], done, state, out)
 
 
 if __name__ == "__main__":
