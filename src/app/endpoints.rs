@@ -101,7 +101,11 @@ impl Api {
             tracing::info!(content_type = ?req.header("content-type"), "notify refused: not JSON");
             return Response::error(415, "Content-Type must be application/json").into();
         }
-        let (stream_id, filepath) = match parse_notify(req.body()) {
+        let Notify {
+            stream_id,
+            filepath,
+            live,
+        } = match parse_notify(req.body()) {
             Ok(v) => v,
             Err(message) => {
                 tracing::info!(error = ?message, "notify refused");
@@ -123,11 +127,12 @@ impl Api {
                 notified_at_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64),
+                live,
             };
             let shown = reg.path.display().to_string();
             match registry.register(&stream_id, reg).await {
                 Ok(()) => {
-                    tracing::info!(stream_id = ?stream_id, path = ?shown, "audio registered");
+                    tracing::info!(stream_id = ?stream_id, path = ?shown, live, "audio registered");
                     Response::json(
                         200,
                         &json!({
@@ -168,8 +173,17 @@ impl Api {
     }
 }
 
-/// Reads a notify body: `(stream_id, filepath)`, or the 400 message.
-fn parse_notify(body: &[u8]) -> Result<(String, String), String> {
+/// A valid notify body.
+#[derive(Debug, PartialEq, Eq)]
+struct Notify {
+    stream_id: String,
+    filepath: String,
+    /// `"live": true`: the file is still being written.
+    live: bool,
+}
+
+/// Reads a notify body, or the 400 message.
+fn parse_notify(body: &[u8]) -> Result<Notify, String> {
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| format!("Request body must be a JSON object: {e}"))?;
     let Value::Object(obj) = body else {
@@ -200,7 +214,16 @@ fn parse_notify(body: &[u8]) -> Result<(String, String), String> {
     if filepath.len() > MAX_FILEPATH_LEN {
         return Err(PathError::TooLong.to_string());
     }
-    Ok((stream_id, filepath))
+    let live = match obj.get("live") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("live must be a boolean (true or false)".into()),
+    };
+    Ok(Notify {
+        stream_id,
+        filepath,
+        live,
+    })
 }
 
 impl Endpoints for Api {
@@ -271,10 +294,30 @@ mod tests {
 
     #[test]
     fn notify_bodies() {
+        let notify = |stream_id: &str, filepath: &str, live| Notify {
+            stream_id: stream_id.into(),
+            filepath: filepath.into(),
+            live,
+        };
         assert_eq!(
             parse_notify(br#"{"stream_id":"a","filepath":"b"}"#),
-            Ok(("a".into(), "b".into()))
+            Ok(notify("a", "b", false))
         );
+        assert_eq!(
+            parse_notify(br#"{"stream_id":"a","filepath":"b","live":true}"#),
+            Ok(notify("a", "b", true))
+        );
+        assert_eq!(
+            parse_notify(br#"{"stream_id":"a","filepath":"b","live":null}"#),
+            Ok(notify("a", "b", false))
+        );
+        for bad in [r#""yes""#, "1", "[]", "{}"] {
+            let body = format!(r#"{{"stream_id":"a","filepath":"b","live":{bad}}}"#);
+            assert_eq!(
+                parse_notify(body.as_bytes()),
+                Err("live must be a boolean (true or false)".into())
+            );
+        }
         assert_eq!(
             parse_notify(br#"{"stream_id":"a"}"#),
             Err("Missing required parameters: filepath".into())

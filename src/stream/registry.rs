@@ -36,6 +36,9 @@ pub struct Registration {
     pub path: PathBuf,
     /// When the notify arrived, in milliseconds since the Unix epoch.
     pub notified_at_ms: u64,
+    /// The file is still being written (`"live": true` in the notify); a later notify
+    /// without it fixes the final size.
+    pub live: bool,
 }
 
 /// Why the registry could not answer.
@@ -178,6 +181,7 @@ mod tests {
         Registration {
             path: PathBuf::from(p),
             notified_at_ms: 1,
+            live: false,
         }
     }
 
