@@ -114,6 +114,7 @@ impl Api {
         };
         let files = Arc::clone(&self.files);
         let registry = Arc::clone(&self.registry);
+        let sessions = Arc::clone(&self.sessions);
         HttpReply::Later(Box::pin(async move {
             let path = match files.resolve(&filepath).await {
                 Ok(p) => p,
@@ -130,6 +131,18 @@ impl Api {
                 live,
             };
             let shown = reg.path.display().to_string();
+            if sessions.follows(&reg.path) {
+                // A live session reads this path: tell it before the registration wakes the
+                // waiting listeners (a stall ends; a completing notify fixes the length).
+                let identity = match files.open(&reg.path).await {
+                    Ok(opened) => Some(opened.identity),
+                    Err(e) => {
+                        tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
+                        None
+                    }
+                };
+                sessions.renotified(&reg.path, identity, !live, Instant::now());
+            }
             match registry.register(&stream_id, reg).await {
                 Ok(()) => {
                     tracing::info!(stream_id = ?stream_id, path = ?shown, live, "audio registered");
@@ -163,6 +176,7 @@ impl Api {
                 "connections": stats.connections.load(Ordering::Relaxed),
                 "sessions": stats.sessions.load(Ordering::Relaxed),
                 "active_streams": self.sessions.active(),
+                "live_streams": self.sessions.live(),
                 "registered_streams": self.registry.len(),
                 "disk_bytes_read": self.stats.disk_bytes_read.load(Ordering::Relaxed),
                 "disk_reads": self.stats.disk_reads.load(Ordering::Relaxed),

@@ -59,6 +59,7 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         pool: Arc::clone(&pool),
         cache_bytes: config.stream_cache_bytes,
         stats: Arc::clone(&stats),
+        live_idle_timeout: config.live_idle_timeout,
     }));
     let streams = Arc::new(Streams {
         registry: Arc::clone(&registry),
