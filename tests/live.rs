@@ -362,3 +362,77 @@ fn notify_live_must_be_a_boolean_and_a_live_file_may_not_exist_yet() {
     let (status, _) = notify(&server, "strm_null", &path, Some(Value::Null));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn paced_live_joins_wait_for_the_id_start_at_offsets_and_restart_on_rejoin() {
+    let _dog = Watchdog::new(LIMIT, "live joins");
+    let server = Server::start_with(&[("ASF_STREAM_SLEEP_INTERVAL", "0.002")]);
+    let addr = server.addr;
+    let data = Arc::new(audio_bytes(400_000, 23));
+    // A waits for an id nobody has notified yet.
+    let mut a = SioClient::connect(addr);
+    a.join("strm_joins");
+    let first = a.next_event().expect("stream_error for the unknown id");
+    assert_eq!(first.name, "stream_error", "{first:?}");
+    let path = server.write_audio("joins.mp3", b"");
+    notify_ok(&server, "strm_joins", &path, true);
+    let a = thread::spawn(move || {
+        let r = a.collect_stream();
+        a.close();
+        r
+    });
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (path, data, written) = (path.clone(), Arc::clone(&data), Arc::clone(&written));
+        thread::spawn(move || write_gradually(path, data, 1.0, written))
+    };
+    wait_until(WAIT, "150 kB written", || {
+        written.load(Ordering::SeqCst) >= 150_000
+    });
+    // B joins at an offset; C re-joins after 50 kB and gets the whole file again.
+    let mut b = SioClient::connect(addr);
+    b.emit(
+        "join_stream",
+        json!({ "stream_id": "strm_joins", "offset": 100_000 }),
+    );
+    let (mut c, _) = listener_at(addr, "strm_joins", 50_000);
+    c.join("strm_joins");
+    let b = thread::spawn(move || {
+        let r = b.collect_stream();
+        b.close();
+        r
+    });
+    let c = thread::spawn(move || {
+        // The rest of the first join (dropped) up to the second stream_status.
+        let mut skipped = StreamResult::default();
+        loop {
+            let ev = c.next_event().expect("events of the first join");
+            if ev.name == "stream_status" {
+                skipped.events.push((ev.name.clone(), ev.data()));
+                break;
+            }
+            assert!(
+                ev.name == "audio_chunk",
+                "first join ended before the re-join: {ev:?}"
+            );
+        }
+        let r = skipped.merge(c.collect_stream());
+        c.close();
+        r
+    });
+    writer.join().expect("writer");
+    notify_ok(&server, "strm_joins", &path, false);
+    let a = a.join().expect("a");
+    assert_whole(&a, &data, "waiting then notified");
+    let b = b.join().expect("b");
+    assert_eq!(b.first("audio_control").unwrap()["offset"], 100_000);
+    assert_eq!(
+        b.control_names(),
+        ["stream_status", "audio_control", "audio_control"]
+    );
+    support::assert_audio(&b.audio, &data[100_000..], "offset join");
+    let c = c.join().expect("c");
+    let start = c.first("audio_control").unwrap();
+    assert_start(start, "strm_joins", true);
+    assert_whole(&c, &data, "re-join");
+}
