@@ -179,11 +179,14 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Latency(per_core, load, load_size));
     }
     v.push(Job::Connect(connects));
-    v.push(if quick {
-        Job::Live(100, MIB)
+    // Live: the file is written over about 5 s, so its size sets the append rate (about
+    // 0.2 MiB/s for 1 MiB, 2 MiB/s for 10 MiB).
+    let live: &[(usize, u64)] = if quick {
+        &[(100, MIB)]
     } else {
-        Job::Live(1000, 10 * MIB)
-    });
+        &[(100, MIB), (1000, MIB), (1000, 10 * MIB)]
+    };
+    v.extend(live.iter().map(|&(n, size)| Job::Live(n, size)));
     v
 }
 
