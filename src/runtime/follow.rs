@@ -9,7 +9,9 @@
 //! `fstat` of the descriptor (its length; a link count of 0 means deleted) and, on the
 //! periodic pass and on attribute or move events, a `stat` of the path (another inode there
 //! means replaced). What it sees goes to the engine with
-//! [`StreamSession::observe`](crate::stream::StreamSession::observe). An idle live stream
+//! [`StreamSession::observe`](crate::stream::StreamSession::observe); on growth with
+//! listeners at the edge, the thread reads the new bytes of the edge block itself (`pread`)
+//! before they wake, so each wakes once, with the bytes there. An idle live stream
 //! costs that periodic check and nothing else; with nothing followed the thread sleeps in
 //! `poll` until a follow request arrives.
 //!
@@ -29,7 +31,7 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 
 use crate::stream::files::FOLLOW_CHECK_INTERVAL;
-use crate::stream::{Observed, StreamSession};
+use crate::stream::{Observed, StreamError, StreamSession};
 
 /// Hands follow requests to the follower thread.
 #[derive(Debug)]
@@ -164,14 +166,53 @@ fn run(inotify: OwnedFd, wake: OwnedFd, requests: Arc<Mutex<Vec<Weak<StreamSessi
 }
 
 /// Looks at the live file of `s` and tells the session what it saw; `full` also compares
-/// the inode at its path (replacement).
+/// the inode at its path (replacement). Reads the block the session asks for.
 fn check(s: &StreamSession, full: bool) {
+    if let Some(b) = look(s, full) {
+        read_now(s, b);
+    }
+}
+
+/// Reads claimed block `b` of `s` with `pread`: the part kept of a partial block is copied,
+/// only the rest comes from the file.
+fn read_now(s: &StreamSession, b: u64) {
+    let (start, len) = s.block_range(b);
+    let kept = s.partial(b);
+    let have = kept.as_ref().map_or(0, |k| k.len());
+    let pool = s.pool();
+    let mut buf = pool.take();
+    buf.extend_from_slice(kept.as_deref().unwrap_or_default());
+    buf.resize(len.max(have), 0);
+    let mut got = have;
+    while got < len {
+        match rustix::io::pread(s.fd(), &mut buf[got..len], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::INTR) => {}
+            Err(e) => {
+                pool.give_back(buf);
+                let why = std::io::Error::from(e).to_string();
+                let at = start + got as u64;
+                return s.complete_read(b, Err(StreamError::ReadFailed { at, why }));
+            }
+        }
+    }
+    if got < len {
+        pool.give_back(buf);
+        let end = start + len as u64;
+        return s.complete_read(b, Err(StreamError::Shrank { end, len: s.len() }));
+    }
+    s.complete_extension(b, Ok(pool.freeze(buf)), got - have);
+}
+
+/// What [`check`] does but the read: the session's answer.
+fn look(s: &StreamSession, full: bool) -> Option<u64> {
     let now = Instant::now();
     let st = match rustix::fs::fstat(s.fd()) {
         Ok(st) => st,
         Err(e) => {
             tracing::warn!(path = ?s.path(), error = %e, "fstat of a live file failed");
-            return;
+            return None;
         }
     };
     if st.st_nlink == 0 || full {
@@ -187,5 +228,5 @@ fn check(s: &StreamSession, full: bool) {
             _ => {}
         }
     }
-    s.observe(Observed::Len(st.st_size as u64), now);
+    s.observe(Observed::Len(st.st_size as u64), now)
 }

@@ -616,26 +616,38 @@ impl StreamSession {
     /// listeners there; a shorter, replaced or deleted file fails the session (no listener
     /// ever gets bytes that are not the file's). Bytes past a completed file's final length
     /// are ignored. Also applies the idle timeout.
-    pub fn observe(&self, seen: Observed, now: Instant) {
+    ///
+    /// Growth does not wake the listeners at the edge at once: they wait for the block
+    /// that holds the new bytes, and `Some(b)` asks the caller to read block `b` (claimed
+    /// for it) and report with [`complete_extension`](Self::complete_extension), which
+    /// wakes them with the bytes there. Each edge listener then wakes once per growth, not
+    /// once to find the block missing and again when it is read.
+    pub fn observe(&self, seen: Observed, now: Instant) -> Option<u64> {
         if !self.live {
-            return;
+            return None;
         }
         let mut blocks = self.lock();
         if blocks.failure.is_some() {
-            return;
+            return None;
         }
         let complete = self.final_len().is_some();
+        let mut read = None;
         match seen {
             Observed::Len(len) => {
                 let had = self.len();
                 if len < had {
-                    return self.fail(&mut blocks, StreamError::Truncated { len, had });
+                    self.fail(&mut blocks, StreamError::Truncated { len, had });
+                    return None;
                 }
                 if len > had && !complete {
                     self.len.store(len, Ordering::Release);
                     blocks.live.grew_at = Some(now);
-                    for w in std::mem::take(&mut blocks.live.edge).into_values() {
-                        w.wake();
+                    let edge = std::mem::take(&mut blocks.live.edge);
+                    if !edge.is_empty() {
+                        // Every edge listener is at `had`: block `b` holds its next byte.
+                        let b = had / self.block_size();
+                        blocks.waiters.entry(b).or_default().extend(edge);
+                        read = blocks.pending.insert(b).then_some(b);
                     }
                 }
             }
@@ -655,6 +667,7 @@ impl StreamSession {
                 w.wake();
             }
         }
+        read
     }
 
     /// A notify for this live file arrived at `now`: a stall ends (the idle timeout counts
