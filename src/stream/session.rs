@@ -158,8 +158,9 @@ pub enum Observed {
     Deleted,
 }
 
-/// How long a short chunk waits at the live edge for more bytes before it is sent anyway
-/// (a full chunk is sent at once). Bounds the latency a byte adds at the edge; see README.
+/// How long a short chunk alone at the live edge waits for more bytes before it is sent
+/// anyway (with other chunks to send, it goes with them at once). Bounds the latency it
+/// adds to a small write; see README.
 pub const LIVE_EDGE_QUANTUM: Duration = Duration::from_millis(5);
 
 /// Live state, under the blocks lock.

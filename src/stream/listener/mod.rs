@@ -8,9 +8,9 @@
 //!
 //! In a live session (a file still being written) the cursor stops at the live edge and
 //! waits for growth. Chunks are then cut on the file's `chunk_size` grid, so listeners of
-//! one live file send the same chunks. A chunk the edge cuts short is sent only once it
-//! has waited [`LIVE_EDGE_QUANTUM`] for more bytes (a full chunk goes at once), and the
-//! next chunk completes its grid cell. Pacing is a fastest rate: a listener that waited at
+//! one live file send the same chunks. A chunk the edge cuts short goes with the chunks
+//! before it in the same write; alone, it is sent once it has waited
+//! [`LIVE_EDGE_QUANTUM`] for more bytes. The next chunk completes its grid cell. Pacing is a fastest rate: a listener that waited at
 //! the edge restarts its schedule when bytes arrive, instead of bursting to catch up.
 
 use std::sync::Arc;
@@ -343,11 +343,13 @@ impl Listener {
             if let Some(framing) = framing {
                 if from % chunk_size == 0 {
                     if let Some(wire) = self.wire_of(b, &block, framing) {
-                        // Whole chunks from the grid: one slice of the wire block (an
-                        // edge-cut last chunk goes below, once it has waited).
+                        // Chunks from the grid: one slice of the wire block. An edge-cut
+                        // last chunk rides along; alone, it waits below.
                         let first = from / chunk_size;
                         let room_bytes = (max_bytes - bytes).div_ceil(chunk_size);
-                        let whole = wire.chunks() - first - usize::from(tail_cut);
+                        let left = wire.chunks() - first;
+                        let lone_tail = tail_cut && left == 1 && chunks == 0;
+                        let whole = left - usize::from(lone_tail);
                         if whole > 0 {
                             let count = whole
                                 .min(room_bytes.max(1))
@@ -366,8 +368,9 @@ impl Listener {
                     }
                 }
             }
-            if tail_cut && block.len() < cell_end {
-                // This chunk is the short one: it waits a quantum for more bytes.
+            if tail_cut && block.len() < cell_end && chunks == 0 {
+                // A short chunk alone (nothing else to send with it): it waits a quantum
+                // for more bytes, so a trickle of small writes is not an event each.
                 let seen = *self.edge_seen.get_or_insert(now);
                 if now < seen + LIVE_EDGE_QUANTUM {
                     match self.session.wait_edge(avail, waker) {

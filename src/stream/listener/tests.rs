@@ -492,31 +492,37 @@ fn a_live_listener_waits_at_the_edge_and_gets_every_byte_once() {
     let mut l = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
     assert_eq!(l.total(), None);
     let mut got = Vec::new();
-    // The full chunk goes at once; the short one at the edge waits a quantum.
+    // Everything written goes at once: a full chunk, and the short one with it.
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    assert_eq!(got, f.data[..5000]);
+    // A short chunk alone waits a quantum. The caller of observe reads the edge block
+    // (only its new bytes) before the listener wakes.
+    let before = woken.0.load(Ordering::SeqCst);
+    assert_eq!(session.observe(Observed::Len(5100), t0), Some(0));
+    assert_eq!(woken.0.load(Ordering::SeqCst), before);
+    let mut out = Vec::new();
+    assert_eq!(l.poll(t0, usize::MAX, 64, &w, &mut out), Poll::Wait);
+    read_live(&session, 0);
+    assert_eq!(woken.0.load(Ordering::SeqCst), before + 1);
     assert_eq!(
         poll_live(&mut l, t0, &w, &mut got),
         Poll::Sleep(t0 + LIVE_EDGE_QUANTUM)
     );
-    assert_eq!(got.len(), 4096);
+    assert_eq!(got.len(), 5000);
     let t1 = t0 + LIVE_EDGE_QUANTUM;
     assert_eq!(poll_live(&mut l, t1, &w, &mut got), Poll::Wait);
-    assert_eq!(got, f.data[..5000]);
-    // Growth wakes it; only the new bytes are read; the next chunk completes its cell.
-    // The caller of observe reads the edge block before the listener wakes.
-    let before = woken.0.load(Ordering::SeqCst);
-    assert_eq!(session.observe(Observed::Len(10_000), t1), Some(0));
-    assert_eq!(woken.0.load(Ordering::SeqCst), before);
-    let mut out = Vec::new();
-    assert_eq!(l.poll(t1, usize::MAX, 64, &w, &mut out), Poll::Wait);
-    read_live(&session, 0);
-    assert_eq!(woken.0.load(Ordering::SeqCst), before + 1);
-    l.poll(t1, usize::MAX, 1, &w, &mut out);
+    assert_eq!(got.len(), 5100);
+    // More: the next chunk completes its grid cell, the short last one goes with it.
+    if let Some(b) = session.observe(Observed::Len(10_000), t1) {
+        read_live(&session, b);
+    }
+    l.poll(t1, usize::MAX, 64, &w, &mut out);
     assert_eq!(
         out.iter().map(Bytes::len).collect::<Vec<_>>(),
-        [8192 - 5000]
+        [8192 - 5100, 10_000 - 8192]
     );
     got.extend(out.iter().flat_map(|c| c.iter().copied()));
-    // Completion: the last short chunk is the end, sent at once.
+    // Completion: the stream ends there.
     session.renotified(Some(10_000), t1);
     assert_eq!(poll_live(&mut l, t1, &w, &mut got), Poll::Finished);
     assert_eq!(got, f.data);
