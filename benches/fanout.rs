@@ -98,6 +98,7 @@ impl Fixture {
             pool: BufferPool::new(BLOCK, 64),
             cache_bytes: 8 << 20,
             stats: Arc::new(StreamStats::default()),
+            live_idle_timeout: std::time::Duration::from_secs(120),
         };
         let registry = Sessions::new(params.clone());
         Fixture {

@@ -23,13 +23,6 @@ const MIB: usize = 1 << 20;
 /// Longest any test here may run.
 const LIMIT: Duration = Duration::from_secs(180);
 
-fn health_u64(server: &Server, field: &str) -> u64 {
-    let h = server.health();
-    h[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("health has no numeric {field}: {h}"))
-}
-
 /// Asserts a complete stream of `id` whose audio is exactly `expected`.
 fn assert_complete(r: &StreamResult, id: &str, expected: &[u8]) {
     assert_eq!(
@@ -154,7 +147,7 @@ fn a_listener_that_stops_reading_does_not_hold_up_others_and_is_dropped_after_th
     let server = Server::start_with(&[("ASF_STALL_TIMEOUT", "2")]);
     let file = audio_bytes(20 * MIB, 35);
     server.publish("strm_big", &file);
-    let baseline = health_u64(&server, "sessions");
+    let baseline = server.health_u64("sessions");
 
     // Connects, joins and never reads again (nor answers pings).
     let mut stalled = SioClient::connect(server.addr);
@@ -166,10 +159,10 @@ fn a_listener_that_stops_reading_does_not_hold_up_others_and_is_dropped_after_th
     wait_until(
         WAIT,
         "the stalled listener's session to be dropped (health sessions back to baseline)",
-        || health_u64(&server, "sessions") <= baseline,
+        || server.health_u64("sessions") <= baseline,
     );
     wait_until(WAIT, "active_streams back to 0", || {
-        health_u64(&server, "active_streams") == 0
+        server.health_u64("active_streams") == 0
     });
     drop(stalled);
 }
@@ -184,15 +177,15 @@ fn a_disconnect_mid_stream_frees_the_listener() {
     client.join("strm_bye");
     let mut acc = StreamResult::default();
     client.read_until_audio(&mut acc, 16 * CHUNK);
-    assert_eq!(health_u64(&server, "active_streams"), 1);
+    assert_eq!(server.health_u64("active_streams"), 1);
     drop(client); // closes the TCP connection without a goodbye
     wait_until(
         WAIT,
         "active_streams back to 0 after the disconnect",
-        || health_u64(&server, "active_streams") == 0,
+        || server.health_u64("active_streams") == 0,
     );
     wait_until(WAIT, "sessions back to 0 after the disconnect", || {
-        health_u64(&server, "sessions") == 0
+        server.health_u64("sessions") == 0
     });
     // And the stream still works for the next listener.
     let r = listen_once(server.addr, "strm_bye");

@@ -164,7 +164,11 @@ impl Api {
         if let Some(refused) = Self::refuse_not_json(req, "notify") {
             return refused.into();
         }
-        let (stream_id, filepath) = match parse_notify(req.body()) {
+        let Notify {
+            stream_id,
+            filepath,
+            live,
+        } = match parse_notify(req.body()) {
             Ok(v) => v,
             Err(message) => {
                 crate::client_info!("notify refused"; error = ?message);
@@ -173,6 +177,7 @@ impl Api {
         };
         let files = Arc::clone(&self.files);
         let registry = Arc::clone(&self.registry);
+        let sessions = Arc::clone(&self.sessions);
         HttpReply::Later(Box::pin(async move {
             let path = match files.resolve(&filepath).await {
                 Ok(p) => p,
@@ -186,12 +191,24 @@ impl Api {
                 notified_at_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64),
-                live: false,
+                live,
             };
             let shown = reg.path.display().to_string();
+            if sessions.follows(&reg.path) {
+                // A live session reads this path: tell it before the registration wakes the
+                // waiting listeners (a stall ends; a completing notify fixes the length).
+                let identity = match files.open(&reg.path).await {
+                    Ok(opened) => Some(opened.identity),
+                    Err(e) => {
+                        tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
+                        None
+                    }
+                };
+                sessions.renotified(&reg.path, identity, !live, Instant::now());
+            }
             match registry.register(&stream_id, reg).await {
                 Ok(()) => {
-                    tracing::info!(stream_id = ?stream_id, path = ?shown, "audio registered");
+                    tracing::info!(stream_id = ?stream_id, path = ?shown, live, "audio registered");
                     Response::json(
                         200,
                         &json!({
@@ -259,6 +276,7 @@ impl Api {
                 "connections": stats.connections.load(Ordering::Relaxed),
                 "sessions": stats.sessions.load(Ordering::Relaxed),
                 "active_streams": self.sessions.active(),
+                "live_streams": self.sessions.live(),
                 "registered_streams": self.registry.len(),
                 "disk_bytes_read": self.stats.disk_bytes_read.load(Ordering::Relaxed),
                 "disk_reads": self.stats.disk_reads.load(Ordering::Relaxed),
@@ -285,8 +303,17 @@ fn registry_error(e: &RegistryError, what: &str) -> Response {
     Response::error(503, &message)
 }
 
-/// Reads a notify body: `(stream_id, filepath)`, or the 400 message.
-fn parse_notify(body: &[u8]) -> Result<(String, String), String> {
+/// A valid notify body.
+#[derive(Debug, PartialEq, Eq)]
+struct Notify {
+    stream_id: String,
+    filepath: String,
+    /// `"live": true`: the file is still being written.
+    live: bool,
+}
+
+/// Reads a notify body, or the 400 message.
+fn parse_notify(body: &[u8]) -> Result<Notify, String> {
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| format!("Request body must be a JSON object: {e}"))?;
     let Value::Object(obj) = body else {
@@ -317,7 +344,16 @@ fn parse_notify(body: &[u8]) -> Result<(String, String), String> {
     if filepath.len() > MAX_FILEPATH_LEN {
         return Err(PathError::TooLong.to_string());
     }
-    Ok((stream_id, filepath))
+    let live = match obj.get("live") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("live must be a boolean (true or false)".into()),
+    };
+    Ok(Notify {
+        stream_id,
+        filepath,
+        live,
+    })
 }
 
 impl Endpoints for Api {
@@ -399,10 +435,30 @@ mod tests {
 
     #[test]
     fn notify_bodies() {
+        let notify = |stream_id: &str, filepath: &str, live| Notify {
+            stream_id: stream_id.into(),
+            filepath: filepath.into(),
+            live,
+        };
         assert_eq!(
             parse_notify(br#"{"stream_id":"a","filepath":"b"}"#),
-            Ok(("a".into(), "b".into()))
+            Ok(notify("a", "b", false))
         );
+        assert_eq!(
+            parse_notify(br#"{"stream_id":"a","filepath":"b","live":true}"#),
+            Ok(notify("a", "b", true))
+        );
+        assert_eq!(
+            parse_notify(br#"{"stream_id":"a","filepath":"b","live":null}"#),
+            Ok(notify("a", "b", false))
+        );
+        for bad in [r#""yes""#, "1", "[]", "{}"] {
+            let body = format!(r#"{{"stream_id":"a","filepath":"b","live":{bad}}}"#);
+            assert_eq!(
+                parse_notify(body.as_bytes()),
+                Err("live must be a boolean (true or false)".into())
+            );
+        }
         assert_eq!(
             parse_notify(br#"{"stream_id":"a"}"#),
             Err("Missing required parameters: filepath".into())

@@ -68,6 +68,7 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         pool: Arc::clone(&pool),
         cache_bytes: config.stream_cache_bytes,
         stats: Arc::clone(&stats),
+        live_idle_timeout: config.live_idle_timeout,
     }));
     let log = Arc::new(StreamLog::new(config.stream_summary_interval));
     let streams = Arc::new(Streams {

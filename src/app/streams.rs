@@ -5,10 +5,15 @@
 //! Either step may answer later; the connection's waker brings the writer back here
 //! ([`Handler::on_wake`]), and the client's events keep their order (the join's ack
 //! follows the join's answer). An unknown id is watched in the registry until its notify.
+//!
+//! A live registration (a file still being written) attaches to the file's live session,
+//! which the runtime is asked to follow. Its `start_of_stream` has `total_bytes: null` and
+//! `live: true`. A listener whose live stream stalled is told so, then waits for the id's
+//! next notify and resumes at the byte after the last one it received.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -75,6 +80,12 @@ enum Step {
 struct Pending {
     id: String,
     offset: u64,
+    /// The registration answered is live.
+    live: bool,
+    /// When the registration answered was notified.
+    notified_at_ms: u64,
+    /// Resuming after a stall: wait for a registration newer than this one.
+    after_ms: Option<u64>,
     /// The client's ack id, answered once the join is answered.
     ack: Option<i64>,
     /// The id was unknown: the client was told, and the connection is watching the id.
@@ -102,6 +113,11 @@ pub struct ConnData {
     pending: Option<Box<Pending>>,
     /// Joins that arrived while another join's answer was pending, answered in order.
     queued: std::collections::VecDeque<(JoinRequest, Option<i64>)>,
+    /// When the registration of the stream being received was notified.
+    joined_ms: u64,
+    /// Waiting after a stall: resume at this offset once a registration newer than the
+    /// one at `.1` arrives.
+    resume: Option<(u64, u64)>,
 }
 
 /// Joins a connection may have queued behind a pending one (the event rate limit bounds
@@ -148,6 +164,7 @@ impl Streams {
             self.log
                 .ended(&feed.stream_id, Ended::Left, feed.listener.bytes_sent());
         }
+        socket.data.resume = None;
         if let Some(id) = socket.data.waiting_for.take() {
             self.registry.unwatch(&id, socket.waker());
         }
@@ -169,6 +186,7 @@ impl Streams {
         session: Arc<StreamSession>,
         offset: u64,
     ) {
+        let live = session.final_len().is_none();
         let listener = match Listener::new(
             session,
             offset,
@@ -191,17 +209,18 @@ impl Streams {
                 "message": format!("Successfully joined stream {id}. Preparing to stream audio."),
             })],
         );
-        socket.emit(
-            "audio_control",
-            &[json!({
-                "event": "start_of_stream",
-                "stream_id": id,
-                "timestamp": timestamp(),
-                "total_bytes": listener.total(),
-                "offset": listener.start_offset(),
-            })],
-        );
-        tracing::debug!(sid = %socket.sid(), stream_id = ?id, offset, total = listener.total(), "listener joined");
+        let mut start = json!({
+            "event": "start_of_stream",
+            "stream_id": id,
+            "timestamp": timestamp(),
+            "total_bytes": listener.total(),
+            "offset": listener.start_offset(),
+        });
+        if live {
+            start["live"] = Value::Bool(true);
+        }
+        socket.emit("audio_control", &[start]);
+        tracing::debug!(sid = %socket.sid(), stream_id = ?id, offset, total = ?listener.total(), live, "listener joined");
         self.log.joined(&id);
         socket.data.feed = Some(Box::new(Feed {
             stream_id: id,
@@ -240,8 +259,35 @@ impl Streams {
             step: Step::Lookup(self.registry.lookup(&req.stream_id)),
             id: req.stream_id,
             offset: req.offset,
+            live: false,
+            notified_at_ms: 0,
+            after_ms: None,
             ack,
             waiting: false,
+        }));
+        self.advance(socket);
+    }
+
+    /// Waits (watching the registry) for `id` to be registered, or registered again after
+    /// `after_ms` when resuming at `offset` after a stall.
+    fn wait_for(
+        &self,
+        socket: &mut Socket<'_, ConnData>,
+        id: String,
+        offset: u64,
+        after_ms: Option<u64>,
+    ) {
+        // Watch first, then look: a notify between the two is not missed.
+        self.registry.watch(&id, socket.waker());
+        socket.data.pending = Some(Box::new(Pending {
+            step: Step::Lookup(self.registry.lookup(&id)),
+            id,
+            offset,
+            live: false,
+            notified_at_ms: 0,
+            after_ms,
+            ack: None,
+            waiting: true,
         }));
         self.advance(socket);
     }
@@ -255,10 +301,18 @@ impl Streams {
                         socket.data.pending = Some(p);
                         return;
                     }
+                    Poll::Ready(Ok(Some(reg))) if p.after_ms == Some(reg.notified_at_ms) => {
+                        // Resuming after a stall: no notify since; keep waiting.
+                        socket.data.resume = Some((p.offset, reg.notified_at_ms));
+                        socket.data.waiting_for = Some(p.id);
+                        return;
+                    }
                     Poll::Ready(Ok(Some(reg))) => {
                         if p.waiting {
                             self.registry.unwatch(&p.id, socket.waker());
                         }
+                        p.live = reg.live;
+                        p.notified_at_ms = reg.notified_at_ms;
                         p.step = Step::Open(self.files.open(&reg.path));
                     }
                     Poll::Ready(found) => {
@@ -267,6 +321,9 @@ impl Streams {
                         }
                         if p.waiting {
                             // Still unknown after a wake-up: keep waiting.
+                            if let Some(after) = p.after_ms {
+                                socket.data.resume = Some((p.offset, after));
+                            }
                             socket.data.waiting_for = Some(p.id);
                             return;
                         }
@@ -290,11 +347,17 @@ impl Streams {
                     }
                     Poll::Ready(opened) => {
                         let Pending {
-                            id, offset, ack, ..
+                            id,
+                            offset,
+                            ack,
+                            live,
+                            notified_at_ms,
+                            ..
                         } = *p;
                         match opened {
                             Ok(opened) => {
-                                let session = self.sessions.attach(&id, opened);
+                                let session = self.attach(&id, opened, live, socket.now);
+                                socket.data.joined_ms = notified_at_ms;
                                 self.start(socket, id, session, offset);
                             }
                             Err(e) => {
@@ -315,6 +378,21 @@ impl Streams {
             // A new step was set: poll it at once (an in-memory answer is ready).
             socket.data.pending = Some(p);
         }
+    }
+}
+
+impl Streams {
+    /// The session for an opened file: the live session of a file still being written
+    /// (followed by the runtime from its creation), else the finished file's.
+    fn attach(&self, id: &str, opened: OpenedFile, live: bool, now: Instant) -> Arc<StreamSession> {
+        if !live {
+            return self.sessions.attach(id, opened);
+        }
+        let session = self.sessions.attach_live(id, opened, now);
+        if session.needs_follow() {
+            self.files.follow(Arc::downgrade(&session));
+        }
+        session
     }
 }
 
@@ -358,15 +436,11 @@ impl Handler for Streams {
             self.drive(socket);
         } else if let Some(id) = socket.data.waiting_for.take() {
             // Maybe notified: look again (watching, so a notify in between is not lost).
-            self.registry.watch(&id, socket.waker());
-            socket.data.pending = Some(Box::new(Pending {
-                step: Step::Lookup(self.registry.lookup(&id)),
-                id,
-                offset: 0,
-                ack: None,
-                waiting: true,
-            }));
-            self.advance(socket);
+            let (offset, after) = match socket.data.resume.take() {
+                Some((offset, after)) => (offset, Some(after)),
+                None => (0, None),
+            };
+            self.wait_for(socket, id, offset, after);
         }
     }
 
@@ -409,6 +483,12 @@ impl Handler for Streams {
                         "bytes_sent": sent,
                     })],
                 );
+                if matches!(why, StreamError::Stalled { .. }) {
+                    // The next notify of the id restarts it where this listener stopped.
+                    let at = feed.listener.start_offset() + sent;
+                    let after = socket.data.joined_ms;
+                    self.wait_for(socket, id, at, Some(after));
+                }
             }
         }
     }

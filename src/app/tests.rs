@@ -110,6 +110,9 @@ impl Files for OneFile {
             path: path.to_path_buf(),
         }))
     }
+
+    /// The tests here stream finished files only.
+    fn follow(&self, _session: std::sync::Weak<crate::stream::StreamSession>) {}
 }
 
 /// What the runtime's writer does with the feed: every chunk, reading blocks when told; then

@@ -103,6 +103,10 @@ pub const DEFAULT_SEND_BUFFER_BYTES: usize = 128 * 1024;
 pub const ASF_STALL_TIMEOUT: &str = "ASF_STALL_TIMEOUT";
 /// Default stall timeout.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Name of the live idle timeout variable (seconds).
+pub const ASF_LIVE_IDLE_TIMEOUT: &str = "ASF_LIVE_IDLE_TIMEOUT";
+/// Default live idle timeout.
+pub const DEFAULT_LIVE_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Name of the connection cap variable.
 pub const ASF_MAX_CONNECTIONS: &str = "ASF_MAX_CONNECTIONS";
 /// Default connection cap.
@@ -231,6 +235,12 @@ pub struct Config {
     /// dropped, >0..=3600. Default 30: shorter frees resources sooner, longer forgives
     /// flaky networks.
     pub stall_timeout: Duration,
+    /// `ASF_LIVE_IDLE_TIMEOUT`, seconds a file still being written (a `"live": true`
+    /// notify) may go without growing and without its completing notify before its
+    /// listeners get `stream_error` ("generation stalled"), >0..=86400. Default 120:
+    /// shorter tells listeners of a crashed generator sooner, longer forgives a generator
+    /// that pauses (checked every 250 ms).
+    pub live_idle_timeout: Duration,
     /// `ASF_MAX_CONNECTIONS`, >= 1: open connections at once, and live Engine.IO sessions
     /// at once. Default 100000: each costs a file descriptor (a session: its state) and some
     /// memory; also bounded by `ulimit -n`.
@@ -306,6 +316,7 @@ impl Default for Config {
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
             send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            live_idle_timeout: DEFAULT_LIVE_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_streams: DEFAULT_MAX_STREAMS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
@@ -385,6 +396,8 @@ impl Config {
                 .unwrap_or(d.send_buffer_bytes),
             stall_timeout: var(src, ASF_STALL_TIMEOUT, parse_stall_timeout)?
                 .unwrap_or(d.stall_timeout),
+            live_idle_timeout: var(src, ASF_LIVE_IDLE_TIMEOUT, parse_live_idle_timeout)?
+                .unwrap_or(d.live_idle_timeout),
             max_connections: var(src, ASF_MAX_CONNECTIONS, parse_max_connections)?
                 .unwrap_or(d.max_connections),
             max_streams: var(src, ASF_MAX_STREAMS, parse_max_streams)?.unwrap_or(d.max_streams),
@@ -436,7 +449,7 @@ impl Config {
             Some(ttl) => format!("{ttl:?}"),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 33] = [
+        let fields: [(&str, String); 34] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -470,6 +483,7 @@ impl Config {
             ("max_lag_bytes", self.max_lag_bytes.to_string()),
             ("send_buffer_bytes", self.send_buffer_bytes.to_string()),
             ("stall_timeout", format!("{:?}", self.stall_timeout)),
+            ("live_idle_timeout", format!("{:?}", self.live_idle_timeout)),
             ("max_connections", self.max_connections.to_string()),
             ("max_streams", self.max_streams.to_string()),
             ("header_timeout", format!("{:?}", self.header_timeout)),

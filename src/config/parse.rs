@@ -198,6 +198,10 @@ pub(super) fn parse_stall_timeout(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, true, 3600.0)
 }
 
+pub(super) fn parse_live_idle_timeout(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, true, 86400.0)
+}
+
 pub(super) fn parse_max_connections(raw: &str) -> Result<usize, String> {
     whole_usize(raw, "connections", 1, usize::MAX)
 }

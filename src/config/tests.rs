@@ -64,6 +64,7 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.max_lag_bytes, 4 << 20);
     assert_eq!(c.send_buffer_bytes, 131_072);
     assert_eq!(c.stall_timeout, Duration::from_secs(30));
+    assert_eq!(c.live_idle_timeout, Duration::from_secs(120));
     assert_eq!(c.max_connections, 100_000);
     assert_eq!(c.max_streams, 100_000);
     assert_eq!(c.header_timeout, Duration::from_secs(10));
@@ -151,6 +152,7 @@ fn every_value_parses() {
         (ASF_MAX_LAG_BYTES, "1"),
         (ASF_SEND_BUFFER_BYTES, "0"),
         (ASF_STALL_TIMEOUT, "0.5"),
+        (ASF_LIVE_IDLE_TIMEOUT, "0.25"),
         (ASF_MAX_CONNECTIONS, "1"),
         (ASF_HEADER_TIMEOUT, "2.5"),
         (ASF_BODY_TIMEOUT, "0.25"),
@@ -183,6 +185,7 @@ fn every_value_parses() {
     assert_eq!(c.max_lag_bytes, 1);
     assert_eq!(c.send_buffer_bytes, 0);
     assert_eq!(c.stall_timeout, Duration::from_millis(500));
+    assert_eq!(c.live_idle_timeout, Duration::from_millis(250));
     assert_eq!(c.max_connections, 1);
     assert_eq!(c.header_timeout, Duration::from_millis(2500));
     assert_eq!(c.body_timeout, Duration::from_millis(250));
@@ -282,6 +285,9 @@ fn bad_intervals_are_rejected() {
     }
     for v in ["0", "-5", "3601", "NaN", "inf"] {
         parse_err(ASF_STALL_TIMEOUT, v);
+    }
+    for v in ["0", "-1", "86401", "NaN", "inf", ""] {
+        parse_err(ASF_LIVE_IDLE_TIMEOUT, v);
     }
     for name in [
         ASF_HEADER_TIMEOUT,

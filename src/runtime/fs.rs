@@ -6,17 +6,19 @@
 //! it, a walk of `openat(O_NOFOLLOW)` per component), so a directory swapped for a symlink
 //! that leads out of the root is refused, not followed. The type of what was opened is then
 //! checked on the descriptor (`fstat`), and the session reads that descriptor only.
+//! Live files are followed by the thread of [`super::follow`].
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
 
+use super::follow::Follower;
 use crate::stream::{
-    Answer, FileIdentity, Files, OpenError, OpenedFile, PathError, MAX_FILEPATH_LEN,
+    Answer, FileIdentity, Files, OpenError, OpenedFile, PathError, StreamSession, MAX_FILEPATH_LEN,
 };
 
 /// Threads that run file-system calls (opens are short; two keep one slow volume call from
@@ -38,10 +40,12 @@ pub struct DiskFiles {
     root: PathBuf,
     opened: Arc<Mutex<Option<Arc<Root>>>>,
     jobs: Mutex<mpsc::Sender<Job>>,
+    follower: Follower,
 }
 
 impl DiskFiles {
-    /// The port for files below `root`, with its threads started. The root is opened at
+    /// The port for files below `root`, with its threads (file calls, live file follower)
+    /// started. The root is opened at
     /// once when it exists (else at the first open after it appears).
     pub fn new(root: PathBuf) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = mpsc::channel::<Job>();
@@ -64,6 +68,7 @@ impl DiskFiles {
         let files = DiskFiles {
             opened: Arc::new(Mutex::new(None)),
             jobs: Mutex::new(tx),
+            follower: Follower::start()?,
             root,
         };
         let _ = open_root(&files.root, &files.opened);
@@ -110,6 +115,10 @@ impl Files for DiskFiles {
             },
             gone,
         )
+    }
+
+    fn follow(&self, session: Weak<StreamSession>) {
+        self.follower.follow(session);
     }
 }
 

@@ -58,9 +58,15 @@ pub(crate) async fn write_all(
     Ok(bufs)
 }
 
-/// Reads block `b` of `session`'s file with io_uring into a pooled buffer.
-pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<Bytes, StreamError> {
+/// Reads block `b` of `session`'s file with io_uring into a pooled buffer. The partial
+/// block kept of a live edge is copied, and only the bytes after it are read. Returns the
+/// block and the bytes read from disk.
+pub(crate) async fn read_block(
+    session: &Arc<StreamSession>,
+    b: u64,
+) -> Result<(Bytes, usize), StreamError> {
     let (start, len) = session.block_range(b);
+    let kept = session.partial(b);
     let fd = session
         .fd()
         .try_clone()
@@ -71,7 +77,10 @@ pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<B
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(fd));
     let pool = session.pool();
     let mut buf = pool.take();
-    let mut got = 0usize;
+    if let Some(kept) = &kept {
+        buf.extend_from_slice(kept);
+    }
+    let mut got = buf.len();
     let mut failure = None;
     while got < len {
         let (res, slice) = file.read_at(buf.slice(got..len), start + got as u64).await;
@@ -101,7 +110,8 @@ pub(crate) async fn read_block(session: &Arc<StreamSession>, b: u64) -> Result<B
             len: session.len(),
         });
     }
-    Ok(pool.freeze(buf))
+    let fresh = got - kept.map_or(0, |k| k.len());
+    Ok((pool.freeze(buf), fresh))
 }
 
 /// Reads claimed block `b` and reports it to the session (which wakes every listener
@@ -125,8 +135,10 @@ pub(crate) async fn read_claimed(session: Arc<StreamSession>, b: u64) {
         block: b,
         done: false,
     };
-    let result = read_block(&claim.session, b).await;
-    claim.session.complete_read(b, result);
+    match read_block(&claim.session, b).await {
+        Ok((bytes, fresh)) => claim.session.complete_extension(b, Ok(bytes), fresh),
+        Err(why) => claim.session.complete_read(b, Err(why)),
+    }
     claim.done = true;
 }
 

@@ -11,6 +11,7 @@
 //! [`Service`](crate::service::Service).
 
 mod conn;
+mod follow;
 mod fs;
 mod io;
 mod server;

@@ -10,6 +10,9 @@ use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Weak;
+
+use super::session::StreamSession;
 
 /// An answer that may arrive later (from the runtime's file threads, a disk store, Redis).
 /// Poll it with the connection's waker, or await it in an HTTP handler.
@@ -121,7 +124,17 @@ pub trait Files: Send + Sync + std::fmt::Debug + 'static {
     /// Opens a stored path for streaming, resolving it again beneath the root (no component
     /// may lead outside it) and checking the opened descriptor.
     fn open(&self, path: &Path) -> Answer<Result<OpenedFile, OpenError>>;
+    /// Follows a live session's file (one still being written) until the session is
+    /// complete, failed or gone: reports every change of its length, its replacement or
+    /// deletion with [`StreamSession::observe`] (which also applies the idle timeout), and
+    /// calls it at least every [`FOLLOW_CHECK_INTERVAL`] while following.
+    fn follow(&self, session: Weak<StreamSession>);
 }
+
+/// Longest time between two checks of a followed live file: the bound on noticing growth
+/// where no change event is delivered (a network volume written by another machine), and
+/// the granularity of the idle timeout.
+pub const FOLLOW_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The name of a file type, for errors.
 pub fn kind_name(is_dir: bool, is_fifo: bool, is_char: bool, is_block: bool) -> &'static str {

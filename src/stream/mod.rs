@@ -23,6 +23,7 @@ pub use listener::{Listener, OffsetError, Poll};
 pub use pool::BufferPool;
 pub use registry::{MemoryRegistry, Registration, Registry, RegistryError};
 pub use session::{
-    BlockState, Framing, SessionParams, StreamError, StreamSession, StreamStats, WireBlock,
+    BlockState, Edge, Framing, Observed, SessionParams, StreamError, StreamSession, StreamStats,
+    WireBlock, LIVE_EDGE_QUANTUM,
 };
 pub use sessions::{Sessions, SESSION_LINGER};

@@ -41,8 +41,8 @@ pub struct Registration {
     pub path: PathBuf,
     /// When the notify arrived, in milliseconds since the Unix epoch.
     pub notified_at_ms: u64,
-    /// The file is still being written (a live stream). Stored and reloaded by durable
-    /// backends; every notify registers finished files (`false`) until live streams exist.
+    /// The file is still being written (`"live": true` in the notify); a later notify
+    /// without it fixes the final size. Stored and reloaded by durable backends.
     pub live: bool,
 }
 

@@ -10,13 +10,25 @@
 //! lagging cursor gets there. Memory is thus bounded by the cursors' positions plus the
 //! budget, never by the file size. No I/O here: the runtime performs reads and reports
 //! them with [`StreamSession::complete_read`].
+//!
+//! # Live sessions
+//! A session opened for a file that is still being written (a `"live": true` notify) knows
+//! only how many bytes exist so far ([`StreamSession::len`]). The runtime follows the file
+//! (see [`Files::follow`](super::Files::follow)) and reports what it sees with
+//! [`StreamSession::observe`]: growth moves the live edge and wakes the listeners waiting
+//! there; a shorter, replaced or deleted file fails the session. The block at the edge is
+//! kept partial and extended in place by the next read of it (only its new bytes come from
+//! disk). A completing notify fixes the final length ([`StreamSession::complete`]); a file
+//! that does not grow for `live_idle_timeout` without one is "stalled" until the next
+//! notify ([`StreamSession::renotified`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -51,6 +63,28 @@ pub enum StreamError {
         /// The length the session expected.
         len: u64,
     },
+    /// A file being written got shorter than the bytes already seen of it.
+    #[error("the audio file shrank while it was being written ({len} bytes, {had} already read)")]
+    Truncated {
+        /// Its length now.
+        len: u64,
+        /// Bytes known to exist before.
+        had: u64,
+    },
+    /// The path of a file being written now names another file.
+    #[error("the audio file was replaced while it was being written")]
+    Replaced,
+    /// A file being written was deleted.
+    #[error("the audio file was deleted while it was being written")]
+    Deleted,
+    /// A file being written stopped growing without a completing notify.
+    #[error(
+        "generation stalled: the audio file has not grown for {after:?} and was not completed"
+    )]
+    Stalled {
+        /// `ASF_LIVE_IDLE_TIMEOUT`.
+        after: Duration,
+    },
     /// A paced listener fell further behind its schedule than allowed.
     #[error("listener fell {lag} bytes behind the stream (limit {limit})")]
     Lagged {
@@ -70,6 +104,9 @@ pub struct SessionParams {
     pub cache_bytes: usize,
     /// Process-wide counters.
     pub stats: Arc<StreamStats>,
+    /// How long a live file may go without growing (and without a completing notify)
+    /// before its session is stalled (`ASF_LIVE_IDLE_TIMEOUT`).
+    pub live_idle_timeout: Duration,
 }
 
 /// Process-wide streaming counters (health endpoint, tests, benchmarks).
@@ -99,6 +136,44 @@ pub enum BlockState {
     Failed(StreamError),
 }
 
+/// What a listener at the live edge (every byte that exists so far handed out) learns.
+#[derive(Debug)]
+pub enum Edge {
+    /// The file grew meanwhile: go on.
+    Grown,
+    /// The waker fires when the file grows, is completed, stalls or fails.
+    Wait,
+    /// The stream cannot go on (failed, or stalled until the next notify).
+    Failed(StreamError),
+}
+
+/// What the runtime saw of a live file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// The descriptor's file has this length and is still the file at the path.
+    Len(u64),
+    /// The path names another file now (or the file was moved away).
+    Replaced,
+    /// The file was deleted.
+    Deleted,
+}
+
+/// How long a short chunk alone at the live edge waits for more bytes before it is sent
+/// anyway (with other chunks to send, it goes with them at once). Bounds the latency it
+/// adds to a small write; see README.
+pub const LIVE_EDGE_QUANTUM: Duration = Duration::from_millis(5);
+
+/// Live state, under the blocks lock.
+#[derive(Debug, Default)]
+struct Live {
+    /// When the file last grew (or was notified); the idle timeout counts from here.
+    grew_at: Option<Instant>,
+    /// No growth for the idle timeout: failed until the next notify.
+    stalled: bool,
+    /// Listeners waiting at the edge, keyed by waker address.
+    edge: HashMap<usize, Waker>,
+}
+
 /// How a transport frames chunks for the wire. Chunks of a block are cut on a fixed grid
 /// (every `chunk_size` bytes from the block start), so every listener on that grid sends
 /// the same bytes for a block: `prefix(len)` then the chunk, chunk after chunk. A session
@@ -126,6 +201,8 @@ pub struct WireBlock {
     unit: usize,
     /// Chunks in the block.
     chunks: usize,
+    /// Length of the block it frames (a live edge block grows).
+    src_len: usize,
     bytes: Bytes,
 }
 
@@ -163,7 +240,11 @@ struct Blocks {
     /// Number of listener cursors inside each block.
     cursors: BTreeMap<u64, usize>,
     failure: Option<StreamError>,
+    live: Live,
 }
+
+/// Sentinel of `final_len` while a live file is not complete.
+const UNKNOWN: u64 = u64::MAX;
 
 /// One stream's opened file and block cache.
 #[derive(Debug)]
@@ -171,7 +252,14 @@ pub struct StreamSession {
     id: String,
     path: PathBuf,
     fd: OwnedFd,
-    len: u64,
+    /// Bytes known to exist (a finished file's length). Changed under the blocks lock.
+    len: AtomicU64,
+    /// The length every listener ends at, or [`UNKNOWN`] while a live file is written.
+    final_len: AtomicU64,
+    /// Opened for a file that was still being written.
+    live: bool,
+    /// The runtime was asked to follow this live file.
+    followed: AtomicBool,
     identity: FileIdentity,
     params: SessionParams,
     blocks: Mutex<Blocks>,
@@ -181,14 +269,40 @@ pub struct StreamSession {
 impl StreamSession {
     /// A session reading `opened` (opened and checked by the runtime).
     pub fn new(id: String, opened: OpenedFile, params: SessionParams) -> Arc<Self> {
+        Self::make(id, opened, params, None)
+    }
+
+    /// A session reading `opened`, a file still being written, from `now` on: its bytes so
+    /// far are known, its final length comes with [`complete`](Self::complete).
+    pub fn new_live(
+        id: String,
+        opened: OpenedFile,
+        params: SessionParams,
+        now: Instant,
+    ) -> Arc<Self> {
+        Self::make(id, opened, params, Some(now))
+    }
+
+    fn make(
+        id: String,
+        opened: OpenedFile,
+        params: SessionParams,
+        live: Option<Instant>,
+    ) -> Arc<Self> {
+        let len = opened.identity.len;
+        let mut blocks = Blocks::default();
+        blocks.live.grew_at = live;
         Arc::new(StreamSession {
             id,
             path: opened.path,
-            len: opened.identity.len,
+            len: AtomicU64::new(len),
+            final_len: AtomicU64::new(if live.is_some() { UNKNOWN } else { len }),
+            live: live.is_some(),
+            followed: AtomicBool::new(false),
             identity: opened.identity,
             fd: opened.fd,
             params,
-            blocks: Mutex::new(Blocks::default()),
+            blocks: Mutex::new(blocks),
             bytes_read: AtomicU64::new(0),
         })
     }
@@ -214,14 +328,43 @@ impl StreamSession {
         &self.fd
     }
 
-    /// File length when the session opened it: what every listener is sent.
+    /// Bytes of the file there are to send: its length when the session opened it, or for
+    /// a live file the bytes known to exist so far (the live edge).
     pub fn len(&self) -> u64 {
-        self.len
+        self.len.load(Ordering::Acquire)
     }
 
-    /// True for an empty file.
+    /// True while no byte is known.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The length every listener ends at; None while a live file is still being written.
+    pub fn final_len(&self) -> Option<u64> {
+        let f = self.final_len.load(Ordering::Acquire);
+        (f != UNKNOWN).then_some(f)
+    }
+
+    /// True for a session opened for a file that was still being written (it stays so once
+    /// completed; see [`final_len`](Self::final_len)).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// True once for a live session: the caller then asks the runtime to follow the file.
+    pub fn needs_follow(&self) -> bool {
+        self.live && !self.followed.swap(true, Ordering::AcqRel)
+    }
+
+    /// True while the runtime should keep following the file: live, not complete, not
+    /// failed.
+    pub fn is_following(&self) -> bool {
+        self.live && self.final_len().is_none() && !self.has_failed()
+    }
+
+    /// True while stalled (no growth for the idle timeout, no notify since).
+    pub fn is_stalled(&self) -> bool {
+        self.lock().live.stalled
     }
 
     /// Identity of the opened file.
@@ -239,16 +382,24 @@ impl StreamSession {
         &self.params.pool
     }
 
-    /// Number of blocks.
+    /// Number of blocks (of the bytes known so far).
     pub fn block_count(&self) -> u64 {
-        self.len.div_ceil(self.block_size())
+        self.len().div_ceil(self.block_size())
     }
 
-    /// Byte offset and length of block `b`.
+    /// Byte offset and length of block `b` (of the bytes known so far).
     pub fn block_range(&self, b: u64) -> (u64, usize) {
         let start = b * self.block_size();
-        let len = self.len.saturating_sub(start).min(self.block_size());
+        let len = self.len().saturating_sub(start).min(self.block_size());
         (start, len as usize)
+    }
+
+    /// The kept bytes of block `b` when they are fewer than it has now (the partial block
+    /// of a live edge): a read of the block copies them and reads only the rest.
+    pub fn partial(&self, b: u64) -> Option<Bytes> {
+        let (_, len) = self.block_range(b);
+        let blocks = self.lock();
+        blocks.ready.get(&b).filter(|k| k.len() < len).cloned()
     }
 
     /// Bytes this session has read from disk.
@@ -262,11 +413,14 @@ impl StreamSession {
     }
 
     /// Block `b`, or what to do to get it. `waker` is notified when a pending read of `b`
-    /// completes.
-    pub fn get_block(&self, b: u64, waker: &Waker) -> BlockState {
+    /// completes. In a live session, a kept block shorter than `need` bytes (the partial
+    /// block at an edge that has moved on) is read again to extend it.
+    pub fn get_block(&self, b: u64, need: usize, waker: &Waker) -> BlockState {
         let mut blocks = self.lock();
         if let Some(bytes) = blocks.ready.get(&b) {
-            return BlockState::Ready(bytes.clone());
+            if !self.live || bytes.len() >= need {
+                return BlockState::Ready(bytes.clone());
+            }
         }
         if let Some(why) = &blocks.failure {
             return BlockState::Failed(why.clone());
@@ -294,7 +448,8 @@ impl StreamSession {
         {
             let blocks = self.lock();
             if let Some(w) = blocks.wire.get(&b) {
-                let same = w.key == framing.key && w.chunk_size == chunk_size;
+                let same =
+                    w.key == framing.key && w.chunk_size == chunk_size && w.src_len == block.len();
                 return same.then(|| w.clone());
             }
             if blocks.listeners < 2 || !blocks.ready.contains_key(&b) || chunk_size == 0 {
@@ -318,15 +473,17 @@ impl StreamSession {
             chunk_size,
             unit: full.len() + chunk_size,
             chunks,
+            src_len: block.len(),
             bytes: Bytes::from(out),
         };
         let mut blocks = self.lock();
         if let Some(w) = blocks.wire.get(&b) {
             // Another worker built it first.
-            let same = w.key == framing.key && w.chunk_size == chunk_size;
+            let same =
+                w.key == framing.key && w.chunk_size == chunk_size && w.src_len == block.len();
             return same.then(|| w.clone());
         }
-        if !blocks.ready.contains_key(&b) {
+        if blocks.ready.get(&b).is_none_or(|k| k.len() != block.len()) {
             return None;
         }
         self.account(&mut blocks, built.bytes.len() as isize);
@@ -338,7 +495,10 @@ impl StreamSession {
     /// Claims a read-ahead of block `b`: true when it is neither present nor being read
     /// (the caller then reads it and reports with `complete_read`).
     pub fn claim_prefetch(&self, b: u64) -> bool {
-        if b >= self.block_count() {
+        // A live file's block is read ahead once it is whole (or the file complete).
+        let (start, len) = self.block_range(b);
+        let whole = len as u64 == self.block_size() || self.final_len().is_some();
+        if b >= self.block_count() || (self.live && !whole) || start >= self.len() {
             return false;
         }
         let mut blocks = self.lock();
@@ -367,22 +527,32 @@ impl StreamSession {
     /// Reports the result of reading block `b`, wakes everyone waiting for it, and trims
     /// the cache.
     pub fn complete_read(&self, b: u64, result: Result<Bytes, StreamError>) {
+        let fresh = result.as_ref().map_or(0, |b| b.len());
+        self.complete_extension(b, result, fresh);
+    }
+
+    /// Like [`complete_read`](Self::complete_read) for a read that copied the kept part of
+    /// a partial block (see [`partial`](Self::partial)) and took `fresh` bytes from disk.
+    pub fn complete_extension(&self, b: u64, result: Result<Bytes, StreamError>, fresh: usize) {
         let mut blocks = self.lock();
         blocks.pending.remove(&b);
         match result {
             Ok(bytes) => {
-                self.bytes_read
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.bytes_read.fetch_add(fresh as u64, Ordering::Relaxed);
                 self.params
                     .stats
                     .disk_bytes_read
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    .fetch_add(fresh as u64, Ordering::Relaxed);
                 self.params.stats.disk_reads.fetch_add(1, Ordering::Relaxed);
-                self.account(&mut blocks, bytes.len() as isize);
-                if let Some(old) = blocks.ready.insert(b, bytes) {
-                    self.account(&mut blocks, -(old.len() as isize));
-                    if let Some(w) = blocks.wire.remove(&b) {
-                        self.account(&mut blocks, -(w.bytes.len() as isize));
+                // A racing read of a live edge may have kept more bytes: keep the longer.
+                let longer_kept = blocks.ready.get(&b).is_some_and(|o| o.len() > bytes.len());
+                if !longer_kept {
+                    self.account(&mut blocks, bytes.len() as isize);
+                    if let Some(old) = blocks.ready.insert(b, bytes) {
+                        self.account(&mut blocks, -(old.len() as isize));
+                        if let Some(w) = blocks.wire.remove(&b) {
+                            self.account(&mut blocks, -(w.bytes.len() as isize));
+                        }
                     }
                 }
             }
@@ -392,14 +562,150 @@ impl StreamSession {
         }
         Self::wake_waiters(&mut blocks, b);
         if blocks.failure.is_some() {
-            // Everyone waiting on any block must learn about the failure.
-            for (_, waiters) in blocks.waiters.drain() {
-                for w in waiters.into_values() {
-                    w.wake();
-                }
-            }
+            Self::wake_all(&mut blocks);
         }
         self.trim(&mut blocks);
+    }
+
+    /// Wakes every listener waiting for a block or at the edge (the stream failed).
+    fn wake_all(blocks: &mut Blocks) {
+        for (_, waiters) in blocks.waiters.drain() {
+            for w in waiters.into_values() {
+                w.wake();
+            }
+        }
+        for w in std::mem::take(&mut blocks.live.edge).into_values() {
+            w.wake();
+        }
+    }
+
+    /// A listener that has every known byte asks what next; `at` is its position.
+    pub fn wait_edge(&self, at: u64, waker: &Waker) -> Edge {
+        let mut blocks = self.lock();
+        if let Some(why) = &blocks.failure {
+            return Edge::Failed(why.clone());
+        }
+        if self.len() > at || self.final_len().is_some() {
+            return Edge::Grown;
+        }
+        if blocks.live.stalled {
+            return Edge::Failed(self.stalled());
+        }
+        blocks
+            .live
+            .edge
+            .entry(waker.data() as usize)
+            .or_insert_with(|| waker.clone());
+        Edge::Wait
+    }
+
+    fn stalled(&self) -> StreamError {
+        StreamError::Stalled {
+            after: self.params.live_idle_timeout,
+        }
+    }
+
+    fn fail(&self, blocks: &mut Blocks, why: StreamError) {
+        if blocks.failure.is_none() {
+            tracing::info!(stream_id = ?self.id, path = ?self.path, error = %why, "live stream failed");
+            blocks.failure = Some(why);
+        }
+        Self::wake_all(blocks);
+    }
+
+    /// What the runtime saw of the live file at `now`: growth moves the edge and wakes the
+    /// listeners there; a shorter, replaced or deleted file fails the session (no listener
+    /// ever gets bytes that are not the file's). Bytes past a completed file's final length
+    /// are ignored. Also applies the idle timeout.
+    ///
+    /// Growth does not wake the listeners at the edge at once: they wait for the block
+    /// that holds the new bytes, and `Some(b)` asks the caller to read block `b` (claimed
+    /// for it) and report with [`complete_extension`](Self::complete_extension), which
+    /// wakes them with the bytes there. Each edge listener then wakes once per growth, not
+    /// once to find the block missing and again when it is read.
+    pub fn observe(&self, seen: Observed, now: Instant) -> Option<u64> {
+        if !self.live {
+            return None;
+        }
+        let mut blocks = self.lock();
+        if blocks.failure.is_some() {
+            return None;
+        }
+        let complete = self.final_len().is_some();
+        let mut read = None;
+        match seen {
+            Observed::Len(len) => {
+                let had = self.len();
+                if len < had {
+                    self.fail(&mut blocks, StreamError::Truncated { len, had });
+                    return None;
+                }
+                if len > had && !complete {
+                    self.len.store(len, Ordering::Release);
+                    blocks.live.grew_at = Some(now);
+                    let edge = std::mem::take(&mut blocks.live.edge);
+                    if !edge.is_empty() {
+                        // Every edge listener is at `had`: block `b` holds its next byte.
+                        let b = had / self.block_size();
+                        blocks.waiters.entry(b).or_default().extend(edge);
+                        read = blocks.pending.insert(b).then_some(b);
+                    }
+                }
+            }
+            // A complete file is read from the descriptor: a later replacement is harmless.
+            Observed::Replaced if !complete => self.fail(&mut blocks, StreamError::Replaced),
+            Observed::Deleted if !complete => self.fail(&mut blocks, StreamError::Deleted),
+            Observed::Replaced | Observed::Deleted => {}
+        }
+        let idle = blocks
+            .live
+            .grew_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.params.live_idle_timeout);
+        if idle && !complete && !blocks.live.stalled && blocks.failure.is_none() {
+            tracing::info!(stream_id = ?self.id, path = ?self.path, len = self.len(), "live stream stalled: no growth and no completing notify");
+            blocks.live.stalled = true;
+            for w in std::mem::take(&mut blocks.live.edge).into_values() {
+                w.wake();
+            }
+        }
+        read
+    }
+
+    /// A notify for this live file arrived at `now`: a stall ends (the idle timeout counts
+    /// again), and a completing notify (`final_len`, the file's length then) fixes where
+    /// every listener ends (see [`complete`](Self::complete)).
+    pub fn renotified(&self, final_len: Option<u64>, now: Instant) {
+        if !self.live {
+            return;
+        }
+        let mut blocks = self.lock();
+        blocks.live.stalled = false;
+        blocks.live.grew_at = Some(now);
+        self.complete_locked(&mut blocks, final_len);
+    }
+
+    /// The live file is complete at `len` bytes: every listener ends there. A length below
+    /// the bytes already seen fails the session.
+    pub fn complete(&self, len: u64) {
+        if self.live {
+            let mut blocks = self.lock();
+            self.complete_locked(&mut blocks, Some(len));
+        }
+    }
+
+    fn complete_locked(&self, blocks: &mut Blocks, final_len: Option<u64>) {
+        if let (Some(len), None) = (final_len, self.final_len()) {
+            let had = self.len();
+            if len < had {
+                return self.fail(blocks, StreamError::Truncated { len, had });
+            }
+            self.len.store(len, Ordering::Release);
+            self.final_len.store(len, Ordering::Release);
+            tracing::debug!(stream_id = ?self.id, path = ?self.path, len, "live stream complete");
+        }
+        for w in std::mem::take(&mut blocks.live.edge).into_values() {
+            w.wake();
+        }
     }
 
     /// Moves a listener cursor from block `from` to block `to` (None = not in the stream).
@@ -425,6 +731,15 @@ impl StreamSession {
             *blocks.cursors.entry(t).or_insert(0) += 1;
         }
         self.trim(&mut blocks);
+    }
+
+    /// Fails a live session whose file became unusable (e.g. a completing notify found
+    /// another file at the path).
+    pub fn fail_live(&self, why: StreamError) {
+        if self.live {
+            let mut blocks = self.lock();
+            self.fail(&mut blocks, why);
+        }
     }
 
     /// Blocks currently kept and their total size (wire blocks included in the size).

@@ -6,14 +6,30 @@
 //! [`SESSION_LINGER`] so that a listener joining just after the others finished does not
 //! read the file again. No I/O: the runtime opens the file (see [`Files`](super::Files))
 //! and hands the opened descriptor to [`Sessions::attach`].
+//!
+//! A live session (a file still being written, [`Sessions::attach_live`]) is keyed by the
+//! file's device and inode only, since its length and modification time change; once it is
+//! completed, a join of the finished file (same inode, same length) attaches to it too, so
+//! the file is read from disk once in total.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::files::{FileIdentity, OpenedFile};
-use super::session::{SessionParams, StreamSession};
+use super::session::{SessionParams, StreamError, StreamSession};
+
+/// The table key of a live session: its file's device and inode.
+fn live_key(identity: &FileIdentity) -> FileIdentity {
+    FileIdentity {
+        dev: identity.dev,
+        ino: identity.ino,
+        len: u64::MAX,
+        mtime_ns: i128::MIN,
+    }
+}
 
 /// How long a session nobody listens to keeps its blocks (unless the block budget is
 /// exceeded, which ends the linger at once).
@@ -55,8 +71,35 @@ impl Sessions {
     /// opened it), otherwise a new one reading `opened`'s descriptor. An unused descriptor
     /// is closed after the table's lock is released.
     pub fn attach(&self, id: &str, opened: OpenedFile) -> Arc<StreamSession> {
+        self.attach_as(id, opened, None)
+    }
+
+    /// The session for `opened`, a file still being written (a `"live": true`
+    /// registration), from `now` on: the live session of that file (whichever id opened
+    /// it), otherwise a new one. The caller asks the runtime to follow a new one (see
+    /// [`StreamSession::needs_follow`]).
+    pub fn attach_live(&self, id: &str, opened: OpenedFile, now: Instant) -> Arc<StreamSession> {
+        self.attach_as(id, opened, Some(now))
+    }
+
+    fn attach_as(&self, id: &str, opened: OpenedFile, live: Option<Instant>) -> Arc<StreamSession> {
         let mut held = self.lock();
-        if let Some(h) = held.get_mut(&opened.identity) {
+        let live_key = live_key(&opened.identity);
+        let found = match live {
+            Some(_) => held.get_mut(&live_key),
+            // A finished file that was streamed live: the completed live session has its
+            // blocks (completed here if its completing notify has not reached it yet).
+            None if !held.contains_key(&opened.identity) => held
+                .get_mut(&live_key)
+                .filter(|h| {
+                    h.session
+                        .final_len()
+                        .is_none_or(|f| f == opened.identity.len)
+                })
+                .inspect(|h| h.session.complete(opened.identity.len)),
+            None => held.get_mut(&opened.identity),
+        };
+        if let Some(h) = found {
             if !h.session.has_failed() {
                 h.idle_since = None;
                 let session = Arc::clone(&h.session);
@@ -65,10 +108,18 @@ impl Sessions {
                 return session;
             }
         }
-        let session = StreamSession::new(id.to_owned(), opened, self.params.clone());
+        let session = match live {
+            Some(now) => StreamSession::new_live(id.to_owned(), opened, self.params.clone(), now),
+            None => StreamSession::new(id.to_owned(), opened, self.params.clone()),
+        };
+        let key = if live.is_some() {
+            live_key
+        } else {
+            session.identity()
+        };
         // A replaced session lives on in its listeners' hands until they finish.
         let old = held.insert(
-            session.identity(),
+            key,
             Held {
                 session: Arc::clone(&session),
                 idle_since: None,
@@ -101,6 +152,51 @@ impl Sessions {
         drop(held);
         // The last references (and the descriptors) go outside the lock.
         drop(gone);
+    }
+
+    /// A notify for `path` (canonical) arrived at `now`, and the file at that path now has
+    /// `identity` (None: it cannot be opened). Live sessions of that path learn it: the
+    /// same file ends a stall and, for a completing notify (`complete`), gets its final
+    /// length; another file (or none) fails them, as a replaced or deleted file.
+    pub fn renotified(
+        &self,
+        path: &Path,
+        identity: Option<FileIdentity>,
+        complete: bool,
+        now: Instant,
+    ) {
+        let live: Vec<Arc<StreamSession>> = self
+            .lock()
+            .iter()
+            .filter(|(k, h)| **k == live_key(&h.session.identity()) && h.session.path() == path)
+            .map(|(_, h)| Arc::clone(&h.session))
+            .collect();
+        for session in live {
+            match identity {
+                Some(i) if live_key(&i) == live_key(&session.identity()) => {
+                    session.renotified(complete.then_some(i.len), now);
+                }
+                Some(_) => session.fail_live(StreamError::Replaced),
+                None => session.fail_live(StreamError::Deleted),
+            }
+        }
+    }
+
+    /// True when a live session reads `path` (a notify for it then needs the file's
+    /// identity, see [`renotified`](Self::renotified)).
+    pub fn follows(&self, path: &Path) -> bool {
+        self.lock()
+            .iter()
+            .any(|(k, h)| *k == live_key(&h.session.identity()) && h.session.path() == path)
+    }
+
+    /// Live streams: sessions of files still being written (not completed, not failed),
+    /// listened to or lingering.
+    pub fn live(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|h| h.session.is_following())
+            .count()
     }
 
     /// Files being streamed (sessions that still have listeners).

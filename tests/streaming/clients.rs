@@ -5,58 +5,8 @@
 
 use std::process::Command;
 
-use serde_json::Value;
-
-use super::{CHUNK, LIMIT, MIB};
+use super::{LIMIT, MIB};
 use crate::support::{self, audio_bytes, listen, sha256_hex, Client, Server, Watchdog};
-
-/// Asserts a real client's run: exit 0, the event sequence, byte-exact audio.
-fn assert_client_run(run: &support::ListenRun, file: &[u8], what: &str) {
-    assert_eq!(
-        run.run.code,
-        Some(0),
-        "{what} failed: lines {:?}\nstderr:\n{}",
-        run.run.event_names(),
-        run.run.stderr
-    );
-    let names = run.run.event_names();
-    let control: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| *n != "audio_chunk")
-        .collect();
-    assert_eq!(
-        control,
-        [
-            "connection_ack",
-            "stream_status",
-            "audio_control",
-            "audio_control"
-        ],
-        "{what}"
-    );
-    let start = run
-        .run
-        .data_of("audio_control")
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(start["event"], "start_of_stream", "{what}: {start}");
-    for line in &run.run.lines {
-        if line.get("event").and_then(Value::as_str) == Some("audio_chunk") {
-            let len = line.get("len").and_then(Value::as_u64).unwrap_or(0);
-            assert!(
-                (1..=CHUNK as u64).contains(&len),
-                "{what}: chunk of {len} bytes ({line})"
-            );
-        }
-    }
-    assert_eq!(run.audio.len(), file.len(), "{what}: length");
-    assert_eq!(
-        sha256_hex(&run.audio),
-        sha256_hex(file),
-        "{what}: audio differs"
-    );
-}
 
 #[test]
 fn socket_io_client_over_websocket_gets_the_whole_file() {
@@ -65,7 +15,7 @@ fn socket_io_client_over_websocket_gets_the_whole_file() {
     let file = audio_bytes(MIB + 77, 17);
     server.publish("strm_node", &file);
     let run = listen(Client::Node, &server, "strm_node", "websocket", None);
-    assert_client_run(&run, &file, "socket.io-client (websocket)");
+    support::assert_listen_run(&run, &file, "socket.io-client (websocket)");
 }
 
 #[test]
@@ -75,7 +25,7 @@ fn socket_io_client_with_polling_upgrade_gets_the_whole_file() {
     let file = audio_bytes(256 * 1024 + 3, 18);
     server.publish("strm_node_poll", &file);
     let run = listen(Client::Node, &server, "strm_node_poll", "default", None);
-    assert_client_run(&run, &file, "socket.io-client (polling, then upgrade)");
+    support::assert_listen_run(&run, &file, "socket.io-client (polling, then upgrade)");
 }
 
 #[test]
@@ -85,7 +35,7 @@ fn python_socketio_over_websocket_gets_the_whole_file() {
     let file = audio_bytes(MIB + 99, 19);
     server.publish("strm_py", &file);
     let run = listen(Client::Python, &server, "strm_py", "websocket", None);
-    assert_client_run(&run, &file, "python-socketio (websocket)");
+    support::assert_listen_run(&run, &file, "python-socketio (websocket)");
 }
 
 #[test]
@@ -101,7 +51,7 @@ fn python_socketio_with_offset_gets_the_rest_of_the_file() {
         "websocket",
         Some(12_345),
     );
-    assert_client_run(&run, &file[12_345..], "python-socketio (offset 12345)");
+    support::assert_listen_run(&run, &file[12_345..], "python-socketio (offset 12345)");
 }
 
 // --- asf-listen ---------------------------------------------------------------------------------

@@ -161,13 +161,6 @@ fn collect_after_rejoin(client: &mut SioClient, id: &str) -> StreamResult {
     acc.merge(client.collect_stream())
 }
 
-fn health_u64(server: &Server, field: &str) -> u64 {
-    let h = server.health();
-    h[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("health has no numeric {field}: {h}"))
-}
-
 // --- fan-out ------------------------------------------------------------------------------
 
 #[test]
@@ -212,11 +205,11 @@ fn a_chunk_is_read_from_disk_once_per_stream_for_200_listeners() {
     let server = Server::start(); // default ASF_STREAM_CACHE_BYTES (64 MiB) > the file
     let file = audio_bytes(MIB, 4);
     server.publish("strm_once", &file);
-    let before = health_u64(&server, "disk_bytes_read");
+    let before = server.health_u64("disk_bytes_read");
     for r in many_listeners(server.addr, "strm_once", 200) {
         assert_stream(&r, "strm_once", &file, CHUNK);
     }
-    let after = health_u64(&server, "disk_bytes_read");
+    let after = server.health_u64("disk_bytes_read");
     assert_eq!(
         after - before,
         file.len() as u64,
@@ -412,7 +405,7 @@ fn joining_a_new_stream_leaves_the_previous_one() {
     assert_stream(&r, "strm_short", &short, CHUNK);
     // The long stream was left: nothing keeps its session alive any more.
     wait_until(WAIT, "active_streams back to 0 after leaving", || {
-        health_u64(&server, "active_streams") == 0
+        server.health_u64("active_streams") == 0
     });
     client.close();
 }

@@ -104,6 +104,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Asserts that `got` is exactly `want` (length, then sha256), naming `what`.
+pub fn assert_audio(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert_eq!(sha256_hex(got), sha256_hex(want), "{what}: audio differs");
+}
+
 /// `len` deterministic pseudo-random bytes (splitmix64 of `seed`): stands in for audio.
 pub fn audio_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
@@ -320,4 +326,51 @@ pub fn listen(
     let run = run_client(client, "listen", &args, WAIT + Duration::from_secs(15));
     let audio = std::fs::read(&out).unwrap_or_default();
     ListenRun { run, audio }
+}
+
+/// ASF's default `ASF_CHUNK_SIZE`.
+pub const DEFAULT_CHUNK: usize = 4096;
+
+/// Asserts a real client's run: exit 0, the event sequence, chunks of at most the default
+/// `ASF_CHUNK_SIZE`, byte-exact audio.
+pub fn assert_listen_run(run: &ListenRun, file: &[u8], what: &str) {
+    assert_eq!(
+        run.run.code,
+        Some(0),
+        "{what} failed: lines {:?}\nstderr:\n{}",
+        run.run.event_names(),
+        run.run.stderr
+    );
+    let names = run.run.event_names();
+    let control: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != "audio_chunk")
+        .collect();
+    assert_eq!(
+        control,
+        [
+            "connection_ack",
+            "stream_status",
+            "audio_control",
+            "audio_control"
+        ],
+        "{what}"
+    );
+    let start = run
+        .run
+        .data_of("audio_control")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(start["event"], "start_of_stream", "{what}: {start}");
+    for line in &run.run.lines {
+        if line.get("event").and_then(Value::as_str) == Some("audio_chunk") {
+            let len = line.get("len").and_then(Value::as_u64).unwrap_or(0);
+            assert!(
+                (1..=DEFAULT_CHUNK as u64).contains(&len),
+                "{what}: chunk of {len} bytes ({line})"
+            );
+        }
+    }
+    assert_audio(&run.audio, file, what);
 }

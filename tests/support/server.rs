@@ -141,6 +141,14 @@ impl Server {
         parse_json(&body)
     }
 
+    /// A numeric field of GET /asf/health.
+    pub fn health_u64(&self, field: &str) -> u64 {
+        let h = self.health();
+        h[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("health has no numeric {field}: {h}"))
+    }
+
     /// The server's log so far (stderr, plus stdout after the listening line).
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()

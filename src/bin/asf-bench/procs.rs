@@ -230,8 +230,21 @@ pub fn start_baseline(exe: &Path, mode: &str, file: &Path, log: &Path) -> Result
 
 /// POSTs a notify for `id` -> `path`.
 pub fn notify(addr: SocketAddr, id: &str, path: &Path) -> Result<(), String> {
-    let body =
-        serde_json::json!({ "stream_id": id, "filepath": path.to_string_lossy() }).to_string();
+    notify_live(addr, id, path, None)
+}
+
+/// Registers `path` as stream `id` with `"live": live` (None: no `live` field).
+pub fn notify_live(
+    addr: SocketAddr,
+    id: &str,
+    path: &Path,
+    live: Option<bool>,
+) -> Result<(), String> {
+    let mut body = serde_json::json!({ "stream_id": id, "filepath": path.to_string_lossy() });
+    if let Some(live) = live {
+        body["live"] = serde_json::Value::Bool(live);
+    }
+    let body = body.to_string();
     let req = format!(
         "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

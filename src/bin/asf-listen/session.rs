@@ -168,6 +168,9 @@ impl Session {
 
     fn on_event(&mut self, name: &str, data: &Value) -> Result<(), End> {
         eprintln!("asf-listen: {name} {data}");
+        if let Some(note) = live_note(name, data) {
+            eprintln!("asf-listen: {note}");
+        }
         match name {
             "audio_control"
                 if data.get("event").and_then(Value::as_str) == Some("end_of_stream") =>
@@ -184,4 +187,17 @@ impl Session {
             _ => Ok(()),
         }
     }
+}
+
+/// The line saying that a stream is live (its `start_of_stream` has `"live": true`).
+pub(crate) fn live_note(name: &str, data: &Value) -> Option<String> {
+    let start = name == "audio_control"
+        && data.get("event").and_then(Value::as_str) == Some("start_of_stream");
+    if !start || data.get("live").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let id = data.get("stream_id").and_then(Value::as_str).unwrap_or("?");
+    Some(format!(
+        "stream {id} is live: its file is still being written; receiving it as it grows"
+    ))
 }

@@ -151,3 +151,17 @@ fn clips_long_text() {
     assert_eq!(clip("ab"), "\"ab\"");
     assert!(clip(&"é".repeat(500)).chars().count() < 210);
 }
+
+#[test]
+fn says_when_a_stream_is_live() {
+    use serde_json::json;
+    let live =
+        json!({"event": "start_of_stream", "stream_id": "s", "total_bytes": null, "live": true});
+    assert_eq!(
+        session::live_note("audio_control", &live).as_deref(),
+        Some("stream s is live: its file is still being written; receiving it as it grows")
+    );
+    let done = json!({"event": "start_of_stream", "stream_id": "s", "total_bytes": 3});
+    assert_eq!(session::live_note("audio_control", &done), None);
+    assert_eq!(session::live_note("stream_status", &live), None);
+}

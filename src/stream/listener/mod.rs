@@ -5,6 +5,13 @@
 //! block end). Pacing follows the seed: chunk `k` of this listener is not due before
 //! `k × interval` after the listener started; a writer may take every due chunk at once.
 //! Time is an argument: the runtime passes `now` and sleeps until the instant returned.
+//!
+//! In a live session (a file still being written) the cursor stops at the live edge and
+//! waits for growth. Chunks are then cut on the file's `chunk_size` grid, so listeners of
+//! one live file send the same chunks. A chunk the edge cuts short goes with the chunks
+//! before it in the same write; alone, it is sent once it has waited
+//! [`LIVE_EDGE_QUANTUM`] for more bytes. The next chunk completes its grid cell. Pacing is a fastest rate: a listener that waited at
+//! the edge restarts its schedule when bytes arrive, instead of bursting to catch up.
 
 use std::sync::Arc;
 use std::task::Waker;
@@ -12,14 +19,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::session::{BlockState, Framing, StreamError, StreamSession, WireBlock};
+use super::session::{
+    BlockState, Edge, Framing, StreamError, StreamSession, WireBlock, LIVE_EDGE_QUANTUM,
+};
 
 /// Why a listener stopped handing out chunks for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Poll {
     /// The budget is used up; more chunks are ready now.
     More,
-    /// Another listener is reading the next block; the waker fires when it is there.
+    /// Another listener is reading the next block, or the listener is at the live edge;
+    /// the waker fires when there is more.
     Wait,
     /// The caller must read block `b` and report it to the session, then poll again.
     Read(u64),
@@ -49,11 +59,20 @@ pub struct Listener {
     next: u64,
     chunk_size: u64,
     interval: Duration,
+    /// Start of the pacing schedule (moved on after a wait at the live edge).
     started: Instant,
+    /// Chunks handed out and position when the schedule started.
+    base_sent: u64,
+    base_next: u64,
     chunks_sent: u64,
+    /// Waited at the live edge since the last chunk: the schedule restarts at the next.
+    at_edge: bool,
+    /// When a chunk the live edge cuts short was first found.
+    edge_seen: Option<Instant>,
     held: Option<(u64, Bytes)>,
-    /// The wire block of `held`, or None when the session had none for it.
-    held_wire: Option<(u64, Option<WireBlock>)>,
+    /// The wire block of `held` (by block and length: a live edge block grows), or None
+    /// when the session had none for it.
+    held_wire: Option<((u64, usize), Option<WireBlock>)>,
     cursor: Option<u64>,
     prefetch: Option<u64>,
 }
@@ -79,7 +98,11 @@ impl Listener {
             chunk_size: chunk_size.max(1) as u64,
             interval,
             started: now,
+            base_sent: 0,
+            base_next: offset,
             chunks_sent: 0,
+            at_edge: false,
+            edge_seen: None,
             held: None,
             held_wire: None,
             cursor: None,
@@ -105,9 +128,9 @@ impl Listener {
         self.start_offset
     }
 
-    /// Total bytes of the stream.
-    pub fn total(&self) -> u64 {
-        self.session.len()
+    /// Total bytes of the stream; None while a live file is still being written.
+    pub fn total(&self) -> Option<u64> {
+        self.session.final_len()
     }
 
     /// Bytes handed out so far.
@@ -117,7 +140,7 @@ impl Listener {
 
     /// True once every byte has been handed out.
     pub fn is_done(&self) -> bool {
-        self.next >= self.session.len()
+        self.session.final_len().is_some_and(|f| self.next >= f)
     }
 
     /// A block worth reading ahead, claimed for the caller (at most once per block).
@@ -132,7 +155,7 @@ impl Listener {
         }
         let due = self.due_chunks(now);
         let due_end = self
-            .start_offset
+            .base_next
             .saturating_add(due.saturating_mul(self.chunk_size))
             .min(self.session.len());
         due_end.saturating_sub(self.next)
@@ -157,9 +180,13 @@ impl Listener {
         if self.interval.is_zero() || self.is_done() {
             return None;
         }
+        if self.total().is_none() && self.session.len().saturating_sub(self.next) <= max_lag {
+            // The lag is capped by the bytes written so far: no deadline without growth.
+            return None;
+        }
         // Lag exceeds max_lag once more than (next + max_lag - start) / chunk chunks are
         // due, and chunk count c is due from (c - 1) intervals on.
-        let chunks = (self.next - self.start_offset + max_lag) / self.chunk_size + 1;
+        let chunks = (self.next - self.base_next + max_lag) / self.chunk_size + 1;
         let k = u32::try_from(chunks - 1).ok()?;
         Some(self.started + self.interval.checked_mul(k)?)
     }
@@ -167,6 +194,11 @@ impl Listener {
     fn due_chunks(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.started);
         (elapsed.as_nanos() / self.interval.as_nanos().max(1)) as u64 + 1
+    }
+
+    /// Chunks handed out since the schedule started.
+    fn paced_sent(&self) -> u64 {
+        self.chunks_sent - self.base_sent
     }
 
     fn block_of(&self, offset: u64) -> u64 {
@@ -239,20 +271,54 @@ impl Listener {
             if chunks >= max_chunks || bytes >= max_bytes {
                 return Poll::More;
             }
+            let live = self.total().is_none();
+            let avail = self.session.len();
+            if live && self.next >= avail {
+                match self.session.wait_edge(self.next, waker) {
+                    Edge::Grown => continue,
+                    Edge::Wait => {
+                        self.at_edge = true;
+                        return Poll::Wait;
+                    }
+                    Edge::Failed(why) => return Poll::Failed(why),
+                }
+            }
+            if self.at_edge && !self.interval.is_zero() {
+                // Bytes arrived after a wait at the edge: pace from now, no catch-up burst.
+                self.at_edge = false;
+                self.started = now;
+                self.base_sent = self.chunks_sent;
+                self.base_next = self.next;
+            }
             let due = if self.interval.is_zero() {
                 u64::MAX
             } else {
-                let due = self.due_chunks(now).saturating_sub(self.chunks_sent);
+                let due = self.due_chunks(now).saturating_sub(self.paced_sent());
                 if due == 0 {
-                    let at = self.started + self.interval.saturating_mul(self.chunks_sent as u32);
+                    let at = self.started + self.interval.saturating_mul(self.paced_sent() as u32);
                     return Poll::Sleep(at);
                 }
                 due
             };
+            let chunk_size = self.chunk_size as usize;
             let b = self.block_of(self.next);
+            let (block_start, block_len) = self.session.block_range(b);
+            let from = (self.next - block_start) as usize;
+            // Live: chunks end on the file's chunk grid (the first after an edge-cut one
+            // completes its cell); want the whole cell, or what the file has of it.
+            let cell_end = if self.session.is_live() {
+                (from / chunk_size + 1) * chunk_size
+            } else {
+                from + chunk_size
+            };
+            let need = if self.session.is_live() {
+                cell_end.min(block_len)
+            } else {
+                0
+            };
             let block = match &self.held {
-                Some((hb, bytes)) if *hb == b => bytes.clone(),
-                _ => match self.session.get_block(b, waker) {
+                Some((hb, bytes)) if *hb == b && bytes.len() >= need => bytes.clone(),
+                _ => match self.session.get_block(b, need, waker) {
                     BlockState::Ready(bytes) => {
                         self.held = Some((b, bytes.clone()));
                         bytes
@@ -262,8 +328,6 @@ impl Listener {
                     BlockState::Failed(why) => return Poll::Failed(why),
                 },
             };
-            let (block_start, _) = self.session.block_range(b);
-            let from = (self.next - block_start) as usize;
             if from >= block.len() {
                 // The block is shorter than the file said: the file shrank under us.
                 return Poll::Failed(StreamError::EndedEarly {
@@ -271,30 +335,56 @@ impl Listener {
                     len: self.session.len(),
                 });
             }
-            let chunk_size = self.chunk_size as usize;
+            // The block's last chunk is cut short by the live edge (more bytes will come).
+            let tail_cut = live
+                && block.len() % chunk_size != 0
+                && block.len() < self.session.block_size() as usize
+                && block_start + block.len() as u64 >= avail;
             if let Some(framing) = framing {
                 if from.is_multiple_of(chunk_size) {
                     if let Some(wire) = self.wire_of(b, &block, framing) {
-                        // Whole chunks from the grid: one slice of the wire block.
+                        // Chunks from the grid: one slice of the wire block. An edge-cut
+                        // last chunk rides along; alone, it waits below.
                         let first = from / chunk_size;
                         let room_bytes = (max_bytes - bytes).div_ceil(chunk_size);
-                        let count = (wire.chunks() - first)
-                            .min(room_bytes.max(1))
-                            .min(usize::try_from(due).unwrap_or(usize::MAX));
-                        let end = block.len().min((first + count) * chunk_size);
-                        out.push(wire.slice(first, count));
-                        bytes += end - from;
-                        // One piece for the caller's budget, however many chunks it holds.
-                        chunks += 1;
-                        self.next += (end - from) as u64;
-                        self.chunks_sent += count as u64;
-                        self.place_cursor();
-                        continue;
+                        let left = wire.chunks() - first;
+                        let lone_tail = tail_cut && left == 1 && chunks == 0;
+                        let whole = left - usize::from(lone_tail);
+                        if whole > 0 {
+                            let count = whole
+                                .min(room_bytes.max(1))
+                                .min(usize::try_from(due).unwrap_or(usize::MAX));
+                            let end = block.len().min((first + count) * chunk_size);
+                            out.push(wire.slice(first, count));
+                            bytes += end - from;
+                            // One piece for the caller's budget, however many chunks it holds.
+                            chunks += 1;
+                            self.next += (end - from) as u64;
+                            self.chunks_sent += count as u64;
+                            self.edge_seen = None;
+                            self.place_cursor();
+                            continue;
+                        }
                     }
                 }
             }
-            let to = block.len().min(from + chunk_size);
+            if tail_cut && block.len() < cell_end && chunks == 0 {
+                // A short chunk alone (nothing else to send with it): it waits a quantum
+                // for more bytes, so a trickle of small writes is not an event each.
+                let seen = *self.edge_seen.get_or_insert(now);
+                if now < seen + LIVE_EDGE_QUANTUM {
+                    match self.session.wait_edge(avail, waker) {
+                        Edge::Grown => continue,
+                        Edge::Wait => return Poll::Sleep(seen + LIVE_EDGE_QUANTUM),
+                        // Stalled: no more bytes are coming now; send what there is.
+                        Edge::Failed(StreamError::Stalled { .. }) => {}
+                        Edge::Failed(why) => return Poll::Failed(why),
+                    }
+                }
+            }
+            let to = block.len().min(cell_end);
             let chunk = block.slice(from..to);
+            self.edge_seen = None;
             bytes += chunk.len();
             chunks += 1;
             self.next += chunk.len() as u64;
@@ -310,12 +400,12 @@ impl Listener {
     /// The session's wire block for block `b`, asked once per block.
     fn wire_of(&mut self, b: u64, block: &Bytes, framing: &Framing<'_>) -> Option<WireBlock> {
         match &self.held_wire {
-            Some((hb, w)) if *hb == b => w.clone(),
+            Some((key, w)) if *key == (b, block.len()) => w.clone(),
             _ => {
                 let w = self
                     .session
                     .wire_block(b, block, self.chunk_size as usize, framing);
-                self.held_wire = Some((b, w.clone()));
+                self.held_wire = Some(((b, block.len()), w.clone()));
                 w
             }
         }

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::stream::{
-    BufferPool, FileIdentity, OpenedFile, SessionParams, Sessions, StreamError, StreamStats,
+    BufferPool, FileIdentity, Observed, OpenedFile, SessionParams, Sessions, StreamError,
+    StreamStats,
 };
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -21,15 +22,22 @@ impl Fixture {
     /// What the runtime does for a join: opens the file (here: duplicates the test file's
     /// descriptor) and attaches it to the session table.
     fn open(&self) -> Arc<StreamSession> {
+        self.registry.attach("s", self.opened(None))
+    }
+
+    /// The test file opened, as `fstat` says, or with only its first `known` bytes known.
+    fn opened(&self, known: Option<u64>) -> OpenedFile {
         let guard = self.file.lock().unwrap();
         let fd = guard.as_ref().unwrap().try_clone().unwrap();
         let st = rustix::fs::fstat(&fd).unwrap();
-        let opened = OpenedFile {
+        OpenedFile {
             fd,
-            identity: FileIdentity::of(&st),
+            identity: FileIdentity {
+                len: known.unwrap_or(st.st_size as u64),
+                ..FileIdentity::of(&st)
+            },
             path: "a.mp3".into(),
-        };
-        self.registry.attach("s", opened)
+        }
     }
 }
 
@@ -42,6 +50,7 @@ fn fixture(len: usize, block: usize, cache: usize) -> Fixture {
         pool: BufferPool::new(block, 8),
         cache_bytes: cache,
         stats: Arc::clone(&stats),
+        live_idle_timeout: std::time::Duration::from_secs(120),
     });
     Fixture {
         registry,
@@ -125,7 +134,7 @@ fn drain(l: &mut Listener, waker: &Waker, step_chunks: usize) -> Vec<Bytes> {
         }
     }
     panic!(
-        "listener never finished: at byte {} of {}, cached {:?}",
+        "listener never finished: at byte {} of {:?}, cached {:?}",
         l.bytes_sent(),
         l.total(),
         l.session().cached()
@@ -429,4 +438,120 @@ fn paced_wire_listener_takes_only_due_chunks() {
     c.poll_wire(t0, usize::MAX, 1, &waker, &framing2, &mut out);
     assert_eq!(out.len(), 2);
     assert_eq!(&out[0][..], b"[1024]");
+}
+
+impl Fixture {
+    /// A live session of the test file of which only the first `known` bytes are known.
+    fn open_live(&self, known: u64, now: Instant) -> Arc<StreamSession> {
+        self.registry
+            .attach_live("s", self.opened(Some(known)), now)
+    }
+}
+
+/// What the runtime does for a read of a live block: copies the kept part, reads the rest.
+fn read_live(session: &Arc<StreamSession>, b: u64) {
+    let (start, len) = session.block_range(b);
+    let kept = session.partial(b);
+    let have = kept.as_ref().map_or(0, |k| k.len());
+    let mut buf = session.pool().take();
+    buf.extend_from_slice(kept.as_deref().unwrap_or_default());
+    buf.resize(len, 0);
+    let n = rustix::io::pread(session.fd(), &mut buf[have..], start + have as u64).unwrap();
+    assert_eq!(n, len - have);
+    session.complete_extension(b, Ok(session.pool().freeze(buf)), len - have);
+}
+
+/// Polls once at `now`, performing a read it asks for and polling again.
+fn poll_live(l: &mut Listener, now: Instant, waker: &Waker, got: &mut Vec<u8>) -> Poll {
+    for _ in 0..8 {
+        let mut out = Vec::new();
+        let poll = l.poll(now, usize::MAX, 64, waker, &mut out);
+        got.extend(out.iter().flat_map(|c| c.iter().copied()));
+        match poll {
+            Poll::Read(b) => read_live(l.session(), b),
+            other => return other,
+        }
+    }
+    panic!("no answer after 8 reads");
+}
+
+#[test]
+fn a_live_listener_waits_at_the_edge_and_gets_every_byte_once() {
+    let f = fixture(10_000, 16384, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(5000, t0);
+    assert!(session.needs_follow() && !session.needs_follow());
+    let (w, woken) = counted();
+    let mut l = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    assert_eq!(l.total(), None);
+    let mut got = Vec::new();
+    // Everything written goes at once: a full chunk, and the short one with it.
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    assert_eq!(got, f.data[..5000]);
+    // A short chunk alone waits a quantum. The caller of observe reads the edge block
+    // (only its new bytes) before the listener wakes.
+    let before = woken.0.load(Ordering::SeqCst);
+    assert_eq!(session.observe(Observed::Len(5100), t0), Some(0));
+    assert_eq!(woken.0.load(Ordering::SeqCst), before);
+    let mut out = Vec::new();
+    assert_eq!(l.poll(t0, usize::MAX, 64, &w, &mut out), Poll::Wait);
+    read_live(&session, 0);
+    assert_eq!(woken.0.load(Ordering::SeqCst), before + 1);
+    assert_eq!(
+        poll_live(&mut l, t0, &w, &mut got),
+        Poll::Sleep(t0 + LIVE_EDGE_QUANTUM)
+    );
+    assert_eq!(got.len(), 5000);
+    let t1 = t0 + LIVE_EDGE_QUANTUM;
+    assert_eq!(poll_live(&mut l, t1, &w, &mut got), Poll::Wait);
+    assert_eq!(got.len(), 5100);
+    // More: the next chunk completes its grid cell, the short last one goes with it.
+    if let Some(b) = session.observe(Observed::Len(10_000), t1) {
+        read_live(&session, b);
+    }
+    l.poll(t1, usize::MAX, 64, &w, &mut out);
+    assert_eq!(
+        out.iter().map(Bytes::len).collect::<Vec<_>>(),
+        [8192 - 5100, 10_000 - 8192]
+    );
+    got.extend(out.iter().flat_map(|c| c.iter().copied()));
+    // Completion: the stream ends there.
+    session.renotified(Some(10_000), t1);
+    assert_eq!(poll_live(&mut l, t1, &w, &mut got), Poll::Finished);
+    assert_eq!(got, f.data);
+    assert_eq!(f.stats.disk_bytes_read.load(Ordering::Relaxed), 10_000);
+}
+
+#[test]
+fn a_live_file_stalls_after_the_idle_timeout_and_fails_when_it_shrinks() {
+    let f = fixture(10_000, 16384, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(4096, t0);
+    let w = waker();
+    let mut l = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    session.observe(Observed::Len(4096), t0 + Duration::from_secs(119));
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    session.observe(Observed::Len(4096), t0 + Duration::from_secs(120));
+    let stalled = StreamError::Stalled {
+        after: Duration::from_secs(120),
+    };
+    assert_eq!(
+        poll_live(&mut l, t0, &w, &mut got),
+        Poll::Failed(stalled.clone())
+    );
+    assert!(stalled.to_string().starts_with("generation stalled"));
+    // A notify ends the stall; a shorter file then fails the stream.
+    session.renotified(None, t0 + Duration::from_secs(121));
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    session.observe(Observed::Len(100), t0 + Duration::from_secs(122));
+    assert_eq!(
+        poll_live(&mut l, t0, &w, &mut got),
+        Poll::Failed(StreamError::Truncated {
+            len: 100,
+            had: 4096
+        })
+    );
+    assert_eq!(got, f.data[..4096]);
 }

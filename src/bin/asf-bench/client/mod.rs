@@ -175,6 +175,15 @@ impl Conn {
     }
 
     /// Starts (or restarts) a stream request.
+    /// Audio bytes of the current stream received so far (all of it once verified).
+    pub fn received(&self) -> u64 {
+        if self.completed > 0 {
+            self.expect.len
+        } else {
+            self.hasher.len()
+        }
+    }
+
     fn request(&mut self, now: Instant) {
         self.hasher = Hasher::default();
         self.t_join = Some(now);

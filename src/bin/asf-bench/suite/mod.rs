@@ -1,7 +1,7 @@
 //! The benchmark suite: scenarios, rounds, rotation, medians.
 //!
 //! Owns what is run and in which order: fan-out (ASF and the two raw baselines), many
-//! streams, idle connections, join latency under load, and connect rate. Each round runs
+//! streams, idle connections, join latency under load, connect rate, and live streams. Each round runs
 //! every job once, in an order rotated every round; warm-up rounds are discarded. It must
 //! not format reports (see `report`) nor speak the wire protocol (see `client`).
 
@@ -15,6 +15,7 @@ use crate::client::Expect;
 use crate::hash::hash;
 use crate::procs::{self, Proc};
 
+mod live;
 mod runners;
 pub(crate) use runners::percentile;
 #[cfg(test)]
@@ -99,6 +100,8 @@ enum Job {
     /// Join latency; with `Some(w)`, on a fresh server with `ASF_WORKERS=w` (one per core).
     Latency(Option<usize>, usize, u64),
     Connect(usize),
+    /// N listeners at the live edge of a `size` file written while they listen.
+    Live(usize, u64),
 }
 
 struct File {
@@ -177,6 +180,14 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Latency(per_core, load, load_size));
     }
     v.push(Job::Connect(connects));
+    // Live: the file is written over about 5 s, so its size sets the append rate (about
+    // 0.2 MiB/s for 1 MiB, 2 MiB/s for 10 MiB).
+    let live: &[(usize, u64)] = if quick {
+        &[(100, MIB)]
+    } else {
+        &[(100, MIB), (1000, MIB), (1000, 10 * MIB)]
+    };
+    v.extend(live.iter().map(|&(n, size)| Job::Live(n, size)));
     v
 }
 

@@ -10,12 +10,17 @@ use crate::procs::{self, Proc};
 
 use super::{raw_files_mode, Env, File, Job, Sample, GIB, INFLIGHT, MIB};
 
-fn deadline_for(bytes: u64) -> Instant {
+pub(super) fn deadline_for(bytes: u64) -> Instant {
     Instant::now() + Duration::from_secs(60) + Duration::from_secs_f64(bytes as f64 / 2e8)
 }
 
 /// Opens `n` connections and drives them to ready, at most `INFLIGHT` at a time.
-fn connect(c: &mut Clients, addr: SocketAddr, kind: Kind, n: usize) -> Result<Duration, String> {
+pub(super) fn connect(
+    c: &mut Clients,
+    addr: SocketAddr,
+    kind: Kind,
+    n: usize,
+) -> Result<Duration, String> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(120);
     let mut opened = 0;
@@ -38,7 +43,7 @@ fn connect(c: &mut Clients, addr: SocketAddr, kind: Kind, n: usize) -> Result<Du
 }
 
 /// Polls until `done()` or a failure or the deadline.
-fn wait(
+pub(super) fn wait(
     c: &mut Clients,
     deadline: Instant,
     what: &str,
@@ -97,7 +102,7 @@ impl Env {
             .collect()
     }
 
-    fn new_id(&mut self, tag: &str) -> String {
+    pub(super) fn new_id(&mut self, tag: &str) -> String {
         self.ids += 1;
         format!("bench-{tag}-{}", self.ids)
     }
@@ -426,6 +431,7 @@ impl Env {
             Job::Idle(n) => self.idle(n),
             Job::Latency(workers, n, size) => self.latency(workers, n, size),
             Job::Connect(n) => self.connect_rate(n),
+            Job::Live(n, size) => self.live(n, size),
         }
     }
 }
