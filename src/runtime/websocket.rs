@@ -539,10 +539,12 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 (Step::Idle, Reads::default())
             } else {
                 timer = run_timers(&ctx, &mut st, now);
-                fresh = ctx
+                // No feed yet counts as fresh: the join may complete inside this gather
+                // (its open answered off the worker), and then its first chunk is due now.
+                let unsent = ctx
                     .service
                     .feed(&mut st.conn)
-                    .is_some_and(|f| f.listener.bytes_sent() == 0);
+                    .is_none_or(|f| f.listener.bytes_sent() == 0);
                 let r = gather(
                     &ctx,
                     &mut st,
@@ -551,7 +553,7 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                     now,
                     // The first write after a join carries one chunk: a thousand listeners
                     // joining at once then cost the worker one small write each.
-                    if fresh {
+                    if unsent {
                         Budget { bytes: 1, ..budget }
                     } else {
                         budget
@@ -562,10 +564,9 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
                 );
                 // A close found here is sent (with its close frame) on the next turn.
                 closing = false;
-                lag_deadline = ctx
-                    .service
-                    .feed(&mut st.conn)
-                    .and_then(|f| f.listener.lag_deadline(ctx.config.max_lag_bytes));
+                let feed = ctx.service.feed(&mut st.conn);
+                fresh = unsent && feed.is_some();
+                lag_deadline = feed.and_then(|f| f.listener.lag_deadline(ctx.config.max_lag_bytes));
                 r
             }
         };
