@@ -11,6 +11,7 @@
 //! | [`engineio`] | Engine.IO v4 packets, polling payloads, session ids, per-session state |
 //! | [`socketio`] | Socket.IO v5 packets (our encoder, parser-common decoder) and the namespace server API |
 //! | [`stream`] | stream registry, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
+//! | [`metrics`] | counters (per worker, per app, per route) and their Prometheus exposition |
 //! | [`app`] | the ASF behaviour: join rules, notify and health endpoints, the seed's exact texts |
 //! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals |
 
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod engineio;
 pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod service;
 pub mod socketio;

@@ -1,4 +1,5 @@
-//! The internal HTTP endpoints: notify (register a stream id) and health.
+//! The HTTP endpoints: notify (register a stream id), health, and the routing of the
+//! observability endpoints (`/metrics`, the stream listing; see `observe.rs`).
 //!
 //! A notify is checked here (token, content type, JSON shape, lengths), then its file path is
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
@@ -13,7 +14,9 @@ use serde_json::{json, Value};
 use super::texts::*;
 use crate::config::Config;
 use crate::http::{Request, Response};
-use crate::service::{Endpoints, HttpReply, ServerStats};
+use crate::metrics::AppCounters;
+use crate::service::{Endpoints, HttpReply, Route, ServerStats};
+use crate::socketio::SocketCounts;
 use crate::stream::{
     BufferPool, Files, PathError, Registration, Registry, RegistryError, Sessions, StreamStats,
     MAX_FILEPATH_LEN,
@@ -22,13 +25,17 @@ use crate::stream::{
 /// The internal HTTP API and the process-wide figures it reports.
 #[derive(Debug)]
 pub struct Api {
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
     files: Arc<dyn Files>,
-    registry: Arc<dyn Registry>,
-    sessions: Arc<Sessions>,
-    stats: Arc<StreamStats>,
-    pool: Arc<BufferPool>,
+    pub(super) registry: Arc<dyn Registry>,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) stats: Arc<StreamStats>,
+    pub(super) pool: Arc<BufferPool>,
     started: Instant,
+    /// Join, end and notify counts (shared with the audio namespace).
+    pub(super) counters: Arc<AppCounters>,
+    /// Connected sockets per namespace.
+    pub(super) sockets: SocketCounts,
 }
 
 /// The HTTP status a refused `filepath` answers with.
@@ -75,10 +82,19 @@ impl Api {
             stats,
             pool,
             started: Instant::now(),
+            counters: Arc::default(),
+            sockets: SocketCounts::default(),
         }
     }
 
-    fn authorized(&self, req: &Request) -> bool {
+    /// Counts into `counters` (shared with the audio namespace) and shows `sockets`.
+    pub fn observing(mut self, counters: Arc<AppCounters>, sockets: SocketCounts) -> Self {
+        self.counters = counters;
+        self.sockets = sockets;
+        self
+    }
+
+    pub(super) fn authorized(&self, req: &Request) -> bool {
         let Some(token) = &self.config.internal_token else {
             return true;
         };
@@ -90,12 +106,7 @@ impl Api {
     fn notify(&self, req: &Request) -> HttpReply {
         if !self.authorized(req) {
             tracing::warn!("notify refused: missing or wrong bearer token");
-            return Response::error(
-                401,
-                "Unauthorized: a valid Authorization: Bearer token is required",
-            )
-            .with_header("WWW-Authenticate", "Bearer")
-            .into();
+            return unauthorized().into();
         }
         if !is_json(req.header("content-type")) {
             tracing::info!(content_type = ?req.header("content-type"), "notify refused: not JSON");
@@ -168,6 +179,39 @@ impl Api {
     }
 }
 
+/// The answer to a request without the internal token.
+pub(super) fn unauthorized() -> Response {
+    Response::error(
+        401,
+        "Unauthorized: a valid Authorization: Bearer token is required",
+    )
+    .with_header("WWW-Authenticate", "Bearer")
+}
+
+/// The answer to a method a route does not serve.
+pub(super) fn method_not_allowed(allow: &'static str) -> Response {
+    let message = match allow {
+        "POST" => "Method not allowed; use POST",
+        _ => "Method not allowed; use GET",
+    };
+    Response::error(405, message).with_header("Allow", allow)
+}
+
+/// Counts the status of `reply` (now, or once it is ready) with `count`.
+fn counted(reply: HttpReply, count: impl FnOnce(u16) + Send + 'static) -> HttpReply {
+    match reply {
+        HttpReply::Ready(resp) => {
+            count(resp.status);
+            HttpReply::Ready(resp)
+        }
+        HttpReply::Later(answer) => HttpReply::Later(Box::pin(async move {
+            let resp = answer.await;
+            count(resp.status);
+            resp
+        })),
+    }
+}
+
 /// Reads a notify body: `(stream_id, filepath)`, or the 400 message.
 fn parse_notify(body: &[u8]) -> Result<(String, String), String> {
     let body: Value = serde_json::from_slice(body)
@@ -205,17 +249,42 @@ fn parse_notify(body: &[u8]) -> Result<(String, String), String> {
 
 impl Endpoints for Api {
     fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply {
+        if let Some(rest) = req.path().strip_prefix(STREAMS_PATH) {
+            if let Some(reply) = self.streams_route(req, rest) {
+                return reply;
+            }
+        }
         match (req.path(), req.method()) {
-            (NOTIFY_PATH, "POST") => self.notify(req),
-            (NOTIFY_PATH, _) => Response::error(405, "Method not allowed; use POST")
-                .with_header("Allow", "POST")
-                .into(),
+            (NOTIFY_PATH, method) => {
+                let reply = match method {
+                    "POST" => self.notify(req),
+                    _ => method_not_allowed("POST").into(),
+                };
+                let counters = Arc::clone(&self.counters);
+                counted(reply, move |status| counters.notify(status))
+            }
             (HEALTH_PATH, "GET" | "HEAD") => self.health(stats).into(),
-            (HEALTH_PATH, _) => Response::error(405, "Method not allowed; use GET")
-                .with_header("Allow", "GET, HEAD")
-                .into(),
+            (HEALTH_PATH, _) => method_not_allowed("GET, HEAD").into(),
+            (METRICS_PATH, "GET" | "HEAD") => self.metrics(req, stats).into(),
+            (METRICS_PATH, _) => method_not_allowed("GET, HEAD").into(),
             (path, _) => Response::error(404, &format!("No route for {path}")).into(),
         }
+    }
+
+    fn route(&self, path: &str) -> Route {
+        let (name, internal) = match path {
+            NOTIFY_PATH => ("notify", true),
+            HEALTH_PATH => ("health", false),
+            METRICS_PATH => ("metrics", true),
+            p if p == STREAMS_PATH || p.starts_with(INTERNAL_PREFIX) => {
+                let streams = p
+                    .strip_prefix(STREAMS_PATH)
+                    .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+                (if streams { "streams" } else { "other" }, true)
+            }
+            _ => return Route::OTHER,
+        };
+        Route { name, internal }
     }
 
     fn tick(&self, now: Instant) {

@@ -7,15 +7,18 @@
 //! that the runtime serves.
 
 mod endpoints;
+mod observe;
 mod streams;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use endpoints::{constant_time_eq, Api};
+pub use observe::MAX_LISTED_STREAMS;
 pub use streams::{parse_join, ConnData, JoinRequest, Streams};
 
 use crate::config::Config;
+use crate::metrics::AppCounters;
 use crate::socketio::{packet, Limits, Router};
 use crate::stream::{BufferPool, Files, Registry, SessionParams, Sessions, StreamStats};
 
@@ -27,6 +30,12 @@ pub mod texts {
     pub const NOTIFY_PATH: &str = "/asf/internal/notify_new_audio";
     /// Path of the health endpoint.
     pub const HEALTH_PATH: &str = "/asf/health";
+    /// Path of the Prometheus metrics endpoint.
+    pub const METRICS_PATH: &str = "/metrics";
+    /// Path of the stream listing (`/asf/internal/streams/<id>` shows one stream).
+    pub const STREAMS_PATH: &str = "/asf/internal/streams";
+    /// Paths under this prefix are internal (served on `ASF_INTERNAL_ADDR` when set).
+    pub const INTERNAL_PREFIX: &str = "/asf/internal/";
     /// Where Socket.IO is served.
     pub const ENGINE_PATH: &str = "/socket.io/";
     /// Longest stream id accepted (ids are short tokens; this bounds memory per request).
@@ -40,7 +49,10 @@ pub mod texts {
     pub(crate) const HEALTHY: &str = "AudioStreamFeeder is healthy and running";
 }
 
-pub use texts::{ENGINE_PATH, HEALTH_PATH, MAX_STREAM_ID_LEN, NAMESPACE, NOTIFY_PATH};
+pub use texts::{
+    ENGINE_PATH, HEALTH_PATH, INTERNAL_PREFIX, MAX_STREAM_ID_LEN, METRICS_PATH, NAMESPACE,
+    NOTIFY_PATH, STREAMS_PATH,
+};
 
 /// Unix time in seconds, as the seed's `timestamp` fields carry it.
 pub(crate) fn timestamp() -> f64 {
@@ -54,6 +66,7 @@ pub(crate) fn timestamp() -> f64 {
 /// Socket.IO router, over the given file-system and registry ports.
 pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Registry>) -> Router {
     let stats = Arc::new(StreamStats::default());
+    let counters = Arc::new(AppCounters::default());
     let pool = BufferPool::new(config.read_block_size, 64);
     let sessions = Arc::new(Sessions::new(SessionParams {
         pool: Arc::clone(&pool),
@@ -67,15 +80,16 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         chunk_size: config.chunk_size,
         interval: config.stream_sleep_interval,
         chunk_header: packet::single_binary_event(NAMESPACE, "audio_chunk"),
+        counters: Arc::clone(&counters),
     });
     let limits = Limits {
         max_events_per_sec: config.max_events_per_sec,
         ..Limits::default()
     };
-    let api = Arc::new(Api::new(config, files, registry, sessions, stats, pool));
-    Router::new(ENGINE_PATH, limits)
-        .namespace(NAMESPACE, streams)
-        .endpoints(api)
+    let router = Router::new(ENGINE_PATH, limits).namespace(NAMESPACE, streams);
+    let api = Api::new(config, files, registry, sessions, stats, pool)
+        .observing(counters, router.socket_counts());
+    router.endpoints(Arc::new(api))
 }
 
 #[cfg(test)]

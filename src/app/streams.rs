@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::texts::*;
 use super::timestamp;
 use crate::engineio::DisconnectReason;
+use crate::metrics::{AppCounters, EndReason, JoinResult};
 use crate::service::Feed;
 use crate::socketio::{Event, Handler, Socket};
 use crate::stream::{
@@ -78,6 +79,8 @@ struct Pending {
     ack: Option<i64>,
     /// The id was unknown: the client was told, and the connection is watching the id.
     waiting: bool,
+    /// When the join was asked (or, for a waiting join, when its id was looked up again).
+    asked_at: Instant,
     step: Step,
 }
 
@@ -116,6 +119,7 @@ pub struct Streams {
     pub(super) chunk_size: usize,
     pub(super) interval: Duration,
     pub(super) chunk_header: Bytes,
+    pub(super) counters: Arc<AppCounters>,
 }
 
 fn poll_now<T>(answer: &mut Answer<T>, socket: &Socket<'_, ConnData>) -> Poll<T> {
@@ -141,7 +145,9 @@ impl Streams {
 
     /// Stops the current stream, wait or pending join.
     fn leave_current(&self, socket: &mut Socket<'_, ConnData>) {
-        socket.data.feed = None;
+        if socket.data.feed.take().is_some() {
+            self.counters.end(EndReason::Left);
+        }
         if let Some(id) = socket.data.waiting_for.take() {
             self.registry.unwatch(&id, socket.waker());
         }
@@ -162,6 +168,7 @@ impl Streams {
         id: String,
         session: Arc<StreamSession>,
         offset: u64,
+        asked_at: Instant,
     ) {
         let listener = match Listener::new(
             session,
@@ -173,6 +180,7 @@ impl Streams {
             Ok(l) => l,
             Err(e) => {
                 tracing::info!(sid = %socket.sid(), stream_id = ?id, error = %e, "join refused: bad offset");
+                self.counters.join(JoinResult::BadRequest);
                 Self::emit_error(socket, &format!("{e}."));
                 return;
             }
@@ -196,10 +204,12 @@ impl Streams {
             })],
         );
         tracing::debug!(sid = %socket.sid(), stream_id = ?id, offset, total = listener.total(), "listener joined");
+        self.counters.join(JoinResult::Started);
         socket.data.feed = Some(Box::new(Feed {
             stream_id: id,
             listener,
             chunk_header: self.chunk_header.clone(),
+            joined_at: asked_at,
         }));
     }
 
@@ -235,6 +245,7 @@ impl Streams {
             offset: req.offset,
             ack,
             waiting: false,
+            asked_at: socket.now,
         }));
         self.advance(socket);
     }
@@ -251,6 +262,8 @@ impl Streams {
                     Poll::Ready(Ok(Some(reg))) => {
                         if p.waiting {
                             self.registry.unwatch(&p.id, socket.waker());
+                            // The wait for the notify is not the join's latency.
+                            p.asked_at = socket.now;
                         }
                         p.step = Step::Open(self.files.open(&reg.path));
                     }
@@ -264,6 +277,7 @@ impl Streams {
                             return;
                         }
                         tracing::debug!(sid = %socket.sid(), stream_id = ?p.id, "join of an unknown stream id; waiting for its notify");
+                        self.counters.join(JoinResult::NotFound);
                         socket.emit("stream_error", &[json!({ "message": STREAM_NOT_FOUND })]);
                         if let Some(ack) = p.ack.take() {
                             socket.ack(ack, &[], Vec::new());
@@ -283,15 +297,20 @@ impl Streams {
                     }
                     Poll::Ready(opened) => {
                         let Pending {
-                            id, offset, ack, ..
+                            id,
+                            offset,
+                            ack,
+                            asked_at,
+                            ..
                         } = *p;
                         match opened {
                             Ok(opened) => {
                                 let session = self.sessions.attach(&id, opened);
-                                self.start(socket, id, session, offset);
+                                self.start(socket, id, session, offset, asked_at);
                             }
                             Err(e) => {
                                 tracing::warn!(sid = %socket.sid(), stream_id = ?id, error = %e, "audio file unavailable");
+                                self.counters.join(JoinResult::Unavailable);
                                 socket.emit(
                                     "stream_error",
                                     &[json!({ "message": FILE_UNAVAILABLE })],
@@ -325,6 +344,7 @@ impl Handler for Streams {
                 Ok(req) => return self.join(socket, req, event.ack),
                 Err(message) => {
                     tracing::debug!(sid = %socket.sid(), error = %message, "join_stream refused");
+                    self.counters.join(JoinResult::BadRequest);
                     Self::emit_error(socket, &message);
                 }
             },
@@ -339,8 +359,13 @@ impl Handler for Streams {
     }
 
     fn on_disconnect(&self, socket: &mut Socket<'_, ConnData>, reason: &DisconnectReason) {
-        if let Some(feed) = &socket.data.feed {
+        if let Some(feed) = socket.data.feed.take() {
             tracing::debug!(sid = %socket.sid(), stream_id = ?feed.stream_id, sent = feed.listener.bytes_sent(), %reason, "listener left mid-stream");
+            self.counters.end(match reason {
+                DisconnectReason::SlowConsumer(_) => EndReason::StallTimeout,
+                DisconnectReason::ClientClose => EndReason::Left,
+                _ => EndReason::Disconnected,
+            });
         }
         self.leave(socket);
     }
@@ -358,6 +383,7 @@ impl Handler for Streams {
                 offset: 0,
                 ack: None,
                 waiting: true,
+                asked_at: socket.now,
             }));
             self.advance(socket);
         }
@@ -373,6 +399,11 @@ impl Handler for Streams {
         };
         let id = feed.stream_id;
         let sent = feed.listener.bytes_sent();
+        self.counters.end(match &result {
+            Ok(()) => EndReason::Completed,
+            Err(StreamError::Lagged { .. }) => EndReason::LagLimit,
+            Err(_) => EndReason::Error,
+        });
         match result {
             Ok(()) => {
                 tracing::info!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");

@@ -8,7 +8,7 @@
 //! A bad value is one single-line [`ConfigError`]: `ASF_X=value is not valid: why`.
 //! Paths are not checked here (the runtime does that when it opens files).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ mod types;
 use parse::*;
 use source::one_line;
 pub use source::{EnvSource, Source};
-pub use types::{ConfigError, CorsOrigins, SecretString};
+pub use types::{ConfigError, CorsOrigins, LogFormat, SecretString};
 
 /// Name of the secret key variable.
 pub const ASF_SECRET_KEY: &str = "ASF_SECRET_KEY";
@@ -135,6 +135,14 @@ pub const ASF_INTERNAL_TOKEN: &str = "ASF_INTERNAL_TOKEN";
 pub const ASF_SHUTDOWN_GRACE: &str = "ASF_SHUTDOWN_GRACE";
 /// Default shutdown grace.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Name of the internal listener address variable.
+pub const ASF_INTERNAL_ADDR: &str = "ASF_INTERNAL_ADDR";
+/// Name of the open-metrics variable.
+pub const ASF_METRICS_OPEN: &str = "ASF_METRICS_OPEN";
+/// Default: `/metrics` takes the internal token when one is set.
+pub const DEFAULT_METRICS_OPEN: bool = false;
+/// Name of the log format variable.
+pub const ASF_LOG_FORMAT: &str = "ASF_LOG_FORMAT";
 
 /// Every ASF setting, parsed once at startup.
 #[derive(Debug, Clone)]
@@ -240,6 +248,16 @@ pub struct Config {
     /// `ASF_SHUTDOWN_GRACE`, seconds to let streams finish after a shutdown signal,
     /// 0..=3600. Default 10: longer is kinder to listeners, shorter restarts faster.
     pub shutdown_grace: Duration,
+    /// `ASF_INTERNAL_ADDR`, an `IP:port` such as `127.0.0.1:5016` where the internal
+    /// endpoints (`/asf/internal/*`, `/metrics`) are served; they then answer 404 on the
+    /// public port. Default unset (empty = unset): everything on `ASF_HOST:ASF_PORT`.
+    pub internal_addr: Option<SocketAddr>,
+    /// `ASF_METRICS_OPEN`. Default false: `/metrics` asks for the internal token when
+    /// `ASF_INTERNAL_TOKEN` is set; true lets any scraper that reaches it in.
+    pub metrics_open: bool,
+    /// `ASF_LOG_FORMAT`, `text` or `json`. Default `text` (for people); `json` writes one
+    /// JSON object per line with the event's fields (for log shippers).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -275,6 +293,9 @@ impl Default for Config {
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             internal_token: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            internal_addr: None,
+            metrics_open: DEFAULT_METRICS_OPEN,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -355,6 +376,9 @@ impl Config {
             internal_token: optional(src, ASF_INTERNAL_TOKEN, |s| Ok(SecretString::new(s)))?,
             shutdown_grace: var(src, ASF_SHUTDOWN_GRACE, parse_shutdown_grace)?
                 .unwrap_or(d.shutdown_grace),
+            internal_addr: optional(src, ASF_INTERNAL_ADDR, parse_internal_addr)?,
+            metrics_open: var(src, ASF_METRICS_OPEN, parse_bool)?.unwrap_or(d.metrics_open),
+            log_format: var(src, ASF_LOG_FORMAT, parse_log_format)?.unwrap_or(d.log_format),
         })
     }
 
@@ -379,7 +403,10 @@ impl Config {
             Some(t) => t.to_string(),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 29] = [
+        let internal_addr = self
+            .internal_addr
+            .map_or_else(|| "unset".to_owned(), |a| a.to_string());
+        let fields: [(&str, String); 32] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -421,6 +448,9 @@ impl Config {
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
             ("internal_token", token),
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),
+            ("internal_addr", internal_addr),
+            ("metrics_open", self.metrics_open.to_string()),
+            ("log_format", self.log_format.as_str().to_owned()),
         ];
         fields
             .iter()

@@ -201,3 +201,17 @@ pub(super) fn parse_max_events_per_sec(raw: &str) -> Result<u32, String> {
 pub(super) fn parse_shutdown_grace(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, false, 3600.0)
 }
+
+pub(super) fn parse_internal_addr(raw: String) -> Result<SocketAddr, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected IP:port such as 127.0.0.1:5016 or [::1]:5016".to_owned())
+}
+
+pub(super) fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".to_owned()),
+    }
+}

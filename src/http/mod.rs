@@ -10,7 +10,7 @@
 mod request;
 mod response;
 
-pub use request::{awaiting_body, parse_request, Request, MAX_HEADERS};
+pub use request::{awaiting_body, parse_request, percent_decode_path, Request, MAX_HEADERS};
 pub use response::{error_response, reason_phrase, Response};
 
 /// Size limits applied while parsing a request, so that one client cannot make the server buffer

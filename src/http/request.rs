@@ -273,12 +273,22 @@ fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
 
 /// Percent-decodes a query component, reading `+` as a space. Malformed escapes stay literal.
 fn percent_decode(s: &str) -> String {
+    decode(s, true)
+}
+
+/// Percent-decodes a path segment (`+` stays `+`). Malformed escapes stay literal; invalid
+/// UTF-8 becomes U+FFFD.
+pub fn percent_decode_path(s: &str) -> String {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match b {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).and_then(|h| {
                     let h = std::str::from_utf8(h).ok()?;

@@ -128,14 +128,17 @@ pub(crate) async fn handle<S: Service>(
                     tokio_uring::spawn(websocket::handle(ctx, stream, req, buf, peer, guard));
                     return;
                 }
-                let resp = if engine {
-                    engine_request(&ctx, &req).await
+                let (route, resp) = if engine {
+                    ("engineio", engine_request(&ctx, &req).await)
                 } else {
-                    match ctx.service.handle_http(&req, &ctx.stats) {
+                    let route = ctx.service.route(req.path()).name;
+                    let resp = match ctx.service.handle_http(&req, &ctx.stats) {
                         HttpReply::Ready(resp) => resp,
                         HttpReply::Later(answer) => answer.await,
-                    }
+                    };
+                    (route, resp)
                 };
+                ctx.stats.http.count(route, resp.status);
                 let keep_alive =
                     keep_alive && *ctx.phase.borrow() == super::session::Phase::Running;
                 if !send(&ctx, &stream, &resp, keep_alive, req.method() == "HEAD").await
@@ -188,6 +191,7 @@ pub(crate) async fn handle<S: Service>(
             }
             Err(e) => {
                 tracing::info!(%peer, error = %e, status = e.status(), "bad HTTP request");
+                ctx.stats.http.count("invalid", e.status());
                 send(&ctx, &stream, &http::error_response(&e), false, false).await;
                 return;
             }

@@ -13,6 +13,7 @@
 mod conn;
 mod fs;
 mod io;
+mod process;
 mod server;
 mod session;
 mod websocket;

@@ -196,7 +196,7 @@ pub fn serve<S: Service>(
             max_payload: config.max_payload,
         },
         http_limits: crate::http::Limits::default(),
-        stats: Arc::new(ServerStats::default()),
+        stats: Arc::new(ServerStats::with_process(super::process::read)),
         sessions: Mutex::new(HashMap::new()),
         phase: phase_rx,
         service,
@@ -289,7 +289,7 @@ async fn worker<S: Service>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let open = ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let guard = ConnGuard(Arc::clone(&ctx.stats));
+                    let guard = ConnGuard::new(Arc::clone(&ctx.stats));
                     if open >= ctx.config.max_connections {
                         tracing::warn!(%peer, limit = ctx.config.max_connections, "connection refused: ASF_MAX_CONNECTIONS reached");
                         tokio_uring::spawn(async move {

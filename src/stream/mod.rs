@@ -21,8 +21,8 @@ pub use files::{
 };
 pub use listener::{Listener, OffsetError, Poll};
 pub use pool::BufferPool;
-pub use registry::{MemoryRegistry, Registration, Registry, RegistryError};
+pub use registry::{BackendState, MemoryRegistry, Registration, Registry, RegistryError};
 pub use session::{
     BlockState, Framing, SessionParams, StreamError, StreamSession, StreamStats, WireBlock,
 };
-pub use sessions::{Sessions, SESSION_LINGER};
+pub use sessions::{SessionInfo, Sessions, SESSION_LINGER};
