@@ -19,4 +19,4 @@ mod session;
 mod websocket;
 
 pub use fs::DiskFiles;
-pub use server::{bind_all, run, serve, shutdown_channel, Shutdown, ShutdownHandle};
+pub use server::{bind_all, run, serve, serve_split, shutdown_channel, Shutdown, ShutdownHandle};

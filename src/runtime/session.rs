@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
 use crate::metrics::WorkerStats;
-use crate::service::{Cx, ServerStats, Service};
+use crate::service::{Cx, Route, ServerStats, Service};
 use crate::stream::{Framing, Poll, StreamSession};
 
 /// Shutdown phases, broadcast to every worker.
@@ -37,6 +37,30 @@ pub(crate) struct Ctx<S: Service> {
     pub stats: Arc<ServerStats>,
     pub sessions: Mutex<HashMap<Sid, Arc<Shared<S::Conn>>>>,
     pub phase: watch::Receiver<Phase>,
+    /// The internal routes have a listener of their own (`ASF_INTERNAL_ADDR`).
+    pub internal_split: bool,
+}
+
+/// Which routes a listener's connections may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Every route (no internal listener).
+    All,
+    /// Everything but the internal routes.
+    Public,
+    /// Everything but Engine.IO (the internal listener).
+    Internal,
+}
+
+impl Side {
+    /// Whether a request for `route` (Engine.IO when `engine`) is served here.
+    pub fn serves(self, route: Route, engine: bool) -> bool {
+        match self {
+            Side::All => true,
+            Side::Public => !route.internal,
+            Side::Internal => !engine,
+        }
+    }
 }
 
 impl<S: Service> std::fmt::Debug for Ctx<S> {
