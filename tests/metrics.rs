@@ -189,8 +189,9 @@ fn pipe(cmd: &mut Command, input: &str) -> std::process::Output {
     child.wait_with_output().expect("wait")
 }
 
-/// `promtool check metrics` must report nothing on `text`.
-fn promtool_check(text: &str) {
+/// Runs `promtool` with `args` and `input` on its stdin: (success, what it printed). Fails
+/// with the install line when promtool is missing.
+fn promtool(args: &[&str], input: &str) -> (bool, String) {
     let found = Command::new("promtool")
         .arg("--version")
         .stdout(Stdio::null())
@@ -201,14 +202,20 @@ fn promtool_check(text: &str) {
         found,
         "promtool is missing: install it with 'sudo apt-get install prometheus' (scripts/test does so when run as root)"
     );
-    let out = pipe(Command::new("promtool").args(["check", "metrics"]), text);
+    let out = pipe(Command::new("promtool").args(args), input);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), said)
+}
+
+/// `promtool check metrics` must report nothing on `text`.
+fn promtool_check(text: &str) {
+    let (ok, said) = promtool(&["check", "metrics"], text);
     assert!(
-        out.status.success() && said.trim().is_empty(),
+        ok && said.trim().is_empty(),
         "promtool check metrics: {said}\n{text}"
     );
 }
@@ -494,4 +501,69 @@ fn json_log_format_writes_one_object_per_line_with_the_fields() {
         "{registered}"
     );
     assert!(registered["path"].is_string(), "{registered}");
+}
+
+/// The metric names a PromQL expression mentions (`asf_*`, `process_*`).
+fn metric_names(expr: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find(|c: char| c.is_ascii_lowercase()) {
+        let word_len = rest[at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len() - at);
+        let word = &rest[at..at + word_len];
+        let starts_word = at == 0
+            || !rest[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        if starts_word && (word.starts_with("asf_") || word.starts_with("process_")) {
+            names.push(word);
+        }
+        rest = &rest[at + word_len..];
+    }
+    names
+}
+
+#[test]
+fn the_grafana_dashboard_queries_are_valid_promql_over_our_families() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana-dashboard.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read the dashboard"))
+            .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("expr").to_owned())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    assert_eq!(
+        metric_names(r#"sum(rate(asf_joins_total{job=~"$job"}[5m])) / process_open_fds"#),
+        ["asf_joins_total", "process_open_fds"]
+    );
+    let mut rules = String::from("groups:\n- name: dashboard\n  rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        for name in metric_names(expr) {
+            let family = ["_total", "_bucket"]
+                .iter()
+                .fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+            assert!(
+                FAMILIES.iter().any(|(f, _)| *f == family),
+                "{name} in {expr:?} is not a family /metrics shows"
+            );
+        }
+        // Grafana's variables, as Prometheus would see them substituted.
+        let promql = expr
+            .replace("$__rate_interval", "5m")
+            .replace("$job", ".*")
+            .replace("$instance", ".*");
+        rules.push_str(&format!(
+            "  - record: dashboard_{i}\n    expr: {}\n",
+            json!(promql)
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(&file, rules).expect("write rules");
+    let (ok, said) = promtool(&["check", "rules", &file.to_string_lossy()], "");
+    assert!(ok, "promtool check rules: {said}");
 }
