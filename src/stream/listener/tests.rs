@@ -144,7 +144,7 @@ fn drain(l: &mut Listener, waker: &Waker, step_chunks: usize) -> Vec<Bytes> {
 
 #[test]
 fn chunks_are_slices_of_blocks_and_cover_the_file() {
-    let f = fixture(10_000, 4096, 1 << 20);
+    let f = fixture(10_000, 8192, 1 << 20);
     let session = f.open();
     let waker = waker();
     let mut l = Listener::new(session, 0, 1000, Duration::ZERO, Instant::now()).unwrap();
@@ -157,7 +157,7 @@ fn chunks_are_slices_of_blocks_and_cover_the_file() {
 
 #[test]
 fn offset_starts_mid_file_and_past_end_is_refused() {
-    let f = fixture(10_000, 4096, 1 << 20);
+    let f = fixture(10_000, 8192, 1 << 20);
     let session = f.open();
     let waker = waker();
     let mut l = Listener::new(
@@ -362,7 +362,7 @@ fn expected_wire(data: &[u8], offset: usize, block: usize, chunk: usize) -> Vec<
 fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
     // 10,000 bytes, blocks of 4,096, chunks of 1,000: blocks end in short chunks, and
     // the last block is short too.
-    let f = fixture(10_000, 4096, 1 << 20);
+    let f = fixture(10_000, 8192, 1 << 20);
     let session = f.open();
     let waker = waker();
     let new = |offset| {
@@ -439,4 +439,47 @@ fn paced_wire_listener_takes_only_due_chunks() {
     c.poll_wire(t0, usize::MAX, 1, &waker, &framing2, &mut out);
     assert_eq!(out.len(), 2);
     assert_eq!(&out[0][..], b"[1024]");
+}
+
+#[test]
+fn bytes_sent_reach_the_session_per_block_and_at_the_end() {
+    let f = fixture(10_000, 8192, 1 << 20);
+    let session = f.open();
+    let w = waker();
+    let mut a = unpaced_from_start(&session);
+    let mut b = Listener::new(
+        Arc::clone(&session),
+        5_000,
+        1000,
+        Duration::ZERO,
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(session.listeners(), 2);
+    // `a` takes one chunk of the first block: nothing reported until it leaves the block.
+    let mut out = Vec::new();
+    let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 1, &w, &mut out) else {
+        panic!("first poll must ask for a read");
+    };
+    read(&session, blk);
+    a.poll(Instant::now(), usize::MAX, 1, &w, &mut out);
+    assert_eq!((a.bytes_sent(), a.chunks_sent()), (4096, 1));
+    assert_eq!(session.bytes_sent(), 0);
+    drain(&mut a, &w, 3);
+    assert_eq!((a.chunks_sent(), session.listeners()), (3, 1));
+    assert_eq!(session.bytes_sent(), 10_000, "a finished: all of its bytes");
+    drain(&mut b, &w, 2);
+    assert_eq!(
+        b.chunks_sent(),
+        6,
+        "1000-byte chunks cut at the block end: 5000..8192..10000"
+    );
+    assert_eq!(session.bytes_sent(), 15_000);
+    drop((a, b));
+    assert_eq!(
+        session.bytes_sent(),
+        15_000,
+        "nothing counted twice at drop"
+    );
+    assert_eq!(session.listeners(), 0);
 }
