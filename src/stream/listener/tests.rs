@@ -144,7 +144,7 @@ fn drain(l: &mut Listener, waker: &Waker, step_chunks: usize) -> Vec<Bytes> {
 
 #[test]
 fn chunks_are_slices_of_blocks_and_cover_the_file() {
-    let f = fixture(10_000, 8192, 1 << 20);
+    let f = fixture(10_000, 4096, 1 << 20);
     let session = f.open();
     let waker = waker();
     let mut l = Listener::new(session, 0, 1000, Duration::ZERO, Instant::now()).unwrap();
@@ -157,7 +157,7 @@ fn chunks_are_slices_of_blocks_and_cover_the_file() {
 
 #[test]
 fn offset_starts_mid_file_and_past_end_is_refused() {
-    let f = fixture(10_000, 8192, 1 << 20);
+    let f = fixture(10_000, 4096, 1 << 20);
     let session = f.open();
     let waker = waker();
     let mut l = Listener::new(
@@ -362,7 +362,7 @@ fn expected_wire(data: &[u8], offset: usize, block: usize, chunk: usize) -> Vec<
 fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
     // 10,000 bytes, blocks of 4,096, chunks of 1,000: blocks end in short chunks, and
     // the last block is short too.
-    let f = fixture(10_000, 8192, 1 << 20);
+    let f = fixture(10_000, 4096, 1 << 20);
     let session = f.open();
     let waker = waker();
     let new = |offset| {
