@@ -627,7 +627,19 @@ fn delete_unregisters_an_id_and_a_stream_in_progress_finishes() {
     );
     assert_eq!(registered(server.addr), 0);
     let (status, body) = request(server.addr, "PUT", "/asf/internal/streams/x", "").expect("PUT");
-    assert_eq!(status, 405, "{body}");
+    assert_eq!(
+        (status, body),
+        (
+            405,
+            json!({ "error": "Method not allowed; use GET or DELETE" })
+        )
+    );
+    // GET of an unregistered id (no session of it either): 404.
+    let (status, body) = request(server.addr, "GET", "/asf/internal/streams/x", "").expect("GET");
+    assert_eq!(
+        (status, body),
+        (404, json!({ "error": "Stream not found" }))
+    );
 
     // The listener that was streaming finishes, byte-exact.
     let rest = listener.collect_stream();

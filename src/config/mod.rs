@@ -8,7 +8,7 @@
 //! A bad value is one single-line [`ConfigError`]: `ASF_X=value is not valid: why`.
 //! Paths are not checked here (the runtime does that when it opens files).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ mod types;
 use parse::*;
 use source::one_line;
 pub use source::{EnvSource, Source};
-pub use types::{ConfigError, CorsOrigins, SecretString};
+pub use types::{ConfigError, CorsOrigins, LogFormat, SecretString};
 
 /// Name of the secret key variable.
 pub const ASF_SECRET_KEY: &str = "ASF_SECRET_KEY";
@@ -159,6 +159,14 @@ pub const STATE_DIR_NONE: &str = "none";
 pub const ASF_STREAM_TTL: &str = "ASF_STREAM_TTL";
 /// Largest accepted stream TTL (ten years).
 pub const MAX_STREAM_TTL_SECS: f64 = 315_360_000.0;
+/// Name of the internal listener address variable.
+pub const ASF_INTERNAL_ADDR: &str = "ASF_INTERNAL_ADDR";
+/// Name of the open-metrics variable.
+pub const ASF_METRICS_OPEN: &str = "ASF_METRICS_OPEN";
+/// Default: `/metrics` takes the internal token when one is set.
+pub const DEFAULT_METRICS_OPEN: bool = false;
+/// Name of the log format variable.
+pub const ASF_LOG_FORMAT: &str = "ASF_LOG_FORMAT";
 
 /// Every ASF setting, parsed once at startup.
 #[derive(Debug, Clone)]
@@ -289,6 +297,16 @@ pub struct Config {
     /// up to 315360000. Default unset: ids are kept until unregistered. Shorter keeps the
     /// store small; an expired id's listeners get "not found" on their next join.
     pub stream_ttl: Option<Duration>,
+    /// `ASF_INTERNAL_ADDR`, an `IP:port` such as `127.0.0.1:5016` where the internal
+    /// endpoints (`/asf/internal/*`, `/metrics`) are served; they then answer 404 on the
+    /// public port. Default unset (empty = unset): everything on `ASF_HOST:ASF_PORT`.
+    pub internal_addr: Option<SocketAddr>,
+    /// `ASF_METRICS_OPEN`. Default false: `/metrics` asks for the internal token when
+    /// `ASF_INTERNAL_TOKEN` is set; true lets any scraper that reaches it in.
+    pub metrics_open: bool,
+    /// `ASF_LOG_FORMAT`, `text` or `json`. Default `text` (for people); `json` writes one
+    /// JSON object per line with the event's fields (for log shippers).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -329,6 +347,9 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
             stream_ttl: None,
+            internal_addr: None,
+            metrics_open: DEFAULT_METRICS_OPEN,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -417,6 +438,9 @@ impl Config {
                 .unwrap_or(d.shutdown_grace),
             state_dir: var(src, ASF_STATE_DIR, parse_state_dir)?.unwrap_or(d.state_dir),
             stream_ttl: var(src, ASF_STREAM_TTL, parse_stream_ttl)?.or(d.stream_ttl),
+            internal_addr: optional(src, ASF_INTERNAL_ADDR, parse_internal_addr)?,
+            metrics_open: var(src, ASF_METRICS_OPEN, parse_bool)?.unwrap_or(d.metrics_open),
+            log_format: var(src, ASF_LOG_FORMAT, parse_log_format)?.unwrap_or(d.log_format),
         })
     }
 
@@ -449,7 +473,10 @@ impl Config {
             Some(ttl) => format!("{ttl:?}"),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 34] = [
+        let internal_addr = self
+            .internal_addr
+            .map_or_else(|| "unset".to_owned(), |a| a.to_string());
+        let fields: [(&str, String); 37] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -499,6 +526,9 @@ impl Config {
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),
             ("state_dir", state_dir),
             ("stream_ttl", ttl),
+            ("internal_addr", internal_addr),
+            ("metrics_open", self.metrics_open.to_string()),
+            ("log_format", self.log_format.as_str().to_owned()),
         ];
         fields
             .iter()

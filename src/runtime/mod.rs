@@ -14,11 +14,12 @@ mod conn;
 mod follow;
 mod fs;
 mod io;
+mod process;
 mod server;
 mod session;
 mod store;
 mod websocket;
 
 pub use fs::DiskFiles;
-pub use server::{bind_all, run, serve, shutdown_channel, Shutdown, ShutdownHandle};
+pub use server::{bind_all, run, serve, serve_split, shutdown_channel, Shutdown, ShutdownHandle};
 pub use store::{spawn_ttl_sweep, RedbRegistry, StoreError, STORE_FILE};

@@ -12,7 +12,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use crate::stream::{Answer, MemoryRegistry, Registration, Registry, RegistryError};
+use crate::stream::{Answer, BackendState, MemoryRegistry, Registration, Registry, RegistryError};
 
 /// The store's file name inside `ASF_STATE_DIR`.
 pub const STORE_FILE: &str = "registry.redb";
@@ -91,6 +91,8 @@ pub struct RedbRegistry {
     view: Arc<MemoryRegistry>,
     /// Transactions committed since start (each one sync, however many changes it held).
     commits: Arc<AtomicU64>,
+    /// False while the writer has no usable file (commits answer 503), for `/metrics`.
+    up: Arc<AtomicBool>,
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -205,18 +207,20 @@ impl RedbRegistry {
         tracing::info!(path = ?path, streams = view.len(), expired, "stream store loaded");
         let (tx, rx) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let up = Arc::new(AtomicBool::new(true));
         let writer = {
-            let (view, commits) = (Arc::clone(&view), Arc::clone(&commits));
+            let (view, commits, up) = (Arc::clone(&view), Arc::clone(&commits), Arc::clone(&up));
             let path = path.clone();
             std::thread::Builder::new()
                 .name("asf-store".into())
-                .spawn(move || write_loop(db, &path, &rx, &view, &commits, max_streams))
+                .spawn(move || write_loop(db, &path, &rx, &view, (&commits, &up), max_streams))
                 .map_err(|e| fail(format!("cannot start the store thread: {e}")))?
         };
         Ok(Arc::new(RedbRegistry {
             path,
             view,
             commits,
+            up,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
         }))
@@ -295,6 +299,21 @@ impl Registry for RedbRegistry {
     fn len(&self) -> usize {
         self.view.len()
     }
+
+    fn list(&self, max: usize) -> Vec<(String, Registration)> {
+        self.view.list(max)
+    }
+
+    fn watched(&self) -> usize {
+        self.view.watched()
+    }
+
+    fn backend(&self) -> BackendState {
+        BackendState {
+            backend: "redb",
+            up: self.up.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The writer thread: one transaction per batch of queued changes, until the queue closes.
@@ -303,7 +322,7 @@ fn write_loop(
     path: &Path,
     ops: &mpsc::Receiver<Op>,
     view: &MemoryRegistry,
-    commits: &AtomicU64,
+    (commits, up): (&AtomicU64, &AtomicBool),
     max_streams: usize,
 ) {
     let mut db = Some(db);
@@ -326,6 +345,7 @@ fn write_loop(
             match open_file(path) {
                 Ok(d) => {
                     tracing::info!(path = ?path, "stream store reopened");
+                    up.store(true, Ordering::Relaxed);
                     db = Some(d);
                 }
                 Err(e) => {
@@ -358,6 +378,7 @@ fn write_loop(
                 for o in outcomes {
                     o.fail(e.clone());
                 }
+                up.store(false, Ordering::Relaxed);
                 db = None;
             }
         }

@@ -60,6 +60,15 @@ pub enum RegistryError {
     Unavailable(String),
 }
 
+/// Where a registry keeps its ids, and whether it can be used now (metrics, health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendState {
+    /// The backend's name (`memory`; a durable or remote backend names itself).
+    pub backend: &'static str,
+    /// True when the backend answers.
+    pub up: bool,
+}
+
 /// Stream id -> file lookups, registrations, and "tell me when this id is registered".
 pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// The registration of `id`, if any.
@@ -81,6 +90,22 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// True when no id is registered.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Up to `max` registered ids with their registrations, in id order (the stream
+    /// listing). A backend that cannot list answers with none.
+    fn list(&self, _max: usize) -> Vec<(String, Registration)> {
+        Vec::new()
+    }
+    /// Number of ids clients wait for (watched before their notify).
+    fn watched(&self) -> usize {
+        0
+    }
+    /// The backend and its state.
+    fn backend(&self) -> BackendState {
+        BackendState {
+            backend: "unknown",
+            up: true,
+        }
     }
 }
 
@@ -185,6 +210,30 @@ impl Registry for MemoryRegistry {
 
     fn len(&self) -> usize {
         self.table().entries.len()
+    }
+
+    fn list(&self, max: usize) -> Vec<(String, Registration)> {
+        let t = self.table();
+        let mut all: Vec<_> = t
+            .entries
+            .iter()
+            .map(|(id, reg)| (id.clone(), reg.clone()))
+            .collect();
+        drop(t);
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.truncate(max);
+        all
+    }
+
+    fn watched(&self) -> usize {
+        self.watched_ids()
+    }
+
+    fn backend(&self) -> BackendState {
+        BackendState {
+            backend: "memory",
+            up: true,
+        }
     }
 }
 
