@@ -10,7 +10,9 @@
 //! Owns: an allowed origin (`ASF_CORS_ALLOWED_ORIGINS` = the page's origin) streams a real MP3
 //! byte-exact (sha256), the browser decodes it to its length, and playback advances before
 //! `end_of_stream` (the stream is paced to last a few seconds); a refused origin gets no
-//! connection and the page reports the `connect_error`.
+//! connection and the page reports the `connect_error`; a live stream (notified with half of
+//! the MP3 written) starts playing in the page before the test writes the rest (the page
+//! announces its milestones to its own site), then ends byte-exact at the completing notify.
 //! Must not: look inside the crate, or assert how fast anything happens: playback "before the
 //! end" is an order of events in the page, and every limit here is a deadline against hangs.
 
@@ -274,4 +276,72 @@ fn a_refused_origin_cannot_connect_and_the_page_reports_the_error() {
         refusals() >= TRANSPORTS.len()
     });
     assert_eq!(server.health()["sessions"], json!(0), "no session was made");
+}
+
+#[test]
+fn a_live_stream_starts_playing_while_its_file_is_still_being_written() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "browser, live stream");
+    let site = start_site();
+    let origin = site.origin();
+    let mut env = PACED.to_vec();
+    env.push(("ASF_CORS_ALLOWED_ORIGINS", origin.as_str()));
+    let server = Server::start_with(&env);
+    // Half the MP3 (3 s of audio) is written when the stream is notified as live.
+    let (first, rest) = MP3.split_at(MP3.len() / 2);
+    let path = server.write_audio("live/tone.mp3", first);
+    let notify = |live: bool| {
+        let body = json!({ "stream_id": "strm_browser_live", "filepath": path, "live": live });
+        let (status, _, reply) =
+            support::post_json(server.addr, "/asf/internal/notify_new_audio", &body);
+        assert_eq!(status, 200, "notify live={live}: {reply:?}");
+    };
+    notify(true);
+    let url = format!(
+        "{}/stream.html?asf={}&stream=strm_browser_live&transports=default&beacon=1",
+        site.origin(),
+        server.url()
+    );
+    let page = {
+        let url = url.clone();
+        std::thread::spawn(move || browse(&[url]))
+    };
+    // The rest of the file is written only once the page says that playback started.
+    wait_until(
+        Duration::from_secs(PAGE_TIMEOUT_SECS),
+        "the page's 'playing' milestone",
+        || site.requests().iter().any(|p| p == "/milestone/playing"),
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, rest))
+        .expect("append the rest of the live file");
+    notify(false);
+    let report = page
+        .join()
+        .expect("browser driver thread")
+        .pop()
+        .expect("one report");
+    let what = format!("{report:#}");
+    let data = &report["data"];
+    assert_eq!(data["errors"], json!([]), "{what}");
+    assert_eq!(data.get("timed_out"), None, "{what}");
+    let start = &data["start_of_stream"];
+    assert_eq!(start["live"], json!(true), "{what}");
+    assert_eq!(start["total_bytes"], Value::Null, "{what}");
+    // Playback began with no more than the half written at the time, and went on to the end.
+    let at_playing = data["bytes_at"]["playing"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        at_playing <= first.len() as u64,
+        "playing after {at_playing} bytes, more than the {} written: {what}",
+        first.len()
+    );
+    assert!(milestone(&report, "playing") < milestone(&report, "end_of_stream"));
+    assert_eq!(data["bytes"], json!(MP3.len()), "{what}");
+    assert_eq!(data["sha256"], json!(sha256_hex(MP3)), "{what}");
+    let buffered = data["buffered_seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        (buffered - MP3_SECONDS).abs() < 0.2,
+        "MediaSource buffered {buffered} s: {what}"
+    );
 }

@@ -2,7 +2,8 @@
 // bundle, the way a web frontend would, and report what happened in window.asfReport.
 //
 // Query: asf (ASF's base URL, another origin than this page), stream (the stream id),
-// transports (`default`: polling then upgrade; or a comma-separated list such as `websocket`).
+// transports (`default`: polling then upgrade; or a comma-separated list such as `websocket`),
+// beacon (`1`: announce milestones to the page's site, see `mark`).
 // The page joins the stream on connection_ack, appends every audio_chunk to a MediaSource
 // 'audio/mpeg' SourceBuffer behind an <audio> element that plays as soon as it can, and at
 // end_of_stream hashes all received bytes with crypto.subtle (SHA-256) and decodes them with
@@ -31,6 +32,8 @@
     milestones: [],
     chunks: 0,
     bytes: 0,
+    // Bytes received when each milestone happened.
+    bytes_at: {},
     errors: [],
   };
   const seen = new Set();
@@ -38,10 +41,19 @@
   let finished = false;
   let socket = null;
 
+  // With `beacon=1`, each milestone is also requested from this page's own site
+  // (/milestone/<name>), so that a test can act on it while the page runs (a live test
+  // writes the rest of its file only once playback has started).
+  const beacon = params.get('beacon') === '1';
+
   function mark(name) {
     if (!seen.has(name)) {
       seen.add(name);
       report.milestones.push(name);
+      report.bytes_at[name] = report.bytes;
+      if (beacon) {
+        fetch(`/milestone/${name}`).catch(() => {});
+      }
     }
   }
 
@@ -200,6 +212,7 @@
   socket.on('audio_control', (data) => {
     const name = data && data.event;
     if (name === 'start_of_stream') {
+      report.start_of_stream = data;
       mark('start_of_stream');
     } else if (name === 'end_of_stream') {
       mark('end_of_stream');
