@@ -13,7 +13,7 @@
 //! | [`socketio`] | Socket.IO v5 packets (our encoder, parser-common decoder) and a router of several namespaces with rooms |
 //! | [`stream`] | the stream engine without IO: `Files` and `Registry` ports, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
 //! | [`app`] | the ASF behaviour: join rules, the UI updates namespace, notify, send_ui_update and health endpoints, the seed's exact texts, per-stream log summaries |
-//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals: `serve`, `DiskFiles`, the durable registry (redb, `ASF_STATE_DIR`) |
+//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals: `serve`, `DiskFiles`, the registries that do IO (redb under `ASF_STATE_DIR`, Redis under `ASF_REDIS_URL`) |
 //!
 //! Beside the layers: [`logging`] (the rate limit of log lines clients can cause).
 //! `ARCHITECTURE.md` follows one audio chunk and one notify through the named functions.

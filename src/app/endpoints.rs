@@ -269,6 +269,7 @@ impl Api {
     }
 
     fn health(&self, stats: &ServerStats) -> Response {
+        let backend = self.registry.backend();
         let mut body = json!({
                 "status": HEALTHY,
                 "version": env!("CARGO_PKG_VERSION"),
@@ -278,6 +279,8 @@ impl Api {
                 "active_streams": self.sessions.active(),
                 "live_streams": self.sessions.live(),
                 "registered_streams": self.registry.len(),
+                "registry": backend.backend,
+                "registry_connected": backend.up,
                 "disk_bytes_read": self.stats.disk_bytes_read.load(Ordering::Relaxed),
                 "disk_reads": self.stats.disk_reads.load(Ordering::Relaxed),
                 "buffers_live": self.pool.live(),

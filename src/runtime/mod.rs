@@ -14,11 +14,13 @@ mod conn;
 mod follow;
 mod fs;
 mod io;
+mod redis_store;
 mod server;
 mod session;
 mod store;
 mod websocket;
 
 pub use fs::DiskFiles;
+pub use redis_store::RedisRegistry;
 pub use server::{bind_all, run, serve, shutdown_channel, Shutdown, ShutdownHandle};
 pub use store::{spawn_ttl_sweep, RedbRegistry, StoreError, STORE_FILE};

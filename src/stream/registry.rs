@@ -60,6 +60,15 @@ pub enum RegistryError {
     Unavailable(String),
 }
 
+/// Where a registry keeps its ids, and whether it can be used now (metrics, health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendState {
+    /// The backend's name (`memory`; a durable or remote backend names itself).
+    pub backend: &'static str,
+    /// True when the backend answers.
+    pub up: bool,
+}
+
 /// Stream id -> file lookups, registrations, and "tell me when this id is registered".
 pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// The registration of `id`, if any.
@@ -81,6 +90,13 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// True when no id is registered.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// The backend and its state.
+    fn backend(&self) -> BackendState {
+        BackendState {
+            backend: "unknown",
+            up: true,
+        }
     }
 }
 
@@ -139,6 +155,11 @@ impl MemoryRegistry {
         self.table().entries.remove(id)
     }
 
+    /// Every registered id, now (a remote backend's resync compares them with its truth).
+    pub fn ids(&self) -> Vec<String> {
+        self.table().entries.keys().cloned().collect()
+    }
+
     /// Number of ids being watched (tests, health).
     pub fn watched_ids(&self) -> usize {
         self.table().watchers.len()
@@ -185,6 +206,13 @@ impl Registry for MemoryRegistry {
 
     fn len(&self) -> usize {
         self.table().entries.len()
+    }
+
+    fn backend(&self) -> BackendState {
+        BackendState {
+            backend: "memory",
+            up: true,
+        }
     }
 }
 

@@ -9,10 +9,12 @@
 //! This file holds the constants, the watchdog, `wait_until`, the test data and the real
 //! clients' runners; `server` (the `asf` process and its output) and `http` (the HTTP/1.1
 //! client) are re-exported from here, so tests write `support::Server`, `support::get`;
-//! `sio` (a raw Socket.IO client for many listeners at once) is named by path.
+//! `sio` (a raw Socket.IO client for many listeners at once) and `redis_server` (a real
+//! `redis-server` for the multi-node tests) are named by path.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 mod http;
+pub mod redis_server;
 mod server;
 pub mod sio;
 

