@@ -175,3 +175,72 @@ fn a_notify_on_one_node_reaches_listeners_and_waiters_on_both() {
     assert_eq!(health(a)["registered_streams"], 1, "{}", health(a));
     assert_eq!(health(b)["registered_streams"], 1, "{}", health(b));
 }
+
+#[test]
+fn a_redis_restart_answers_503_during_the_outage_then_both_nodes_resync() {
+    let _dog = Watchdog::new(LIMIT, "redis restart");
+    let mut redis = RedisServer::start();
+    // Paced (100 chunks, about 1 s), so a stream is in progress while Redis goes away.
+    let c = Cluster::start(&redis, &[("ASF_STREAM_SLEEP_INTERVAL", "0.01")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(400_000, 29);
+    let path = c.audio("before.mp3", &data);
+    notify_ok(a, "strm_before", &path);
+    let mut streaming = SioClient::connect(b);
+    streaming.join("strm_before");
+    let mut head = StreamResult::default();
+    streaming.read_until_audio(&mut head, 40_000);
+
+    redis.kill();
+    for addr in [a, b] {
+        wait_until(WAIT, "the node to see Redis gone", || {
+            health(addr)["registry_connected"] == false
+        });
+        assert_eq!(health(addr)["registry"], "redis");
+    }
+    // No write, no 200.
+    let (status, body) = notify(a, "strm_during", &path);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["error"],
+        "The stream registry is unavailable: the change was not stored; retry later"
+    );
+    assert_eq!(delete(b, "strm_before"), 503);
+    // The stream in progress goes on; a join of an id B knows still works.
+    let rest = streaming.collect_stream();
+    streaming.close();
+    assert_whole(&head.merge(rest), &data, "the stream across the outage");
+    assert_whole(
+        &listen_once(b, "strm_before"),
+        &data,
+        "a join on B during the outage",
+    );
+
+    redis.restart();
+    for addr in [a, b] {
+        wait_until(WAIT, "the node to reconnect", || {
+            health(addr)["registry_connected"] == true
+        });
+        // Resynced with the restarted (empty) Redis, without a restart of asf.
+        assert_eq!(health(addr)["registered_streams"], 0, "{}", health(addr));
+    }
+    let mut waiter = SioClient::connect(b);
+    waiter.join("strm_after");
+    assert_not_found(&waiter.collect_stream(), "B before the notify");
+    let after = audio_bytes(100_000, 31);
+    let after_path = c.audio("after.mp3", &after);
+    notify_ok(a, "strm_after", &after_path);
+    assert_whole(&waiter.collect_stream(), &after, "B after the notify on A");
+    waiter.close();
+
+    // One line per change of state, not one per reconnection attempt.
+    for (name, log) in [("A", c.a.log()), ("B", c.b.log())] {
+        assert_eq!(
+            log.matches("redis connection lost").count(),
+            1,
+            "{name}:\n{log}"
+        );
+        assert_eq!(log.matches("redis connected").count(), 2, "{name}:\n{log}");
+        assert!(!log.contains("cannot reach redis"), "{name}:\n{log}");
+    }
+}
