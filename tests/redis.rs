@@ -244,3 +244,102 @@ fn a_redis_restart_answers_503_during_the_outage_then_both_nodes_resync() {
         assert!(!log.contains("cannot reach redis"), "{name}:\n{log}");
     }
 }
+
+/// A listener joined on `addr` that has received at least `head` bytes, then meets `ready`
+/// (all listeners are mid-stream), then reads on until the stream ends or its node dies.
+fn mid_stream_listener(
+    addr: SocketAddr,
+    id: &str,
+    head: usize,
+    ready: Arc<Barrier>,
+) -> thread::JoinHandle<(StreamResult, bool)> {
+    let mut client = SioClient::connect(addr);
+    let id = id.to_owned();
+    thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            client.join(&id);
+            let mut acc = StreamResult::default();
+            client.read_until_audio(&mut acc, head);
+            ready.wait();
+            // Until end_of_stream (true), or until the connection breaks (false).
+            loop {
+                match client.next_event() {
+                    Ok(event) => {
+                        if acc.push(event) {
+                            return (acc, true);
+                        }
+                    }
+                    Err(_) => return (acc, false),
+                }
+            }
+        })
+        .expect("listener thread")
+}
+
+#[test]
+fn a_node_killed_mid_stream_leaves_the_other_untouched_and_its_listeners_resume_there() {
+    let _dog = Watchdog::new(LIMIT, "SIGKILL of a node");
+    let redis = RedisServer::start();
+    // Paced: 100 chunks, about 1 s, so the kill lands mid-stream.
+    let mut c = Cluster::start(&redis, &[("ASF_STREAM_SLEEP_INTERVAL", "0.01")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(400_000, 37);
+    let path = c.audio("kill.mp3", &data);
+    notify_ok(a, "strm_kill", &path);
+    const N: usize = 100;
+    let ready = Arc::new(Barrier::new(2 * N + 1));
+    let on_a: Vec<_> = (0..N)
+        .map(|_| mid_stream_listener(a, "strm_kill", 20_000, Arc::clone(&ready)))
+        .collect();
+    let on_b: Vec<_> = (0..N)
+        .map(|_| mid_stream_listener(b, "strm_kill", 20_000, Arc::clone(&ready)))
+        .collect();
+    ready.wait();
+    c.a.signal(libc::SIGKILL);
+    c.a.wait_exit(WAIT);
+
+    for (i, h) in on_b.into_iter().enumerate() {
+        let (r, ended) = h.join().expect("B listener");
+        assert!(ended, "listener {i} on B lost its connection");
+        assert_whole(&r, &data, &format!("listener {i} on B"));
+    }
+    // As clients behind a load balancer do: reconnect (to B) and join with `offset`, all at
+    // once.
+    let resumes: Vec<_> = on_a
+        .into_iter()
+        .map(|h| {
+            let (head, ended) = h.join().expect("A listener");
+            thread::spawn(move || {
+                if ended {
+                    return (head, None);
+                }
+                let mut client = SioClient::connect(b);
+                client.emit(
+                    "join_stream",
+                    json!({ "stream_id": "strm_kill", "offset": head.audio.len() }),
+                );
+                let rest = client.collect_stream();
+                client.close();
+                (head, Some(rest))
+            })
+        })
+        .collect();
+    let mut resumed = 0;
+    for (i, h) in resumes.into_iter().enumerate() {
+        let what = format!("listener {i} of A");
+        match h.join().expect("resume") {
+            (head, None) => assert_whole(&head, &data, &format!("{what}, done before the kill")),
+            (head, Some(rest)) => {
+                let start = rest.first("audio_control").cloned().unwrap_or_default();
+                assert_eq!(start["offset"], head.audio.len(), "{what}: {start}");
+                assert_eq!(rest.last_event_kind(), Some("end_of_stream"), "{what}");
+                let mut whole = head.audio.clone();
+                whole.extend_from_slice(&rest.audio);
+                support::assert_audio(&whole, &data, &format!("{what}, resumed on B"));
+                resumed += 1;
+            }
+        }
+    }
+    assert!(resumed > 0, "no listener of A was cut by the kill");
+}
