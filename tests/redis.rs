@@ -17,9 +17,12 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::redis_server::RedisServer;
+use support::redis_server::{Nginx, RedisServer};
 use support::sio::{assert_whole, listen_once, SioClient, StreamResult};
-use support::{audio_bytes, get, parse_json, post_json, wait_until, ChildServer, Watchdog, WAIT};
+use support::{
+    assert_listen_run, audio_bytes, get, listen_url, parse_json, post_json, wait_until,
+    ChildServer, Client, Watchdog, WAIT,
+};
 
 const NOT_FOUND: &str = "Audio stream ID not found or not yet processed.";
 const LIMIT: Duration = Duration::from_secs(300);
@@ -342,4 +345,33 @@ fn a_node_killed_mid_stream_leaves_the_other_untouched_and_its_listeners_resume_
         }
     }
     assert!(resumed > 0, "no listener of A was cut by the kill");
+}
+
+#[test]
+fn through_nginx_in_front_of_two_nodes_every_client_and_transport_streams_byte_exact() {
+    let _dog = Watchdog::new(LIMIT, "nginx in front of two nodes");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let nginx = Nginx::start(&[c.a.addr, c.b.addr]);
+    let data = audio_bytes(1 << 20, 41);
+    let path = c.audio("lb.mp3", &data);
+    // CPOA's notify through the balancer, to whichever node it picks.
+    notify_ok(nginx.addr, "strm_lb", &path);
+    let url = nginx.url();
+    for (client, transports) in [
+        (Client::Node, "default"),
+        (Client::Python, "default"),
+        (Client::Node, "polling"),
+        (Client::Python, "polling"),
+        (Client::Node, "websocket"),
+    ] {
+        let run = listen_url(client, &url, "strm_lb", transports, None);
+        let what = format!("{client:?} with transports {transports} through nginx");
+        assert_listen_run(&run, &data, &what);
+    }
+    assert!(
+        !nginx.log().contains("[error]"),
+        "nginx logged errors:\n{}",
+        nginx.log()
+    );
 }

@@ -309,11 +309,22 @@ pub fn listen(
     transports: &str,
     offset: Option<u64>,
 ) -> ListenRun {
+    listen_url(client, &server.url(), stream, transports, offset)
+}
+
+/// [`listen`] against the base URL `url` (a server, or a load balancer in front of several).
+pub fn listen_url(
+    client: Client,
+    url: &str,
+    stream: &str,
+    transports: &str,
+    offset: Option<u64>,
+) -> ListenRun {
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("audio.bin");
     let mut args = vec![
         "--url".to_string(),
-        server.url(),
+        url.to_owned(),
         "--stream".into(),
         stream.into(),
         "--transports".into(),
