@@ -375,3 +375,43 @@ fn through_nginx_in_front_of_two_nodes_every_client_and_transport_streams_byte_e
         nginx.log()
     );
 }
+
+#[test]
+fn a_completing_notify_on_one_node_ends_the_live_streams_of_the_other() {
+    let _dog = Watchdog::new(LIMIT, "live completion across nodes");
+    let redis = RedisServer::start();
+    // Far longer than the test's waits: only the completing notify can end the stream.
+    let c = Cluster::start(&redis, &[("ASF_LIVE_IDLE_TIMEOUT", "120")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(300_000, 43);
+    let path = c.audio("live.mp3", &data[..100_000]);
+    let body =
+        json!({ "stream_id": "strm_live", "filepath": path.to_string_lossy(), "live": true });
+    let (status, _, resp) = post_json(a, "/asf/internal/notify_new_audio", &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+
+    let mut listener = SioClient::connect(b);
+    listener.join("strm_live");
+    let mut head = StreamResult::default();
+    listener.read_until_audio(&mut head, 100_000);
+    let start = head.first("audio_control").cloned().unwrap_or_default();
+    assert_eq!(start["live"], true, "{start}");
+
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open live file");
+    std::io::Write::write_all(&mut file, &data[100_000..]).expect("append");
+    drop(file);
+    notify_ok(a, "strm_live", &path);
+    let rest = listener.collect_stream();
+    listener.close();
+    let r = head.merge(rest);
+    assert_eq!(
+        r.last_event_kind(),
+        Some("end_of_stream"),
+        "{:?}",
+        r.events.last()
+    );
+    support::assert_audio(&r.audio, &data, "the live stream on B, completed on A");
+}

@@ -194,18 +194,9 @@ impl Api {
                 live,
             };
             let shown = reg.path.display().to_string();
-            if sessions.follows(&reg.path) {
-                // A live session reads this path: tell it before the registration wakes the
-                // waiting listeners (a stall ends; a completing notify fixes the length).
-                let identity = match files.open(&reg.path).await {
-                    Ok(opened) => Some(opened.identity),
-                    Err(e) => {
-                        tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
-                        None
-                    }
-                };
-                sessions.renotified(&reg.path, identity, !live, Instant::now());
-            }
+            // A live session reads this path: tell it before the registration wakes the
+            // waiting listeners (a stall ends; a completing notify fixes the length).
+            renotify(&*files, &sessions, &stream_id, &reg).await;
             match registry.register(&stream_id, reg).await {
                 Ok(()) => {
                     tracing::info!(stream_id = ?stream_id, path = ?shown, live, "audio registered");
@@ -292,6 +283,28 @@ impl Api {
         }
         Response::json(200, &body)
     }
+}
+
+/// Tells the live sessions of `reg`'s file (if any) of a notify of it: the same file ends a
+/// stall and, when no longer live, gets its final length. Called for a notify received here
+/// and for one another node received ([`Registry::on_remote`]).
+pub(super) async fn renotify(
+    files: &dyn Files,
+    sessions: &Sessions,
+    stream_id: &str,
+    reg: &Registration,
+) {
+    if !sessions.follows(&reg.path) {
+        return;
+    }
+    let identity = match files.open(&reg.path).await {
+        Ok(opened) => Some(opened.identity),
+        Err(e) => {
+            tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
+            None
+        }
+    };
+    sessions.renotified(&reg.path, identity, !reg.live, Instant::now());
 }
 
 /// The 503 answer for a registry that could not store a change (`what`: "stored",

@@ -70,6 +70,15 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         stats: Arc::clone(&stats),
         live_idle_timeout: config.live_idle_timeout,
     }));
+    {
+        // A notify received by another node reaches this node's live sessions too.
+        let (files, sessions) = (Arc::clone(&files), Arc::clone(&sessions));
+        registry.on_remote(Box::new(move |id, reg| {
+            let (files, sessions) = (Arc::clone(&files), Arc::clone(&sessions));
+            let (id, reg) = (id.to_owned(), reg.clone());
+            Box::pin(async move { endpoints::renotify(&*files, &sessions, &id, &reg).await })
+        }));
+    }
     let log = Arc::new(StreamLog::new(config.stream_summary_interval));
     let streams = Arc::new(Streams {
         registry: Arc::clone(&registry),

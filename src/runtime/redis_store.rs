@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use super::store::{queued, Reply};
 
 use crate::stream::{
-    ready, Answer, BackendState, MemoryRegistry, Registration, Registry, RegistryError,
+    ready, Answer, BackendState, MemoryRegistry, Registration, Registry, RegistryError, RemoteHook,
 };
 
 /// How long one connection attempt or one command may take before Redis counts as down.
@@ -66,8 +66,8 @@ struct Stored {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Event {
-    /// `id` is registered as `reg`.
-    Put { id: String, reg: Stored },
+    /// `id` is registered as `reg` by the node `node` (a random number of each process).
+    Put { id: String, reg: Stored, node: u64 },
     /// These ids were removed.
     Del { ids: Vec<String> },
 }
@@ -98,11 +98,28 @@ fn unavailable(e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Unavailable(format!("redis: {e}"))
 }
 
-/// Key and channel names under the configured prefix.
+/// Key and channel names under the configured prefix, and this node's id in events.
 #[derive(Debug, Clone)]
 struct Keys {
     streams: String,
     events: String,
+    node: u64,
+}
+
+/// What to do with other nodes' registrations, once the app has said it.
+#[derive(Default)]
+struct Hook(Mutex<Option<Arc<RemoteHook>>>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+impl Hook {
+    fn get(&self) -> Option<Arc<RemoteHook>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The [`Registry`] over Redis, with a local view kept in sync by the events channel.
@@ -110,6 +127,7 @@ struct Keys {
 pub struct RedisRegistry {
     view: Arc<MemoryRegistry>,
     connected: Arc<AtomicBool>,
+    hook: Arc<Hook>,
     max_streams: usize,
     ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -124,20 +142,24 @@ impl RedisRegistry {
         let keys = Keys {
             streams: format!("{prefix}streams"),
             events: format!("{prefix}events"),
+            node: rand::random(),
         };
+        let hook = Arc::new(Hook::default());
         let view = Arc::new(MemoryRegistry::new(usize::MAX));
         let connected = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = {
-            let (view, connected) = (Arc::clone(&view), Arc::clone(&connected));
+            let (view, connected, hook) =
+                (Arc::clone(&view), Arc::clone(&connected), Arc::clone(&hook));
             std::thread::Builder::new()
                 .name("asf-redis".into())
-                .spawn(move || run(&client, &keys, rx, &view, &connected))
+                .spawn(move || run(&client, &keys, rx, &view, &connected, &hook))
                 .map_err(|e| format!("cannot start the redis thread: {e}"))?
         };
         Ok(Arc::new(RedisRegistry {
             view,
             connected,
+            hook,
             max_streams,
             ops: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -228,6 +250,10 @@ impl Registry for RedisRegistry {
             up: self.connected(),
         }
     }
+
+    fn on_remote(&self, hook: RemoteHook) {
+        *self.hook.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
 }
 
 /// The Redis thread: connect, resync, serve requests and events; on loss, answer changes
@@ -238,6 +264,7 @@ fn run(
     mut ops: mpsc::UnboundedReceiver<Op>,
     view: &Arc<MemoryRegistry>,
     connected: &AtomicBool,
+    hook: &Hook,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -262,7 +289,7 @@ fn run(
                     connected.store(true, Ordering::Relaxed);
                     tracing::info!(streams = view.len(), "redis connected; stream registry resynced");
                     backoff = MIN_BACKOFF;
-                    let why = match serve(conn, events, keys, &mut ops, view).await {
+                    let why = match serve(conn, events, keys, &mut ops, view, hook).await {
                         Ok(()) => return,
                         Err(why) => why,
                     };
@@ -354,6 +381,7 @@ async fn serve(
     keys: &Keys,
     ops: &mut mpsc::UnboundedReceiver<Op>,
     view: &Arc<MemoryRegistry>,
+    hook: &Hook,
 ) -> Result<(), String> {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -368,7 +396,7 @@ async fn serve(
                 let Some(msg) = msg else {
                     return Err("the subscription closed".into());
                 };
-                apply(msg.get_payload_bytes(), view);
+                apply(msg.get_payload_bytes(), keys.node, view, hook);
             }
             _ = ping.tick() => {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
@@ -380,11 +408,20 @@ async fn serve(
     }
 }
 
-/// Applies an event from any node (this one's own too: applying it again changes nothing).
-fn apply(payload: &[u8], view: &MemoryRegistry) {
+/// Applies an event from any node (this one's own too: applying it again changes nothing);
+/// another node's registration then goes to the hook, off this loop.
+fn apply(payload: &[u8], node: u64, view: &MemoryRegistry, hook: &Hook) {
     match serde_json::from_slice::<Event>(payload) {
-        Ok(Event::Put { id, reg }) => {
-            let _ = view.insert(&id, reg.registration());
+        Ok(Event::Put {
+            id,
+            reg,
+            node: from,
+        }) => {
+            let reg = reg.registration();
+            let _ = view.insert(&id, reg.clone());
+            if let (true, Some(hook)) = (from != node, hook.get()) {
+                tokio::spawn(async move { hook(&id, &reg).await });
+            }
         }
         Ok(Event::Del { ids }) => {
             for id in ids {
@@ -446,6 +483,7 @@ async fn put(
     let event = serde_json::to_string(&Event::Put {
         id: id.to_owned(),
         reg: stored,
+        node: keys.node,
     })
     .map_err(unavailable)?;
     redis::pipe()

@@ -60,6 +60,11 @@ pub enum RegistryError {
     Unavailable(String),
 }
 
+/// What a node does with a registration another node made (a remote backend calls it once
+/// the registration is visible here): a live session of the same file must learn of a
+/// re-notify wherever the notify landed. The answer completes when that is done.
+pub type RemoteHook = Box<dyn Fn(&str, &Registration) -> Answer<()> + Send + Sync>;
+
 /// Where a registry keeps its ids, and whether it can be used now (metrics, health).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendState {
@@ -98,6 +103,9 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
             up: true,
         }
     }
+    /// Sets what to do with registrations made on other nodes. Backends of one process
+    /// (every registration is made here) never call it.
+    fn on_remote(&self, _hook: RemoteHook) {}
 }
 
 #[derive(Debug, Default)]
