@@ -415,3 +415,41 @@ fn a_completing_notify_on_one_node_ends_the_live_streams_of_the_other() {
     );
     support::assert_audio(&r.audio, &data, "the live stream on B, completed on A");
 }
+
+#[test]
+fn a_ui_update_sent_to_one_node_reaches_the_room_members_on_both() {
+    let _dog = Watchdog::new(LIMIT, "UI updates across nodes");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let mut members = Vec::new();
+    for addr in [c.a.addr, c.b.addr] {
+        let mut m = SioClient::connect(addr);
+        assert_eq!(m.connect_ns("/ui_updates").expect("connect").kind, 0);
+        let ack = m.next_event_on("/ui_updates").expect("ui_connection_ack");
+        assert_eq!(ack.name, "ui_connection_ack");
+        m.emit_on(
+            "/ui_updates",
+            "subscribe_to_ui_updates",
+            json!({"client_id": "user-7"}),
+        );
+        let done = m.next_event_on("/ui_updates").expect("subscribed");
+        assert_eq!(done.name, "subscribed_ui_updates", "{:?}", done);
+        members.push(m);
+    }
+    for (i, from) in [c.a.addr, c.b.addr].into_iter().enumerate() {
+        let update = json!({"client_id": "user-7", "event_name": "progress", "data": {"step": i}});
+        let (status, _, body) = post_json(from, "/asf/internal/send_ui_update", &update);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        for (j, m) in members.iter_mut().enumerate() {
+            let e = m.next_event_on("/ui_updates").expect("the update");
+            assert_eq!(
+                (e.name.as_str(), e.data()),
+                ("progress", json!({"step": i})),
+                "member on node {j}, update sent to node {i}"
+            );
+        }
+    }
+    for m in members {
+        m.close();
+    }
+}

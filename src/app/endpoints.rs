@@ -135,6 +135,10 @@ impl Api {
         match parse_ui_update(req.body()) {
             Ok(update) => {
                 let sockets = ui.send(&update);
+                // Members of the room on the other nodes (the body parsed, so it is UTF-8).
+                if let Ok(body) = std::str::from_utf8(req.body()) {
+                    self.registry.publish(body);
+                }
                 tracing::debug!(client_id = ?update.client_id, event = ?update.event_name, sockets, "UI update sent");
                 Response::json(
                     200,

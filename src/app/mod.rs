@@ -97,12 +97,33 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
     let router = Router::new(ENGINE_PATH, limits)
         .namespace(NAMESPACE, streams)
         .namespace(&ui_namespace, Arc::new(ui::UiUpdates::new(&ui_namespace)));
-    let mut api = Api::new(config, files, registry, sessions, stats, pool, log);
+    let mut api = Api::new(
+        config,
+        files,
+        Arc::clone(&registry),
+        sessions,
+        stats,
+        pool,
+        log,
+    );
     if let Some(rooms) = router.rooms(&ui_namespace) {
-        api = api.with_ui(ui::UiRooms {
+        let ui = ui::UiRooms {
             namespace: ui_namespace,
             rooms,
-        });
+        };
+        // An update sent to another node reaches this node's members of its room.
+        let remote = ui.clone();
+        registry.on_message(Box::new(move |body| {
+            match ui::parse_ui_update(body.as_bytes()) {
+                Ok(update) => {
+                    remote.send(&update);
+                }
+                Err(refusal) => {
+                    tracing::warn!(message = %refusal.message, "unreadable UI update from another node")
+                }
+            }
+        }));
+        api = api.with_ui(ui);
     }
     router.endpoints(Arc::new(api))
 }

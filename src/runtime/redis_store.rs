@@ -33,7 +33,8 @@ use tokio::sync::mpsc;
 use super::store::{queued, Reply};
 
 use crate::stream::{
-    ready, Answer, BackendState, MemoryRegistry, Registration, Registry, RegistryError, RemoteHook,
+    ready, Answer, BackendState, MemoryRegistry, MessageHook, Registration, Registry,
+    RegistryError, RemoteHook,
 };
 
 /// How long one connection attempt or one command may take before Redis counts as down.
@@ -52,6 +53,8 @@ enum Op {
     Put(String, Registration, Reply<()>),
     Del(String, Reply<bool>),
     Expire(u64, Reply<usize>),
+    /// A message for the other nodes (no answer).
+    Publish(String),
 }
 
 /// A registration as stored in the hash.
@@ -70,6 +73,8 @@ enum Event {
     Put { id: String, reg: Stored, node: u64 },
     /// These ids were removed.
     Del { ids: Vec<String> },
+    /// A message for the other nodes' message hook.
+    Msg { body: String, node: u64 },
 }
 
 impl Stored {
@@ -106,9 +111,12 @@ struct Keys {
     node: u64,
 }
 
-/// What to do with other nodes' registrations, once the app has said it.
+/// What to do with other nodes' registrations and messages, once the app has said it.
 #[derive(Default)]
-struct Hook(Mutex<Option<Arc<RemoteHook>>>);
+struct Hook(
+    Mutex<Option<Arc<RemoteHook>>>,
+    Mutex<Option<Arc<MessageHook>>>,
+);
 
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +127,10 @@ impl std::fmt::Debug for Hook {
 impl Hook {
     fn get(&self) -> Option<Arc<RemoteHook>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn message(&self) -> Option<Arc<MessageHook>> {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -254,6 +266,17 @@ impl Registry for RedisRegistry {
     fn on_remote(&self, hook: RemoteHook) {
         *self.hook.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
     }
+
+    fn publish(&self, message: &str) {
+        let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ops) = ops.as_ref() {
+            let _ = ops.send(Op::Publish(message.to_owned()));
+        }
+    }
+
+    fn on_message(&self, hook: MessageHook) {
+        *self.hook.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
 }
 
 /// The Redis thread: connect, resync, serve requests and events; on loss, answer changes
@@ -326,6 +349,9 @@ fn refuse(op: Op, e: &RegistryError) {
         Op::Put(_, _, tx) => drop(tx.send(Err(e.clone()))),
         Op::Del(_, tx) => drop(tx.send(Err(e.clone()))),
         Op::Expire(_, tx) => drop(tx.send(Err(e.clone()))),
+        Op::Publish(_) => {
+            tracing::debug!("a message for the other nodes was dropped: redis is unreachable")
+        }
     }
 }
 
@@ -428,6 +454,11 @@ fn apply(payload: &[u8], node: u64, view: &MemoryRegistry, hook: &Hook) {
                 view.remove(&id);
             }
         }
+        Ok(Event::Msg { body, node: from }) => {
+            if let (true, Some(hook)) = (from != node, hook.message()) {
+                hook(&body);
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "unreadable registry event from redis; ignored"),
     }
 }
@@ -467,6 +498,24 @@ async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<M
         }
         Op::Expire(cutoff_ms, tx) => {
             drop(tx.send(expire(&mut conn, &keys, cutoff_ms, &view).await));
+        }
+        Op::Publish(body) => {
+            let event = Event::Msg {
+                body,
+                node: keys.node,
+            };
+            let sent = match serde_json::to_string(&event) {
+                Ok(json) => redis::cmd("PUBLISH")
+                    .arg(&keys.events)
+                    .arg(json)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "a message for the other nodes was not sent");
+            }
         }
     }
 }

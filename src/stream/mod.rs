@@ -22,7 +22,7 @@ pub use files::{
 pub use listener::{Listener, OffsetError, Poll};
 pub use pool::BufferPool;
 pub use registry::{
-    BackendState, MemoryRegistry, Registration, Registry, RegistryError, RemoteHook,
+    BackendState, MemoryRegistry, MessageHook, Registration, Registry, RegistryError, RemoteHook,
 };
 pub use session::{
     BlockState, Edge, Framing, Observed, SessionParams, StreamError, StreamSession, StreamStats,
