@@ -453,3 +453,31 @@ fn a_ui_update_sent_to_one_node_reaches_the_room_members_on_both() {
         m.close();
     }
 }
+
+#[test]
+fn a_join_that_misses_the_local_view_asks_redis_before_not_found() {
+    let _dog = Watchdog::new(LIMIT, "lookup through redis");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let data = audio_bytes(200_000, 47);
+    let path = c.audio("direct.mp3", &data);
+    // Written to the hash with no event: no node's view has it, only Redis does.
+    let reg = json!({ "path": path.to_string_lossy(), "notified_at_ms": 1, "live": false });
+    redis.cli(&["HSET", "t1:streams", "strm_direct", &reg.to_string()]);
+    assert_eq!(health(c.b.addr)["registered_streams"], 0);
+    assert_whole(
+        &listen_once(c.b.addr, "strm_direct"),
+        &data,
+        "B, through HGET",
+    );
+    assert_eq!(
+        health(c.b.addr)["registered_streams"],
+        1,
+        "kept in B's view"
+    );
+    assert_eq!(health(c.a.addr)["registered_streams"], 0, "A was not asked");
+    assert_not_found(
+        &listen_once(c.a.addr, "strm_nowhere"),
+        "an id Redis lacks too",
+    );
+}
