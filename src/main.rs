@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use asf::config::Config;
+use asf::config::{Config, LogFormat};
 use asf::runtime::{DiskFiles, RedbRegistry, RedisRegistry};
 use asf::stream::{MemoryRegistry, Registry};
 
@@ -54,20 +54,27 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_new(config.log_filter())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        // One object per line: timestamp, level, target, message and the event's fields.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     tracing::info!(config = %config.summary(), "starting asf {}", env!("CARGO_PKG_VERSION"));
     if config.secret_key_generated {
         tracing::warn!("ASF_SECRET_KEY is not set; generated a random one for this run");
     }
     if config.internal_token.is_none() {
-        if config.host.is_loopback() {
+        // The internal endpoints are reachable where they are served.
+        let internal_host = config.internal_addr.map_or(config.host, |a| a.ip());
+        if internal_host.is_loopback() {
             tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port");
         } else {
-            tracing::warn!(host = %config.host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port");
+            tracing::warn!(host = %internal_host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port");
         }
     }
     if !config.audio_root.is_dir() {

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 
 use crate::engineio::{DisconnectReason, Message, Outgoing, Sid};
 use crate::http::{Request, Response};
+use crate::metrics::{HttpCounts, ProcessStats, WorkerStats, WorkerTotals};
 use crate::stream::{Answer, Listener, StreamError};
 
 /// The context of one call into a service: whose session, when, how to wake it later, and
@@ -54,15 +56,68 @@ pub struct Feed {
     pub listener: Listener,
     /// Engine.IO text packet announcing one binary attachment (sent before every chunk).
     pub chunk_header: Bytes,
+    /// When the join that started this feed was asked (join -> first chunk latency).
+    pub joined_at: Instant,
 }
 
-/// Process-wide connection counters, kept by the runtime and shown by the app.
+/// Process-wide figures kept by the runtime and shown by the app (health, `/metrics`).
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// Open TCP connections.
     pub connections: AtomicUsize,
     /// Live Engine.IO sessions.
     pub sessions: AtomicUsize,
+    /// Open WebSocket connections (counted in `connections` too).
+    pub websockets: AtomicUsize,
+    /// HTTP answers by route (see [`Route`]) and status.
+    pub http: HttpCounts,
+    /// Reads the process's own figures (the runtime sets it).
+    pub process: Option<fn() -> Option<ProcessStats>>,
+    /// Each worker thread's audio counters (written by that worker only).
+    workers: Mutex<Vec<Arc<WorkerStats>>>,
+}
+
+impl ServerStats {
+    /// Empty figures whose process figures come from `read`.
+    pub fn with_process(read: fn() -> Option<ProcessStats>) -> Self {
+        ServerStats {
+            process: Some(read),
+            ..ServerStats::default()
+        }
+    }
+
+    /// Counters for one more worker thread, summed into [`ServerStats::audio`].
+    pub fn add_worker(&self) -> Arc<WorkerStats> {
+        let w = Arc::new(WorkerStats::default());
+        let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(Arc::clone(&w));
+        w
+    }
+
+    /// The audio counters summed over workers.
+    pub fn audio(&self) -> WorkerTotals {
+        let all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        WorkerTotals::sum(all.iter().map(|w| &**w))
+    }
+}
+
+/// What an HTTP path outside Engine.IO is, for the runtime: a fixed name for the
+/// `asf_http_requests_total` label, and whether it belongs on the internal listener
+/// (`ASF_INTERNAL_ADDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The route's name (a few fixed names, never the raw path).
+    pub name: &'static str,
+    /// Served only on the internal listener when one is configured.
+    pub internal: bool,
+}
+
+impl Route {
+    /// A path no route serves.
+    pub const OTHER: Route = Route {
+        name: "other",
+        internal: false,
+    };
 }
 
 /// An HTTP answer, now or later (a notify waits for the file checks and the registry).
@@ -93,6 +148,10 @@ impl From<Response> for HttpReply {
 pub trait Endpoints: Send + Sync + std::fmt::Debug + 'static {
     /// Answers an HTTP request outside the Engine.IO path.
     fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply;
+    /// What `path` is (its metrics label, and whether it is internal).
+    fn route(&self, _path: &str) -> Route {
+        Route::OTHER
+    }
     /// Periodic housekeeping (about every 500 ms, from one worker).
     fn tick(&self, _now: Instant) {}
     /// Streams still running (graceful shutdown waits for them).
@@ -141,6 +200,10 @@ pub trait Service: Send + Sync + 'static {
             404,
             &format!("No route for {}", req.path()),
         ))
+    }
+    /// What `path` is (its metrics label, and whether it is internal).
+    fn route(&self, _path: &str) -> Route {
+        Route::OTHER
     }
     /// Periodic housekeeping (about every 500 ms, from one worker).
     fn tick(&self, _now: Instant) {}

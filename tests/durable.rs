@@ -1,7 +1,8 @@
 //! The durable stream registry (`ASF_STATE_DIR`) of the real `asf` binary: acknowledged
 //! notifies survive SIGKILL and SIGTERM restarts, a store that cannot be opened stops asf with
 //! exit code 2 and one line, a full disk turns notifies into 503s, `DELETE
-//! /asf/internal/streams/<id>` and `ASF_STREAM_TTL` remove ids.
+//! /asf/internal/streams/<id>` and `ASF_STREAM_TTL` remove ids, and a live stream stays live
+//! across a restart until its completing notify.
 //!
 //! Every server here is given its audio root and state directory by the test (temporary
 //! directories), so a restart finds the same ones. Mounts (a 1 MiB tmpfs, a read-only tmpfs)
@@ -626,7 +627,19 @@ fn delete_unregisters_an_id_and_a_stream_in_progress_finishes() {
     );
     assert_eq!(registered(server.addr), 0);
     let (status, body) = request(server.addr, "PUT", "/asf/internal/streams/x", "").expect("PUT");
-    assert_eq!(status, 405, "{body}");
+    assert_eq!(
+        (status, body),
+        (
+            405,
+            json!({ "error": "Method not allowed; use GET or DELETE" })
+        )
+    );
+    // GET of an unregistered id (no session of it either): 404.
+    let (status, body) = request(server.addr, "GET", "/asf/internal/streams/x", "").expect("GET");
+    assert_eq!(
+        (status, body),
+        (404, json!({ "error": "Stream not found" }))
+    );
 
     // The listener that was streaming finishes, byte-exact.
     let rest = listener.collect_stream();
@@ -678,4 +691,78 @@ fn stream_ttl_removes_old_ids_at_start_and_while_running() {
     wait_until(WAIT, "the sweep's log line", || {
         server.log().contains("expired stream ids removed")
     });
+}
+
+fn notify_live(addr: SocketAddr, id: &str, path: &Path, live: bool) -> (u16, Value) {
+    let body =
+        json!({ "stream_id": id, "filepath": path.to_string_lossy(), "live": live }).to_string();
+    request(addr, "POST", "/asf/internal/notify_new_audio", &body)
+        .unwrap_or_else(|e| panic!("notify {id} live={live}: {e}"))
+}
+
+fn live_streams(addr: SocketAddr) -> u64 {
+    let (status, health) =
+        request(addr, "GET", "/asf/health", "").unwrap_or_else(|e| panic!("health: {e}"));
+    assert_eq!(status, 200, "{health}");
+    health["live_streams"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no live_streams in {health}"))
+}
+
+#[test]
+fn a_live_stream_stays_live_across_a_restart_and_its_completing_notify_ends_it() {
+    let _dog = Watchdog::new(Duration::from_secs(180), "live across a restart");
+    let dirs = Dirs::new();
+    let whole = audio_bytes(600 * 1024, 23);
+    let (first, second) = whole.split_at(200 * 1024);
+    let path = dirs.audio("live.mp3", first);
+    let mut server = dirs.start(&[]);
+    let (status, body) = notify_live(server.addr, "on-air", &path, true);
+    assert_eq!(status, 200, "{body}");
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0), "{}", server.log());
+
+    // After the restart the id is still registered as live: a listener gets the live form
+    // of start_of_stream and the bytes written so far, and waits at the edge.
+    let server = dirs.start(&[]);
+    assert_eq!(registered(server.addr), 1);
+    let mut listener = SioClient::connect(server.addr);
+    listener.join("on-air");
+    let mut heard = StreamResult::default();
+    listener.read_until_audio(&mut heard, first.len());
+    let start = heard.first("audio_control").expect("start_of_stream");
+    assert_eq!(start["total_bytes"], Value::Null, "{start}");
+    assert_eq!(start["live"], true, "{start}");
+    // `live_streams` counts the live files being followed (one listener's session).
+    assert_eq!(live_streams(server.addr), 1);
+
+    // The generator writes the rest, then sends the completing notify (live: false).
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(second))
+        .expect("append the rest of the live file");
+    let (status, body) = notify_live(server.addr, "on-air", &path, false);
+    assert_eq!(status, 200, "{body}");
+    let heard = heard.merge(listener.collect_stream());
+    assert_eq!(
+        heard.control_names(),
+        ["stream_status", "audio_control", "audio_control"],
+        "one start_of_stream and one end_of_stream"
+    );
+    assert_eq!(heard.last_event_kind(), Some("end_of_stream"));
+    assert_eq!(sha256_hex(&heard.audio), sha256_hex(&whole));
+    wait_until(WAIT, "the stream to stop counting as live", || {
+        live_streams(server.addr) == 0
+    });
+    // And it stays finished across the next restart: a new listener gets the finished form.
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0));
+    let server = dirs.start(&[]);
+    let result = stream(server.addr, "on-air", 0);
+    let start = result.first("audio_control").expect("start_of_stream");
+    assert_eq!(start["total_bytes"], json!(whole.len()), "{start}");
+    assert!(start.get("live").is_none(), "{start}");
+    assert_eq!(sha256_hex(&result.audio), sha256_hex(&whole));
 }

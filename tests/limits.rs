@@ -15,13 +15,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use socket2::{Domain, Protocol, Socket, Type};
-use support::sio::SioClient;
+use support::sio::{listen_raw, stalled_listener, SioClient, LAG_RULE_ONLY};
 use support::{
     assert_json_error, audio_bytes, get, header, http_request, parse_json, post_request,
     sha256_hex, wait_until, HttpConn, Server, Watchdog, NAMESPACE, WAIT,
 };
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 const NOTIFY: &str = "/asf/internal/notify_new_audio";
 const HEALTH: &str = "/asf/health";
@@ -52,15 +51,6 @@ fn notify_with(server: &Server, id: &str, authorization: Option<&str>) -> suppor
         raw.splice(at..at, line.into_bytes());
     }
     http_request(server.addr, &raw)
-}
-
-/// Joins `id` with a raw client and returns the stream it collected.
-fn listen_raw(addr: SocketAddr, id: &str) -> support::sio::StreamResult {
-    let mut client = SioClient::connect(addr);
-    client.join(id);
-    let result = client.collect_stream();
-    client.close();
-    result
 }
 
 fn assert_byte_exact(result: &support::sio::StreamResult, audio: &[u8]) {
@@ -274,46 +264,11 @@ fn event_flood_closes_the_session_and_spares_other_clients() {
 
 // --- ASF_MAX_LAG_BYTES -----------------------------------------------------------------------
 
-/// A WebSocket client with a small receive buffer (so that a client that stops reading is
-/// visible to the server quickly), joined to `id` and then never read again.
-fn stalled_listener(addr: SocketAddr, id: &str) -> WebSocket<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    stream.set_write_timeout(Some(WAIT)).expect("write timeout");
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
-    let expect_text = |ws: &mut WebSocket<TcpStream>, prefix: &str| loop {
-        match ws.read().expect("read during join") {
-            Message::Text(t) if t.as_str().starts_with(prefix) => return,
-            Message::Text(_) => continue,
-            other => panic!("unexpected {other:?} while waiting for {prefix:?}"),
-        }
-    };
-    expect_text(&mut ws, "0{");
-    ws.send(Message::text(format!("40{NAMESPACE},")))
-        .expect("send CONNECT");
-    expect_text(&mut ws, &format!("40{NAMESPACE},"));
-    expect_text(&mut ws, &format!("42{NAMESPACE},[\"connection_ack\""));
-    let join = format!(
-        "42{NAMESPACE},{}",
-        json!(["join_stream", {"stream_id": id}])
-    );
-    ws.send(Message::text(join)).expect("send join_stream");
-    ws
-}
-
 #[test]
 fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
     let _dog = Watchdog::new(Duration::from_secs(120), "ASF_MAX_LAG_BYTES=65536");
-    let server = Server::start_with(&[
-        ("ASF_MAX_LAG_BYTES", "65536"),
-        ("ASF_STREAM_SLEEP_INTERVAL", "0.001"),
-        // Only the lag rule may drop the stalled client within the test's deadlines.
-        ("ASF_STALL_TIMEOUT", "300"),
-    ]);
+    // Only the lag rule may drop the stalled client within the test's deadlines.
+    let server = Server::start_with(&LAG_RULE_ONLY);
     let audio = audio_bytes(8 << 20, 22);
     server.publish("strm_lag", &audio);
     let mut stalled = stalled_listener(server.addr, "strm_lag");

@@ -1,5 +1,6 @@
-//! The internal HTTP endpoints: notify (register a stream id), unregister
-//! (`DELETE /asf/internal/streams/<id>`), send_ui_update (see [`super::ui`]) and health.
+//! The internal HTTP endpoints: notify (register a stream id), the stream listing and
+//! unregister (`GET`/`DELETE /asf/internal/streams/<id>`, see `observe.rs` for the listing),
+//! send_ui_update (see [`super::ui`]), health, and the routing of `/metrics`.
 //!
 //! A notify is checked here (token, content type, JSON shape, lengths), then its file path is
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
@@ -16,7 +17,9 @@ use super::texts::*;
 use super::ui::{parse_ui_update, UiRooms, SEND_UI_UPDATE_PATH};
 use crate::config::Config;
 use crate::http::{decode_path_segment, Request, Response};
-use crate::service::{Endpoints, HttpReply, ServerStats};
+use crate::metrics::AppCounters;
+use crate::service::{Endpoints, HttpReply, Route, ServerStats};
+use crate::socketio::SocketCounts;
 use crate::stream::{
     BufferPool, Files, PathError, Registration, Registry, RegistryError, Sessions, StreamStats,
     MAX_FILEPATH_LEN,
@@ -25,16 +28,20 @@ use crate::stream::{
 /// The internal HTTP API and the process-wide figures it reports.
 #[derive(Debug)]
 pub struct Api {
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
     files: Arc<dyn Files>,
-    registry: Arc<dyn Registry>,
-    sessions: Arc<Sessions>,
-    stats: Arc<StreamStats>,
-    pool: Arc<BufferPool>,
+    pub(super) registry: Arc<dyn Registry>,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) stats: Arc<StreamStats>,
+    pub(super) pool: Arc<BufferPool>,
     log: Arc<StreamLog>,
     started: Instant,
     /// The UI updates namespace's rooms, once [`Api::with_ui`] set them.
     ui: Option<UiRooms>,
+    /// Join, end and notify counts (shared with the audio namespace).
+    pub(super) counters: Arc<AppCounters>,
+    /// Connected sockets per namespace.
+    pub(super) sockets: SocketCounts,
 }
 
 /// The HTTP status a refused `filepath` answers with.
@@ -84,6 +91,8 @@ impl Api {
             log,
             started: Instant::now(),
             ui: None,
+            counters: Arc::default(),
+            sockets: SocketCounts::default(),
         }
     }
 
@@ -95,18 +104,12 @@ impl Api {
 
     /// The 401 answer of a request without the internal token, or `None` when it may pass;
     /// logs the refusal for `what`.
-    fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<Response> {
+    pub(super) fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<Response> {
         if self.authorized(req) {
             return None;
         }
         crate::client_warn!("request refused: missing or wrong bearer token"; what);
-        Some(
-            Response::error(
-                401,
-                "Unauthorized: a valid Authorization: Bearer token is required",
-            )
-            .with_header("WWW-Authenticate", "Bearer"),
-        )
+        Some(unauthorized())
     }
 
     /// The 415 answer of a request whose body is not declared JSON, or `None`.
@@ -152,7 +155,14 @@ impl Api {
         }
     }
 
-    fn authorized(&self, req: &Request) -> bool {
+    /// Counts into `counters` (shared with the audio namespace) and shows `sockets`.
+    pub fn observing(mut self, counters: Arc<AppCounters>, sockets: SocketCounts) -> Self {
+        self.counters = counters;
+        self.sockets = sockets;
+        self
+    }
+
+    pub(super) fn authorized(&self, req: &Request) -> bool {
         let Some(token) = &self.config.internal_token else {
             return true;
         };
@@ -220,12 +230,10 @@ impl Api {
         }))
     }
 
-    /// `DELETE /asf/internal/streams/<id>`: unregisters `id` once the registry has stored
-    /// the removal. Streams in progress go on; the next join of `id` is "not found".
-    fn unregister(&self, req: &Request, raw_id: &str) -> HttpReply {
-        if let Some(refused) = self.refuse_unauthorized(req, "unregister") {
-            return refused.into();
-        }
+    /// `DELETE /asf/internal/streams/<id>` (`raw_id` still percent-encoded; the caller
+    /// checked the token): unregisters the id once the registry has stored the removal.
+    /// Streams in progress go on; the next join of the id is "not found".
+    pub(super) fn unregister(&self, raw_id: &str) -> HttpReply {
         let stream_id = decode_path_segment(raw_id);
         if stream_id.is_empty() {
             return Response::error(400, "Missing stream id: DELETE /asf/internal/streams/<id>")
@@ -323,6 +331,40 @@ fn registry_error(e: &RegistryError, what: &str) -> Response {
     Response::error(503, &message)
 }
 
+/// The answer to a request without the internal token.
+pub(super) fn unauthorized() -> Response {
+    Response::error(
+        401,
+        "Unauthorized: a valid Authorization: Bearer token is required",
+    )
+    .with_header("WWW-Authenticate", "Bearer")
+}
+
+/// The answer to a method a route does not serve.
+pub(super) fn method_not_allowed(allow: &'static str) -> Response {
+    let message = match allow {
+        "POST" => "Method not allowed; use POST",
+        "GET, HEAD, DELETE" => "Method not allowed; use GET or DELETE",
+        _ => "Method not allowed; use GET",
+    };
+    Response::error(405, message).with_header("Allow", allow)
+}
+
+/// Counts the status of `reply` (now, or once it is ready) with `count`.
+fn counted(reply: HttpReply, count: impl FnOnce(u16) + Send + 'static) -> HttpReply {
+    match reply {
+        HttpReply::Ready(resp) => {
+            count(resp.status);
+            HttpReply::Ready(resp)
+        }
+        HttpReply::Later(answer) => HttpReply::Later(Box::pin(async move {
+            let resp = answer.await;
+            count(resp.status);
+            resp
+        })),
+    }
+}
+
 /// A valid notify body.
 #[derive(Debug, PartialEq, Eq)]
 struct Notify {
@@ -378,27 +420,45 @@ fn parse_notify(body: &[u8]) -> Result<Notify, String> {
 
 impl Endpoints for Api {
     fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply {
+        if let Some(rest) = req.path().strip_prefix(STREAMS_PATH) {
+            if let Some(reply) = self.streams_route(req, rest) {
+                return reply;
+            }
+        }
         match (req.path(), req.method()) {
-            (NOTIFY_PATH, "POST") => self.notify(req),
-            (NOTIFY_PATH, _) => Response::error(405, "Method not allowed; use POST")
-                .with_header("Allow", "POST")
-                .into(),
+            (NOTIFY_PATH, method) => {
+                let reply = match method {
+                    "POST" => self.notify(req),
+                    _ => method_not_allowed("POST").into(),
+                };
+                let counters = Arc::clone(&self.counters);
+                counted(reply, move |status| counters.notify(status))
+            }
             (SEND_UI_UPDATE_PATH, "POST") => self.send_ui_update(req).into(),
-            (SEND_UI_UPDATE_PATH, _) => Response::error(405, "Method not allowed; use POST")
-                .with_header("Allow", "POST")
-                .into(),
-            (path, method) if path.starts_with(STREAMS_PATH) => match method {
-                "DELETE" => self.unregister(req, &path[STREAMS_PATH.len()..]),
-                _ => Response::error(405, "Method not allowed; use DELETE")
-                    .with_header("Allow", "DELETE")
-                    .into(),
-            },
+            (SEND_UI_UPDATE_PATH, _) => method_not_allowed("POST").into(),
             (HEALTH_PATH, "GET" | "HEAD") => self.health(stats).into(),
-            (HEALTH_PATH, _) => Response::error(405, "Method not allowed; use GET")
-                .with_header("Allow", "GET, HEAD")
-                .into(),
+            (HEALTH_PATH, _) => method_not_allowed("GET, HEAD").into(),
+            (METRICS_PATH, "GET" | "HEAD") => self.metrics(req, stats).into(),
+            (METRICS_PATH, _) => method_not_allowed("GET, HEAD").into(),
             (path, _) => Response::error(404, &format!("No route for {path}")).into(),
         }
+    }
+
+    fn route(&self, path: &str) -> Route {
+        let (name, internal) = match path {
+            NOTIFY_PATH => ("notify", true),
+            HEALTH_PATH => ("health", false),
+            METRICS_PATH => ("metrics", true),
+            SEND_UI_UPDATE_PATH => ("send_ui_update", true),
+            p if p == STREAMS_PATH || p.starts_with(INTERNAL_PREFIX) => {
+                let streams = p
+                    .strip_prefix(STREAMS_PATH)
+                    .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+                (if streams { "streams" } else { "other" }, true)
+            }
+            _ => return Route::OTHER,
+        };
+        Route { name, internal }
     }
 
     fn tick(&self, now: Instant) {

@@ -8,6 +8,7 @@
 //! that the runtime serves.
 
 mod endpoints;
+mod observe;
 mod streams;
 pub mod summary;
 pub mod ui;
@@ -16,9 +17,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use endpoints::{constant_time_eq, Api};
+pub use observe::MAX_LISTED_STREAMS;
 pub use streams::{parse_join, ConnData, JoinRequest, Streams};
 
 use crate::config::Config;
+use crate::metrics::AppCounters;
 use crate::socketio::{packet, Limits, Router};
 use summary::StreamLog;
 
@@ -30,10 +33,15 @@ pub mod texts {
     pub const NAMESPACE: &str = "/api/v1/podcasts/stream";
     /// Path of the notify endpoint.
     pub const NOTIFY_PATH: &str = "/asf/internal/notify_new_audio";
-    /// Path prefix of the unregister endpoint (`DELETE /asf/internal/streams/<id>`).
-    pub const STREAMS_PATH: &str = "/asf/internal/streams/";
     /// Path of the health endpoint.
     pub const HEALTH_PATH: &str = "/asf/health";
+    /// Path of the Prometheus metrics endpoint.
+    pub const METRICS_PATH: &str = "/metrics";
+    /// Path of the stream listing (`GET /asf/internal/streams/<id>` shows one stream,
+    /// `DELETE /asf/internal/streams/<id>` unregisters it).
+    pub const STREAMS_PATH: &str = "/asf/internal/streams";
+    /// Paths under this prefix are internal (served on `ASF_INTERNAL_ADDR` when set).
+    pub const INTERNAL_PREFIX: &str = "/asf/internal/";
     /// Where Socket.IO is served.
     pub const ENGINE_PATH: &str = "/socket.io/";
     /// Longest stream id accepted (ids are short tokens; this bounds memory per request).
@@ -48,7 +56,8 @@ pub mod texts {
 }
 
 pub use texts::{
-    ENGINE_PATH, HEALTH_PATH, MAX_STREAM_ID_LEN, NAMESPACE, NOTIFY_PATH, STREAMS_PATH,
+    ENGINE_PATH, HEALTH_PATH, INTERNAL_PREFIX, MAX_STREAM_ID_LEN, METRICS_PATH, NAMESPACE,
+    NOTIFY_PATH, STREAMS_PATH,
 };
 
 /// Unix time in seconds, as the seed's `timestamp` fields carry it.
@@ -63,6 +72,7 @@ pub(crate) fn timestamp() -> f64 {
 /// Socket.IO router, over the given file-system and registry ports.
 pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Registry>) -> Router {
     let stats = Arc::new(StreamStats::default());
+    let counters = Arc::new(AppCounters::default());
     let pool = BufferPool::new(config.read_block_size, 64);
     let sessions = Arc::new(Sessions::new(SessionParams {
         pool: Arc::clone(&pool),
@@ -88,6 +98,7 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         interval: config.stream_sleep_interval,
         chunk_header: packet::single_binary_event(NAMESPACE, "audio_chunk"),
         log: Arc::clone(&log),
+        counters: Arc::clone(&counters),
     });
     let limits = Limits {
         max_events_per_sec: config.max_events_per_sec,
@@ -105,7 +116,8 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         stats,
         pool,
         log,
-    );
+    )
+    .observing(counters, router.socket_counts());
     if let Some(rooms) = router.rooms(&ui_namespace) {
         let ui = ui::UiRooms {
             namespace: ui_namespace,

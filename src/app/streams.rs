@@ -22,6 +22,7 @@ use super::summary::{Ended, StreamLog};
 use super::texts::*;
 use super::timestamp;
 use crate::engineio::DisconnectReason;
+use crate::metrics::{AppCounters, EndReason, JoinResult};
 use crate::service::Feed;
 use crate::socketio::{Event, Handler, Socket};
 use crate::stream::{
@@ -90,6 +91,8 @@ struct Pending {
     ack: Option<i64>,
     /// The id was unknown: the client was told, and the connection is watching the id.
     waiting: bool,
+    /// When the join was asked (or, for a waiting join, when its id was looked up again).
+    asked_at: Instant,
     step: Step,
 }
 
@@ -135,6 +138,8 @@ pub struct Streams {
     pub(super) chunk_header: Bytes,
     /// Joins and ends per stream, for the info log's summaries.
     pub(super) log: Arc<StreamLog>,
+    /// Join, end and notify counts (for /metrics).
+    pub(super) counters: Arc<AppCounters>,
 }
 
 fn poll_now<T>(answer: &mut Answer<T>, socket: &Socket<'_, ConnData>) -> Poll<T> {
@@ -161,6 +166,7 @@ impl Streams {
     /// Stops the current stream, wait or pending join.
     fn leave_current(&self, socket: &mut Socket<'_, ConnData>) {
         if let Some(feed) = socket.data.feed.take() {
+            self.counters.end(EndReason::Left);
             self.log
                 .ended(&feed.stream_id, Ended::Left, feed.listener.bytes_sent());
         }
@@ -185,6 +191,7 @@ impl Streams {
         id: String,
         session: Arc<StreamSession>,
         offset: u64,
+        asked_at: Instant,
     ) {
         let live = session.final_len().is_none();
         let listener = match Listener::new(
@@ -197,6 +204,7 @@ impl Streams {
             Ok(l) => l,
             Err(e) => {
                 crate::client_info!("join refused: bad offset"; sid = %socket.sid(), stream_id = ?id, error = %e);
+                self.counters.join(JoinResult::BadRequest);
                 Self::emit_error(socket, &format!("{e}."));
                 return;
             }
@@ -222,10 +230,12 @@ impl Streams {
         socket.emit("audio_control", &[start]);
         tracing::debug!(sid = %socket.sid(), stream_id = ?id, offset, total = ?listener.total(), live, "listener joined");
         self.log.joined(&id);
+        self.counters.join(JoinResult::Started);
         socket.data.feed = Some(Box::new(Feed {
             stream_id: id,
             listener,
             chunk_header: self.chunk_header.clone(),
+            joined_at: asked_at,
         }));
     }
 
@@ -264,6 +274,7 @@ impl Streams {
             after_ms: None,
             ack,
             waiting: false,
+            asked_at: socket.now,
         }));
         self.advance(socket);
     }
@@ -288,6 +299,7 @@ impl Streams {
             after_ms,
             ack: None,
             waiting: true,
+            asked_at: socket.now,
         }));
         self.advance(socket);
     }
@@ -310,6 +322,8 @@ impl Streams {
                     Poll::Ready(Ok(Some(reg))) => {
                         if p.waiting {
                             self.registry.unwatch(&p.id, socket.waker());
+                            // The wait for the notify is not the join's latency.
+                            p.asked_at = socket.now;
                         }
                         p.live = reg.live;
                         p.notified_at_ms = reg.notified_at_ms;
@@ -328,6 +342,7 @@ impl Streams {
                             return;
                         }
                         tracing::debug!(sid = %socket.sid(), stream_id = ?p.id, "join of an unknown stream id; waiting for its notify");
+                        self.counters.join(JoinResult::NotFound);
                         socket.emit("stream_error", &[json!({ "message": STREAM_NOT_FOUND })]);
                         if let Some(ack) = p.ack.take() {
                             socket.ack(ack, &[], Vec::new());
@@ -352,16 +367,18 @@ impl Streams {
                             ack,
                             live,
                             notified_at_ms,
+                            asked_at,
                             ..
                         } = *p;
                         match opened {
                             Ok(opened) => {
                                 let session = self.attach(&id, opened, live, socket.now);
                                 socket.data.joined_ms = notified_at_ms;
-                                self.start(socket, id, session, offset);
+                                self.start(socket, id, session, offset, asked_at);
                             }
                             Err(e) => {
                                 crate::client_warn!("audio file unavailable"; sid = %socket.sid(), stream_id = ?id, error = %e);
+                                self.counters.join(JoinResult::Unavailable);
                                 socket.emit(
                                     "stream_error",
                                     &[json!({ "message": FILE_UNAVAILABLE })],
@@ -410,6 +427,7 @@ impl Handler for Streams {
                 Ok(req) => return self.join(socket, req, event.ack),
                 Err(message) => {
                     tracing::debug!(sid = %socket.sid(), error = %message, "join_stream refused");
+                    self.counters.join(JoinResult::BadRequest);
                     Self::emit_error(socket, &message);
                 }
             },
@@ -424,8 +442,17 @@ impl Handler for Streams {
     }
 
     fn on_disconnect(&self, socket: &mut Socket<'_, ConnData>, reason: &DisconnectReason) {
-        if let Some(feed) = &socket.data.feed {
-            tracing::debug!(sid = %socket.sid(), stream_id = ?feed.stream_id, sent = feed.listener.bytes_sent(), %reason, "listener left mid-stream");
+        // Taken here (not by `leave` below) so that the metrics count the disconnect's
+        // reason rather than a `leave_stream`; the log summary counts it as a leave.
+        if let Some(feed) = socket.data.feed.take() {
+            let sent = feed.listener.bytes_sent();
+            tracing::debug!(sid = %socket.sid(), stream_id = ?feed.stream_id, sent, %reason, "listener left mid-stream");
+            self.log.ended(&feed.stream_id, Ended::Left, sent);
+            self.counters.end(match reason {
+                DisconnectReason::SlowConsumer(_) => EndReason::StallTimeout,
+                DisconnectReason::ClientClose => EndReason::Left,
+                _ => EndReason::Disconnected,
+            });
         }
         self.leave(socket);
     }
@@ -460,6 +487,11 @@ impl Handler for Streams {
             Ended::Failed
         };
         self.log.ended(&id, how, sent);
+        self.counters.end(match &result {
+            Ok(()) => EndReason::Completed,
+            Err(StreamError::Lagged { .. }) => EndReason::LagLimit,
+            Err(_) => EndReason::Error,
+        });
         match result {
             Ok(()) => {
                 tracing::debug!(sid = %socket.sid(), stream_id = ?id, bytes = sent, "stream complete");

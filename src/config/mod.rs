@@ -8,7 +8,7 @@
 //! A bad value is one single-line [`ConfigError`]: `ASF_X=value is not valid: why`.
 //! Paths are not checked here (the runtime does that when it opens files).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ mod types;
 use parse::*;
 use source::one_line;
 pub use source::{EnvSource, Source};
-pub use types::{ConfigError, CorsOrigins, SecretString};
+pub use types::{ConfigError, CorsOrigins, LogFormat, SecretString};
 
 /// Name of the secret key variable.
 pub const ASF_SECRET_KEY: &str = "ASF_SECRET_KEY";
@@ -167,6 +167,14 @@ pub const ASF_REDIS_PREFIX: &str = "ASF_REDIS_PREFIX";
 pub const DEFAULT_REDIS_PREFIX: &str = "asf:";
 /// Longest accepted Redis key prefix, in bytes.
 pub const MAX_REDIS_PREFIX_LEN: usize = 64;
+/// Name of the internal listener address variable.
+pub const ASF_INTERNAL_ADDR: &str = "ASF_INTERNAL_ADDR";
+/// Name of the open-metrics variable.
+pub const ASF_METRICS_OPEN: &str = "ASF_METRICS_OPEN";
+/// Default: `/metrics` takes the internal token when one is set.
+pub const DEFAULT_METRICS_OPEN: bool = false;
+/// Name of the log format variable.
+pub const ASF_LOG_FORMAT: &str = "ASF_LOG_FORMAT";
 
 /// Every ASF setting, parsed once at startup.
 #[derive(Debug, Clone)]
@@ -307,6 +315,16 @@ pub struct Config {
     /// `<prefix>events`), 1 to 64 bytes without spaces. Default `asf:`; give each
     /// deployment that shares one Redis its own.
     pub redis_prefix: String,
+    /// `ASF_INTERNAL_ADDR`, an `IP:port` such as `127.0.0.1:5016` where the internal
+    /// endpoints (`/asf/internal/*`, `/metrics`) are served; they then answer 404 on the
+    /// public port. Default unset (empty = unset): everything on `ASF_HOST:ASF_PORT`.
+    pub internal_addr: Option<SocketAddr>,
+    /// `ASF_METRICS_OPEN`. Default false: `/metrics` asks for the internal token when
+    /// `ASF_INTERNAL_TOKEN` is set; true lets any scraper that reaches it in.
+    pub metrics_open: bool,
+    /// `ASF_LOG_FORMAT`, `text` or `json`. Default `text` (for people); `json` writes one
+    /// JSON object per line with the event's fields (for log shippers).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -349,6 +367,9 @@ impl Default for Config {
             stream_ttl: None,
             redis_url: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            internal_addr: None,
+            metrics_open: DEFAULT_METRICS_OPEN,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -439,6 +460,9 @@ impl Config {
             stream_ttl: var(src, ASF_STREAM_TTL, parse_stream_ttl)?.or(d.stream_ttl),
             redis_url: var(src, ASF_REDIS_URL, parse_redis_url)?,
             redis_prefix: var(src, ASF_REDIS_PREFIX, parse_redis_prefix)?.unwrap_or(d.redis_prefix),
+            internal_addr: optional(src, ASF_INTERNAL_ADDR, parse_internal_addr)?,
+            metrics_open: var(src, ASF_METRICS_OPEN, parse_bool)?.unwrap_or(d.metrics_open),
+            log_format: var(src, ASF_LOG_FORMAT, parse_log_format)?.unwrap_or(d.log_format),
         })
     }
 
@@ -475,7 +499,10 @@ impl Config {
             Some(url) => token_of(&redis_url_shown(url.expose())),
             None => "unset".to_owned(),
         };
-        let fields: [(&str, String); 36] = [
+        let internal_addr = self
+            .internal_addr
+            .map_or_else(|| "unset".to_owned(), |a| a.to_string());
+        let fields: [(&str, String); 39] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -527,6 +554,9 @@ impl Config {
             ("stream_ttl", ttl),
             ("redis_url", redis_url),
             ("redis_prefix", token_of(&self.redis_prefix)),
+            ("internal_addr", internal_addr),
+            ("metrics_open", self.metrics_open.to_string()),
+            ("log_format", self.log_format.as_str().to_owned()),
         ];
         fields
             .iter()

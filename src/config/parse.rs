@@ -309,3 +309,17 @@ pub(super) fn parse_namespace(raw: &str) -> Result<String, String> {
     }
     Ok(raw.to_owned())
 }
+
+pub(super) fn parse_internal_addr(raw: String) -> Result<SocketAddr, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected IP:port such as 127.0.0.1:5016 or [::1]:5016".to_owned())
+}
+
+pub(super) fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".to_owned()),
+    }
+}

@@ -540,3 +540,26 @@ fn redis_url_and_prefix() {
         parse_err(ASF_REDIS_PREFIX, bad);
     }
 }
+
+#[test]
+fn observability_settings() {
+    let c = parse(&[]);
+    assert_eq!(c.internal_addr, None);
+    assert!(!c.metrics_open);
+    assert_eq!(c.log_format, LogFormat::Text);
+    let c = parse(&[
+        (ASF_INTERNAL_ADDR, " 127.0.0.1:5016 "),
+        (ASF_METRICS_OPEN, "true"),
+        (ASF_LOG_FORMAT, "JSON"),
+    ]);
+    assert_eq!(c.internal_addr, Some("127.0.0.1:5016".parse().unwrap()));
+    assert!(c.metrics_open);
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert!(c.summary().contains("internal_addr=127.0.0.1:5016"));
+    assert!(c.summary().contains("log_format=json"));
+    assert_eq!(parse(&[(ASF_INTERNAL_ADDR, "")]).internal_addr, None);
+    assert!(parse_err(ASF_INTERNAL_ADDR, "localhost").contains("expected IP:port"));
+    assert!(parse_err(ASF_INTERNAL_ADDR, "127.0.0.1").contains("expected IP:port"));
+    assert!(parse_err(ASF_LOG_FORMAT, "yaml").contains("expected text or json"));
+    parse_err(ASF_METRICS_OPEN, "maybe");
+}

@@ -37,6 +37,25 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// How log lines are written (`ASF_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the event's fields.
+    Json,
+}
+
+impl LogFormat {
+    /// The setting's value for this format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// Which browser origins may connect (CORS for polling and the WebSocket upgrade).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CorsOrigins {

@@ -11,13 +11,13 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::io::write_all;
-use super::session::{gather, Budget, ConnGuard, Ctx, Item, Reads, Shared, Step};
+use super::session::{gather, Budget, ConnGuard, Ctx, Item, Reads, Shared, Side, Step};
 use super::websocket;
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
 use crate::engineio::{DisconnectReason, Outgoing, Sid, Transport};
 use crate::http::{self, Request, Response};
-use crate::service::{Cx, HttpReply, Service};
+use crate::service::{Cx, HttpReply, Route, Service};
 
 /// The body of a polling response that only ends the request: one noop packet.
 const NOOP: Bytes = Bytes::from_static(b"6");
@@ -108,12 +108,19 @@ async fn read_more(
     }
 }
 
-/// Serves one accepted connection.
+/// The Engine.IO path as a route (public).
+const ENGINE_ROUTE: Route = Route {
+    name: "engineio",
+    internal: false,
+};
+
+/// Serves one accepted connection (`side` says which routes it may reach).
 pub(crate) async fn handle<S: Service>(
     ctx: Arc<Ctx<S>>,
     stream: TcpStream,
     peer: SocketAddr,
     guard: ConnGuard,
+    side: Side,
 ) {
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(stream);
@@ -125,12 +132,22 @@ pub(crate) async fn handle<S: Service>(
             Ok(Some(req)) => {
                 let keep_alive = req.keep_alive();
                 let engine = req.path() == ctx.service.engine_path();
-                if engine && req.query_param("transport").as_deref() == Some("websocket") {
+                let route = if engine {
+                    ENGINE_ROUTE
+                } else {
+                    ctx.service.route(req.path())
+                };
+                let served = side.serves(route, engine);
+                if served && engine && req.query_param("transport").as_deref() == Some("websocket")
+                {
                     // Its own task: this HTTP task's state is freed for the connection's life.
                     tokio_uring::spawn(websocket::handle(ctx, stream, req, buf, peer, guard));
                     return;
                 }
-                let resp = if engine {
+                let resp = if !served {
+                    tracing::debug!(%peer, path = req.path(), ?side, "route not served on this listener");
+                    Response::error(404, &format!("No route for {}", req.path()))
+                } else if engine {
                     engine_request(&ctx, &req).await
                 } else {
                     match ctx.service.handle_http(&req, &ctx.stats) {
@@ -138,6 +155,7 @@ pub(crate) async fn handle<S: Service>(
                         HttpReply::Later(answer) => answer.await,
                     }
                 };
+                ctx.stats.http.count(route.name, resp.status);
                 let keep_alive =
                     keep_alive && *ctx.phase.borrow() == super::session::Phase::Running;
                 if !send(&ctx, &stream, &resp, keep_alive, req.method() == "HEAD").await
@@ -191,6 +209,7 @@ pub(crate) async fn handle<S: Service>(
             }
             Err(e) => {
                 crate::client_info!("bad HTTP request"; %peer, error = %e, status = e.status());
+                ctx.stats.http.count("invalid", e.status());
                 send(&ctx, &stream, &http::error_response(&e), false, false).await;
                 return;
             }

@@ -14,6 +14,7 @@ mod conn;
 mod follow;
 mod fs;
 mod io;
+mod process;
 mod redis_store;
 mod server;
 mod session;
@@ -22,5 +23,5 @@ mod websocket;
 
 pub use fs::DiskFiles;
 pub use redis_store::RedisRegistry;
-pub use server::{bind_all, run, serve, shutdown_channel, Shutdown, ShutdownHandle};
+pub use server::{bind_all, run, serve, serve_split, shutdown_channel, Shutdown, ShutdownHandle};
 pub use store::{spawn_ttl_sweep, RedbRegistry, StoreError, STORE_FILE};

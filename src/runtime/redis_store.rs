@@ -256,6 +256,14 @@ impl Registry for RedisRegistry {
         self.view.len()
     }
 
+    fn list(&self, max: usize) -> Vec<(String, Registration)> {
+        self.view.list(max)
+    }
+
+    fn watched(&self) -> usize {
+        self.view.watched()
+    }
+
     fn backend(&self) -> BackendState {
         BackendState {
             backend: "redis",
@@ -385,7 +393,7 @@ async fn connect(
             }
         }
     }
-    for id in view.ids() {
+    for (id, _) in view.list(usize::MAX) {
         if !fresh.contains_key(&id) {
             view.remove(&id);
         }

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use super::conn;
-use super::session::{ConnGuard, Ctx, Phase};
+use super::session::{ConnGuard, Ctx, Phase, Side};
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig};
 use crate::service::{ServerStats, Service};
@@ -158,6 +158,16 @@ fn install_signal_handlers(handle: ShutdownHandle) -> io::Result<()> {
 pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
     let listeners = bind_all(&config)?;
     let addr = listeners[0].local_addr()?;
+    let internal = match config.internal_addr {
+        Some(at) => Some(bind(at, config.listen_backlog, 0).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on ASF_INTERNAL_ADDR {at}: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let internal_addr = internal.as_ref().map(|l| l.local_addr()).transpose()?;
     let (handle, shutdown) = shutdown_channel();
     // Handlers before the listening line: from then on a SIGTERM must drain, not kill.
     install_signal_handlers(handle)?;
@@ -166,9 +176,13 @@ pub fn run<S: Service>(config: Arc<Config>, service: Arc<S>) -> io::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "asf listening on {addr}");
+        if let Some(at) = internal_addr {
+            tracing::info!(addr = %at, "internal endpoints and /metrics served only here");
+            let _ = writeln!(out, "asf internal endpoints on {at}");
+        }
         let _ = out.flush();
     }
-    serve(config, service, listeners, shutdown)
+    serve_split(config, service, listeners, internal, shutdown)
 }
 
 /// Serves `service` on `listeners` (one worker thread each) until `shutdown` asks to stop,
@@ -179,14 +193,29 @@ pub fn serve<S: Service>(
     config: Arc<Config>,
     service: Arc<S>,
     listeners: Vec<TcpListener>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    serve_split(config, service, listeners, None, shutdown)
+}
+
+/// Like [`serve`], with the internal routes (see [`Route`](crate::service::Route)) served
+/// on `internal` only (they answer 404 on `listeners`, and Engine.IO answers 404 on
+/// `internal`). Without `internal`, every route is served on `listeners`.
+pub fn serve_split<S: Service>(
+    config: Arc<Config>,
+    service: Arc<S>,
+    listeners: Vec<TcpListener>,
+    internal: Option<TcpListener>,
     mut shutdown: Shutdown,
 ) -> io::Result<()> {
     if listeners.is_empty() {
         return Err(io::Error::other("serve needs at least one listener"));
     }
-    for l in &listeners {
+    for l in listeners.iter().chain(&internal) {
         l.set_nonblocking(true)?;
     }
+    let internal_split = internal.is_some();
+    let mut internal = internal;
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let ctx = Arc::new(Ctx {
         eio: EioConfig {
@@ -197,22 +226,24 @@ pub fn serve<S: Service>(
             max_packets_per_sec: config.max_events_per_sec,
         },
         http_limits: crate::http::Limits::default(),
-        stats: Arc::new(ServerStats::default()),
+        stats: Arc::new(ServerStats::with_process(super::process::read)),
         sessions: Mutex::new(HashMap::new()),
         owed_noops: Mutex::new(HashMap::new()),
         phase: phase_rx,
         service,
         config: Arc::clone(&config),
+        internal_split,
     });
     let mut workers = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let ctx = Arc::clone(&ctx);
+        let internal = internal.take();
         let handle = std::thread::Builder::new()
             .name(format!("asf-worker-{i}"))
             .spawn(move || {
                 let result = tokio_uring::builder()
                     .entries(1024)
-                    .start(worker(ctx, listener, i));
+                    .start(worker(ctx, listener, i, internal));
                 if let Err(e) = result {
                     tracing::error!(worker = i, error = %e, "worker failed");
                 }
@@ -271,8 +302,8 @@ async fn worker<S: Service>(
     ctx: Arc<Ctx<S>>,
     listener: TcpListener,
     index: usize,
+    internal: Option<TcpListener>,
 ) -> io::Result<()> {
-    let listener = tokio_uring::net::TcpListener::from_std(listener);
     let mut phase = ctx.phase.clone();
     if index == 0 {
         let ctx = Arc::clone(&ctx);
@@ -290,12 +321,45 @@ async fn worker<S: Service>(
             }
         });
     }
+    let side = if internal.is_some() || ctx.internal_split {
+        Side::Public
+    } else {
+        Side::All
+    };
+    if let Some(internal) = internal {
+        tokio_uring::spawn(accept_loop(
+            Arc::clone(&ctx),
+            internal,
+            index,
+            Side::Internal,
+        ));
+    }
+    accept_loop(Arc::clone(&ctx), listener, index, side).await;
+    // Keep serving the open connections until the shutdown sequence is over.
+    while *phase.borrow() != Phase::Exit {
+        if phase.changed().await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Accepts connections on `listener` (serving the routes of `side`) until the server stops
+/// accepting.
+async fn accept_loop<S: Service>(
+    ctx: Arc<Ctx<S>>,
+    listener: TcpListener,
+    index: usize,
+    side: Side,
+) {
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    let mut phase = ctx.phase.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let open = ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let guard = ConnGuard(Arc::clone(&ctx.stats));
+                    let guard = ConnGuard::new(Arc::clone(&ctx.stats));
                     if open >= ctx.config.max_connections {
                         crate::client_warn!("connection refused: ASF_MAX_CONNECTIONS reached"; %peer, limit = ctx.config.max_connections);
                         tokio_uring::spawn(async move {
@@ -305,7 +369,7 @@ async fn worker<S: Service>(
                         });
                         continue;
                     }
-                    tokio_uring::spawn(conn::handle(Arc::clone(&ctx), stream, peer, guard));
+                    tokio_uring::spawn(conn::handle(Arc::clone(&ctx), stream, peer, guard, side));
                 }
                 Err(e) => {
                     if is_fd_exhaustion(&e) {
@@ -324,14 +388,6 @@ async fn worker<S: Service>(
             }
         }
     }
-    drop(listener);
-    // Keep serving the open connections until the shutdown sequence is over.
-    while *phase.borrow() != Phase::Exit {
-        if phase.changed().await.is_err() {
-            break;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
-use crate::service::{Cx, ServerStats, Service};
+use crate::metrics::WorkerStats;
+use crate::service::{Cx, Route, ServerStats, Service};
 use crate::stream::{Framing, Poll, StreamSession};
 
 /// Shutdown phases, broadcast to every worker.
@@ -39,6 +40,30 @@ pub(crate) struct Ctx<S: Service> {
     /// instant until which its next GET is owed a noop (see [`Ctx::owe_noop`]).
     pub owed_noops: Mutex<HashMap<Sid, Instant>>,
     pub phase: watch::Receiver<Phase>,
+    /// The internal routes have a listener of their own (`ASF_INTERNAL_ADDR`).
+    pub internal_split: bool,
+}
+
+/// Which routes a listener's connections may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Every route (no internal listener).
+    All,
+    /// Everything but the internal routes.
+    Public,
+    /// Everything but Engine.IO (the internal listener).
+    Internal,
+}
+
+impl Side {
+    /// Whether a request for `route` (Engine.IO when `engine`) is served here.
+    pub fn serves(self, route: Route, engine: bool) -> bool {
+        match self {
+            Side::All => true,
+            Side::Public => !route.internal,
+            Side::Internal => !engine,
+        }
+    }
 }
 
 /// Most sessions remembered in [`Ctx::owed_noops`] at once.
@@ -215,15 +240,62 @@ impl<S: Service> Ctx<S> {
     }
 }
 
-/// Counts an open TCP connection; the count drops when the guard does, in whichever task
-/// ends the connection.
+/// Counts an open TCP connection (and whether it is a WebSocket); the counts drop when the
+/// guard does, in whichever task ends the connection.
 #[derive(Debug)]
-pub(crate) struct ConnGuard(pub Arc<ServerStats>);
+pub(crate) struct ConnGuard {
+    stats: Arc<ServerStats>,
+    websocket: bool,
+}
+
+impl ConnGuard {
+    /// Guards a connection already counted in `stats.connections`.
+    pub fn new(stats: Arc<ServerStats>) -> Self {
+        ConnGuard {
+            stats,
+            websocket: false,
+        }
+    }
+
+    /// The connection became a WebSocket.
+    pub fn upgraded(&mut self) {
+        if !self.websocket {
+            self.websocket = true;
+            self.stats.websockets.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.websocket {
+            self.stats.websockets.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+thread_local! {
+    /// This worker thread's audio counters, and the server they belong to.
+    static WORKER: std::cell::RefCell<Option<(usize, Arc<WorkerStats>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this worker thread's counters of `stats` (registered on first use): the
+/// per-chunk path writes only its own thread's counters; a scrape sums them.
+fn with_worker(stats: &Arc<ServerStats>, f: impl FnOnce(&WorkerStats)) {
+    let key = Arc::as_ptr(stats) as usize;
+    WORKER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &*slot {
+            Some((k, w)) if *k == key => f(w),
+            _ => {
+                let w = stats.add_worker();
+                f(&w);
+                *slot = Some((key, w));
+            }
+        }
+    });
 }
 
 /// Applies the session's timers at `now` (lock held) and returns its next deadline.
@@ -534,6 +606,7 @@ pub(crate) fn gather<S: Service>(
         return (Step::More, Reads::default());
     }
     scratch.clear();
+    let (sent_before, chunks_before) = (feed.listener.bytes_sent(), feed.listener.chunks_sent());
     let poll = match framer {
         Some(framer) => {
             let header = &feed.chunk_header;
@@ -554,6 +627,16 @@ pub(crate) fn gather<S: Service>(
             .listener
             .poll(now, budget.bytes, chunk_budget, waker, scratch),
     };
+    let sent = feed.listener.bytes_sent() - sent_before;
+    if sent > 0 {
+        let chunks = feed.listener.chunks_sent() - chunks_before;
+        with_worker(&ctx.stats, |w| {
+            w.sent(sent, chunks);
+            if sent_before == 0 {
+                w.first_chunk(now.saturating_duration_since(feed.joined_at));
+            }
+        });
+    }
     let mut reads = Reads {
         ahead: feed
             .listener

@@ -12,7 +12,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -91,6 +91,8 @@ pub struct RedbRegistry {
     view: Arc<MemoryRegistry>,
     /// Transactions committed since start (each one sync, however many changes it held).
     commits: Arc<AtomicU64>,
+    /// False while the writer has no usable file (commits answer 503), for `/metrics`.
+    up: Arc<AtomicBool>,
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -205,18 +207,20 @@ impl RedbRegistry {
         tracing::info!(path = ?path, streams = view.len(), expired, "stream store loaded");
         let (tx, rx) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let up = Arc::new(AtomicBool::new(true));
         let writer = {
-            let (view, commits) = (Arc::clone(&view), Arc::clone(&commits));
+            let (view, commits, up) = (Arc::clone(&view), Arc::clone(&commits), Arc::clone(&up));
             let path = path.clone();
             std::thread::Builder::new()
                 .name("asf-store".into())
-                .spawn(move || write_loop(db, &path, &rx, &view, &commits, max_streams))
+                .spawn(move || write_loop(db, &path, &rx, &view, (&commits, &up), max_streams))
                 .map_err(|e| fail(format!("cannot start the store thread: {e}")))?
         };
         Ok(Arc::new(RedbRegistry {
             path,
             view,
             commits,
+            up,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
         }))
@@ -303,10 +307,18 @@ impl Registry for RedbRegistry {
         self.view.len()
     }
 
+    fn list(&self, max: usize) -> Vec<(String, Registration)> {
+        self.view.list(max)
+    }
+
+    fn watched(&self) -> usize {
+        self.view.watched()
+    }
+
     fn backend(&self) -> BackendState {
         BackendState {
             backend: "redb",
-            up: true,
+            up: self.up.load(Ordering::Relaxed),
         }
     }
 }
@@ -317,7 +329,7 @@ fn write_loop(
     path: &Path,
     ops: &mpsc::Receiver<Op>,
     view: &MemoryRegistry,
-    commits: &AtomicU64,
+    (commits, up): (&AtomicU64, &AtomicBool),
     max_streams: usize,
 ) {
     let mut db = Some(db);
@@ -340,6 +352,7 @@ fn write_loop(
             match open_file(path) {
                 Ok(d) => {
                     tracing::info!(path = ?path, "stream store reopened");
+                    up.store(true, Ordering::Relaxed);
                     db = Some(d);
                 }
                 Err(e) => {
@@ -372,6 +385,7 @@ fn write_loop(
                 for o in outcomes {
                     o.fail(e.clone());
                 }
+                up.store(false, Ordering::Relaxed);
                 db = None;
             }
         }

@@ -22,7 +22,8 @@ use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::session::PACKET_OVERHEAD;
 use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
 use crate::http::Request;
-use crate::service::Service;
+use crate::service::{Cx, Service};
+use crate::stream::StreamError;
 use crate::ws::{self, Message};
 
 /// Bytes of chunk payload per writev. Larger writes cost less CPU per byte (fewer io_uring
@@ -62,6 +63,7 @@ pub(crate) async fn handle<S: Service>(
     let stall = ctx.config.stall_timeout;
     let refuse = |resp: crate::http::Response| {
         let stream = Rc::clone(&stream);
+        ctx.stats.http.count("engineio", resp.status);
         async move {
             let head = Bytes::from(resp.encode_head(false));
             let _ = write_all(&stream, vec![head, resp.body.clone()], stall).await;
@@ -138,6 +140,9 @@ pub(crate) async fn handle<S: Service>(
         }
         return;
     }
+    ctx.stats.http.count("engineio", 101);
+    let mut guard = guard;
+    guard.upgraded();
     if !upgrading {
         tokio_uring::spawn(writer(
             Arc::clone(&ctx),
@@ -627,7 +632,16 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
             match written {
                 Ok(back) => iov = back,
                 Err(e) => {
-                    let reason = if e.kind() == std::io::ErrorKind::TimedOut {
+                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+                    if timed_out
+                        && lag_deadline.is_some_and(|d| {
+                            d.saturating_duration_since(now) < ctx.config.stall_timeout
+                        })
+                    {
+                        // The lag limit, not the stall timeout, ended this write.
+                        end_lagged(&ctx, &shared);
+                    }
+                    let reason = if timed_out {
                         DisconnectReason::SlowConsumer(format!(
                             "{e} (stall timeout {:?}, lag limit {} bytes)",
                             ctx.config.stall_timeout, ctx.config.max_lag_bytes
@@ -672,6 +686,28 @@ async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stre
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
     ctx.finish(&shared);
+}
+
+/// Ends the feed of a paced listener whose write outlasted its lag deadline, as the lag
+/// check in `gather` would have (the service hears a `Lagged` end).
+fn end_lagged<S: Service>(ctx: &Ctx<S>, shared: &Shared<S::Conn>) {
+    let now = Instant::now();
+    let mut st = shared.lock();
+    let super::session::State { eio, conn, .. } = &mut *st;
+    let Some(lag) = ctx.service.feed(conn).map(|f| f.listener.lag_bytes(now)) else {
+        return;
+    };
+    let lagged = StreamError::Lagged {
+        lag,
+        limit: ctx.config.max_lag_bytes,
+    };
+    let cx = Cx {
+        sid: shared.sid,
+        now,
+        waker: &shared.waker,
+        out: eio.outbox(),
+    };
+    ctx.service.on_stream_end(conn, cx, Err(lagged));
 }
 
 fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {

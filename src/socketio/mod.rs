@@ -9,5 +9,5 @@ pub mod router;
 pub mod socket;
 
 pub use rooms::{RoomError, Rooms};
-pub use router::{Conn, Limits, Router};
+pub use router::{Conn, Limits, Router, SocketCounts};
 pub use socket::{Event, Handler, Socket};

@@ -8,6 +8,8 @@
 //! application's [`Endpoints`]. Sans-IO: time and the outbox come in a [`Cx`].
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -103,7 +105,23 @@ struct Namespace {
     handler: Box<dyn Erased>,
     /// Shared with whoever emits to the namespace's rooms from outside a connection (see
     /// [`Router::rooms`]).
-    rooms: std::sync::Arc<Rooms>,
+    rooms: Arc<Rooms>,
+    /// Connected sockets (shown by [`SocketCounts`]).
+    sockets: Arc<AtomicUsize>,
+}
+
+/// Connected sockets per namespace of a [`Router`], readable from elsewhere (metrics).
+#[derive(Debug, Clone, Default)]
+pub struct SocketCounts(Vec<(String, Arc<AtomicUsize>)>);
+
+impl SocketCounts {
+    /// `(namespace, connected sockets)` for every hosted namespace.
+    pub fn get(&self) -> Vec<(String, u64)> {
+        self.0
+            .iter()
+            .map(|(ns, n)| (ns.clone(), n.load(Ordering::Relaxed) as u64))
+            .collect()
+    }
 }
 
 /// One namespace joined by one connection.
@@ -168,9 +186,20 @@ impl Router {
         self.namespaces.push(Namespace {
             name: name.to_owned(),
             handler: Box::new(Typed(handler)),
-            rooms: std::sync::Arc::new(Rooms::default()),
+            rooms: Arc::new(Rooms::default()),
+            sockets: Arc::default(),
         });
         self
+    }
+
+    /// The connected-socket counts of the namespaces hosted so far.
+    pub fn socket_counts(&self) -> SocketCounts {
+        SocketCounts(
+            self.namespaces
+                .iter()
+                .map(|n| (n.name.clone(), Arc::clone(&n.sockets)))
+                .collect(),
+        )
     }
 
     /// Routes HTTP requests outside the Engine.IO path to `endpoints`.
@@ -197,7 +226,7 @@ impl Router {
         self.namespaces
             .iter()
             .find(|n| n.name == ns)
-            .map(|n| std::sync::Arc::clone(&n.rooms))
+            .map(|n| Arc::clone(&n.rooms))
     }
 
     /// Sockets in room `room` of namespace `ns`.
@@ -241,6 +270,9 @@ impl Router {
                                 self.limits.max_namespaces
                             )));
                         }
+                        self.namespaces[index]
+                            .sockets
+                            .fetch_add(1, Ordering::Relaxed);
                         conn.joined.push(Joined {
                             ns: index,
                             data: self.namespaces[index].handler.new_data(),
@@ -260,6 +292,7 @@ impl Router {
                 if let Some(p) = self.position(conn, &ns) {
                     let mut j = conn.joined.remove(p);
                     let n = &self.namespaces[j.ns];
+                    n.sockets.fetch_sub(1, Ordering::Relaxed);
                     let sid = cx.sid;
                     n.handler.on_disconnect(
                         parts(n, &mut j.member, cx),
@@ -357,6 +390,7 @@ impl Service for Router {
     fn on_close(&self, conn: &mut Conn, mut cx: Cx<'_>, reason: &DisconnectReason) {
         for mut j in std::mem::take(&mut conn.joined) {
             let n = &self.namespaces[j.ns];
+            n.sockets.fetch_sub(1, Ordering::Relaxed);
             n.handler
                 .on_disconnect(parts(n, &mut j.member, cx.reborrow()), &mut *j.data, reason);
             n.rooms.leave_all(&mut j.member, cx.sid);
@@ -409,6 +443,12 @@ impl Service for Router {
                 &format!("No route for {}", req.path()),
             )),
         }
+    }
+
+    fn route(&self, path: &str) -> crate::service::Route {
+        self.endpoints
+            .as_ref()
+            .map_or(crate::service::Route::OTHER, |e| e.route(path))
     }
 
     fn tick(&self, now: Instant) {

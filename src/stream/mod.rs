@@ -28,4 +28,4 @@ pub use session::{
     BlockState, Edge, Framing, Observed, SessionParams, StreamError, StreamSession, StreamStats,
     WireBlock, LIVE_EDGE_QUANTUM,
 };
-pub use sessions::{Sessions, SESSION_LINGER};
+pub use sessions::{SessionInfo, Sessions, SESSION_LINGER};

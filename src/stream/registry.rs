@@ -99,6 +99,15 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Up to `max` registered ids with their registrations, in id order (the stream
+    /// listing). A backend that cannot list answers with none.
+    fn list(&self, _max: usize) -> Vec<(String, Registration)> {
+        Vec::new()
+    }
+    /// Number of ids clients wait for (watched before their notify).
+    fn watched(&self) -> usize {
+        0
+    }
     /// The backend and its state.
     fn backend(&self) -> BackendState {
         BackendState {
@@ -173,11 +182,6 @@ impl MemoryRegistry {
         self.table().entries.remove(id)
     }
 
-    /// Every registered id, now (a remote backend's resync compares them with its truth).
-    pub fn ids(&self) -> Vec<String> {
-        self.table().entries.keys().cloned().collect()
-    }
-
     /// Number of ids being watched (tests, health).
     pub fn watched_ids(&self) -> usize {
         self.table().watchers.len()
@@ -224,6 +228,23 @@ impl Registry for MemoryRegistry {
 
     fn len(&self) -> usize {
         self.table().entries.len()
+    }
+
+    fn list(&self, max: usize) -> Vec<(String, Registration)> {
+        let t = self.table();
+        let mut all: Vec<_> = t
+            .entries
+            .iter()
+            .map(|(id, reg)| (id.clone(), reg.clone()))
+            .collect();
+        drop(t);
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.truncate(max);
+        all
+    }
+
+    fn watched(&self) -> usize {
+        self.watched_ids()
     }
 
     fn backend(&self) -> BackendState {

@@ -264,6 +264,8 @@ pub struct StreamSession {
     params: SessionParams,
     blocks: Mutex<Blocks>,
     bytes_read: AtomicU64,
+    /// Bytes listeners reported sent (each reports once per block; see `Listener`).
+    bytes_sent: AtomicU64,
 }
 
 impl StreamSession {
@@ -304,6 +306,7 @@ impl StreamSession {
             params,
             blocks: Mutex::new(blocks),
             bytes_read: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
         })
     }
 
@@ -740,6 +743,24 @@ impl StreamSession {
             let mut blocks = self.lock();
             self.fail(&mut blocks, why);
         }
+    }
+
+    /// Listener cursors in the stream (listeners not yet at its end).
+    pub fn listeners(&self) -> usize {
+        self.lock().listeners
+    }
+
+    /// Adds `n` bytes a listener sent (listeners report once per block, and the rest when
+    /// they are dropped).
+    pub fn report_sent(&self, n: u64) {
+        if n > 0 {
+            self.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes sent to this session's listeners, as reported so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
     }
 
     /// Blocks currently kept and their total size (wire blocks included in the size).

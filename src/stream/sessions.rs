@@ -42,6 +42,24 @@ struct Held {
     idle_since: Option<Instant>,
 }
 
+/// One open session, as the stream listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The stream id that opened the session (others may name the same file).
+    pub id: String,
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its length when opened.
+    pub len: u64,
+    /// Listeners not yet at the end.
+    pub listeners: usize,
+    /// Bytes sent to its listeners (each reports when it enters another block, and at its
+    /// end).
+    pub bytes_sent: u64,
+    /// Some listener still holds the session (otherwise it lingers).
+    pub active: bool,
+}
+
 /// Open stream sessions by file identity.
 #[derive(Debug)]
 pub struct Sessions {
@@ -197,6 +215,26 @@ impl Sessions {
             .values()
             .filter(|h| h.session.is_following())
             .count()
+    }
+
+    /// Every open session (active or lingering), in no particular order.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let held: Vec<_> = self
+            .lock()
+            .values()
+            .map(|h| (Arc::clone(&h.session), Arc::strong_count(&h.session) > 1))
+            .collect();
+        // Each session's own lock is taken outside the table's.
+        held.into_iter()
+            .map(|(s, active)| SessionInfo {
+                id: s.id().to_owned(),
+                path: s.path().to_owned(),
+                len: s.len(),
+                listeners: s.listeners(),
+                bytes_sent: s.bytes_sent(),
+                active,
+            })
+            .collect()
     }
 
     /// Files being streamed (sessions that still have listeners).

@@ -7,6 +7,8 @@
 //! Every read has a deadline; a hang becomes a panic naming what was awaited.
 
 use std::net::{SocketAddr, TcpStream};
+
+use socket2::{Domain, Protocol, Socket, Type};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -455,6 +457,55 @@ pub fn listen_once(addr: SocketAddr, id: &str) -> StreamResult {
     let r = client.collect_stream();
     client.close();
     r
+}
+
+/// Server settings under which a [`stalled_listener`] is dropped by the lag rule only: a
+/// 64 KiB lag limit on a stream paced at 1 ms per chunk, and a stall timeout far beyond
+/// the tests' deadlines.
+pub const LAG_RULE_ONLY: [(&str, &str); 3] = [
+    ("ASF_MAX_LAG_BYTES", "65536"),
+    ("ASF_STREAM_SLEEP_INTERVAL", "0.001"),
+    ("ASF_STALL_TIMEOUT", "300"),
+];
+
+/// A WebSocket client with a small receive buffer (so that a client that stops reading is
+/// visible to the server quickly), joined to `id` and then never read again.
+pub fn stalled_listener(addr: SocketAddr, id: &str) -> WebSocket<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+    let expect_text = |ws: &mut WebSocket<TcpStream>, prefix: &str| loop {
+        match ws.read().expect("read during join") {
+            Message::Text(t) if t.as_str().starts_with(prefix) => return,
+            Message::Text(_) => continue,
+            other => panic!("unexpected {other:?} while waiting for {prefix:?}"),
+        }
+    };
+    expect_text(&mut ws, "0{");
+    ws.send(Message::text(format!("40{NAMESPACE},")))
+        .expect("send CONNECT");
+    expect_text(&mut ws, &format!("40{NAMESPACE},"));
+    expect_text(&mut ws, &format!("42{NAMESPACE},[\"connection_ack\""));
+    let join = format!(
+        "42{NAMESPACE},{}",
+        json!(["join_stream", {"stream_id": id}])
+    );
+    ws.send(Message::text(join)).expect("send join_stream");
+    ws
+}
+
+/// Joins `id` with a raw client and returns the stream it collected.
+pub fn listen_raw(addr: SocketAddr, id: &str) -> StreamResult {
+    let mut client = SioClient::connect(addr);
+    client.join(id);
+    let result = client.collect_stream();
+    client.close();
+    result
 }
 
 #[cfg(test)]

@@ -75,6 +75,10 @@ pub struct Listener {
     held_wire: Option<((u64, usize), Option<WireBlock>)>,
     cursor: Option<u64>,
     prefetch: Option<u64>,
+    /// Where `next` was when the bytes sent were last reported to the session: a listener
+    /// reports them (for the stream listing) when its cursor enters another block, and
+    /// when dropped, so the shared counter moves once per block, not per chunk.
+    reported: u64,
 }
 
 impl Listener {
@@ -107,6 +111,7 @@ impl Listener {
             held_wire: None,
             cursor: None,
             prefetch: None,
+            reported: offset,
             session,
         };
         l.place_cursor();
@@ -136,6 +141,11 @@ impl Listener {
     /// Bytes handed out so far.
     pub fn bytes_sent(&self) -> u64 {
         self.next - self.start_offset
+    }
+
+    /// Chunks handed out so far (a slice of a wire block counts every chunk it carries).
+    pub fn chunks_sent(&self) -> u64 {
+        self.chunks_sent
     }
 
     /// True once every byte has been handed out.
@@ -208,6 +218,8 @@ impl Listener {
     fn place_cursor(&mut self) {
         let target = (!self.is_done()).then(|| self.block_of(self.next));
         if target != self.cursor {
+            self.session.report_sent(self.next - self.reported);
+            self.reported = self.next;
             self.session.move_cursor(self.cursor, target);
             self.cursor = target;
             // One read-ahead claim at a time: a claim the caller has not taken yet must not
@@ -414,6 +426,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        self.session.report_sent(self.next - self.reported);
         self.session.move_cursor(self.cursor, None);
     }
 }

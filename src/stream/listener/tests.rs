@@ -555,3 +555,46 @@ fn a_live_file_stalls_after_the_idle_timeout_and_fails_when_it_shrinks() {
     );
     assert_eq!(got, f.data[..4096]);
 }
+
+#[test]
+fn bytes_sent_reach_the_session_per_block_and_at_the_end() {
+    let f = fixture(10_000, 8192, 1 << 20);
+    let session = f.open();
+    let w = waker();
+    let mut a = unpaced_from_start(&session);
+    let mut b = Listener::new(
+        Arc::clone(&session),
+        5_000,
+        1000,
+        Duration::ZERO,
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(session.listeners(), 2);
+    // `a` takes one chunk of the first block: nothing reported until it leaves the block.
+    let mut out = Vec::new();
+    let Poll::Read(blk) = a.poll(Instant::now(), usize::MAX, 1, &w, &mut out) else {
+        panic!("first poll must ask for a read");
+    };
+    read(&session, blk);
+    a.poll(Instant::now(), usize::MAX, 1, &w, &mut out);
+    assert_eq!((a.bytes_sent(), a.chunks_sent()), (4096, 1));
+    assert_eq!(session.bytes_sent(), 0);
+    drain(&mut a, &w, 3);
+    assert_eq!((a.chunks_sent(), session.listeners()), (3, 1));
+    assert_eq!(session.bytes_sent(), 10_000, "a finished: all of its bytes");
+    drain(&mut b, &w, 2);
+    assert_eq!(
+        b.chunks_sent(),
+        6,
+        "1000-byte chunks cut at the block end: 5000..8192..10000"
+    );
+    assert_eq!(session.bytes_sent(), 15_000);
+    drop((a, b));
+    assert_eq!(
+        session.bytes_sent(),
+        15_000,
+        "nothing counted twice at drop"
+    );
+    assert_eq!(session.listeners(), 0);
+}

@@ -1,0 +1,174 @@
+//! What an operator looks at: `GET /metrics` (the Prometheus exposition of every figure)
+//! and the stream listing `GET /asf/internal/streams[/<id>]` (JSON).
+//!
+//! Both take the internal token like notify (`/metrics` not when `ASF_METRICS_OPEN=true`).
+//! Figures are gathered here into a [`Snapshot`] from the runtime's [`ServerStats`], the
+//! stream engine and the registry port; the [`metrics`](crate::metrics) module encodes it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::endpoints::{method_not_allowed, Api};
+use crate::http::{decode_path_segment, Request, Response};
+use crate::metrics::{render, Snapshot, CONTENT_TYPE};
+use crate::service::{HttpReply, ServerStats};
+use crate::stream::{Registration, SessionInfo};
+
+/// Most streams one listing shows (the answer says when there were more).
+pub const MAX_LISTED_STREAMS: usize = 10_000;
+
+impl Api {
+    /// `GET /metrics`.
+    pub(super) fn metrics(&self, req: &Request, stats: &ServerStats) -> Response {
+        if !self.config.metrics_open {
+            if let Some(refused) = self.refuse_unauthorized(req, "metrics") {
+                return refused;
+            }
+        }
+        Response::text(200, CONTENT_TYPE, render(self.snapshot(stats)))
+    }
+
+    /// Every figure, now.
+    fn snapshot(&self, stats: &ServerStats) -> Snapshot {
+        let connections = stats.connections.load(Ordering::Relaxed) as u64;
+        let websockets = stats.websockets.load(Ordering::Relaxed) as u64;
+        let sessions = self.sessions.list();
+        let block = self.pool.block_size() as u64;
+        Snapshot {
+            connections_polling: connections.saturating_sub(websockets),
+            connections_websocket: websockets,
+            engineio_sessions: stats.sessions.load(Ordering::Relaxed) as u64,
+            namespace_sockets: self.sockets.get(),
+            listeners: sessions.iter().map(|s| s.listeners as u64).sum(),
+            streams_active: sessions.iter().filter(|s| s.active).count() as u64,
+            streams_waiting: self.registry.watched() as u64,
+            streams_live: self.sessions.live() as u64,
+            registered_streams: self.registry.len() as u64,
+            registry: Some(self.registry.backend()),
+            audio: stats.audio(),
+            disk_read_bytes: self.stats.disk_bytes_read.load(Ordering::Relaxed),
+            disk_reads: self.stats.disk_reads.load(Ordering::Relaxed),
+            buffer_pool_in_use_bytes: self.pool.live() as u64 * block,
+            buffer_pool_idle_bytes: self.pool.idle() as u64 * block,
+            stream_cache_bytes: self.stats.cached_bytes.load(Ordering::Relaxed) as u64,
+            joins: self.counters.joins(),
+            ends: self.counters.ends(),
+            notifies: self.counters.notifies(),
+            http: stats.http.all(),
+            process: stats.process.and_then(|read| read()),
+        }
+    }
+
+    /// Routes `/asf/internal/streams` + `rest`: `GET` lists every stream or shows one by id,
+    /// `DELETE` unregisters an id; `None` when `rest` is neither the listing nor `/<id>`
+    /// (another path that only starts alike).
+    pub(super) fn streams_route(&self, req: &Request, rest: &str) -> Option<HttpReply> {
+        let raw_id = match rest {
+            "" => None,
+            r => Some(r.strip_prefix('/')?),
+        };
+        if let Some(refused) = self.refuse_unauthorized(req, "streams") {
+            return Some(refused.into());
+        }
+        Some(match (raw_id, req.method()) {
+            (None | Some(""), "GET" | "HEAD") => self.list_streams().into(),
+            (None, _) => method_not_allowed("GET, HEAD").into(),
+            (Some(raw), "GET" | "HEAD") => self.show_stream(decode_path_segment(raw)),
+            (Some(raw), "DELETE") => self.unregister(raw),
+            (Some(_), _) => method_not_allowed("GET, HEAD, DELETE").into(),
+        })
+    }
+
+    /// Every registered stream and every open session.
+    fn list_streams(&self) -> Response {
+        let registered = self.registry.list(MAX_LISTED_STREAMS + 1);
+        let mut truncated = registered.len() > MAX_LISTED_STREAMS;
+        let by_path = sessions_by_path(self.sessions.list());
+        let mut shown: Vec<Value> = Vec::new();
+        let mut used = std::collections::HashSet::new();
+        for (id, reg) in registered.iter().take(MAX_LISTED_STREAMS) {
+            let session = by_path.get(&reg.path);
+            if session.is_some() {
+                used.insert(reg.path.clone());
+            }
+            shown.push(stream_json(id, Some(reg), session));
+        }
+        // Open sessions no registered id names any more (re-notified to another file).
+        for (path, s) in &by_path {
+            if used.contains(path) {
+                continue;
+            }
+            if shown.len() >= MAX_LISTED_STREAMS {
+                truncated = true;
+                break;
+            }
+            shown.push(stream_json(&s.id, None, Some(s)));
+        }
+        Response::json(
+            200,
+            &json!({ "count": shown.len(), "truncated": truncated, "streams": shown }),
+        )
+    }
+
+    /// One stream by id: its registration (asked through the registry port) and session.
+    fn show_stream(&self, id: String) -> HttpReply {
+        let lookup = self.registry.lookup(&id);
+        let sessions = Arc::clone(&self.sessions);
+        HttpReply::Later(Box::pin(async move {
+            let reg = match lookup.await {
+                Ok(reg) => reg,
+                Err(e) => {
+                    tracing::warn!(stream_id = ?id, error = %e, "stream listing: registry lookup failed");
+                    return Response::error(503, "registry unavailable");
+                }
+            };
+            let open = sessions.list();
+            let session = match &reg {
+                Some(reg) => sessions_by_path(open).remove(&reg.path),
+                None => open.into_iter().find(|s| s.id == id),
+            };
+            if reg.is_none() && session.is_none() {
+                return Response::error(404, "Stream not found");
+            }
+            Response::json(200, &stream_json(&id, reg.as_ref(), session.as_ref()))
+        }))
+    }
+}
+
+/// Open sessions by file; of two sessions of one path (a replaced file), the active one.
+fn sessions_by_path(sessions: Vec<SessionInfo>) -> HashMap<PathBuf, SessionInfo> {
+    let mut by_path: HashMap<PathBuf, SessionInfo> = HashMap::new();
+    for s in sessions {
+        match by_path.get(&s.path) {
+            Some(old) if old.active && !s.active => {}
+            _ => {
+                by_path.insert(s.path.clone(), s);
+            }
+        }
+    }
+    by_path
+}
+
+/// One stream in the listing. `size` is the file's length as its session opened it (null
+/// until a listener opens it); `bytes_sent` counts every listener of the file's session.
+fn stream_json(id: &str, reg: Option<&Registration>, session: Option<&SessionInfo>) -> Value {
+    let path = reg
+        .map(|r| &r.path)
+        .or(session.map(|s| &s.path))
+        .map(|p| p.display().to_string());
+    json!({
+        "stream_id": id,
+        "path": path,
+        "size": session.map(|s| s.len),
+        "live": reg.is_some_and(|r| r.live),
+        "registered": reg.is_some(),
+        "notified_at_ms": reg.map(|r| r.notified_at_ms),
+        "active": session.is_some_and(|s| s.active),
+        "listeners": session.map_or(0, |s| s.listeners),
+        "bytes_sent": session.map_or(0, |s| s.bytes_sent),
+    })
+}
