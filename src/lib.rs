@@ -14,7 +14,7 @@
 //! | [`stream`] | the stream engine without IO: `Files` and `Registry` ports, shared stream sessions (block cache, listener cursors, pacing), buffer pool |
 //! | [`metrics`] | counters (per worker, per app, per route) and their Prometheus exposition |
 //! | [`app`] | the ASF behaviour: join rules, the UI updates namespace, notify, send_ui_update and health endpoints, the seed's exact texts, per-stream log summaries, the internal stream listing and /metrics |
-//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals: `serve`, `DiskFiles`, the durable registry (redb, `ASF_STATE_DIR`) |
+//! | [`runtime`] | the only code that touches tokio-uring, sockets, files, clocks and signals: `serve`, `DiskFiles`, the registries that do IO (redb under `ASF_STATE_DIR`, Redis under `ASF_REDIS_URL`) |
 //!
 //! Beside the layers: [`logging`] (the rate limit of log lines clients can cause).
 //! `ARCHITECTURE.md` follows one audio chunk and one notify through the named functions.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use asf::config::{Config, LogFormat};
-use asf::runtime::{DiskFiles, RedbRegistry};
+use asf::runtime::{DiskFiles, RedbRegistry, RedisRegistry};
 use asf::stream::{MemoryRegistry, Registry};
 
 /// `asf --help` after the name line.
@@ -88,8 +88,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // The durable store (when ASF_STATE_DIR is not `none`), closed cleanly after the run.
+    // The shared registry in Redis (ASF_REDIS_URL), closed after the run.
+    let shared = match &config.redis_url {
+        Some(url) => {
+            match RedisRegistry::start(url.expose(), &config.redis_prefix, config.max_streams) {
+                Ok(shared) => Some(shared),
+                Err(e) => {
+                    eprintln!("asf: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
+    // The durable store (when ASF_STATE_DIR is not `none` and there is no Redis), closed
+    // cleanly after the run.
     let store = match &config.state_dir {
+        _ if shared.is_some() => None,
         Some(dir) => match RedbRegistry::open(dir, config.max_streams, config.stream_ttl) {
             Ok(store) => Some(store),
             Err(e) => {
@@ -102,9 +117,10 @@ fn main() -> ExitCode {
             None
         }
     };
-    let registry: Arc<dyn Registry> = match &store {
-        Some(store) => Arc::clone(store) as Arc<dyn Registry>,
-        None => Arc::new(MemoryRegistry::new(config.max_streams)),
+    let registry: Arc<dyn Registry> = match (&shared, &store) {
+        (Some(shared), _) => Arc::clone(shared) as Arc<dyn Registry>,
+        (None, Some(store)) => Arc::clone(store) as Arc<dyn Registry>,
+        (None, None) => Arc::new(MemoryRegistry::new(config.max_streams)),
     };
     if let Some(ttl) = config.stream_ttl {
         if let Err(e) = asf::runtime::spawn_ttl_sweep(Arc::downgrade(&registry), ttl) {
@@ -116,6 +132,9 @@ fn main() -> ExitCode {
     let result = asf::runtime::run(config, service);
     if let Some(store) = store {
         store.close();
+    }
+    if let Some(shared) = shared {
+        shared.close();
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,14 +18,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use support::sio::{SioClient, StreamResult};
+use support::sio::{assert_whole, SioClient, StreamResult};
 use support::{
     audio_bytes, listen, parse_json, post_json, sha256_hex, wait_until, Client, Server, Watchdog,
     WAIT,
 };
 
-/// ASF's default `ASF_CHUNK_SIZE`.
-const CHUNK: usize = 4096;
 /// Longest any test here may run.
 const LIMIT: Duration = Duration::from_secs(240);
 
@@ -129,23 +127,6 @@ fn assert_start(start: &Value, id: &str, live: bool) {
         assert!(start["total_bytes"].is_u64(), "{start}");
         assert!(start.get("live").is_none(), "{start}");
     }
-}
-
-/// Exactly stream_status, start_of_stream, chunks, end_of_stream, and the whole file.
-fn assert_whole(r: &StreamResult, data: &[u8], what: &str) {
-    assert_eq!(
-        r.control_names(),
-        ["stream_status", "audio_control", "audio_control"],
-        "{what}"
-    );
-    assert_eq!(r.last_event_kind(), Some("end_of_stream"), "{what}");
-    assert!(
-        r.chunk_sizes.iter().all(|n| (1..=CHUNK).contains(n)),
-        "{what}: chunk sizes"
-    );
-    support::assert_audio(&r.audio, data, what);
-    let end = &r.events.last().expect("events").1;
-    assert_eq!(end["bytes_sent"], data.len(), "{what}: {end}");
 }
 
 #[test]

@@ -9,11 +9,10 @@
 mod support;
 
 use std::fs::OpenOptions;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::sio::{SioClient, StreamResult};
+use support::sio::{listen_once, SioClient, StreamResult};
 use support::{audio_bytes, sha256_hex, wait_until, Server, Watchdog, WAIT};
 
 /// ASF's default `ASF_CHUNK_SIZE`.
@@ -41,14 +40,6 @@ fn assert_complete(r: &StreamResult, id: &str, expected: &[u8]) {
         sha256_hex(expected),
         "{id}: audio differs"
     );
-}
-
-fn listen_once(addr: SocketAddr, id: &str) -> StreamResult {
-    let mut client = SioClient::connect(addr);
-    client.join(id);
-    let r = client.collect_stream();
-    client.close();
-    r
 }
 
 /// Settings that make the server read a file progressively, block by block, while pacing.

@@ -138,6 +138,10 @@ impl Api {
         match parse_ui_update(req.body()) {
             Ok(update) => {
                 let sockets = ui.send(&update);
+                // Members of the room on the other nodes (the body parsed, so it is UTF-8).
+                if let Ok(body) = std::str::from_utf8(req.body()) {
+                    self.registry.publish(body);
+                }
                 tracing::debug!(client_id = ?update.client_id, event = ?update.event_name, sockets, "UI update sent");
                 Response::json(
                     200,
@@ -204,18 +208,9 @@ impl Api {
                 live,
             };
             let shown = reg.path.display().to_string();
-            if sessions.follows(&reg.path) {
-                // A live session reads this path: tell it before the registration wakes the
-                // waiting listeners (a stall ends; a completing notify fixes the length).
-                let identity = match files.open(&reg.path).await {
-                    Ok(opened) => Some(opened.identity),
-                    Err(e) => {
-                        tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
-                        None
-                    }
-                };
-                sessions.renotified(&reg.path, identity, !live, Instant::now());
-            }
+            // A live session reads this path: tell it before the registration wakes the
+            // waiting listeners (a stall ends; a completing notify fixes the length).
+            renotify(&*files, &sessions, &stream_id, &reg).await;
             match registry.register(&stream_id, reg).await {
                 Ok(()) => {
                     tracing::info!(stream_id = ?stream_id, path = ?shown, live, "audio registered");
@@ -277,6 +272,7 @@ impl Api {
     }
 
     fn health(&self, stats: &ServerStats) -> Response {
+        let backend = self.registry.backend();
         let mut body = json!({
                 "status": HEALTHY,
                 "version": env!("CARGO_PKG_VERSION"),
@@ -286,6 +282,8 @@ impl Api {
                 "active_streams": self.sessions.active(),
                 "live_streams": self.sessions.live(),
                 "registered_streams": self.registry.len(),
+                "registry": backend.backend,
+                "registry_connected": backend.up,
                 "disk_bytes_read": self.stats.disk_bytes_read.load(Ordering::Relaxed),
                 "disk_reads": self.stats.disk_reads.load(Ordering::Relaxed),
                 "buffers_live": self.pool.live(),
@@ -297,6 +295,28 @@ impl Api {
         }
         Response::json(200, &body)
     }
+}
+
+/// Tells the live sessions of `reg`'s file (if any) of a notify of it: the same file ends a
+/// stall and, when no longer live, gets its final length. Called for a notify received here
+/// and for one another node received ([`Registry::on_remote`]).
+pub(super) async fn renotify(
+    files: &dyn Files,
+    sessions: &Sessions,
+    stream_id: &str,
+    reg: &Registration,
+) {
+    if !sessions.follows(&reg.path) {
+        return;
+    }
+    let identity = match files.open(&reg.path).await {
+        Ok(opened) => Some(opened.identity),
+        Err(e) => {
+            tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
+            None
+        }
+    };
+    sessions.renotified(&reg.path, identity, !reg.live, Instant::now());
 }
 
 /// The 503 answer for a registry that could not store a change (`what`: "stored",

@@ -80,6 +80,15 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         stats: Arc::clone(&stats),
         live_idle_timeout: config.live_idle_timeout,
     }));
+    {
+        // A notify received by another node reaches this node's live sessions too.
+        let (files, sessions) = (Arc::clone(&files), Arc::clone(&sessions));
+        registry.on_remote(Box::new(move |id, reg| {
+            let (files, sessions) = (Arc::clone(&files), Arc::clone(&sessions));
+            let (id, reg) = (id.to_owned(), reg.clone());
+            Box::pin(async move { endpoints::renotify(&*files, &sessions, &id, &reg).await })
+        }));
+    }
     let log = Arc::new(StreamLog::new(config.stream_summary_interval));
     let streams = Arc::new(Streams {
         registry: Arc::clone(&registry),
@@ -99,13 +108,34 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
     let router = Router::new(ENGINE_PATH, limits)
         .namespace(NAMESPACE, streams)
         .namespace(&ui_namespace, Arc::new(ui::UiUpdates::new(&ui_namespace)));
-    let mut api = Api::new(config, files, registry, sessions, stats, pool, log)
-        .observing(counters, router.socket_counts());
+    let mut api = Api::new(
+        config,
+        files,
+        Arc::clone(&registry),
+        sessions,
+        stats,
+        pool,
+        log,
+    )
+    .observing(counters, router.socket_counts());
     if let Some(rooms) = router.rooms(&ui_namespace) {
-        api = api.with_ui(ui::UiRooms {
+        let ui = ui::UiRooms {
             namespace: ui_namespace,
             rooms,
-        });
+        };
+        // An update sent to another node reaches this node's members of its room.
+        let remote = ui.clone();
+        registry.on_message(Box::new(move |body| {
+            match ui::parse_ui_update(body.as_bytes()) {
+                Ok(update) => {
+                    remote.send(&update);
+                }
+                Err(refusal) => {
+                    tracing::warn!(message = %refusal.message, "unreadable UI update from another node")
+                }
+            }
+        }));
+        api = api.with_ui(ui);
     }
     router.endpoints(Arc::new(api))
 }

@@ -159,6 +159,14 @@ pub const STATE_DIR_NONE: &str = "none";
 pub const ASF_STREAM_TTL: &str = "ASF_STREAM_TTL";
 /// Largest accepted stream TTL (ten years).
 pub const MAX_STREAM_TTL_SECS: f64 = 315_360_000.0;
+/// Name of the Redis URL variable (several nodes as one service).
+pub const ASF_REDIS_URL: &str = "ASF_REDIS_URL";
+/// Name of the Redis key prefix variable.
+pub const ASF_REDIS_PREFIX: &str = "ASF_REDIS_PREFIX";
+/// Default prefix of ASF's Redis keys and channels.
+pub const DEFAULT_REDIS_PREFIX: &str = "asf:";
+/// Longest accepted Redis key prefix, in bytes.
+pub const MAX_REDIS_PREFIX_LEN: usize = 64;
 /// Name of the internal listener address variable.
 pub const ASF_INTERNAL_ADDR: &str = "ASF_INTERNAL_ADDR";
 /// Name of the open-metrics variable.
@@ -297,6 +305,16 @@ pub struct Config {
     /// up to 315360000. Default unset: ids are kept until unregistered. Shorter keeps the
     /// store small; an expired id's listeners get "not found" on their next join.
     pub stream_ttl: Option<Duration>,
+    /// `ASF_REDIS_URL`, `redis://[user:password@]host[:port][/db]`: the stream registry
+    /// lives in that Redis and every node that names it serves the same stream ids (several
+    /// nodes as one service behind a load balancer). Default unset: the registry is the
+    /// local store of `ASF_STATE_DIR`, which is then not used. A secret (it may carry a
+    /// password): shown with the password as `****`.
+    pub redis_url: Option<SecretString>,
+    /// `ASF_REDIS_PREFIX`, prefix of ASF's Redis keys and channel (`<prefix>streams`,
+    /// `<prefix>events`), 1 to 64 bytes without spaces. Default `asf:`; give each
+    /// deployment that shares one Redis its own.
+    pub redis_prefix: String,
     /// `ASF_INTERNAL_ADDR`, an `IP:port` such as `127.0.0.1:5016` where the internal
     /// endpoints (`/asf/internal/*`, `/metrics`) are served; they then answer 404 on the
     /// public port. Default unset (empty = unset): everything on `ASF_HOST:ASF_PORT`.
@@ -347,6 +365,8 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
             stream_ttl: None,
+            redis_url: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             internal_addr: None,
             metrics_open: DEFAULT_METRICS_OPEN,
             log_format: LogFormat::Text,
@@ -438,6 +458,8 @@ impl Config {
                 .unwrap_or(d.shutdown_grace),
             state_dir: var(src, ASF_STATE_DIR, parse_state_dir)?.unwrap_or(d.state_dir),
             stream_ttl: var(src, ASF_STREAM_TTL, parse_stream_ttl)?.or(d.stream_ttl),
+            redis_url: var(src, ASF_REDIS_URL, parse_redis_url)?,
+            redis_prefix: var(src, ASF_REDIS_PREFIX, parse_redis_prefix)?.unwrap_or(d.redis_prefix),
             internal_addr: optional(src, ASF_INTERNAL_ADDR, parse_internal_addr)?,
             metrics_open: var(src, ASF_METRICS_OPEN, parse_bool)?.unwrap_or(d.metrics_open),
             log_format: var(src, ASF_LOG_FORMAT, parse_log_format)?.unwrap_or(d.log_format),
@@ -473,10 +495,14 @@ impl Config {
             Some(ttl) => format!("{ttl:?}"),
             None => "unset".to_owned(),
         };
+        let redis_url = match &self.redis_url {
+            Some(url) => token_of(&redis_url_shown(url.expose())),
+            None => "unset".to_owned(),
+        };
         let internal_addr = self
             .internal_addr
             .map_or_else(|| "unset".to_owned(), |a| a.to_string());
-        let fields: [(&str, String); 37] = [
+        let fields: [(&str, String); 39] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -526,6 +552,8 @@ impl Config {
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),
             ("state_dir", state_dir),
             ("stream_ttl", ttl),
+            ("redis_url", redis_url),
+            ("redis_prefix", token_of(&self.redis_prefix)),
             ("internal_addr", internal_addr),
             ("metrics_open", self.metrics_open.to_string()),
             ("log_format", self.log_format.as_str().to_owned()),

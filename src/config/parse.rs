@@ -239,6 +239,54 @@ pub(super) fn parse_stream_ttl(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, true, MAX_STREAM_TTL_SECS)
 }
 
+/// A `redis://` URL with a host (the client checks the rest when asf starts).
+pub(super) fn parse_redis_url(raw: &str) -> Result<SecretString, String> {
+    let expected = "expected redis://[user:password@]host[:port][/db]";
+    if raw.starts_with("rediss://") {
+        return Err(format!(
+            "rediss:// (TLS) is not built into this asf; {expected}, through a TLS tunnel if needed"
+        ));
+    }
+    let Some(rest) = raw.strip_prefix("redis://") else {
+        return Err(expected.to_owned());
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || raw.chars().any(char::is_whitespace) {
+        return Err(format!("{expected} (no host)"));
+    }
+    Ok(SecretString::new(raw))
+}
+
+/// A Redis URL with its password shown as `****`.
+pub(super) fn redis_url_shown(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("redis://{user}:****@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+pub(super) fn parse_redis_prefix(raw: &str) -> Result<String, String> {
+    if raw.is_empty()
+        || raw.len() > MAX_REDIS_PREFIX_LEN
+        || raw
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(format!(
+            "expected 1 to {MAX_REDIS_PREFIX_LEN} bytes without spaces, such as {DEFAULT_REDIS_PREFIX}"
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
 /// The audio namespace, which the UI updates namespace must not take over.
 const AUDIO_NAMESPACE: &str = "/api/v1/podcasts/stream";
 

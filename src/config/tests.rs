@@ -503,6 +503,45 @@ fn ui_updates_namespace_rules() {
 }
 
 #[test]
+fn redis_url_and_prefix() {
+    let c = parse(&[]);
+    assert!(c.redis_url.is_none());
+    assert_eq!(c.redis_prefix, "asf:");
+    assert!(c.summary().contains("redis_url=unset redis_prefix=asf:"));
+    let c = parse(&[
+        (ASF_REDIS_URL, "redis://asf:s3cret@10.0.0.5:6380/2"),
+        (ASF_REDIS_PREFIX, "prod-asf:"),
+    ]);
+    assert_eq!(
+        c.redis_url.as_ref().map(|u| u.expose().to_owned()),
+        Some("redis://asf:s3cret@10.0.0.5:6380/2".to_owned())
+    );
+    let summary = c.summary();
+    assert!(
+        summary.contains("redis_url=redis://asf:****@10.0.0.5:6380/2"),
+        "{summary}"
+    );
+    assert!(!summary.contains("s3cret"), "{summary}");
+    assert!(summary.contains("redis_prefix=prod-asf:"));
+    assert!(parse(&[(ASF_REDIS_URL, "redis://localhost")])
+        .redis_url
+        .is_some());
+    for bad in [
+        "localhost:6379",
+        "http://x",
+        "redis://",
+        "redis://:6379",
+        "",
+    ] {
+        parse_err(ASF_REDIS_URL, bad);
+    }
+    assert!(parse_err(ASF_REDIS_URL, "rediss://h").contains("TLS"));
+    for bad in ["", "a b", &"x".repeat(65)] {
+        parse_err(ASF_REDIS_PREFIX, bad);
+    }
+}
+
+#[test]
 fn observability_settings() {
     let c = parse(&[]);
     assert_eq!(c.internal_addr, None);

@@ -15,11 +15,13 @@ mod follow;
 mod fs;
 mod io;
 mod process;
+mod redis_store;
 mod server;
 mod session;
 mod store;
 mod websocket;
 
 pub use fs::DiskFiles;
+pub use redis_store::RedisRegistry;
 pub use server::{bind_all, run, serve, serve_split, shutdown_channel, Shutdown, ShutdownHandle};
 pub use store::{spawn_ttl_sweep, RedbRegistry, StoreError, STORE_FILE};

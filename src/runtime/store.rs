@@ -44,7 +44,7 @@ pub struct StoreError {
     why: String,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, RegistryError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, RegistryError>>;
 
 /// A change for the writer thread.
 enum Op {
@@ -248,19 +248,26 @@ impl RedbRegistry {
         &self,
         op: impl FnOnce(Reply<T>) -> Op,
     ) -> Answer<Result<T, RegistryError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self
-            .ops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|ops| ops.send(op(tx)).is_ok());
-        let closed = || RegistryError::Unavailable("the stream store is closed".into());
-        if !sent {
-            return crate::stream::ready(Err(closed()));
-        }
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(closed())) })
+        let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        queued(
+            |tx| ops.as_ref().is_some_and(|ops| ops.send(op(tx)).is_ok()),
+            "the stream store is closed",
+        )
     }
+}
+
+/// The answer of a request handed to a backend thread by `send` (false: the thread is
+/// gone, and the answer is [`RegistryError::Unavailable`] saying `closed`).
+pub(super) fn queued<T: Send + 'static>(
+    send: impl FnOnce(Reply<T>) -> bool,
+    closed: &'static str,
+) -> Answer<Result<T, RegistryError>> {
+    let (tx, rx) = oneshot::channel();
+    let closed = move || RegistryError::Unavailable(closed.into());
+    if !send(tx) {
+        return crate::stream::ready(Err(closed()));
+    }
+    Box::pin(async move { rx.await.unwrap_or_else(|_| Err(closed())) })
 }
 
 impl Drop for RedbRegistry {

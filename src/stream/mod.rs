@@ -21,7 +21,9 @@ pub use files::{
 };
 pub use listener::{Listener, OffsetError, Poll};
 pub use pool::BufferPool;
-pub use registry::{BackendState, MemoryRegistry, Registration, Registry, RegistryError};
+pub use registry::{
+    BackendState, MemoryRegistry, MessageHook, Registration, Registry, RegistryError, RemoteHook,
+};
 pub use session::{
     BlockState, Edge, Framing, Observed, SessionParams, StreamError, StreamSession, StreamStats,
     WireBlock, LIVE_EDGE_QUANTUM,

@@ -60,6 +60,14 @@ pub enum RegistryError {
     Unavailable(String),
 }
 
+/// What a node does with a registration another node made (a remote backend calls it once
+/// the registration is visible here): a live session of the same file must learn of a
+/// re-notify wherever the notify landed. The answer completes when that is done.
+pub type RemoteHook = Box<dyn Fn(&str, &Registration) -> Answer<()> + Send + Sync>;
+
+/// What a node does with a message another node published ([`Registry::publish`]).
+pub type MessageHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Where a registry keeps its ids, and whether it can be used now (metrics, health).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendState {
@@ -107,6 +115,16 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
             up: true,
         }
     }
+    /// Sets what to do with registrations made on other nodes. Backends of one process
+    /// (every registration is made here) never call it.
+    fn on_remote(&self, _hook: RemoteHook) {}
+    /// Sends `message` to the [`on_message`](Self::on_message) hook of every other node that
+    /// shares this registry (room emits of the UI updates namespace). Best effort: not
+    /// stored, and lost while the backend is unreachable. Backends of one process have no
+    /// other nodes and drop it.
+    fn publish(&self, _message: &str) {}
+    /// Sets what to do with messages other nodes published.
+    fn on_message(&self, _hook: MessageHook) {}
 }
 
 #[derive(Debug, Default)]

@@ -9,10 +9,12 @@
 //! This file holds the constants, the watchdog, `wait_until`, the test data and the real
 //! clients' runners; `server` (the `asf` process and its output) and `http` (the HTTP/1.1
 //! client) are re-exported from here, so tests write `support::Server`, `support::get`;
-//! `sio` (a raw Socket.IO client for many listeners at once) is named by path.
+//! `sio` (a raw Socket.IO client for many listeners at once) and `redis_server` (a real
+//! `redis-server` for the multi-node tests) are named by path.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 mod http;
+pub mod redis_server;
 mod server;
 pub mod sio;
 
@@ -307,11 +309,22 @@ pub fn listen(
     transports: &str,
     offset: Option<u64>,
 ) -> ListenRun {
+    listen_url(client, &server.url(), stream, transports, offset)
+}
+
+/// [`listen`] against the base URL `url` (a server, or a load balancer in front of several).
+pub fn listen_url(
+    client: Client,
+    url: &str,
+    stream: &str,
+    transports: &str,
+    offset: Option<u64>,
+) -> ListenRun {
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("audio.bin");
     let mut args = vec![
         "--url".to_string(),
-        server.url(),
+        url.to_owned(),
         "--stream".into(),
         stream.into(),
         "--transports".into(),

@@ -430,6 +430,35 @@ fn read_msg(
     }
 }
 
+/// Asserts exactly stream_status, start_of_stream, chunks of at most the default
+/// `ASF_CHUNK_SIZE`, end_of_stream with the right `bytes_sent`, and the whole file.
+pub fn assert_whole(r: &StreamResult, data: &[u8], what: &str) {
+    assert_eq!(
+        r.control_names(),
+        ["stream_status", "audio_control", "audio_control"],
+        "{what}"
+    );
+    assert_eq!(r.last_event_kind(), Some("end_of_stream"), "{what}");
+    assert!(
+        r.chunk_sizes
+            .iter()
+            .all(|n| (1..=super::DEFAULT_CHUNK).contains(n)),
+        "{what}: chunk sizes"
+    );
+    super::assert_audio(&r.audio, data, what);
+    let end = &r.events.last().expect("events").1;
+    assert_eq!(end["bytes_sent"], data.len(), "{what}: {end}");
+}
+
+/// Connects to `addr`, joins `id` and reads one answer: the whole stream or `stream_error`.
+pub fn listen_once(addr: SocketAddr, id: &str) -> StreamResult {
+    let mut client = SioClient::connect(addr);
+    client.join(id);
+    let r = client.collect_stream();
+    client.close();
+    r
+}
+
 /// Server settings under which a [`stalled_listener`] is dropped by the lag rule only: a
 /// 64 KiB lag limit on a stream paced at 1 ms per chunk, and a stall timeout far beyond
 /// the tests' deadlines.

@@ -8,6 +8,7 @@
 
 mod baseline;
 mod client;
+mod cluster;
 mod hash;
 mod notify;
 mod procs;
@@ -24,6 +25,8 @@ const USAGE: &str = "usage:
   asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P] [--sndbuf BYTES]
   asf-bench notify [--seconds S] [--clients 1,8,64] [--asf PATH] [--out DIR]
       (notify throughput and latency, durable ASF_STATE_DIR vs none; writes notify.md/json)
+  asf-bench cluster [--rounds N] [--asf PATH] [--out DIR]
+      (two nodes on one redis-server: notify on A -> first audio_chunk on a waiter on B, p50/p99)
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
   e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";
@@ -219,6 +222,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("suite") => run_suite(&args[1..]),
         Some("notify") => run_notify(&args[1..]),
+        Some("cluster") => check_flags(&args[1..], &["--rounds", "--asf", "--out"], &[])
+            .and_then(|_| parse_num(&args, "--rounds", 200usize))
+            .and_then(|rounds| Ok((rounds, asf_binary(&args)?)))
+            .and_then(|(rounds, asf)| {
+                let out =
+                    PathBuf::from(arg_value(&args, "--out").unwrap_or_else(|| "bench-out".into()));
+                cluster::run(&asf, &out, rounds).map(|_| true)
+            }),
         Some("baseline-server") => {
             let mode = arg_value(&args, "--mode").unwrap_or_default();
             let file = arg_value(&args, "--file").unwrap_or_default();

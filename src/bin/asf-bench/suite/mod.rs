@@ -17,7 +17,7 @@ use crate::procs::{self, Proc};
 
 mod live;
 mod runners;
-pub(crate) use runners::percentile;
+pub(crate) use runners::{connect, deadline_for, percentile};
 #[cfg(test)]
 mod tests;
 

@@ -10,12 +10,12 @@ use crate::procs::{self, Proc};
 
 use super::{raw_files_mode, Env, File, Job, Sample, GIB, INFLIGHT, MIB};
 
-pub(super) fn deadline_for(bytes: u64) -> Instant {
+pub(crate) fn deadline_for(bytes: u64) -> Instant {
     Instant::now() + Duration::from_secs(60) + Duration::from_secs_f64(bytes as f64 / 2e8)
 }
 
 /// Opens `n` connections and drives them to ready, at most `INFLIGHT` at a time.
-pub(super) fn connect(
+pub(crate) fn connect(
     c: &mut Clients,
     addr: SocketAddr,
     kind: Kind,

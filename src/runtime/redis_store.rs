@@ -1,0 +1,612 @@
+//! The shared registry: the [`Registry`] port over Redis, so that several asf nodes behind a
+//! load balancer serve the same stream ids (`ASF_REDIS_URL`).
+//!
+//! Redis holds the truth: the hash `<prefix>streams` maps each stream id to its registration
+//! (JSON: path, notify time, live flag). Every change is written together with a message on
+//! the channel `<prefix>events` in one `MULTI`/`EXEC`, and every node subscribes to that
+//! channel. Each node keeps a local view (a [`MemoryRegistry`]) that answers lookups,
+//! watches and the count without a round trip; a lookup that misses the view asks Redis
+//! (`HGET`) before answering "not found", so a join racing the event of a notify made on
+//! another node still finds it.
+//!
+//! One thread (`asf-redis`) runs a tokio current-thread runtime that owns the Redis
+//! connections; the workers send it requests over a channel and get [`Answer`]s back, so no
+//! Redis call ever blocks a worker. When Redis cannot be reached, changes answer
+//! [`RegistryError::Unavailable`] (the notify is a 503, never a 200 without a write),
+//! lookups answer from the view, and the thread reconnects with backoff. On every
+//! (re)subscribe it first re-reads the whole hash, so an event lost while it was
+//! disconnected cannot leave the view stale.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::store::{queued, Reply};
+
+use crate::stream::{
+    ready, Answer, BackendState, MemoryRegistry, MessageHook, Registration, Registry,
+    RegistryError, RemoteHook,
+};
+
+/// How long one connection attempt or one command may take before Redis counts as down.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// First wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often a connected node checks that Redis still answers (a silent network loss does
+/// not close the subscription).
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A request for the Redis thread.
+enum Op {
+    Get(String, Reply<Option<Registration>>),
+    Put(String, Registration, Reply<()>),
+    Del(String, Reply<bool>),
+    Expire(u64, Reply<usize>),
+    /// A message for the other nodes (no answer).
+    Publish(String),
+}
+
+/// A registration as stored in the hash.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    path: String,
+    notified_at_ms: u64,
+    live: bool,
+}
+
+/// A message on the events channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Event {
+    /// `id` is registered as `reg` by the node `node` (a random number of each process).
+    Put { id: String, reg: Stored, node: u64 },
+    /// These ids were removed.
+    Del { ids: Vec<String> },
+    /// A message for the other nodes' message hook.
+    Msg { body: String, node: u64 },
+}
+
+impl Stored {
+    fn of(reg: &Registration) -> Result<Stored, RegistryError> {
+        let path = reg.path.to_str().ok_or_else(|| {
+            RegistryError::Unavailable("a path that is not UTF-8 cannot be shared".into())
+        })?;
+        Ok(Stored {
+            path: path.to_owned(),
+            notified_at_ms: reg.notified_at_ms,
+            live: reg.live,
+        })
+    }
+
+    fn registration(self) -> Registration {
+        Registration {
+            path: PathBuf::from(self.path),
+            notified_at_ms: self.notified_at_ms,
+            live: self.live,
+        }
+    }
+}
+
+/// Why Redis could not be used (logged; the caller sees [`RegistryError::Unavailable`]).
+fn unavailable(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Unavailable(format!("redis: {e}"))
+}
+
+/// Key and channel names under the configured prefix, and this node's id in events.
+#[derive(Debug, Clone)]
+struct Keys {
+    streams: String,
+    events: String,
+    node: u64,
+}
+
+/// What to do with other nodes' registrations and messages, once the app has said it.
+#[derive(Default)]
+struct Hook(
+    Mutex<Option<Arc<RemoteHook>>>,
+    Mutex<Option<Arc<MessageHook>>>,
+);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+impl Hook {
+    fn get(&self) -> Option<Arc<RemoteHook>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn message(&self) -> Option<Arc<MessageHook>> {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The [`Registry`] over Redis, with a local view kept in sync by the events channel.
+#[derive(Debug)]
+pub struct RedisRegistry {
+    view: Arc<MemoryRegistry>,
+    connected: Arc<AtomicBool>,
+    hook: Arc<Hook>,
+    max_streams: usize,
+    ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RedisRegistry {
+    /// Starts the Redis thread for `url` with keys under `prefix`. Fails only on a URL the
+    /// client refuses or a thread that cannot start; an unreachable Redis is retried in the
+    /// background (changes answer `Unavailable` until it is back).
+    pub fn start(url: &str, prefix: &str, max_streams: usize) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("ASF_REDIS_URL: {e}"))?;
+        let keys = Keys {
+            streams: format!("{prefix}streams"),
+            events: format!("{prefix}events"),
+            node: rand::random(),
+        };
+        let hook = Arc::new(Hook::default());
+        let view = Arc::new(MemoryRegistry::new(usize::MAX));
+        let connected = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = {
+            let (view, connected, hook) =
+                (Arc::clone(&view), Arc::clone(&connected), Arc::clone(&hook));
+            std::thread::Builder::new()
+                .name("asf-redis".into())
+                .spawn(move || run(&client, &keys, rx, &view, &connected, &hook))
+                .map_err(|e| format!("cannot start the redis thread: {e}"))?
+        };
+        Ok(Arc::new(RedisRegistry {
+            view,
+            connected,
+            hook,
+            max_streams,
+            ops: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// True while this node is subscribed to Redis and its view is in sync.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Stops the Redis thread; later changes answer [`RegistryError::Unavailable`].
+    pub fn close(&self) {
+        drop(self.ops.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the redis thread panicked");
+            }
+        }
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(Reply<T>) -> Op,
+    ) -> Answer<Result<T, RegistryError>> {
+        let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        queued(
+            |tx| ops.as_ref().is_some_and(|ops| ops.send(op(tx)).is_ok()),
+            "the redis registry is closed",
+        )
+    }
+}
+
+impl Drop for RedisRegistry {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Registry for RedisRegistry {
+    fn lookup(&self, id: &str) -> Answer<Result<Option<Registration>, RegistryError>> {
+        if let Some(reg) = self.view.get(id) {
+            return ready(Ok(Some(reg)));
+        }
+        if !self.connected() {
+            // Unreachable: answer from what this node knows.
+            return ready(Ok(None));
+        }
+        let id = id.to_owned();
+        self.submit(move |tx| Op::Get(id, tx))
+    }
+
+    fn register(&self, id: &str, reg: Registration) -> Answer<Result<(), RegistryError>> {
+        if self.view.get(id).is_none() && self.view.len() >= self.max_streams {
+            return ready(Err(RegistryError::Full {
+                limit: self.max_streams,
+            }));
+        }
+        let id = id.to_owned();
+        self.submit(move |tx| Op::Put(id, reg, tx))
+    }
+
+    fn unregister(&self, id: &str) -> Answer<Result<bool, RegistryError>> {
+        let id = id.to_owned();
+        self.submit(move |tx| Op::Del(id, tx))
+    }
+
+    fn expire(&self, cutoff_ms: u64) -> Answer<Result<usize, RegistryError>> {
+        self.submit(move |tx| Op::Expire(cutoff_ms, tx))
+    }
+
+    fn watch(&self, id: &str, waker: &Waker) {
+        self.view.watch(id, waker);
+    }
+
+    fn unwatch(&self, id: &str, waker: &Waker) {
+        self.view.unwatch(id, waker);
+    }
+
+    fn len(&self) -> usize {
+        self.view.len()
+    }
+
+    fn list(&self, max: usize) -> Vec<(String, Registration)> {
+        self.view.list(max)
+    }
+
+    fn watched(&self) -> usize {
+        self.view.watched()
+    }
+
+    fn backend(&self) -> BackendState {
+        BackendState {
+            backend: "redis",
+            up: self.connected(),
+        }
+    }
+
+    fn on_remote(&self, hook: RemoteHook) {
+        *self.hook.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
+
+    fn publish(&self, message: &str) {
+        let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ops) = ops.as_ref() {
+            let _ = ops.send(Op::Publish(message.to_owned()));
+        }
+    }
+
+    fn on_message(&self, hook: MessageHook) {
+        *self.hook.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
+}
+
+/// The Redis thread: connect, resync, serve requests and events; on loss, answer changes
+/// `Unavailable` and reconnect with backoff; stop when the request channel closes.
+fn run(
+    client: &redis::Client,
+    keys: &Keys,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    view: &Arc<MemoryRegistry>,
+    connected: &AtomicBool,
+    hook: &Hook,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the redis runtime; notifies get 503");
+            while let Some(op) = ops.blocking_recv() {
+                refuse(op, &unavailable("no runtime"));
+            }
+            return;
+        }
+    };
+    rt.block_on(async {
+        let mut backoff = MIN_BACKOFF;
+        // Logged once per change of state, not once per attempt.
+        let mut logged_down = false;
+        loop {
+            match connect(client, keys, view).await {
+                Ok((conn, events)) => {
+                    connected.store(true, Ordering::Relaxed);
+                    tracing::info!(streams = view.len(), "redis connected; stream registry resynced");
+                    backoff = MIN_BACKOFF;
+                    let why = match serve(conn, events, keys, &mut ops, view, hook).await {
+                        Ok(()) => return,
+                        Err(why) => why,
+                    };
+                    connected.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %why, "redis connection lost; notifies get 503 until it is back, joins use this node's view");
+                    logged_down = true;
+                }
+                Err(e) if !logged_down => {
+                    tracing::warn!(error = %e, "cannot reach redis; notifies get 503 until it is back; retrying with backoff");
+                    logged_down = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "redis still unreachable"),
+            }
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    op = ops.recv() => match op {
+                        Some(op) => refuse(op, &unavailable("not connected")),
+                        None => return,
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    });
+}
+
+/// Answers a request while Redis is down.
+fn refuse(op: Op, e: &RegistryError) {
+    match op {
+        Op::Get(_, tx) => drop(tx.send(Err(e.clone()))),
+        Op::Put(_, _, tx) => drop(tx.send(Err(e.clone()))),
+        Op::Del(_, tx) => drop(tx.send(Err(e.clone()))),
+        Op::Expire(_, tx) => drop(tx.send(Err(e.clone()))),
+        Op::Publish(_) => {
+            tracing::debug!("a message for the other nodes was dropped: redis is unreachable")
+        }
+    }
+}
+
+/// Opens the command connection, subscribes, then re-reads the hash into the view.
+async fn connect(
+    client: &redis::Client,
+    keys: &Keys,
+    view: &MemoryRegistry,
+) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSubStream)> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&keys.events).await?;
+    // Subscribed first: whatever changes after the read below arrives as an event.
+    let all: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(&keys.streams)
+        .query_async(&mut conn)
+        .await?;
+    let mut fresh = std::collections::HashMap::with_capacity(all.len());
+    for (id, json) in all {
+        match serde_json::from_str::<Stored>(&json) {
+            Ok(stored) => {
+                fresh.insert(id, stored.registration());
+            }
+            Err(e) => {
+                tracing::warn!(stream_id = ?id, error = %e, "unreadable registration in redis; ignored")
+            }
+        }
+    }
+    for (id, _) in view.list(usize::MAX) {
+        if !fresh.contains_key(&id) {
+            view.remove(&id);
+        }
+    }
+    for (id, reg) in fresh {
+        if view.get(&id).as_ref() != Some(&reg) {
+            // The view has no cap (usize::MAX): cannot fail.
+            let _ = view.insert(&id, reg);
+        }
+    }
+    Ok((conn, pubsub.into_on_message()))
+}
+
+/// Serves requests and applies events until the connection is lost (`Err`) or the request
+/// channel closes (`Ok`).
+async fn serve(
+    mut conn: MultiplexedConnection,
+    mut events: redis::aio::PubSubStream,
+    keys: &Keys,
+    ops: &mut mpsc::UnboundedReceiver<Op>,
+    view: &Arc<MemoryRegistry>,
+    hook: &Hook,
+) -> Result<(), String> {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            op = ops.recv() => {
+                let Some(op) = op else { return Ok(()) };
+                // Concurrent requests share the multiplexed connection (pipelined).
+                tokio::spawn(handle(op, conn.clone(), keys.clone(), Arc::clone(view)));
+            }
+            msg = events.next() => {
+                let Some(msg) = msg else {
+                    return Err("the subscription closed".into());
+                };
+                apply(msg.get_payload_bytes(), keys.node, view, hook);
+            }
+            _ = ping.tick() => {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+                if let Err(e) = pong {
+                    return Err(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Applies an event from any node (this one's own too: applying it again changes nothing);
+/// another node's registration then goes to the hook, off this loop.
+fn apply(payload: &[u8], node: u64, view: &MemoryRegistry, hook: &Hook) {
+    match serde_json::from_slice::<Event>(payload) {
+        Ok(Event::Put {
+            id,
+            reg,
+            node: from,
+        }) => {
+            let reg = reg.registration();
+            let _ = view.insert(&id, reg.clone());
+            if let (true, Some(hook)) = (from != node, hook.get()) {
+                tokio::spawn(async move { hook(&id, &reg).await });
+            }
+        }
+        Ok(Event::Del { ids }) => {
+            for id in ids {
+                view.remove(&id);
+            }
+        }
+        Ok(Event::Msg { body, node: from }) => {
+            if let (true, Some(hook)) = (from != node, hook.message()) {
+                hook(&body);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "unreadable registry event from redis; ignored"),
+    }
+}
+
+/// Runs one request against Redis and answers it.
+async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<MemoryRegistry>) {
+    match op {
+        Op::Get(id, tx) => {
+            let found: redis::RedisResult<Option<String>> = redis::cmd("HGET")
+                .arg(&keys.streams)
+                .arg(&id)
+                .query_async(&mut conn)
+                .await;
+            let answer = match found {
+                Ok(Some(json)) => match serde_json::from_str::<Stored>(&json) {
+                    Ok(stored) => {
+                        let reg = stored.registration();
+                        let _ = view.insert(&id, reg.clone());
+                        Ok(Some(reg))
+                    }
+                    Err(e) => Err(unavailable(format!("unreadable registration: {e}"))),
+                },
+                Ok(None) => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            };
+            drop(tx.send(answer));
+        }
+        Op::Put(id, reg, tx) => {
+            let answer = put(&mut conn, &keys, &id, &reg).await.map(|()| {
+                let _ = view.insert(&id, reg);
+            });
+            drop(tx.send(answer));
+        }
+        Op::Del(id, tx) => {
+            let answer = del(&mut conn, &keys, std::slice::from_ref(&id), &view).await;
+            drop(tx.send(answer.map(|n| n > 0)));
+        }
+        Op::Expire(cutoff_ms, tx) => {
+            drop(tx.send(expire(&mut conn, &keys, cutoff_ms, &view).await));
+        }
+        Op::Publish(body) => {
+            let event = Event::Msg {
+                body,
+                node: keys.node,
+            };
+            let sent = match serde_json::to_string(&event) {
+                Ok(json) => redis::cmd("PUBLISH")
+                    .arg(&keys.events)
+                    .arg(json)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "a message for the other nodes was not sent");
+            }
+        }
+    }
+}
+
+/// Stores `id` and publishes it, in one transaction.
+async fn put(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    id: &str,
+    reg: &Registration,
+) -> Result<(), RegistryError> {
+    let stored = Stored::of(reg)?;
+    let json = serde_json::to_string(&stored).map_err(unavailable)?;
+    let event = serde_json::to_string(&Event::Put {
+        id: id.to_owned(),
+        reg: stored,
+        node: keys.node,
+    })
+    .map_err(unavailable)?;
+    redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg(&keys.streams)
+        .arg(id)
+        .arg(json)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(&keys.events)
+        .arg(event)
+        .ignore()
+        .query_async::<()>(conn)
+        .await
+        .map_err(unavailable)
+}
+
+/// Removes `ids` and publishes the removal, in one transaction, then from the view;
+/// answers how many existed.
+async fn del(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    ids: &[String],
+    view: &MemoryRegistry,
+) -> Result<usize, RegistryError> {
+    let event = serde_json::to_string(&Event::Del { ids: ids.to_vec() }).map_err(unavailable)?;
+    let (removed,): (usize,) = redis::pipe()
+        .atomic()
+        .cmd("HDEL")
+        .arg(&keys.streams)
+        .arg(ids)
+        .cmd("PUBLISH")
+        .arg(&keys.events)
+        .arg(event)
+        .ignore()
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    for id in ids {
+        view.remove(id);
+    }
+    Ok(removed)
+}
+
+/// Removes every id notified before `cutoff_ms`.
+async fn expire(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    cutoff_ms: u64,
+    view: &MemoryRegistry,
+) -> Result<usize, RegistryError> {
+    let all: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(&keys.streams)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let old: Vec<String> = all
+        .into_iter()
+        .filter(|(_, json)| {
+            serde_json::from_str::<Stored>(json).is_ok_and(|s| s.notified_at_ms < cutoff_ms)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    del(conn, keys, &old, view).await
+}

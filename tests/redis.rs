@@ -1,0 +1,483 @@
+//! Several asf nodes as one service (`ASF_REDIS_URL`): two real `asf` processes share one real
+//! `redis-server` (started here on a free loopback port, no persistence) and one audio root, as
+//! nodes behind a load balancer share one volume. A notify on either node reaches listeners on
+//! both, waiting listeners on the other node are woken, deletes propagate; a node killed with
+//! SIGKILL leaves the other untouched and its listeners resume there with `offset`; a Redis
+//! restart turns notifies into 503s until both nodes have resynced on their own.
+//!
+//! `redis-server` must be installed (`apt-get install redis-server`; `scripts/test` does it as
+//! root); without it the tests fail saying so. No test asserts a speed; watchdogs catch hangs.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::redis_server::{Nginx, RedisServer};
+use support::sio::{assert_whole, listen_once, SioClient, StreamResult};
+use support::{
+    assert_listen_run, audio_bytes, get, listen_url, parse_json, post_json, wait_until,
+    ChildServer, Client, Watchdog, WAIT,
+};
+
+const NOT_FOUND: &str = "Audio stream ID not found or not yet processed.";
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Two asf nodes on one Redis and one audio root (node A's).
+struct Cluster {
+    a: ChildServer,
+    b: ChildServer,
+}
+
+/// Starts a node on `redis` with the audio root `root` (None: its own).
+fn node(redis: &RedisServer, root: Option<&Path>, extra: &[(&str, &str)]) -> ChildServer {
+    let url = redis.url();
+    let root = root.map(|r| r.to_string_lossy().into_owned());
+    let mut env = vec![("ASF_REDIS_URL", url.as_str()), ("ASF_REDIS_PREFIX", "t1:")];
+    if let Some(root) = &root {
+        env.push(("ASF_AUDIO_ROOT", root.as_str()));
+    }
+    env.extend_from_slice(extra);
+    ChildServer::start(&env, None)
+}
+
+impl Cluster {
+    fn start(redis: &RedisServer, extra: &[(&str, &str)]) -> Cluster {
+        let a = node(redis, None, extra);
+        let root = a.root.path().canonicalize().expect("root");
+        let b = node(redis, Some(&root), extra);
+        let cluster = Cluster { a, b };
+        for addr in [cluster.a.addr, cluster.b.addr] {
+            wait_until(WAIT, "the node to connect to redis", || {
+                health(addr)["registry_connected"] == true
+            });
+        }
+        cluster
+    }
+
+    fn root(&self) -> PathBuf {
+        self.a.root.path().canonicalize().expect("root")
+    }
+
+    /// Writes `bytes` as `name` in the shared audio root.
+    fn audio(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.root().join(name);
+        std::fs::write(&path, bytes).expect("write audio");
+        path
+    }
+}
+
+fn health(addr: SocketAddr) -> Value {
+    let (status, _, body) = get(addr, "/asf/health");
+    assert_eq!(status, 200);
+    parse_json(&body)
+}
+
+fn notify(addr: SocketAddr, id: &str, path: &Path) -> (u16, Value) {
+    let body = json!({ "stream_id": id, "filepath": path.to_string_lossy() });
+    let (status, _, body) = post_json(addr, "/asf/internal/notify_new_audio", &body);
+    (status, parse_json(&body))
+}
+
+fn notify_ok(addr: SocketAddr, id: &str, path: &Path) {
+    let (status, body) = notify(addr, id, path);
+    assert_eq!(status, 200, "notify {id} on {addr}: {body}");
+}
+
+fn delete(addr: SocketAddr, id: &str) -> u16 {
+    let raw = format!(
+        "DELETE /asf/internal/streams/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    support::http_request(addr, raw.as_bytes()).0
+}
+
+/// Connects `n` clients to `addr`, joins them all to `id` at once (from `offset`) and
+/// collects their streams.
+fn listeners(addr: SocketAddr, id: &str, n: usize) -> Vec<StreamResult> {
+    let clients: Vec<SioClient> = (0..n).map(|_| SioClient::connect(addr)).collect();
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let (barrier, id) = (Arc::clone(&barrier), id.to_owned());
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    barrier.wait();
+                    client.join(&id);
+                    let r = client.collect_stream();
+                    client.close();
+                    r
+                })
+                .expect("listener thread")
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("listener"))
+        .collect()
+}
+
+fn assert_not_found(r: &StreamResult, what: &str) {
+    let err = r
+        .first("stream_error")
+        .unwrap_or_else(|| panic!("{what}: {:?}", r.events));
+    assert_eq!(err["message"], NOT_FOUND, "{what}");
+}
+
+#[test]
+fn a_notify_on_one_node_reaches_listeners_and_waiters_on_both() {
+    let _dog = Watchdog::new(LIMIT, "two nodes on redis");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(1 << 20, 19);
+    let path = c.audio("shared.mp3", &data);
+
+    // A listener waits on B for an id nobody has notified yet: told "not found", it
+    // watches the id; the notify lands on A.
+    let mut waiter = SioClient::connect(b);
+    waiter.join("strm_later");
+    assert_not_found(&waiter.collect_stream(), "the waiter's first answer");
+
+    notify_ok(a, "strm_shared", &path);
+    notify_ok(a, "strm_later", &path);
+    assert_whole(
+        &waiter.collect_stream(),
+        &data,
+        "the waiter on B, woken by the notify on A",
+    );
+    waiter.close();
+
+    let on_b = thread::spawn(move || listeners(b, "strm_shared", 200));
+    let on_a = listeners(a, "strm_shared", 200);
+    for (i, r) in on_a.iter().enumerate() {
+        assert_whole(r, &data, &format!("listener {i} on A"));
+    }
+    for (i, r) in on_b.join().expect("B listeners").iter().enumerate() {
+        assert_whole(r, &data, &format!("listener {i} on B"));
+    }
+
+    // A re-notify on B (another file under the same id) is what A serves next.
+    let other = audio_bytes(300_000, 23);
+    let other_path = c.audio("other.mp3", &other);
+    notify_ok(b, "strm_shared", &other_path);
+    assert_whole(
+        &listen_once(a, "strm_shared"),
+        &other,
+        "A after B's re-notify",
+    );
+
+    // A delete on B is seen on A.
+    assert_eq!(delete(b, "strm_shared"), 200);
+    assert_not_found(&listen_once(a, "strm_shared"), "A after B's delete");
+    assert_eq!(health(a)["registered_streams"], 1, "{}", health(a));
+    assert_eq!(health(b)["registered_streams"], 1, "{}", health(b));
+}
+
+#[test]
+fn a_redis_restart_answers_503_during_the_outage_then_both_nodes_resync() {
+    let _dog = Watchdog::new(LIMIT, "redis restart");
+    let mut redis = RedisServer::start();
+    // Paced (100 chunks, about 1 s), so a stream is in progress while Redis goes away.
+    let c = Cluster::start(&redis, &[("ASF_STREAM_SLEEP_INTERVAL", "0.01")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(400_000, 29);
+    let path = c.audio("before.mp3", &data);
+    notify_ok(a, "strm_before", &path);
+    let mut streaming = SioClient::connect(b);
+    streaming.join("strm_before");
+    let mut head = StreamResult::default();
+    streaming.read_until_audio(&mut head, 40_000);
+
+    redis.kill();
+    for addr in [a, b] {
+        wait_until(WAIT, "the node to see Redis gone", || {
+            health(addr)["registry_connected"] == false
+        });
+        assert_eq!(health(addr)["registry"], "redis");
+    }
+    // No write, no 200.
+    let (status, body) = notify(a, "strm_during", &path);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["error"],
+        "The stream registry is unavailable: the change was not stored; retry later"
+    );
+    assert_eq!(delete(b, "strm_before"), 503);
+    // The stream in progress goes on; a join of an id B knows still works.
+    let rest = streaming.collect_stream();
+    streaming.close();
+    assert_whole(&head.merge(rest), &data, "the stream across the outage");
+    assert_whole(
+        &listen_once(b, "strm_before"),
+        &data,
+        "a join on B during the outage",
+    );
+
+    redis.restart();
+    for addr in [a, b] {
+        wait_until(WAIT, "the node to reconnect", || {
+            health(addr)["registry_connected"] == true
+        });
+        // Resynced with the restarted (empty) Redis, without a restart of asf.
+        assert_eq!(health(addr)["registered_streams"], 0, "{}", health(addr));
+    }
+    let mut waiter = SioClient::connect(b);
+    waiter.join("strm_after");
+    assert_not_found(&waiter.collect_stream(), "B before the notify");
+    let after = audio_bytes(100_000, 31);
+    let after_path = c.audio("after.mp3", &after);
+    notify_ok(a, "strm_after", &after_path);
+    assert_whole(&waiter.collect_stream(), &after, "B after the notify on A");
+    waiter.close();
+
+    // One line per change of state, not one per reconnection attempt.
+    for (name, log) in [("A", c.a.log()), ("B", c.b.log())] {
+        assert_eq!(
+            log.matches("redis connection lost").count(),
+            1,
+            "{name}:\n{log}"
+        );
+        assert_eq!(log.matches("redis connected").count(), 2, "{name}:\n{log}");
+        assert!(!log.contains("cannot reach redis"), "{name}:\n{log}");
+    }
+}
+
+/// A listener joined on `addr` that has received at least `head` bytes, then meets `ready`
+/// (all listeners are mid-stream), then reads on until the stream ends or its node dies.
+fn mid_stream_listener(
+    addr: SocketAddr,
+    id: &str,
+    head: usize,
+    ready: Arc<Barrier>,
+) -> thread::JoinHandle<(StreamResult, bool)> {
+    let mut client = SioClient::connect(addr);
+    let id = id.to_owned();
+    thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            client.join(&id);
+            let mut acc = StreamResult::default();
+            client.read_until_audio(&mut acc, head);
+            ready.wait();
+            // Until end_of_stream (true), or until the connection breaks (false).
+            loop {
+                match client.next_event() {
+                    Ok(event) => {
+                        if acc.push(event) {
+                            return (acc, true);
+                        }
+                    }
+                    Err(_) => return (acc, false),
+                }
+            }
+        })
+        .expect("listener thread")
+}
+
+#[test]
+fn a_node_killed_mid_stream_leaves_the_other_untouched_and_its_listeners_resume_there() {
+    let _dog = Watchdog::new(LIMIT, "SIGKILL of a node");
+    let redis = RedisServer::start();
+    // Paced: 100 chunks, about 1 s, so the kill lands mid-stream.
+    let mut c = Cluster::start(&redis, &[("ASF_STREAM_SLEEP_INTERVAL", "0.01")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(400_000, 37);
+    let path = c.audio("kill.mp3", &data);
+    notify_ok(a, "strm_kill", &path);
+    const N: usize = 100;
+    let ready = Arc::new(Barrier::new(2 * N + 1));
+    let on_a: Vec<_> = (0..N)
+        .map(|_| mid_stream_listener(a, "strm_kill", 20_000, Arc::clone(&ready)))
+        .collect();
+    let on_b: Vec<_> = (0..N)
+        .map(|_| mid_stream_listener(b, "strm_kill", 20_000, Arc::clone(&ready)))
+        .collect();
+    ready.wait();
+    c.a.signal(libc::SIGKILL);
+    c.a.wait_exit(WAIT);
+
+    for (i, h) in on_b.into_iter().enumerate() {
+        let (r, ended) = h.join().expect("B listener");
+        assert!(ended, "listener {i} on B lost its connection");
+        assert_whole(&r, &data, &format!("listener {i} on B"));
+    }
+    // As clients behind a load balancer do: reconnect (to B) and join with `offset`, all at
+    // once.
+    let resumes: Vec<_> = on_a
+        .into_iter()
+        .map(|h| {
+            let (head, ended) = h.join().expect("A listener");
+            thread::spawn(move || {
+                if ended {
+                    return (head, None);
+                }
+                let mut client = SioClient::connect(b);
+                client.emit(
+                    "join_stream",
+                    json!({ "stream_id": "strm_kill", "offset": head.audio.len() }),
+                );
+                let rest = client.collect_stream();
+                client.close();
+                (head, Some(rest))
+            })
+        })
+        .collect();
+    let mut resumed = 0;
+    for (i, h) in resumes.into_iter().enumerate() {
+        let what = format!("listener {i} of A");
+        match h.join().expect("resume") {
+            (head, None) => assert_whole(&head, &data, &format!("{what}, done before the kill")),
+            (head, Some(rest)) => {
+                let start = rest.first("audio_control").cloned().unwrap_or_default();
+                assert_eq!(start["offset"], head.audio.len(), "{what}: {start}");
+                assert_eq!(rest.last_event_kind(), Some("end_of_stream"), "{what}");
+                let mut whole = head.audio.clone();
+                whole.extend_from_slice(&rest.audio);
+                support::assert_audio(&whole, &data, &format!("{what}, resumed on B"));
+                resumed += 1;
+            }
+        }
+    }
+    assert!(resumed > 0, "no listener of A was cut by the kill");
+}
+
+#[test]
+fn through_nginx_in_front_of_two_nodes_every_client_and_transport_streams_byte_exact() {
+    let _dog = Watchdog::new(LIMIT, "nginx in front of two nodes");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let nginx = Nginx::start(&[c.a.addr, c.b.addr]);
+    let data = audio_bytes(1 << 20, 41);
+    let path = c.audio("lb.mp3", &data);
+    // CPOA's notify through the balancer, to whichever node it picks.
+    notify_ok(nginx.addr, "strm_lb", &path);
+    let url = nginx.url();
+    for (client, transports) in [
+        (Client::Node, "default"),
+        (Client::Python, "default"),
+        (Client::Node, "polling"),
+        (Client::Python, "polling"),
+        (Client::Node, "websocket"),
+    ] {
+        let run = listen_url(client, &url, "strm_lb", transports, None);
+        let what = format!("{client:?} with transports {transports} through nginx");
+        assert_listen_run(&run, &data, &what);
+    }
+    assert!(
+        !nginx.log().contains("[error]"),
+        "nginx logged errors:\n{}",
+        nginx.log()
+    );
+}
+
+#[test]
+fn a_completing_notify_on_one_node_ends_the_live_streams_of_the_other() {
+    let _dog = Watchdog::new(LIMIT, "live completion across nodes");
+    let redis = RedisServer::start();
+    // Far longer than the test's waits: only the completing notify can end the stream.
+    let c = Cluster::start(&redis, &[("ASF_LIVE_IDLE_TIMEOUT", "120")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(300_000, 43);
+    let path = c.audio("live.mp3", &data[..100_000]);
+    let body =
+        json!({ "stream_id": "strm_live", "filepath": path.to_string_lossy(), "live": true });
+    let (status, _, resp) = post_json(a, "/asf/internal/notify_new_audio", &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+
+    let mut listener = SioClient::connect(b);
+    listener.join("strm_live");
+    let mut head = StreamResult::default();
+    listener.read_until_audio(&mut head, 100_000);
+    let start = head.first("audio_control").cloned().unwrap_or_default();
+    assert_eq!(start["live"], true, "{start}");
+
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open live file");
+    std::io::Write::write_all(&mut file, &data[100_000..]).expect("append");
+    drop(file);
+    notify_ok(a, "strm_live", &path);
+    let rest = listener.collect_stream();
+    listener.close();
+    let r = head.merge(rest);
+    assert_eq!(
+        r.last_event_kind(),
+        Some("end_of_stream"),
+        "{:?}",
+        r.events.last()
+    );
+    support::assert_audio(&r.audio, &data, "the live stream on B, completed on A");
+}
+
+#[test]
+fn a_ui_update_sent_to_one_node_reaches_the_room_members_on_both() {
+    let _dog = Watchdog::new(LIMIT, "UI updates across nodes");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let mut members = Vec::new();
+    for addr in [c.a.addr, c.b.addr] {
+        let mut m = SioClient::connect(addr);
+        assert_eq!(m.connect_ns("/ui_updates").expect("connect").kind, 0);
+        let ack = m.next_event_on("/ui_updates").expect("ui_connection_ack");
+        assert_eq!(ack.name, "ui_connection_ack");
+        m.emit_on(
+            "/ui_updates",
+            "subscribe_to_ui_updates",
+            json!({"client_id": "user-7"}),
+        );
+        let done = m.next_event_on("/ui_updates").expect("subscribed");
+        assert_eq!(done.name, "subscribed_ui_updates", "{:?}", done);
+        members.push(m);
+    }
+    for (i, from) in [c.a.addr, c.b.addr].into_iter().enumerate() {
+        let update = json!({"client_id": "user-7", "event_name": "progress", "data": {"step": i}});
+        let (status, _, body) = post_json(from, "/asf/internal/send_ui_update", &update);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        for (j, m) in members.iter_mut().enumerate() {
+            let e = m.next_event_on("/ui_updates").expect("the update");
+            assert_eq!(
+                (e.name.as_str(), e.data()),
+                ("progress", json!({"step": i})),
+                "member on node {j}, update sent to node {i}"
+            );
+        }
+    }
+    for m in members {
+        m.close();
+    }
+}
+
+#[test]
+fn a_join_that_misses_the_local_view_asks_redis_before_not_found() {
+    let _dog = Watchdog::new(LIMIT, "lookup through redis");
+    let redis = RedisServer::start();
+    let c = Cluster::start(&redis, &[]);
+    let data = audio_bytes(200_000, 47);
+    let path = c.audio("direct.mp3", &data);
+    // Written to the hash with no event: no node's view has it, only Redis does.
+    let reg = json!({ "path": path.to_string_lossy(), "notified_at_ms": 1, "live": false });
+    redis.cli(&["HSET", "t1:streams", "strm_direct", &reg.to_string()]);
+    assert_eq!(health(c.b.addr)["registered_streams"], 0);
+    assert_whole(
+        &listen_once(c.b.addr, "strm_direct"),
+        &data,
+        "B, through HGET",
+    );
+    assert_eq!(
+        health(c.b.addr)["registered_streams"],
+        1,
+        "kept in B's view"
+    );
+    assert_eq!(health(c.a.addr)["registered_streams"], 0, "A was not asked");
+    assert_not_found(
+        &listen_once(c.a.addr, "strm_nowhere"),
+        "an id Redis lacks too",
+    );
+}
