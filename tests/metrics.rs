@@ -403,6 +403,7 @@ fn internal_addr_serves_notify_and_metrics_there_and_404_on_the_public_port() {
         ("GET", "/asf/internal/streams/strm_inside"),
         ("DELETE", "/asf/internal/streams/strm_inside"),
         ("POST", "/asf/internal/send_ui_update"),
+        ("GET", "/asf/status"),
     ] {
         let (status, _, answer) = request(server.addr, method, route, Some(TOKEN), Some(&body));
         assert_eq!(status, 404, "public {method} {route}");
