@@ -24,6 +24,7 @@ mod support;
 
 mod site;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -360,18 +361,18 @@ fn a_live_stream_starts_playing_while_its_file_is_still_being_written() {
     );
 }
 
-/// Notifies `id` as the file `bytes` on `server`, with the internal `token`.
-fn publish_with_token(server: &Server, id: &str, bytes: &[u8], token: &str) {
+/// Notifies `id` as the file `bytes` of `server` at `addr` (its internal listener, or its
+/// only one), with the internal token.
+fn publish_with_token(server: &Server, addr: SocketAddr, id: &str, bytes: &[u8]) {
     let path = server.write_audio(&format!("{id}.mp3"), bytes);
     let body = json!({ "stream_id": id, "filepath": path }).to_string();
     let raw = format!(
-        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {}\r\n\
-         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {STATUS_TOKEN}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        server.addr,
         body.len()
     );
-    let (status, _, answer) = support::http_request(server.addr, raw.as_bytes());
+    let (status, _, answer) = support::http_request(addr, raw.as_bytes());
     assert_eq!(
         status,
         200,
@@ -380,28 +381,31 @@ fn publish_with_token(server: &Server, id: &str, bytes: &[u8], token: &str) {
     );
 }
 
-/// `ASF_STATUS_SCREENSHOT` keeps the screenshot there (the README's `docs/status.png` is made
-/// so); otherwise it goes to a temporary file that is removed.
-#[test]
-fn the_status_page_lists_published_streams_and_its_play_button_plays_one_byte_exact() {
-    let _dog = Watchdog::new(Duration::from_secs(120), "browser, status page");
-    require_node_packages(&["playwright-core"]);
-    const TOKEN: &str = "status-page-token";
-    let mut env = PACED.to_vec();
-    env.push(("ASF_INTERNAL_TOKEN", TOKEN));
-    let server = Server::start_with(&env);
-    publish_with_token(&server, "strm_status_other", &MP3[..4096], TOKEN);
-    publish_with_token(&server, "strm_status_play", MP3, TOKEN);
+/// The internal token of the status page tests.
+const STATUS_TOKEN: &str = "status-page-token";
+
+/// Starts ASF paced with [`STATUS_TOKEN`] and `env`, publishes two streams through `internal`
+/// (the internal listener's address, or `None` for the only one), opens the status page there
+/// with `query` (which plays `strm_status_play`) and asserts what it reports: both rows, and
+/// the played stream byte-exact into MediaSource, playing before `end_of_stream`.
+fn status_page_plays(env: &[(&str, &str)], query: impl Fn(&Server) -> String, options: &[String]) {
+    let mut all = PACED.to_vec();
+    all.push(("ASF_INTERNAL_TOKEN", STATUS_TOKEN));
+    all.extend_from_slice(env);
+    let server = Server::start_with(&all);
+    let split = env.iter().any(|(k, _)| *k == "ASF_INTERNAL_ADDR");
+    let addr = if split {
+        server.internal_addr()
+    } else {
+        server.addr
+    };
+    publish_with_token(&server, addr, "strm_status_other", &MP3[..4096]);
+    publish_with_token(&server, addr, "strm_status_play", MP3);
     let url = format!(
-        "{}/asf/status?token={TOKEN}&every=1&test=1&play=strm_status_play",
-        server.url()
+        "http://{addr}/asf/status?token={STATUS_TOKEN}&every=1&test=1&play=strm_status_play{}",
+        query(&server)
     );
-    let kept = std::env::var_os("ASF_STATUS_SCREENSHOT").map(PathBuf::from);
-    let shot = kept.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("asf-status-{}.png", std::process::id()))
-    });
-    let options = ["--screenshot".to_string(), shot.display().to_string()];
-    let report = browse_with(&options, &[url]).pop().expect("one report");
+    let report = browse_with(options, &[url]).pop().expect("one report");
     let what = format!("{report:#}");
     let data = &report["data"];
     assert_eq!(data["errors"], json!([]), "{what}");
@@ -428,6 +432,20 @@ fn the_status_page_lists_published_streams_and_its_play_button_plays_one_byte_ex
     let end = milestone(&report, "end_of_stream");
     assert!(milestone(&report, "playing") < end, "{what}");
     assert!(milestone(&report, "playback_advanced") < end, "{what}");
+}
+
+/// `ASF_STATUS_SCREENSHOT` keeps the screenshot there (the README's `docs/status.png` is made
+/// so); otherwise it goes to a temporary file that is removed.
+#[test]
+fn the_status_page_lists_published_streams_and_its_play_button_plays_one_byte_exact() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "browser, status page");
+    require_node_packages(&["playwright-core"]);
+    let kept = std::env::var_os("ASF_STATUS_SCREENSHOT").map(PathBuf::from);
+    let shot = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("asf-status-{}.png", std::process::id()))
+    });
+    let options = ["--screenshot".to_string(), shot.display().to_string()];
+    status_page_plays(&[], |_| String::new(), &options);
     // The screenshot option saved the page as a PNG.
     let png = std::fs::read(&shot).unwrap_or_default();
     if kept.is_none() {
@@ -437,5 +455,18 @@ fn the_status_page_lists_published_streams_and_its_play_button_plays_one_byte_ex
         png.starts_with(b"\x89PNG\r\n\x1a\n"),
         "no PNG at {}",
         shot.display()
+    );
+}
+
+/// With `ASF_INTERNAL_ADDR` the page is on the internal listener and plays from the public one
+/// (`?asf=`), which is the only one serving Engine.IO.
+#[test]
+fn the_status_page_on_the_internal_listener_plays_from_the_public_one() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "browser, status page, split");
+    require_node_packages(&["playwright-core"]);
+    status_page_plays(
+        &[("ASF_INTERNAL_ADDR", "127.0.0.1:0")],
+        |server| format!("&asf={}", server.url()),
+        &[],
     );
 }
