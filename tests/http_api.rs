@@ -515,3 +515,48 @@ fn malformed_request_does_not_disturb_other_connections() {
     assert_json_error(&http_request(server.addr, b"\x00\x01\x02\r\n\r\n"), &[400]);
     assert_eq!(good.request(health.as_bytes()).0, 200);
 }
+
+// --- operator page -----------------------------------------------------------------------------
+
+const STATUS: &str = "/asf/status";
+
+/// Asserts `answer` is the operator page.
+fn assert_status_page(answer: &support::Response) {
+    let (status, headers, body) = answer;
+    let body = String::from_utf8_lossy(body);
+    assert_eq!(*status, 200, "{body}");
+    let ctype = header(headers, "content-type").unwrap_or("");
+    assert!(ctype.starts_with("text/html"), "{ctype:?}");
+    for marker in [
+        "<title>ASF status</title>",
+        "/asf/internal/streams",
+        "/api/v1/podcasts/stream",
+        "join_stream",
+        "MediaSource",
+    ] {
+        assert!(body.contains(marker), "no {marker:?} in the page");
+    }
+}
+
+#[test]
+fn status_page_is_html_that_reads_the_listing_and_plays_through_socketio() {
+    let server = Server::start();
+    assert_status_page(&get(server.addr, STATUS));
+    let (status, headers, _) = post_raw(server.addr, STATUS, b"{}");
+    assert_eq!(status, 405);
+    assert_eq!(header(&headers, "allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn status_page_takes_the_internal_token_as_bearer_or_query_parameter() {
+    const TOKEN: &str = "s3cret-token";
+    let server = Server::start_with(&[("ASF_INTERNAL_TOKEN", TOKEN)]);
+    assert_json_error(&get(server.addr, STATUS), &[401]);
+    assert_json_error(&get(server.addr, &format!("{STATUS}?token=wrong")), &[401]);
+    assert_status_page(&get(server.addr, &format!("{STATUS}?token={TOKEN}")));
+    let raw = format!(
+        "GET {STATUS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    assert_status_page(&http_request(server.addr, raw.as_bytes()));
+}

@@ -369,20 +369,6 @@ fn a_client_that_stops_reading_is_counted_as_a_lag_limit_drop() {
     drop(stalled);
 }
 
-/// The internal listener's address, from the server's second stdout line.
-fn internal_addr(server: &Server) -> SocketAddr {
-    const PREFIX: &str = "stdout: asf internal endpoints on ";
-    let mut found = None;
-    wait_until(WAIT, "the 'asf internal endpoints on' line", || {
-        found = server
-            .log()
-            .lines()
-            .find_map(|l| l.strip_prefix(PREFIX).and_then(|a| a.parse().ok()));
-        found.is_some()
-    });
-    found.expect("internal address")
-}
-
 #[test]
 fn internal_addr_serves_notify_and_metrics_there_and_404_on_the_public_port() {
     let _dog = Watchdog::new(Duration::from_secs(60), "ASF_INTERNAL_ADDR");
@@ -390,7 +376,7 @@ fn internal_addr_serves_notify_and_metrics_there_and_404_on_the_public_port() {
         ("ASF_INTERNAL_ADDR", "127.0.0.1:0"),
         ("ASF_INTERNAL_TOKEN", TOKEN),
     ]);
-    let internal = internal_addr(&server);
+    let internal = server.internal_addr();
     assert_ne!(internal, server.addr);
     let path = server.write_audio("strm_inside.mp3", &audio_bytes(10_000, 43));
     let body = json!({"stream_id": "strm_inside", "filepath": path.to_string_lossy()});
@@ -403,6 +389,7 @@ fn internal_addr_serves_notify_and_metrics_there_and_404_on_the_public_port() {
         ("GET", "/asf/internal/streams/strm_inside"),
         ("DELETE", "/asf/internal/streams/strm_inside"),
         ("POST", "/asf/internal/send_ui_update"),
+        ("GET", "/asf/status"),
     ] {
         let (status, _, answer) = request(server.addr, method, route, Some(TOKEN), Some(&body));
         assert_eq!(status, 404, "public {method} {route}");

@@ -1,6 +1,7 @@
 //! The internal HTTP endpoints: notify (register a stream id), the stream listing and
 //! unregister (`GET`/`DELETE /asf/internal/streams/<id>`, see `observe.rs` for the listing),
-//! send_ui_update (see [`super::ui`]), health, and the routing of `/metrics`.
+//! send_ui_update (see [`super::ui`]), health, and the routing of `/metrics` and the
+//! operator page `/asf/status` (both in `observe.rs`).
 //!
 //! A notify is checked here (token, content type, JSON shape, lengths), then its file path is
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
@@ -440,6 +441,8 @@ impl Endpoints for Api {
             (HEALTH_PATH, _) => method_not_allowed("GET, HEAD").into(),
             (METRICS_PATH, "GET" | "HEAD") => self.metrics(req, stats).into(),
             (METRICS_PATH, _) => method_not_allowed("GET, HEAD").into(),
+            (STATUS_PATH, "GET" | "HEAD") => self.status_page(req).into(),
+            (STATUS_PATH, _) => method_not_allowed("GET, HEAD").into(),
             (path, _) => Response::error(404, &format!("No route for {path}")).into(),
         }
     }
@@ -449,6 +452,7 @@ impl Endpoints for Api {
             NOTIFY_PATH => ("notify", true),
             HEALTH_PATH => ("health", false),
             METRICS_PATH => ("metrics", true),
+            STATUS_PATH => ("status", true),
             SEND_UI_UPDATE_PATH => ("send_ui_update", true),
             p if p == STREAMS_PATH || p.starts_with(INTERNAL_PREFIX) => {
                 let streams = p

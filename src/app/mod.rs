@@ -40,6 +40,8 @@ pub mod texts {
     /// Path of the stream listing (`GET /asf/internal/streams/<id>` shows one stream,
     /// `DELETE /asf/internal/streams/<id>` unregisters it).
     pub const STREAMS_PATH: &str = "/asf/internal/streams";
+    /// Path of the operator page (HTML; internal like `/metrics`).
+    pub const STATUS_PATH: &str = "/asf/status";
     /// Paths under this prefix are internal (served on `ASF_INTERNAL_ADDR` when set).
     pub const INTERNAL_PREFIX: &str = "/asf/internal/";
     /// Where Socket.IO is served.
@@ -57,7 +59,7 @@ pub mod texts {
 
 pub use texts::{
     ENGINE_PATH, HEALTH_PATH, INTERNAL_PREFIX, MAX_STREAM_ID_LEN, METRICS_PATH, NAMESPACE,
-    NOTIFY_PATH, STREAMS_PATH,
+    NOTIFY_PATH, STATUS_PATH, STREAMS_PATH,
 };
 
 /// Unix time in seconds, as the seed's `timestamp` fields carry it.

@@ -1,7 +1,10 @@
-//! What an operator looks at: `GET /metrics` (the Prometheus exposition of every figure)
-//! and the stream listing `GET /asf/internal/streams[/<id>]` (JSON).
+//! What an operator looks at: `GET /metrics` (the Prometheus exposition of every figure),
+//! the stream listing `GET /asf/internal/streams[/<id>]` (JSON) and the operator page
+//! `GET /asf/status` (`status.html`: the listing as a table, refreshed every few seconds, with
+//! a Play button per stream that listens through the page's own Socket.IO client).
 //!
-//! Both take the internal token like notify (`/metrics` not when `ASF_METRICS_OPEN=true`).
+//! All take the internal token like notify (`/metrics` not when `ASF_METRICS_OPEN=true`); the
+//! page also as `?token=`, so that a browser can open it, and passes it on to its fetches.
 //! Figures are gathered here into a [`Snapshot`] from the runtime's [`ServerStats`], the
 //! stream engine and the registry port; the [`metrics`](crate::metrics) module encodes it.
 
@@ -12,11 +15,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::endpoints::{method_not_allowed, Api};
+use super::endpoints::{constant_time_eq, method_not_allowed, Api};
 use crate::http::{decode_path_segment, Request, Response};
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
 use crate::service::{HttpReply, ServerStats};
 use crate::stream::{Registration, SessionInfo};
+
+/// The operator page: one static file, no build step, no third-party code.
+const STATUS_HTML: &str = include_str!("status.html");
 
 /// Most streams one listing shows (the answer says when there were more).
 pub const MAX_LISTED_STREAMS: usize = 10_000;
@@ -30,6 +36,27 @@ impl Api {
             }
         }
         Response::text(200, CONTENT_TYPE, render(self.snapshot(stats)))
+    }
+
+    /// `GET /asf/status`: the operator page, for the internal token as a bearer header or
+    /// as the `token` query parameter.
+    pub(super) fn status_page(&self, req: &Request) -> Response {
+        let by_query = match (&self.config.internal_token, req.query_param("token")) {
+            (Some(token), Some(given)) => {
+                constant_time_eq(given.as_bytes(), token.expose().as_bytes())
+            }
+            _ => false,
+        };
+        if !by_query {
+            if let Some(refused) = self.refuse_unauthorized(req, "status page") {
+                return refused;
+            }
+        }
+        Response::text(200, "text/html; charset=utf-8", STATUS_HTML)
+            .with_header("Cache-Control", "no-store")
+            // The token may be in the address: no page it links to gets it as a referrer.
+            .with_header("Referrer-Policy", "no-referrer")
+            .with_header("X-Content-Type-Options", "nosniff")
     }
 
     /// Every figure, now.

@@ -13,6 +13,9 @@
 //! connection and the page reports the `connect_error`; a live stream (notified with half of
 //! the MP3 written) starts playing in the page before the test writes the rest (the page
 //! announces its milestones to its own site), then ends byte-exact at the completing notify.
+//! The operator page `/asf/status` (served by ASF, behind a token given as `?token=`) renders a
+//! row per published stream and its Play button, through the page's own Socket.IO client,
+//! plays a stream byte-exact; `browser.js --screenshot` saves a PNG of it.
 //! Must not: look inside the crate, or assert how fast anything happens: playback "before the
 //! end" is an order of events in the page, and every limit here is a deadline against hangs.
 
@@ -21,6 +24,7 @@ mod support;
 
 mod site;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -62,11 +66,10 @@ fn chromium() -> PathBuf {
     path
 }
 
-/// The test site: the page, its script and the official socket.io-client browser bundle.
-fn start_site() -> Site {
-    let node = node_dir();
-    for package in ["socket.io-client", "playwright-core"] {
-        let marker = node.join(format!("node_modules/{package}/package.json"));
+/// Panics with how to install them when the npm `packages` are missing.
+fn require_node_packages(packages: &[&str]) {
+    for package in packages {
+        let marker = node_dir().join(format!("node_modules/{package}/package.json"));
         assert!(
             marker.is_file(),
             "{package} is not installed ({} missing): run `scripts/test` (npm ci in \
@@ -74,6 +77,12 @@ fn start_site() -> Site {
             marker.display()
         );
     }
+}
+
+/// The test site: the page, its script and the official socket.io-client browser bundle.
+fn start_site() -> Site {
+    let node = node_dir();
+    require_node_packages(&["socket.io-client", "playwright-core"]);
     let pages = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/browser");
     Site::start(vec![
         Page {
@@ -105,12 +114,18 @@ fn page_url(site: &Site, server: &Server, stream: &str, transports: &str) -> Str
 
 /// Opens every page in one headless Chromium and returns each page's report, in order.
 fn browse(pages: &[String]) -> Vec<Value> {
+    browse_with(&[], pages)
+}
+
+/// [`browse`] with more options for `browser.js` (`--screenshot PNG`).
+fn browse_with(options: &[String], pages: &[String]) -> Vec<Value> {
     let mut args = vec![
         "--chromium".to_string(),
         chromium().to_string_lossy().into_owned(),
         "--timeout".into(),
         PAGE_TIMEOUT_SECS.to_string(),
     ];
+    args.extend(options.iter().cloned());
     args.extend(pages.iter().cloned());
     let limit = WAIT + Duration::from_secs(PAGE_TIMEOUT_SECS * pages.len() as u64);
     let run = run_client(Client::Node, "browser", &args, limit);
@@ -343,5 +358,115 @@ fn a_live_stream_starts_playing_while_its_file_is_still_being_written() {
     assert!(
         (buffered - MP3_SECONDS).abs() < 0.2,
         "MediaSource buffered {buffered} s: {what}"
+    );
+}
+
+/// Notifies `id` as the file `bytes` of `server` at `addr` (its internal listener, or its
+/// only one), with the internal token.
+fn publish_with_token(server: &Server, addr: SocketAddr, id: &str, bytes: &[u8]) {
+    let path = server.write_audio(&format!("{id}.mp3"), bytes);
+    let body = json!({ "stream_id": id, "filepath": path }).to_string();
+    let raw = format!(
+        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {STATUS_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, answer) = support::http_request(addr, raw.as_bytes());
+    assert_eq!(
+        status,
+        200,
+        "notify {id}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+/// The internal token of the status page tests.
+const STATUS_TOKEN: &str = "status-page-token";
+
+/// Starts ASF paced with [`STATUS_TOKEN`] and `env`, publishes two streams through `internal`
+/// (the internal listener's address, or `None` for the only one), opens the status page there
+/// with `query` (which plays `strm_status_play`) and asserts what it reports: both rows, and
+/// the played stream byte-exact into MediaSource, playing before `end_of_stream`.
+fn status_page_plays(env: &[(&str, &str)], query: impl Fn(&Server) -> String, options: &[String]) {
+    let mut all = PACED.to_vec();
+    all.push(("ASF_INTERNAL_TOKEN", STATUS_TOKEN));
+    all.extend_from_slice(env);
+    let server = Server::start_with(&all);
+    let split = env.iter().any(|(k, _)| *k == "ASF_INTERNAL_ADDR");
+    let addr = if split {
+        server.internal_addr()
+    } else {
+        server.addr
+    };
+    publish_with_token(&server, addr, "strm_status_other", &MP3[..4096]);
+    publish_with_token(&server, addr, "strm_status_play", MP3);
+    let url = format!(
+        "http://{addr}/asf/status?token={STATUS_TOKEN}&every=1&test=1&play=strm_status_play{}",
+        query(&server)
+    );
+    let report = browse_with(options, &[url]).pop().expect("one report");
+    let what = format!("{report:#}");
+    let data = &report["data"];
+    assert_eq!(data["errors"], json!([]), "{what}");
+    // Both rows, rendered from the listing the page fetched with the token.
+    let mut rows: Vec<&str> = data["rows"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    rows.sort_unstable();
+    assert_eq!(rows, ["strm_status_other", "strm_status_play"], "{what}");
+    // Play: the page's own Socket.IO client joined and got every byte.
+    assert_eq!(data["stream_status"]["status"], json!("joined"), "{what}");
+    assert_eq!(data["bytes"], json!(MP3.len()), "{what}");
+    assert_eq!(data["chunks"], json!(MP3.len().div_ceil(1024)), "{what}");
+    assert_eq!(data["sha256"], json!(sha256_hex(MP3)), "{what}");
+    // ... into MediaSource, and the audio element played it before the stream ended.
+    let buffered = data["buffered_seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        (buffered - MP3_SECONDS).abs() < 0.2,
+        "MediaSource buffered {buffered} s: {what}"
+    );
+    assert!(milestone(&report, "connect") < milestone(&report, "start_of_stream"));
+    assert!(milestone(&report, "start_of_stream") < milestone(&report, "first_chunk"));
+    let end = milestone(&report, "end_of_stream");
+    assert!(milestone(&report, "playing") < end, "{what}");
+    assert!(milestone(&report, "playback_advanced") < end, "{what}");
+}
+
+/// `ASF_STATUS_SCREENSHOT` keeps the screenshot there (the README's `docs/status.png` is made
+/// so); otherwise it goes to a temporary file that is removed.
+#[test]
+fn the_status_page_lists_published_streams_and_its_play_button_plays_one_byte_exact() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "browser, status page");
+    require_node_packages(&["playwright-core"]);
+    let kept = std::env::var_os("ASF_STATUS_SCREENSHOT").map(PathBuf::from);
+    let shot = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("asf-status-{}.png", std::process::id()))
+    });
+    let options = ["--screenshot".to_string(), shot.display().to_string()];
+    status_page_plays(&[], |_| String::new(), &options);
+    // The screenshot option saved the page as a PNG.
+    let png = std::fs::read(&shot).unwrap_or_default();
+    if kept.is_none() {
+        let _ = std::fs::remove_file(&shot);
+    }
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "no PNG at {}",
+        shot.display()
+    );
+}
+
+/// With `ASF_INTERNAL_ADDR` the page is on the internal listener and plays from the public one
+/// (`?asf=`), which is the only one serving Engine.IO.
+#[test]
+fn the_status_page_on_the_internal_listener_plays_from_the_public_one() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "browser, status page, split");
+    require_node_packages(&["playwright-core"]);
+    status_page_plays(
+        &[("ASF_INTERNAL_ADDR", "127.0.0.1:0")],
+        |server| format!("&asf={}", server.url()),
+        &[],
     );
 }

@@ -93,6 +93,21 @@ impl Server {
         }
     }
 
+    /// The internal listener's address (`ASF_INTERNAL_ADDR`), from the server's second stdout
+    /// line.
+    pub fn internal_addr(&self) -> SocketAddr {
+        const PREFIX: &str = "stdout: asf internal endpoints on ";
+        let mut found = None;
+        super::wait_until(WAIT, "the 'asf internal endpoints on' line", || {
+            found = self
+                .log()
+                .lines()
+                .find_map(|l| l.strip_prefix(PREFIX).and_then(|a| a.parse().ok()));
+            found.is_some()
+        });
+        found.expect("internal address")
+    }
+
     /// `http://127.0.0.1:PORT`, the base URL for Socket.IO clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

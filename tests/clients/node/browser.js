@@ -1,12 +1,14 @@
 // Drive headless Chromium (Debian's `chromium`, through playwright-core; no browser download)
 // through ASF's browser test pages (tests/clients/browser/) and print what each page reported.
 //
-// Usage: node browser.js [--chromium /usr/bin/chromium] [--timeout SECONDS] PAGE_URL...
+// Usage: node browser.js [--chromium /usr/bin/chromium] [--timeout SECONDS] [--screenshot PNG]
+//        PAGE_URL...
 // Each page is opened in a fresh browser context of one browser, one after the other; the page
 // leaves its report in window.asfReport. For each page one JSON line is printed:
 //   {"event": "report", "url": URL, "data": REPORT, "console": [page console lines]}
 // or, when the page did not report within --timeout (default 30) seconds,
 //   {"event": "timeout", "url": URL, "console": [...]}.
+// --screenshot PNG saves the page as a PNG once it reported (one page only).
 // Exit codes: 0 every page reported, 2 Chromium could not be started, 4 a page timed out,
 // 64 bad usage. Must not: judge the reports; the Rust test does.
 'use strict';
@@ -30,10 +32,10 @@ const CHROMIUM_ARGS = [
 ];
 
 function parse(argv) {
-  const opts = { chromium: '/usr/bin/chromium', timeout: 30, pages: [] };
+  const opts = { chromium: '/usr/bin/chromium', timeout: 30, screenshot: null, pages: [] };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
-    if (arg === '--chromium' || arg === '--timeout') {
+    if (arg === '--chromium' || arg === '--timeout' || arg === '--screenshot') {
       const value = argv[i + 1];
       if (value === undefined) throw new Error(`${arg} needs a value`);
       opts[arg.slice(2)] = arg === '--timeout' ? Number(value) : value;
@@ -45,13 +47,18 @@ function parse(argv) {
     }
   }
   if (opts.pages.length === 0 || !(opts.timeout > 0)) {
-    throw new Error('usage: browser.js [--chromium PATH] [--timeout SECONDS] PAGE_URL...');
+    throw new Error('usage: browser.js [--chromium PATH] [--timeout SECONDS] [--screenshot PNG] '
+      + 'PAGE_URL...');
+  }
+  if (opts.screenshot && opts.pages.length !== 1) {
+    throw new Error('--screenshot takes exactly one PAGE_URL');
   }
   return opts;
 }
 
-async function visit(browser, url, timeoutMs) {
-  const context = await browser.newContext();
+async function visit(browser, url, timeoutMs, screenshot) {
+  // A screenshot is for the README: a smaller window than the default 1280x720.
+  const context = await browser.newContext(screenshot ? { viewport: { width: 1100, height: 400 } } : {});
   const consoleLines = [];
   try {
     const page = await context.newPage();
@@ -60,7 +67,9 @@ async function visit(browser, url, timeoutMs) {
     await page.goto(url, { timeout: timeoutMs });
     try {
       const handle = await page.waitForFunction(() => window.asfReport, null, { timeout: timeoutMs });
-      emitLine({ event: 'report', url, data: await handle.jsonValue(), console: consoleLines });
+      const data = await handle.jsonValue();
+      if (screenshot) await page.screenshot({ path: screenshot });
+      emitLine({ event: 'report', url, data, console: consoleLines });
       return true;
     } catch (e) {
       emitLine({ event: 'timeout', url, error: e.message, console: consoleLines });
@@ -100,7 +109,7 @@ async function run() {
   try {
     emitLine({ event: 'browser', version: browser.version() });
     for (const url of opts.pages) {
-      if (!(await visit(browser, url, opts.timeout * 1000))) code = 4;
+      if (!(await visit(browser, url, opts.timeout * 1000, opts.screenshot))) code = 4;
     }
   } finally {
     await browser.close();
