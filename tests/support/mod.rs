@@ -350,8 +350,11 @@ pub fn assert_listen_run(run: &ListenRun, file: &[u8], what: &str) {
     assert_eq!(
         run.run.code,
         Some(0),
-        "{what} failed: lines {:?}\nstderr:\n{}",
+        "{what} failed: lines {:?}\nlast lines: {:?}\naudio bytes {} of {}\nstderr:\n{}",
         run.run.event_names(),
+        &run.run.lines[run.run.lines.len().saturating_sub(3)..],
+        run.audio.len(),
+        file.len(),
         run.run.stderr
     );
     let names = run.run.event_names();

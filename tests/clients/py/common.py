@@ -4,6 +4,7 @@ Owns: argument conventions, JSON-line output, and building a python-socketio Cli
 Must not: decide pass/fail of a test; the Rust tests read the printed lines and exit codes.
 """
 import json
+import logging
 import sys
 import threading
 
@@ -36,7 +37,13 @@ def make_client():
     messages on the read loop instead, which keeps the real protocol stack but makes the
     byte-exact audio checks deterministic.
     """
-    sio = socketio.Client(reconnection=False)
+    # Engine.IO warnings (why a transport aborted) go to stderr, which the Rust tests print
+    # when a client fails.
+    eio_logger = logging.getLogger("asf-test-engineio")
+    if not eio_logger.handlers:
+        eio_logger.addHandler(logging.StreamHandler(sys.stderr))
+    eio_logger.setLevel(logging.WARNING)
+    sio = socketio.Client(reconnection=False, engineio_logger=eio_logger)
     eio = getattr(sio, "eio", None)
     original = getattr(eio, "_trigger_event", None)
     if original is not None:
