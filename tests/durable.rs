@@ -128,13 +128,18 @@ fn unregister(addr: SocketAddr, id: &str) -> (u16, Value) {
         .unwrap_or_else(|e| panic!("DELETE {id}: {e}"))
 }
 
-fn registered(addr: SocketAddr) -> u64 {
+/// A count from `/asf/health` (`registered_streams`, `live_streams`).
+fn health_count(addr: SocketAddr, field: &str) -> u64 {
     let (status, health) =
         request(addr, "GET", "/asf/health", "").unwrap_or_else(|e| panic!("health: {e}"));
     assert_eq!(status, 200, "{health}");
-    health["registered_streams"]
+    health[field]
         .as_u64()
-        .unwrap_or_else(|| panic!("no registered_streams in {health}"))
+        .unwrap_or_else(|| panic!("no {field} in {health}"))
+}
+
+fn registered(addr: SocketAddr) -> u64 {
+    health_count(addr, "registered_streams")
 }
 
 /// Joins `id` from `offset` and reads the whole stream.
@@ -701,12 +706,7 @@ fn notify_live(addr: SocketAddr, id: &str, path: &Path, live: bool) -> (u16, Val
 }
 
 fn live_streams(addr: SocketAddr) -> u64 {
-    let (status, health) =
-        request(addr, "GET", "/asf/health", "").unwrap_or_else(|e| panic!("health: {e}"));
-    assert_eq!(status, 200, "{health}");
-    health["live_streams"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no live_streams in {health}"))
+    health_count(addr, "live_streams")
 }
 
 #[test]

@@ -369,11 +369,20 @@ fn through_nginx_in_front_of_two_nodes_every_client_and_transport_streams_byte_e
         let what = format!("{client:?} with transports {transports} through nginx");
         assert_listen_run(&run, &data, &what);
     }
-    assert!(
-        !nginx.log().contains("[error]"),
-        "nginx logged errors:\n{}",
-        nginx.log()
-    );
+    // A client that closes its upgraded connection while a frame is on its way (python's
+    // disconnect() after end_of_stream) makes nginx log a broken pipe or reset towards that
+    // client: the client's hang-up, not a fault of ASF or of the configuration.
+    let log = nginx.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[error]"))
+        .filter(|l| {
+            !(l.contains("while proxying upgraded connection")
+                && (l.contains("(32: Broken pipe)")
+                    || l.contains("(104: Connection reset by peer)")))
+        })
+        .collect();
+    assert!(errors.is_empty(), "nginx logged errors:\n{log}");
 }
 
 #[test]

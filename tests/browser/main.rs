@@ -103,6 +103,14 @@ fn start_site() -> Site {
     ])
 }
 
+/// ASF paced (`PACED`) with the test site's origin allowed.
+fn start_paced_for(site: &Site) -> Server {
+    let origin = site.origin();
+    let mut env = PACED.to_vec();
+    env.push(("ASF_CORS_ALLOWED_ORIGINS", origin.as_str()));
+    Server::start_with(&env)
+}
+
 /// The page URL that listens to `stream` on `server` with `transports`.
 fn page_url(site: &Site, server: &Server, stream: &str, transports: &str) -> String {
     format!(
@@ -189,9 +197,7 @@ fn an_allowed_origin_streams_decodes_and_plays_a_real_mp3_over_both_transports()
     let _dog = Watchdog::new(Duration::from_secs(180), "browser, allowed origin");
     let site = start_site();
     let origin = site.origin();
-    let mut env = PACED.to_vec();
-    env.push(("ASF_CORS_ALLOWED_ORIGINS", origin.as_str()));
-    let server = Server::start_with(&env);
+    let server = start_paced_for(&site);
     assert_ne!(
         origin,
         server.url(),
@@ -297,10 +303,7 @@ fn a_refused_origin_cannot_connect_and_the_page_reports_the_error() {
 fn a_live_stream_starts_playing_while_its_file_is_still_being_written() {
     let _dog = Watchdog::new(Duration::from_secs(180), "browser, live stream");
     let site = start_site();
-    let origin = site.origin();
-    let mut env = PACED.to_vec();
-    env.push(("ASF_CORS_ALLOWED_ORIGINS", origin.as_str()));
-    let server = Server::start_with(&env);
+    let server = start_paced_for(&site);
     // Half the MP3 (3 s of audio) is written when the stream is notified as live.
     let (first, rest) = MP3.split_at(MP3.len() / 2);
     let path = server.write_audio("live/tone.mp3", first);
