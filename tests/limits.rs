@@ -266,7 +266,10 @@ fn event_flood_closes_the_session_and_spares_other_clients() {
 
 #[test]
 fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
-    let _dog = Watchdog::new(Duration::from_secs(120), "ASF_MAX_LAG_BYTES=65536");
+    let _dog = Watchdog::new(
+        Duration::from_secs(120),
+        "ASF_MAX_LAG_BYTES (LAG_RULE_ONLY)",
+    );
     // Only the lag rule may drop the stalled client within the test's deadlines.
     let server = Server::start_with(&LAG_RULE_ONLY);
     let audio = audio_bytes(8 << 20, 22);

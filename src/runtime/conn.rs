@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use super::io::write_all;
-use super::session::{gather, Budget, ConnGuard, Ctx, Item, Reads, Shared, Side, Step};
+use super::deliver::{gather, write_all, Budget, Item, Reads, Step};
+use super::session::{ConnGuard, Ctx, Shared, Side};
 use super::websocket;
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};

@@ -2,61 +2,11 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
 use crate::stream::{StreamError, StreamSession};
-
-/// Most buffers handed to one `writev` (the kernel's IOV_MAX is 1024).
-pub(crate) const MAX_IOVECS: usize = 1000;
-
-/// Writes every buffer, in order, with as few `writev` calls as the socket allows. A write
-/// that makes no progress for `stall` fails with `TimedOut` (the socket is shut down).
-/// Returns the (emptied) vector for reuse.
-pub(crate) async fn write_all(
-    stream: &TcpStream,
-    mut bufs: Vec<Bytes>,
-    stall: Duration,
-) -> io::Result<Vec<Bytes>> {
-    bufs.retain(|b| !b.is_empty());
-    while !bufs.is_empty() {
-        let write = stream.writev(bufs);
-        tokio::pin!(write);
-        let (res, back) = tokio::select! {
-            done = &mut write => done,
-            _ = tokio::time::sleep(stall) => {
-                // Never abandon an in-flight io_uring write (it would pin the socket open
-                // in the kernel): shut the socket so it completes, then report the stall.
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                let _ = write.await;
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no write progress for {stall:?}"),
-                ));
-            }
-        };
-        bufs = back;
-        let mut n = res?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed"));
-        }
-        let mut done = 0;
-        while done < bufs.len() && n >= bufs[done].len() {
-            n -= bufs[done].len();
-            done += 1;
-        }
-        bufs.drain(..done);
-        if n > 0 {
-            if let Some(first) = bufs.first_mut() {
-                first.advance(n);
-            }
-        }
-    }
-    Ok(bufs)
-}
 
 /// Reads block `b` of `session`'s file with io_uring into a pooled buffer. The partial
 /// block kept of a live edge is copied, and only the bytes after it are read. Returns the

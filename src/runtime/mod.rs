@@ -11,6 +11,7 @@
 //! [`Service`](crate::service::Service).
 
 mod conn;
+mod deliver;
 mod follow;
 mod fs;
 mod io;

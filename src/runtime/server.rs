@@ -364,7 +364,7 @@ async fn accept_loop<S: Service>(
                         crate::client_warn!("connection refused: ASF_MAX_CONNECTIONS reached"; %peer, limit = ctx.config.max_connections);
                         tokio_uring::spawn(async move {
                             let resp = crate::http::Response::error(503, "Server is at its connection limit; try again later");
-                            let _ = super::io::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
+                            let _ = super::deliver::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
                             drop(guard);
                         });
                         continue;

@@ -12,10 +12,9 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
-use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
+use crate::engineio::{DisconnectReason, EioConfig, Session, Sid, Transport};
 use crate::metrics::WorkerStats;
 use crate::service::{Cx, Route, ServerStats, Service};
-use crate::stream::{Framing, Poll, StreamSession};
 
 /// Shutdown phases, broadcast to every worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,7 +282,7 @@ thread_local! {
 
 /// Runs `f` on this worker thread's counters of `stats` (registered on first use): the
 /// per-chunk path writes only its own thread's counters; a scrape sums them.
-fn with_worker(stats: &Arc<ServerStats>, f: impl FnOnce(&WorkerStats)) {
+pub(crate) fn with_worker(stats: &Arc<ServerStats>, f: impl FnOnce(&WorkerStats)) {
     let key = Arc::as_ptr(stats) as usize;
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -474,210 +473,6 @@ impl<C> Shared<C> {
         drop(st);
         self.upgrade_progress.notify_waiters();
     }
-}
-
-/// One thing to send.
-#[derive(Debug)]
-pub(crate) enum Item {
-    /// A queued Engine.IO packet.
-    Packet(Outgoing),
-    /// An audio chunk: the header packet, then the chunk as a binary message.
-    Chunk(Bytes, Bytes),
-    /// Audio already framed for the wire by a [`Framer`] (one or many chunks).
-    Wire(Bytes),
-}
-
-/// Frames audio chunks for a transport that sends bytes (the WebSocket writer), so that
-/// listeners of one stream can share the framed blocks (see `stream::Framing`).
-pub(crate) trait Framer {
-    /// Equal keys for headers that frame equally.
-    fn key(&mut self, header: &Bytes) -> u64;
-    /// The bytes before a chunk of `len` bytes announced by `header`.
-    fn prefix(&mut self, header: &Bytes, len: usize) -> Bytes;
-}
-
-/// What the driver does after sending the gathered items.
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// More is ready now.
-    More,
-    /// Nothing due before this instant (or a wake-up).
-    Sleep(Instant),
-    /// Nothing to do until woken.
-    Idle,
-}
-
-/// How much one gather may take.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Budget {
-    /// Engine.IO packets (a chunk counts two).
-    pub packets: usize,
-    /// Bytes of chunk payload.
-    pub bytes: usize,
-}
-
-/// Block reads [`gather`] claimed for the caller to perform. A claim must end in
-/// `complete_read` (or `abandon_read`), or the block's other listeners wait forever: read
-/// with [`read_claimed`](super::io::read_claimed), or in tasks of their own
-/// ([`Reads::spawn`]).
-#[derive(Debug, Default)]
-pub(crate) struct Reads {
-    /// Read-ahead of the block after the listener's.
-    pub ahead: Option<(Arc<StreamSession>, u64)>,
-    /// The block the listener is waiting for.
-    pub demand: Option<(Arc<StreamSession>, u64)>,
-}
-
-impl Reads {
-    /// Starts every read in a task of its own.
-    pub fn spawn(self) {
-        for (session, b) in self.ahead.into_iter().chain(self.demand) {
-            super::io::spawn_read(session, b);
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)] // one call site per transport; a struct would only rename them
-/// Under the session lock: runs the service's wake hook, takes queued packets, then chunks
-/// from the feed, within `budget`. Returns what to do next and the block reads to start
-/// (the listener's demand read or read-ahead); a read's completion wakes the waiters.
-pub(crate) fn gather<S: Service>(
-    ctx: &Ctx<S>,
-    st: &mut State<S::Conn>,
-    sid: Sid,
-    waker: &Waker,
-    now: Instant,
-    budget: Budget,
-    out: &mut Vec<Item>,
-    scratch: &mut Vec<Bytes>,
-    framer: Option<&mut dyn Framer>,
-) -> (Step, Reads) {
-    let service = &ctx.service;
-    let State { eio, conn, .. } = st;
-    service.on_wake(
-        conn,
-        Cx {
-            sid,
-            now,
-            waker,
-            out: eio.outbox(),
-        },
-    );
-    if enforce_queue_cap(st) {
-        return (Step::Idle, Reads::default());
-    }
-    let State { eio, conn, .. } = st;
-    let mut packets = 0;
-    while packets < budget.packets {
-        match eio.pop_outgoing() {
-            Some(p) => {
-                out.push(Item::Packet(p));
-                packets += 1;
-            }
-            None => break,
-        }
-    }
-    if eio.has_output() {
-        return (Step::More, Reads::default());
-    }
-    let Some(feed) = service.feed(conn) else {
-        return (Step::Idle, Reads::default());
-    };
-    if let Err(lagged) = feed.listener.check_lag(now, ctx.config.max_lag_bytes) {
-        let reason = DisconnectReason::SlowConsumer(lagged.to_string());
-        service.on_stream_end(
-            conn,
-            Cx {
-                sid,
-                now,
-                waker,
-                out: eio.outbox(),
-            },
-            Err(lagged),
-        );
-        while let Some(p) = eio.pop_outgoing() {
-            out.push(Item::Packet(p));
-        }
-        eio.close(reason);
-        return (Step::Idle, Reads::default());
-    }
-    let chunk_budget = (budget.packets - packets) / 2;
-    if chunk_budget == 0 {
-        return (Step::More, Reads::default());
-    }
-    scratch.clear();
-    let (sent_before, chunks_before) = (feed.listener.bytes_sent(), feed.listener.chunks_sent());
-    let poll = match framer {
-        Some(framer) => {
-            let header = &feed.chunk_header;
-            let key = framer.key(header);
-            let framer = std::cell::RefCell::new(framer);
-            let prefix = |len: usize| framer.borrow_mut().prefix(header, len);
-            let framing = Framing {
-                key,
-                prefix: &prefix,
-            };
-            let poll =
-                feed.listener
-                    .poll_wire(now, budget.bytes, chunk_budget, waker, &framing, scratch);
-            out.extend(scratch.drain(..).map(Item::Wire));
-            poll
-        }
-        None => feed
-            .listener
-            .poll(now, budget.bytes, chunk_budget, waker, scratch),
-    };
-    let sent = feed.listener.bytes_sent() - sent_before;
-    if sent > 0 {
-        let chunks = feed.listener.chunks_sent() - chunks_before;
-        with_worker(&ctx.stats, |w| {
-            w.sent(sent, chunks);
-            if sent_before == 0 {
-                w.first_chunk(now.saturating_duration_since(feed.joined_at));
-            }
-        });
-    }
-    let mut reads = Reads {
-        ahead: feed
-            .listener
-            .take_prefetch()
-            .map(|b| (Arc::clone(feed.listener.session()), b)),
-        demand: None,
-    };
-    for chunk in scratch.drain(..) {
-        out.push(Item::Chunk(feed.chunk_header.clone(), chunk));
-    }
-    let step = match poll {
-        Poll::More => Step::More,
-        Poll::Wait => Step::Idle,
-        Poll::Read(b) => {
-            // The caller reads it (see `Reads`); completion wakes this writer.
-            reads.demand = Some((Arc::clone(feed.listener.session()), b));
-            Step::Idle
-        }
-        Poll::Sleep(t) => Step::Sleep(t),
-        Poll::Finished | Poll::Failed(_) => {
-            let result = match poll {
-                Poll::Failed(why) => Err(why),
-                _ => Ok(()),
-            };
-            service.on_stream_end(
-                conn,
-                Cx {
-                    sid,
-                    now,
-                    waker,
-                    out: eio.outbox(),
-                },
-                result,
-            );
-            while let Some(p) = eio.pop_outgoing() {
-                out.push(Item::Packet(p));
-            }
-            Step::More
-        }
-    };
-    (step, reads)
 }
 
 /// What [`Ctx::apply_timers`] found.

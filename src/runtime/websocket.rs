@@ -1,11 +1,11 @@
-//! WebSocket connections: the upgrade, a reader task feeding frames to the session, and a
-//! writer task that sends the session's packets and audio chunks in vectored writes.
+//! WebSocket connections: the upgrade and a reader task feeding frames to the session; the
+//! writer task that sends the session's packets and audio chunks is `deliver::writer`.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
@@ -13,43 +13,20 @@ use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet, session_limit};
-use super::io::{read_claimed, write_all, MAX_IOVECS};
-use super::session::{
-    enforce_queue_cap, gather, run_timers, Budget, ConnGuard, Ctx, Framer, Item, Phase, Reads,
-    Shared, Step, UpgradeWatch,
-};
+use super::deliver::{write_all, writer};
+use super::session::{enforce_queue_cap, ConnGuard, Ctx, Phase, Shared, UpgradeWatch};
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::session::PACKET_OVERHEAD;
-use crate::engineio::{DisconnectReason, Outgoing, Packet, Session, Sid, Transport};
+use crate::engineio::{DisconnectReason, Packet, Session, Sid, Transport};
 use crate::http::Request;
-use crate::service::{Cx, Service};
-use crate::stream::StreamError;
+use crate::service::Service;
 use crate::ws::{self, Message};
 
-/// Bytes of chunk payload per writev. Larger writes cost less CPU per byte (fewer io_uring
-/// ops and fewer short tail segments); the bytes a worker submits per turn, this times
-/// BULK_WRITES_IN_FLIGHT, bound how long a new client's join waits. Measured (fan-out 1,000
-/// x 1 MiB vs the raw baseline, and join p99 under load, 9 rounds, two runs each): 256 KiB x
-/// 8 slots 1.43x / 1.37x and 2.9 / 3.2 ms; 1 MiB x 2 slots 1.21x / 1.18x and 2.7 / 2.6 ms;
-/// 1 MiB x 8 slots 1.19x / 1.10x but 8.6 / 8.2 ms. With a worker per core (4 rounds): p99
-/// 24.9 ms at 256 KiB x 8, 9.1 ms at 1 MiB x 2.
-const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
 /// Read buffer of an idle WebSocket: fits a join or a pong with its frame header; grows for larger
 /// messages.
 const WS_READ_CHUNK: usize = 256;
 
-/// Audio writes in flight per worker at once (see the writer).
-const BULK_WRITES_IN_FLIGHT: usize = 2;
-/// How long a bulk write keeps its slot at most.
-const SLOT_HOLD: Duration = Duration::from_millis(2);
-
-thread_local! {
-    static BULK_SLOTS: Arc<tokio::sync::Semaphore> =
-        Arc::new(tokio::sync::Semaphore::new(BULK_WRITES_IN_FLIGHT));
-}
-
 const TEXT: OpCode = OpCode::Data(Data::Text);
-const BINARY: OpCode = OpCode::Data(Data::Binary);
 
 /// Handles `GET /socket.io/?EIO=4&transport=websocket[&sid=..]`.
 pub(crate) async fn handle<S: Service>(
@@ -454,270 +431,4 @@ fn push_control<C>(shared: &Shared<C>, frame: Bytes) -> bool {
     drop(st);
     shared.wake();
     closed
-}
-
-/// Frame prefix of one audio chunk: the header packet's text frame and the binary frame
-/// header, in one buffer, cached per (header, length).
-#[derive(Default)]
-struct PrefixCache {
-    key: Option<(Bytes, usize)>,
-    prefix: Bytes,
-}
-
-impl PrefixCache {
-    fn get(&mut self, header: &Bytes, len: usize) -> Bytes {
-        if let Some((h, l)) = &self.key {
-            if *l == len && h.as_ptr() == header.as_ptr() && h.len() == header.len() {
-                return self.prefix.clone();
-            }
-        }
-        let mut p = Vec::with_capacity(header.len() + 14);
-        ws::write_frame_header(TEXT, header.len(), &mut p);
-        p.extend_from_slice(header);
-        ws::write_frame_header(BINARY, len, &mut p);
-        let prefix = Bytes::from(p);
-        // Cache only the common full-size chunk; odd sizes (last chunk) are one-offs.
-        if self.key.as_ref().map(|(_, l)| *l < len).unwrap_or(true) {
-            self.key = Some((header.clone(), len));
-            self.prefix = prefix.clone();
-        }
-        prefix
-    }
-}
-
-impl Framer for PrefixCache {
-    fn key(&mut self, header: &Bytes) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        header.hash(&mut h);
-        h.finish()
-    }
-
-    fn prefix(&mut self, header: &Bytes, len: usize) -> Bytes {
-        self.get(header, len)
-    }
-}
-
-fn frame(opcode: OpCode, payload: Bytes, iov: &mut Vec<Bytes>) {
-    iov.push(ws::frame_header(opcode, payload.len()));
-    iov.push(payload);
-}
-
-/// Sends everything the session produces until it closes.
-async fn writer<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, stream: Rc<TcpStream>) {
-    let mut items = Vec::new();
-    let mut scratch = Vec::new();
-    // Grows to what streaming needs; an idle connection keeps a small one.
-    let mut iov: Vec<Bytes> = Vec::new();
-    let mut prefixes = PrefixCache::default();
-    let budget = Budget {
-        packets: MAX_IOVECS / 2 - 8,
-        bytes: WRITE_BUDGET_BYTES,
-    };
-    loop {
-        let now = Instant::now();
-        let closing;
-        let mut timer = None;
-        let mut lag_deadline: Option<Instant> = None;
-        // A listener that has not had its first chunk yet skips the bulk-write slots below.
-        let mut fresh = false;
-        let (step, mut prefetch) = {
-            let mut st = shared.lock();
-            iov.extend(st.ws_control.drain(..));
-            st.ws_control_bytes = 0;
-            if let Some(reason) = st.eio.closed().cloned() {
-                closing = true;
-                if reason.server_initiated() {
-                    for p in ctx.service.close_packets(&st.conn) {
-                        items.push(Item::Packet(p));
-                    }
-                }
-                let close = st
-                    .ws_close
-                    .take()
-                    .unwrap_or_else(|| ws::close_frame(reason.close_code(), ""));
-                drop(st);
-                for item in items.drain(..) {
-                    push_item(item, &mut iov, &mut prefixes);
-                }
-                iov.push(close);
-                (Step::Idle, Reads::default())
-            } else {
-                timer = run_timers(&ctx, &mut st, now);
-                // No feed yet counts as fresh: the join may complete inside this gather
-                // (its open answered off the worker), and then its first chunk is due now.
-                let unsent = ctx
-                    .service
-                    .feed(&mut st.conn)
-                    .is_none_or(|f| f.listener.bytes_sent() == 0);
-                let r = gather(
-                    &ctx,
-                    &mut st,
-                    shared.sid,
-                    &shared.waker,
-                    now,
-                    // The first write after a join carries one chunk: a thousand listeners
-                    // joining at once then cost the worker one small write each.
-                    if unsent {
-                        Budget { bytes: 1, ..budget }
-                    } else {
-                        budget
-                    },
-                    &mut items,
-                    &mut scratch,
-                    Some(&mut prefixes),
-                );
-                // A close found here is sent (with its close frame) on the next turn.
-                closing = false;
-                let feed = ctx.service.feed(&mut st.conn);
-                fresh = unsent && feed.is_some();
-                lag_deadline = feed.and_then(|f| f.listener.lag_deadline(ctx.config.max_lag_bytes));
-                r
-            }
-        };
-        if fresh {
-            if let Some((session, b)) = prefetch.demand.take() {
-                // A new listener waiting for its first block has nothing else to send: read
-                // the block here instead of in a task of its own, which would first wait
-                // for its turn behind every task the worker has queued, then gather again
-                // so that what was gathered (the start_of_stream event) leaves with the
-                // first chunk in one write.
-                prefetch.spawn();
-                read_claimed(session, b).await;
-                continue;
-            }
-        }
-        prefetch.spawn();
-        let mut bulk = false;
-        for item in items.drain(..) {
-            bulk |= matches!(item, Item::Chunk(..) | Item::Wire(..));
-            push_item(item, &mut iov, &mut prefixes);
-        }
-        if !iov.is_empty() {
-            // A paced listener whose socket takes nothing must still be dropped once it
-            // falls ASF_MAX_LAG_BYTES behind, not only after ASF_STALL_TIMEOUT.
-            let stall = lag_deadline
-                .map(|d| {
-                    d.saturating_duration_since(now)
-                        .max(Duration::from_millis(1))
-                })
-                .map_or(ctx.config.stall_timeout, |d| {
-                    d.min(ctx.config.stall_timeout)
-                });
-            // Bulk (audio) writes take one of a few per-worker slots, so the worker's run
-            // queue never holds more than a handful of big writes ahead of a new client's
-            // handshake or join. A slot is given back after SLOT_HOLD even if the socket is
-            // slow to take the bytes, so one slow client cannot hold it.
-            // A listener's first write after a join skips the queue: join -> first chunk
-            // should not wait for every busy listener's turn.
-            let mut slot = if bulk && !fresh {
-                BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
-            } else {
-                None
-            };
-            // Boxed: an idle connection's writer task then does not carry the write's state.
-            let mut write = Box::pin(write_all(&stream, std::mem::take(&mut iov), stall));
-            let written = if slot.is_some() {
-                tokio::select! {
-                    r = &mut write => r,
-                    _ = tokio::time::sleep(SLOT_HOLD) => {
-                        slot.take();
-                        write.await
-                    }
-                }
-            } else {
-                write.await
-            };
-            drop(slot);
-            match written {
-                Ok(back) => iov = back,
-                Err(e) => {
-                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
-                    if timed_out
-                        && lag_deadline.is_some_and(|d| {
-                            d.saturating_duration_since(now) < ctx.config.stall_timeout
-                        })
-                    {
-                        // The lag limit, not the stall timeout, ended this write.
-                        end_lagged(&ctx, &shared);
-                    }
-                    let reason = if timed_out {
-                        DisconnectReason::SlowConsumer(format!(
-                            "{e} (stall timeout {:?}, lag limit {} bytes)",
-                            ctx.config.stall_timeout, ctx.config.max_lag_bytes
-                        ))
-                    } else {
-                        DisconnectReason::TransportError(e.to_string())
-                    };
-                    crate::client_info!("websocket write failed; closing"; sid = %shared.sid, %reason);
-                    shared.lock().eio.close(reason);
-                    break;
-                }
-            }
-        }
-        if closing {
-            break;
-        }
-        let wake_at = match step {
-            Step::More => continue,
-            Step::Sleep(t) => Some(timer.map_or(t, |d| d.min(t))),
-            Step::Idle => {
-                // Going idle (stream over, or waiting): hand back the batch buffers.
-                if iov.capacity() > 64 {
-                    iov = Vec::new();
-                    items = Vec::new();
-                    scratch = Vec::new();
-                }
-                timer
-            }
-        };
-        if shared.lock().eio.closed().is_some() {
-            continue;
-        }
-        match wake_at {
-            Some(t) => {
-                tokio::select! {
-                    _ = shared.woken() => {}
-                    _ = tokio::time::sleep_until(t.into()) => {}
-                }
-            }
-            None => shared.woken().await,
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    ctx.finish(&shared);
-}
-
-/// Ends the feed of a paced listener whose write outlasted its lag deadline, as the lag
-/// check in `gather` would have (the service hears a `Lagged` end).
-fn end_lagged<S: Service>(ctx: &Ctx<S>, shared: &Shared<S::Conn>) {
-    let now = Instant::now();
-    let mut st = shared.lock();
-    let super::session::State { eio, conn, .. } = &mut *st;
-    let Some(lag) = ctx.service.feed(conn).map(|f| f.listener.lag_bytes(now)) else {
-        return;
-    };
-    let lagged = StreamError::Lagged {
-        lag,
-        limit: ctx.config.max_lag_bytes,
-    };
-    let cx = Cx {
-        sid: shared.sid,
-        now,
-        waker: &shared.waker,
-        out: eio.outbox(),
-    };
-    ctx.service.on_stream_end(conn, cx, Err(lagged));
-}
-
-fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {
-    match item {
-        Item::Packet(Outgoing::Text(t)) => frame(TEXT, t, iov),
-        Item::Packet(Outgoing::Binary(b)) => frame(BINARY, b, iov),
-        Item::Chunk(header, data) => {
-            iov.push(prefixes.get(&header, data.len()));
-            iov.push(data);
-        }
-        Item::Wire(bytes) => iov.push(bytes),
-    }
 }
