@@ -370,6 +370,36 @@ fn a_client_that_stops_reading_is_counted_as_a_lag_limit_drop() {
 }
 
 #[test]
+fn a_live_file_that_stops_growing_is_counted_as_generation_stalled() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "generation_stalled end in metrics");
+    let server = Server::start_with(&[("ASF_LIVE_IDLE_TIMEOUT", "1")]);
+    let path = server.write_audio("stalling.mp3", &audio_bytes(10_000, 43));
+    let body =
+        json!({"stream_id": "strm_stalling", "filepath": path.to_string_lossy(), "live": true});
+    let resp = support::post_json(server.addr, "/asf/internal/notify_new_audio", &body);
+    assert_eq!(resp.0, 200, "{}", String::from_utf8_lossy(&resp.2));
+    let mut client = SioClient::connect(server.addr);
+    client.join("strm_stalling");
+    let result = client.collect_stream();
+    assert_eq!(
+        result.control_names().last(),
+        Some(&"stream_error"),
+        "{:?}",
+        result.control_names()
+    );
+    assert_eq!(result.audio.len(), 10_000);
+    let text = scrape(server.addr, None);
+    promtool_check(&text);
+    let parsed = parse(&text);
+    parsed.assert_every_family();
+    let ends = |reason| parsed.value("asf_listener_ends_total", &[("reason", reason)]);
+    assert_eq!(ends("generation_stalled"), 1.0);
+    assert_eq!(ends("error"), 0.0);
+    assert_eq!(ends("completed"), 0.0);
+    client.close();
+}
+
+#[test]
 fn internal_addr_serves_notify_and_metrics_there_and_404_on_the_public_port() {
     let _dog = Watchdog::new(Duration::from_secs(60), "ASF_INTERNAL_ADDR");
     let server = Server::start_with(&[

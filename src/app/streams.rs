@@ -490,6 +490,7 @@ impl Handler for Streams {
         self.counters.end(match &result {
             Ok(()) => EndReason::Completed,
             Err(StreamError::Lagged { .. }) => EndReason::LagLimit,
+            Err(StreamError::Stalled { .. }) => EndReason::GenerationStalled,
             Err(_) => EndReason::Error,
         });
         match result {

@@ -150,18 +150,21 @@ pub enum EndReason {
     LagLimit,
     /// A write made no progress for `ASF_STALL_TIMEOUT`.
     StallTimeout,
-    /// The file could not be read to its end.
+    /// A live file stopped growing for `ASF_LIVE_IDLE_TIMEOUT` without a completing notify.
+    GenerationStalled,
+    /// The file could not be read to its end (or shrank, or was replaced or deleted).
     Error,
 }
 
 impl EndReason {
     /// Every reason, in label order.
-    pub const ALL: [EndReason; 6] = [
+    pub const ALL: [EndReason; 7] = [
         EndReason::Completed,
         EndReason::Left,
         EndReason::Disconnected,
         EndReason::LagLimit,
         EndReason::StallTimeout,
+        EndReason::GenerationStalled,
         EndReason::Error,
     ];
 
@@ -173,6 +176,7 @@ impl EndReason {
             EndReason::Disconnected => "disconnected",
             EndReason::LagLimit => "lag_limit",
             EndReason::StallTimeout => "stall_timeout",
+            EndReason::GenerationStalled => "generation_stalled",
             EndReason::Error => "error",
         }
     }
