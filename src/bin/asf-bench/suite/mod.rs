@@ -1,9 +1,11 @@
 //! The benchmark suite: scenarios, rounds, rotation, medians.
 //!
 //! Owns what is run and in which order: fan-out (ASF and the two raw baselines), many
-//! streams, idle connections, join latency under load, connect rate, and live streams. Each round runs
-//! every job once, in an order rotated every round; warm-up rounds are discarded. It must
-//! not format reports (see `report`) nor speak the wire protocol (see `client`).
+//! streams, paced listeners, idle connections, join latency under load, connect rate, and
+//! live streams. The reference peers (socketioxide and node socket.io, `peers/` in the
+//! repository) run the same jobs in the same rounds. Each round runs every job once, in an
+//! order rotated every round; warm-up rounds are discarded. It must not format reports (see
+//! `report`) nor speak the wire protocol (see `client`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,7 +52,7 @@ const INFLIGHT: usize = 256;
 pub struct Sample {
     /// fanout, streams, idle, latency, connect.
     pub scenario: &'static str,
-    /// asf, raw-small, raw-large.
+    /// asf, raw-small, raw-large, socketioxide, node (and their `-files` forms).
     pub variant: &'static str,
     /// Connections (listeners, streams, idle connections, connects).
     pub n: usize,
@@ -92,14 +94,18 @@ impl Sample {
 
 #[derive(Debug, Clone, Copy)]
 enum Job {
+    /// N listeners of one file (variant: a server, ASF or a peer, or a raw baseline).
     Fanout(&'static str, usize, u64),
-    /// Variant "asf": one file notified under N ids (one shared session); "asf-files":
-    /// N distinct files (copies), N sessions.
+    /// Variant "asf": one file notified under N ids (one shared session); "asf-files",
+    /// "socketioxide-files", "node-files": N distinct files (copies), N streams.
     Streams(&'static str, usize, u64),
-    Idle(usize),
-    /// Join latency; with `Some(w)`, on a fresh server with `ASF_WORKERS=w` (one per core).
-    Latency(Option<usize>, usize, u64),
-    Connect(usize),
+    /// N listeners of one file at pacing [`PACED_INTERVAL`], on a fresh server.
+    Paced(&'static str, usize, u64),
+    /// RSS per idle namespace-joined connection of a server, on a fresh one.
+    Idle(&'static str, usize),
+    /// Join latency; with `Some(w)`, on a fresh ASF with `ASF_WORKERS=w` (one per core).
+    Latency(&'static str, Option<usize>, usize, u64),
+    Connect(&'static str, usize),
     /// N listeners at the live edge of a `size` file written while they listen.
     Live(usize, u64),
 }
@@ -113,6 +119,8 @@ struct Env {
     /// This asf-bench binary (it also runs the baseline servers).
     exe: PathBuf,
     asf: Proc,
+    /// The reference peers at pacing 0, started by their first job.
+    peers: BTreeMap<&'static str, Proc>,
     raw: BTreeMap<(&'static str, u64), Proc>,
     files: BTreeMap<u64, File>,
     root: PathBuf,
@@ -174,12 +182,12 @@ fn jobs(quick: bool) -> Vec<Job> {
     ] {
         v.push(Job::Streams(variant, streams, MIB));
     }
-    v.push(Job::Idle(idle));
-    v.push(Job::Latency(None, load, load_size));
+    v.push(Job::Idle("asf", idle));
+    v.push(Job::Latency("asf", None, load, load_size));
     if per_core.is_some() {
-        v.push(Job::Latency(per_core, load, load_size));
+        v.push(Job::Latency("asf", per_core, load, load_size));
     }
-    v.push(Job::Connect(connects));
+    v.push(Job::Connect("asf", connects));
     // Live: the file is written over about 5 s, so its size sets the append rate (about
     // 0.2 MiB/s for 1 MiB, 2 MiB/s for 10 MiB).
     let live: &[(usize, u64)] = if quick {
@@ -188,7 +196,54 @@ fn jobs(quick: bool) -> Vec<Job> {
         &[(100, MIB), (1000, MIB), (1000, 10 * MIB)]
     };
     v.extend(live.iter().map(|&(n, size)| Job::Live(n, size)));
+    v.extend(peer_jobs(quick, streams, idle, connects));
     v
+}
+
+/// The pacing of the paced job: the seed's default, 4096 bytes every 10 ms.
+pub const PACED_INTERVAL: &str = "0.01";
+
+/// The reference peers (variant names; see `procs::peer`).
+pub const PEERS: [&str; 2] = ["socketioxide", "node"];
+
+/// The paced job for every server, and the peers' runs of the other jobs: the same sizes
+/// as ASF's but fewer fan-out points, and node's latency load of 1 MiB files (its 10 MiB
+/// load would take minutes a round).
+fn peer_jobs(quick: bool, streams: usize, idle: usize, connects: usize) -> Vec<Job> {
+    let mut v = Vec::new();
+    let paced = if quick { 200 } else { 2000 };
+    for server in ["asf", PEERS[0], PEERS[1]] {
+        v.push(Job::Paced(server, paced, MIB));
+    }
+    let fan: &[usize] = if quick { &[100] } else { &[100, 1000] };
+    for peer in PEERS {
+        v.extend(fan.iter().map(|&n| Job::Fanout(peer, n, MIB)));
+        let files = if peer == "node" {
+            "node-files"
+        } else {
+            "socketioxide-files"
+        };
+        v.push(Job::Streams(files, streams, MIB));
+        v.push(Job::Idle(peer, idle));
+        let load = if quick { 100 } else { 1000 };
+        let size = if quick || peer == "node" {
+            MIB
+        } else {
+            10 * MIB
+        };
+        v.push(Job::Latency(peer, None, load, size));
+        v.push(Job::Connect(peer, connects));
+    }
+    v
+}
+
+/// The peer behind a variant (`node-files` -> `node`), if it is one.
+fn peer_of(variant: &str) -> Option<&'static str> {
+    PEERS.into_iter().find(|p| {
+        variant
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r == "-files")
+    })
 }
 
 /// The baseline-server mode behind a raw many-streams variant, if it is one.
@@ -234,6 +289,7 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
     let mut env = Env {
         exe: exe.to_path_buf(),
         asf,
+        peers: BTreeMap::new(),
         raw,
         files,
         root,
@@ -281,8 +337,13 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
         );
         jobs.rotate_left(1);
     }
-    let Env { asf, raw, .. } = env;
+    let Env {
+        asf, raw, peers, ..
+    } = env;
     asf.stop(Duration::from_secs(10));
+    for (_, p) in peers {
+        p.stop(Duration::from_secs(5));
+    }
     drop(raw);
     Ok((samples, failures))
 }
