@@ -207,8 +207,8 @@ pub const PACED_INTERVAL: &str = "0.01";
 pub const PEERS: [&str; 2] = ["socketioxide", "node"];
 
 /// The paced job for every server, and the peers' runs of the other jobs: the same sizes
-/// as ASF's but fewer fan-out points, and node's latency load of 1 MiB files (its 10 MiB
-/// load would take minutes a round).
+/// as ASF's but fewer fan-out points, and a latency load of 1 MiB files (a peer's 10 GiB
+/// load would take minutes a round), which ASF also runs in the full suite.
 fn peer_jobs(quick: bool, streams: usize, idle: usize, connects: usize) -> Vec<Job> {
     let mut v = Vec::new();
     let paced = if quick { 200 } else { 2000 };
@@ -216,6 +216,10 @@ fn peer_jobs(quick: bool, streams: usize, idle: usize, connects: usize) -> Vec<J
         v.push(Job::Paced(server, paced, MIB));
     }
     let fan: &[usize] = if quick { &[100] } else { &[100, 1000] };
+    let load = if quick { 100 } else { 1000 };
+    if !quick {
+        v.push(Job::Latency("asf", None, load, MIB));
+    }
     for peer in PEERS {
         v.extend(fan.iter().map(|&n| Job::Fanout(peer, n, MIB)));
         let files = if peer == "node" {
@@ -225,13 +229,7 @@ fn peer_jobs(quick: bool, streams: usize, idle: usize, connects: usize) -> Vec<J
         };
         v.push(Job::Streams(files, streams, MIB));
         v.push(Job::Idle(peer, idle));
-        let load = if quick { 100 } else { 1000 };
-        let size = if quick || peer == "node" {
-            MIB
-        } else {
-            10 * MIB
-        };
-        v.push(Job::Latency(peer, None, load, size));
+        v.push(Job::Latency(peer, None, load, MIB));
         v.push(Job::Connect(peer, connects));
     }
     v
