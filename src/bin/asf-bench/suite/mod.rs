@@ -39,6 +39,9 @@ pub struct Opts {
     /// Run only the jobs whose name starts with this (fanout, streams, idle, latency, connect;
     /// `|` separates alternatives; names as printed, lowercase, e.g. `fanout("asf", 1000`).
     pub only: Option<String>,
+    /// Leave out the jobs whose name contains this (`|` separates alternatives), e.g.
+    /// `"node|"socketioxide` for the peers.
+    pub skip: Option<String>,
     /// Each delivery run delivers at least this many bytes (listeners re-join to reach it).
     pub min_bytes: u64,
 }
@@ -235,6 +238,13 @@ fn peer_jobs(quick: bool, streams: usize, idle: usize, connects: usize) -> Vec<J
     v
 }
 
+/// Whether `skip` (alternatives separated by `|`) leaves `job` out: its printed name,
+/// lowercase, contains one of them.
+fn skips(skip: &str, job: &Job) -> bool {
+    let name = format!("{job:?}").to_lowercase();
+    skip.split('|').any(|p| !p.is_empty() && name.contains(p))
+}
+
 /// The peer behind a variant (`node-files` -> `node`), if it is one.
 fn peer_of(variant: &str) -> Option<&'static str> {
     PEERS.into_iter().find(|p| {
@@ -303,6 +313,9 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
             let name = format!("{j:?}").to_lowercase();
             only.split('|').any(|p| name.starts_with(p))
         });
+    }
+    if let Some(skip) = &opts.skip {
+        jobs.retain(|j| !skips(skip, j));
     }
     let total = opts.warmup + opts.rounds;
     for round in 0..total {

@@ -89,3 +89,20 @@ fn a_missing_peer_says_how_to_build_it() {
     );
     assert!(crate::procs::peer("deno", std::path::Path::new("/x")).is_err());
 }
+
+#[test]
+fn skip_leaves_out_the_peers() {
+    let all = jobs(false);
+    let kept: Vec<Job> = all
+        .iter()
+        .copied()
+        .filter(|j| !skips("\"node|\"socketioxide", j))
+        .collect();
+    assert!(kept.len() < all.len());
+    assert!(kept
+        .iter()
+        .all(|j| !format!("{j:?}").contains("node") && !format!("{j:?}").contains("socketioxide")));
+    assert!(kept.iter().any(|j| matches!(j, Job::Paced("asf", ..))));
+    // An empty alternative skips nothing.
+    assert!(!skips("", &all[0]));
+}
