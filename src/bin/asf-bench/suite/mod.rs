@@ -191,6 +191,7 @@ fn jobs(quick: bool) -> Vec<Job> {
         v.push(Job::Latency("asf", per_core, load, load_size));
     }
     v.push(Job::Connect("asf", connects));
+    v.extend(peer_jobs(quick, streams, idle, connects));
     // Live: the file is written over about 5 s, so its size sets the append rate (about
     // 0.2 MiB/s for 1 MiB, 2 MiB/s for 10 MiB).
     let live: &[(usize, u64)] = if quick {
@@ -199,7 +200,6 @@ fn jobs(quick: bool) -> Vec<Job> {
         &[(100, MIB), (1000, MIB), (1000, 10 * MIB)]
     };
     v.extend(live.iter().map(|&(n, size)| Job::Live(n, size)));
-    v.extend(peer_jobs(quick, streams, idle, connects));
     v
 }
 
