@@ -36,7 +36,7 @@ pub struct Opts {
     pub asf: PathBuf,
     /// Output directory.
     pub out: PathBuf,
-    /// Run only the jobs whose name starts with this (fanout, streams, idle, latency, connect;
+    /// Run only the jobs whose name starts with this (fanout, streams, paced, idle, latency, connect;
     /// `|` separates alternatives; names as printed, lowercase, e.g. `fanout("asf", 1000`).
     pub only: Option<String>,
     /// Leave out the jobs whose name contains this (`|` separates alternatives), e.g.

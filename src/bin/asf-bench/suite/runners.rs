@@ -126,7 +126,8 @@ impl Env {
         }
     }
 
-    /// A fresh server of `variant` (ASF or a peer) with `env`, logging to `tag`.log.
+    /// A fresh server of `variant` (ASF or a peer) with `env`, logging to
+    /// `asf-TAG.log` or `peer-NAME-TAG.log` in the output directory.
     fn fresh(
         &self,
         variant: &str,
