@@ -29,7 +29,9 @@ const USAGE: &str = "usage:
       (two nodes on one redis-server: notify on A -> first audio_chunk on a waiter on B, p50/p99)
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
-  e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";
+  e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'
+--skip: leave out the jobs whose name contains TEXT (`|` separates alternatives),
+  e.g. --skip '\"node|\"socketioxide' (the reference peers)";
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -138,6 +140,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
             "--warmup",
             "--min-mib",
             "--only",
+            "--skip",
             "--asf",
             "--out",
         ],
@@ -153,6 +156,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
         asf: asf_binary(args)?,
         out: out.clone(),
         only: arg_value(args, "--only"),
+        skip: arg_value(args, "--skip"),
         min_bytes: parse_num::<u64>(args, "--min-mib", if quick { 128 } else { 1024 })? << 20,
     };
     let limit = client::raise_nofile(65_536);
