@@ -4,17 +4,19 @@
 //! queue to the kernel only from tokio's `on_thread_park` hook (or when the queue is full).
 //! tokio's current-thread scheduler runs that hook only when it finds nothing ready and
 //! parks; its maintenance turns (every `event_interval` polls, and whenever a task is still
-//! ready) poll the IO and timer drivers without it. While some task of a worker is always
-//! ready, the worker never submits, and a new connection's accept, reads and writes wait
-//! until the load pauses.
+//! ready) poll the IO and timer drivers without it, and the crate builds that scheduler
+//! itself, so none of its settings are ours to change. While some task of a worker is
+//! always ready, the worker never submits: a new connection's accept, reads and writes
+//! wait until the load pauses.
 //!
-//! [`Prompt`] runs the worker's tasks on a local set of its own and keeps one no-op
-//! operation queued while they run. The no-op completes as soon as the queue is submitted,
-//! so its age is how long everything queued beside it has waited. Once it has waited
-//! [`SUBMIT_WAIT`], `Prompt` holds the worker's tasks back for one scheduler turn: with
-//! nothing ready the runtime parks, the park hook submits the queue, the no-op's completion
-//! wakes the worker at once, and the tasks run again. A wake that arrives while the tasks
-//! are held is noted, not lost.
+//! [`Prompt`] runs the worker's tasks on a local set of its own (`tokio_uring::spawn`
+//! spawns onto the innermost local set) and keeps one no-op operation queued while they
+//! run. The no-op completes as soon as the queue is submitted, so its age is how long
+//! everything queued beside it has waited. Once it has waited [`SUBMIT_WAIT`] and the
+//! tasks have run again meanwhile, `Prompt` holds the tasks back for one scheduler turn:
+//! with nothing ready the runtime parks, the park hook submits the queue, the no-op's
+//! completion wakes the worker at once, and the tasks run again. A wake that arrives while
+//! the tasks are held is noted, not lost.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,6 +106,8 @@ struct Waits {
     turns: [u64; 8],
     max: Duration,
     holds: u64,
+    /// Holds that ended after [`MAX_HELD_POLLS`] without the no-op completing.
+    gave_up: u64,
 }
 
 impl Waits {
@@ -185,8 +189,10 @@ impl<T: 'static> Future for Prompt<T> {
                     this.held = Some(polls + 1);
                     return Poll::Pending;
                 }
+                this.waits.gave_up += 1;
                 this.hold(false);
-            } else if waited >= SUBMIT_WAIT {
+            } else if waited >= SUBMIT_WAIT && probe.turns > 0 {
+                // The tasks ran again since the no-op was queued, and it is still waiting.
                 this.waits.holds += 1;
                 this.hold(true);
                 return Poll::Pending;
@@ -224,10 +230,74 @@ impl<T> Drop for Prompt<T> {
             worker = self.worker,
             no_ops = self.waits.counts.iter().sum::<u64>(),
             max_us = self.waits.max.as_micros() as u64,
-            held_turns = self.waits.holds,
+            holds = self.waits.holds,
+            holds_given_up = self.waits.gave_up,
             waits = %self.waits.histogram(),
             turns = ?self.waits.turns,
             "io_uring submission: how long a no-op queued beside the worker's operations waited"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[test]
+    fn waits_and_turns_fall_into_their_buckets() {
+        let mut w = Waits::default();
+        w.record(Duration::from_micros(50), 0);
+        w.record(Duration::from_micros(51), 1);
+        w.record(Duration::from_micros(300), 5);
+        w.record(Duration::from_millis(20), 64);
+        assert_eq!(
+            w.histogram(),
+            "<=50us:1 <=100us:1 <=250us:0 <=500us:1 <=1000us:0 <=2000us:0 <=5000us:0 \
+             <=10000us:0 >10000us:1"
+        );
+        assert_eq!(w.turns, [1, 1, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(w.max, Duration::from_millis(20));
+    }
+
+    /// Operations complete while another task of the worker is ready at every turn, and that
+    /// task keeps running between them (without `Prompt` the first no-op never completes).
+    #[test]
+    fn operations_complete_beside_a_task_that_is_always_ready() {
+        let (watchdog, done) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if done.recv_timeout(Duration::from_secs(60)).is_err() {
+                eprintln!("no-ops beside a busy task did not complete within 60 s");
+                std::process::abort();
+            }
+        });
+        let spins = Rc::new(Cell::new(0u64));
+        let root = {
+            let spins = Rc::clone(&spins);
+            async move {
+                let busy = {
+                    let spins = Rc::clone(&spins);
+                    tokio_uring::spawn(async move {
+                        loop {
+                            spins.set(spins.get() + 1);
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                };
+                let mut between = Vec::new();
+                for _ in 0..20 {
+                    let before = spins.get();
+                    tokio_uring::no_op().await.expect("no-op");
+                    between.push(spins.get() - before);
+                }
+                busy.abort();
+                between
+            }
+        };
+        let between = tokio_uring::builder().start(Prompt::new(root, 0));
+        let _ = watchdog.send(());
+        // The busy task ran while each no-op waited (it was never starved either).
+        assert!(between.iter().all(|&n| n > 0), "{between:?}");
     }
 }
