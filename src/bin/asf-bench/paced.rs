@@ -1,0 +1,193 @@
+//! `asf-bench paced`: what paced listeners cost, A/B between builds or settings (issue 22).
+//!
+//! Each variant is an `asf` binary plus extra `ASF_*` settings. In every round each variant
+//! (in an order rotated every round) gets a fresh server paced at `--interval`, and `--listeners`
+//! clients join one `--size` file at once and receive it to its end, byte-verified. Reported
+//! per run: server CPU seconds per GiB delivered (from the joins to the last end of stream),
+//! and each listener's completion time (join sent -> last byte verified) as p50, p99 and max,
+//! also as a ratio to the nominal duration (n chunks x interval), with the load average
+//! before the run. Then the medians over the rounds per variant.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::client::{Clients, Expect, Kind};
+use crate::hash::hash;
+use crate::procs;
+use crate::suite::{connect, percentile};
+
+/// One server setup to measure.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Name in the report.
+    pub name: String,
+    /// The `asf` binary.
+    pub asf: PathBuf,
+    /// Extra environment (`ASF_PACING_QUANTUM=0`, ...).
+    pub env: Vec<(String, String)>,
+}
+
+impl Variant {
+    /// Parses `NAME=PATH[,KEY=VALUE...]`.
+    pub fn parse(spec: &str) -> Result<Variant, String> {
+        let bad = || format!("--variant {spec:?}: expected NAME=PATH[,KEY=VALUE...]");
+        let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
+        let mut parts = rest.split(',');
+        let asf = PathBuf::from(parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?)
+            .canonicalize()
+            .map_err(|e| format!("--variant {spec:?}: the asf binary: {e}"))?;
+        let env = parts
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Variant {
+            name: name.to_owned(),
+            asf,
+            env,
+        })
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub variants: Vec<Variant>,
+    pub listeners: usize,
+    pub size: u64,
+    /// Seconds between chunks (`ASF_STREAM_SLEEP_INTERVAL`).
+    pub interval: f64,
+    pub rounds: usize,
+    pub out: PathBuf,
+}
+
+const CHUNK: u64 = 4096;
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    cpu_s_per_gib: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    load: f64,
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn one_run(v: &Variant, o: &Opts, file: &Path, expect: Expect, tag: &str) -> Result<Run, String> {
+    let log = o.out.join(format!("paced-{tag}.log"));
+    let interval = o.interval.to_string();
+    let mut env: Vec<(&str, &str)> = vec![("ASF_STREAM_SLEEP_INTERVAL", &interval)];
+    env.extend(v.env.iter().map(|(k, val)| (k.as_str(), val.as_str())));
+    let root = file.parent().ok_or("the file has no directory")?;
+    let server = procs::start_asf_with(&v.asf, root, &log, &env)?;
+    let id = format!("paced-{tag}");
+    procs::notify(server.addr, &id, file)?;
+    let mut c = Clients::new().map_err(|e| e.to_string())?;
+    connect(&mut c, server.addr, Kind::Sio, o.listeners)?;
+    // Let the connect burst settle before measuring.
+    std::thread::sleep(Duration::from_millis(300));
+    let load = load_average();
+    let (cpu0, t0) = (server.cpu(), Instant::now());
+    for i in 0..o.listeners {
+        c.start(i, &id, expect, 1, t0);
+    }
+    let nominal = nominal_secs(o);
+    let deadline = t0 + Duration::from_secs_f64(nominal * 10.0 + 60.0);
+    while c.finished.len() < o.listeners {
+        if c.failed > 0 {
+            return Err(format!("{} clients failed: {:?}", c.failed, c.errors()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} of {} finished", c.finished.len(), o.listeners));
+        }
+        c.poll(Duration::from_millis(5))
+            .map_err(|e| e.to_string())?;
+    }
+    let cpu = server.cpu() - cpu0;
+    server.stop(Duration::from_secs(5));
+    let mut totals: Vec<f64> = c.finished.iter().map(|f| f.total.as_secs_f64()).collect();
+    totals.sort_by(f64::total_cmp);
+    let gib = (o.listeners as u64 * o.size) as f64 / (1u64 << 30) as f64;
+    Ok(Run {
+        cpu_s_per_gib: cpu / gib,
+        p50: percentile(&totals, 50.0),
+        p99: percentile(&totals, 99.0),
+        max: percentile(&totals, 100.0),
+        load,
+    })
+}
+
+/// The schedule's length: chunk k is due k x interval after the join; the seed's "n chunks x
+/// interval" counts one interval after the last.
+fn nominal_secs(o: &Opts) -> f64 {
+    o.size.div_ceil(CHUNK) as f64 * o.interval
+}
+
+fn line(name: &str, r: &Run, nominal: f64) -> String {
+    format!(
+        "| {name} | {:.3} | {:.3} | {:.3} ({:.2}x) | {:.3} | {:.2} |",
+        r.cpu_s_per_gib,
+        r.p50,
+        r.p99,
+        r.p99 / nominal,
+        r.max,
+        r.load
+    )
+}
+
+/// Runs every round and prints the table; writes it to `out/paced.md`.
+pub fn run(o: &Opts) -> Result<bool, String> {
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let dir = o.out.join("paced-audio");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (file, data) = procs::write_audio(&dir, "paced.bin", o.size as usize)?;
+    let expect = Expect {
+        len: data.len() as u64,
+        hash: hash(&data),
+    };
+    let nominal = nominal_secs(o);
+    let head = "| variant (round) | server CPU-s/GiB | completion p50 s | p99 s (/ nominal) | max s | load avg before |\n|---|---|---|---|---|---|\n";
+    let mut md = format!(
+        "paced: {} listeners x {} bytes at interval {} s (nominal {:.2} s)\n\n{head}",
+        o.listeners, o.size, o.interval, nominal
+    );
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); o.variants.len()];
+    for round in 0..o.rounds {
+        for j in 0..o.variants.len() {
+            let i = (j + round) % o.variants.len();
+            let v = &o.variants[i];
+            let tag = format!("{}-{round}", v.name);
+            let r = one_run(v, o, &file, expect, &tag)?;
+            let l = line(&format!("{} ({round})", v.name), &r, nominal);
+            eprintln!("{l}");
+            md.push_str(&l);
+            md.push('\n');
+            runs[i].push(r);
+        }
+    }
+    md.push_str(&format!("\nMedians over {} rounds:\n\n{head}", o.rounds));
+    for (v, rs) in o.variants.iter().zip(&runs) {
+        let med = |f: fn(&Run) -> f64| crate::suite::median(&rs.iter().map(f).collect::<Vec<_>>());
+        let m = Run {
+            cpu_s_per_gib: med(|r| r.cpu_s_per_gib),
+            p50: med(|r| r.p50),
+            p99: med(|r| r.p99),
+            max: med(|r| r.max),
+            load: med(|r| r.load),
+        };
+        md.push_str(&line(&v.name, &m, nominal));
+        md.push('\n');
+    }
+    println!("{md}");
+    std::fs::write(o.out.join("paced.md"), &md).map_err(|e| e.to_string())?;
+    Ok(true)
+}
