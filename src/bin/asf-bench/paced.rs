@@ -6,7 +6,9 @@
 //! per run: server CPU seconds per GiB delivered (from the joins to the last end of stream),
 //! and each listener's completion time (join sent -> last byte verified) as p50, p99 and max,
 //! also as a ratio to the nominal duration (n chunks x interval), with the load average
-//! before the run. Then the medians over the rounds per variant.
+//! before the run. While they stream, probe clients join a one-chunk file one after another
+//! (every 47 ms, so at every phase of a pacing tick): join -> first chunk p50 and p99. Then
+//! the medians over the rounds per variant.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -72,8 +74,17 @@ struct Run {
     p50: f64,
     p99: f64,
     max: f64,
+    /// Probe joins: join -> first chunk, p50 and p99, milliseconds.
+    join_p50_ms: f64,
+    join_p99_ms: f64,
     load: f64,
 }
+
+/// Probe joins per run, and their spacing.
+const PROBES: usize = 40;
+const PROBE_EVERY: Duration = Duration::from_millis(47);
+/// Probes start once the listeners stream steadily.
+const PROBES_FROM: Duration = Duration::from_millis(400);
 
 fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -82,7 +93,19 @@ fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn one_run(v: &Variant, o: &Opts, file: &Path, expect: Expect, tag: &str) -> Result<Run, String> {
+/// The one-chunk file the probes join, and its expectation.
+struct Probe<'a> {
+    file: &'a Path,
+    expect: Expect,
+}
+
+fn one_run(
+    v: &Variant,
+    o: &Opts,
+    (file, expect): (&Path, Expect),
+    probe: &Probe<'_>,
+    tag: &str,
+) -> Result<Run, String> {
     let log = o.out.join(format!("paced-{tag}.log"));
     let interval = o.interval.to_string();
     let mut env: Vec<(&str, &str)> = vec![("ASF_STREAM_SLEEP_INTERVAL", &interval)];
@@ -91,8 +114,12 @@ fn one_run(v: &Variant, o: &Opts, file: &Path, expect: Expect, tag: &str) -> Res
     let server = procs::start_asf_with(&v.asf, root, &log, &env)?;
     let id = format!("paced-{tag}");
     procs::notify(server.addr, &id, file)?;
+    let probe_id = format!("paced-probe-{tag}");
+    procs::notify(server.addr, &probe_id, probe.file)?;
     let mut c = Clients::new().map_err(|e| e.to_string())?;
     connect(&mut c, server.addr, Kind::Sio, o.listeners)?;
+    let mut probes = Clients::new().map_err(|e| e.to_string())?;
+    connect(&mut probes, server.addr, Kind::Sio, PROBES)?;
     // Let the connect burst settle before measuring.
     std::thread::sleep(Duration::from_millis(300));
     let load = load_average();
@@ -102,22 +129,42 @@ fn one_run(v: &Variant, o: &Opts, file: &Path, expect: Expect, tag: &str) -> Res
     }
     let nominal = nominal_secs(o);
     let deadline = t0 + Duration::from_secs_f64(nominal * 10.0 + 60.0);
-    while c.finished.len() < o.listeners {
-        if c.failed > 0 {
-            return Err(format!("{} clients failed: {:?}", c.failed, c.errors()));
+    let mut next_probe = 0;
+    while c.finished.len() < o.listeners || probes.finished.len() < next_probe {
+        if c.failed + probes.failed > 0 {
+            return Err(format!(
+                "{} clients failed: {:?} {:?}",
+                c.failed + probes.failed,
+                c.errors(),
+                probes.errors()
+            ));
         }
+        let now = Instant::now();
+        if next_probe < PROBES && now >= t0 + PROBES_FROM + PROBE_EVERY * next_probe as u32 {
+            probes.start(next_probe, &probe_id, probe.expect, 1, now);
+            next_probe += 1;
+        }
+        probes.poll(Duration::ZERO).map_err(|e| e.to_string())?;
         if Instant::now() > deadline {
             return Err(format!("{} of {} finished", c.finished.len(), o.listeners));
         }
-        c.poll(Duration::from_millis(5))
+        c.poll(Duration::from_millis(1))
             .map_err(|e| e.to_string())?;
     }
     let cpu = server.cpu() - cpu0;
     server.stop(Duration::from_secs(5));
     let mut totals: Vec<f64> = c.finished.iter().map(|f| f.total.as_secs_f64()).collect();
     totals.sort_by(f64::total_cmp);
+    let mut joins: Vec<f64> = probes
+        .finished
+        .iter()
+        .map(|f| f.first.as_secs_f64() * 1e3)
+        .collect();
+    joins.sort_by(f64::total_cmp);
     let gib = (o.listeners as u64 * o.size) as f64 / (1u64 << 30) as f64;
     Ok(Run {
+        join_p50_ms: percentile(&joins, 50.0),
+        join_p99_ms: percentile(&joins, 99.0),
         cpu_s_per_gib: cpu / gib,
         p50: percentile(&totals, 50.0),
         p99: percentile(&totals, 99.0),
@@ -134,12 +181,14 @@ fn nominal_secs(o: &Opts) -> f64 {
 
 fn line(name: &str, r: &Run, nominal: f64) -> String {
     format!(
-        "| {name} | {:.3} | {:.3} | {:.3} ({:.2}x) | {:.3} | {:.2} |",
+        "| {name} | {:.3} | {:.3} | {:.3} ({:.2}x) | {:.3} | {:.1} / {:.1} | {:.2} |",
         r.cpu_s_per_gib,
         r.p50,
         r.p99,
         r.p99 / nominal,
         r.max,
+        r.join_p50_ms,
+        r.join_p99_ms,
         r.load
     )
 }
@@ -155,7 +204,15 @@ pub fn run(o: &Opts) -> Result<bool, String> {
         hash: hash(&data),
     };
     let nominal = nominal_secs(o);
-    let head = "| variant (round) | server CPU-s/GiB | completion p50 s | p99 s (/ nominal) | max s | load avg before |\n|---|---|---|---|---|---|\n";
+    let (probe_file, probe_data) = procs::write_audio(&dir, "probe.bin", CHUNK as usize)?;
+    let probe = Probe {
+        file: &probe_file,
+        expect: Expect {
+            len: probe_data.len() as u64,
+            hash: hash(&probe_data),
+        },
+    };
+    let head = "| variant (round) | server CPU-s/GiB | completion p50 s | p99 s (/ nominal) | max s | probe join -> first chunk p50 / p99 ms | load avg before |\n|---|---|---|---|---|---|---|\n";
     let mut md = format!(
         "paced: {} listeners x {} bytes at interval {} s (nominal {:.2} s)\n\n{head}",
         o.listeners, o.size, o.interval, nominal
@@ -166,7 +223,7 @@ pub fn run(o: &Opts) -> Result<bool, String> {
             let i = (j + round) % o.variants.len();
             let v = &o.variants[i];
             let tag = format!("{}-{round}", v.name);
-            let r = one_run(v, o, &file, expect, &tag)?;
+            let r = one_run(v, o, (&file, expect), &probe, &tag)?;
             let l = line(&format!("{} ({round})", v.name), &r, nominal);
             eprintln!("{l}");
             md.push_str(&l);
@@ -182,6 +239,8 @@ pub fn run(o: &Opts) -> Result<bool, String> {
             p50: med(|r| r.p50),
             p99: med(|r| r.p99),
             max: med(|r| r.max),
+            join_p50_ms: med(|r| r.join_p50_ms),
+            join_p99_ms: med(|r| r.join_p99_ms),
             load: med(|r| r.load),
         };
         md.push_str(&line(&v.name, &m, nominal));
