@@ -4,9 +4,10 @@
 //! (in an order rotated every round) gets a fresh server paced at `--interval`, and `--listeners`
 //! clients join one `--size` file at once and receive it to its end, byte-verified. Reported
 //! per run: server CPU seconds per GiB delivered (from the joins to the last end of stream),
-//! and each listener's completion time (join sent -> last byte verified) as p50, p99 and max,
-//! also as a ratio to the nominal duration (n chunks x interval), with the load average
-//! before the run. While they stream, probe clients join a one-chunk file one after another
+//! and each listener's completion time (join sent -> last byte verified) as p50 and p99, also
+//! as a ratio to the nominal duration (n chunks x interval); the listeners' join -> first
+//! chunk p99 (all of them join at once: a burst of joins), and first chunk -> last byte p99
+//! (the schedule itself, with the burst taken out), with the load average before the run. While they stream, probe clients join a one-chunk file one after another
 //! (every 47 ms, so at every phase of a pacing tick): join -> first chunk p50 and p99. Then
 //! the medians over the rounds per variant.
 
@@ -71,9 +72,15 @@ const CHUNK: u64 = 4096;
 #[derive(Debug, Clone, Copy)]
 struct Run {
     cpu_s_per_gib: f64,
+    /// This process's CPU (the clients), per GiB: when the clients cannot keep up, the
+    /// completion times are theirs, not the server's.
+    client_cpu_s_per_gib: f64,
     p50: f64,
     p99: f64,
-    max: f64,
+    /// The listeners' join -> first chunk p99.
+    first_p99: f64,
+    /// The listeners' first chunk -> last byte p99.
+    stream_p99: f64,
     /// Probe joins: join -> first chunk, p50 and p99, milliseconds.
     join_p50_ms: f64,
     join_p99_ms: f64,
@@ -123,7 +130,7 @@ fn one_run(
     // Let the connect burst settle before measuring.
     std::thread::sleep(Duration::from_millis(300));
     let load = load_average();
-    let (cpu0, t0) = (server.cpu(), Instant::now());
+    let (cpu0, ccpu0, t0) = (server.cpu(), procs::self_cpu(), Instant::now());
     for i in 0..o.listeners {
         c.start(i, &id, expect, 1, t0);
     }
@@ -151,10 +158,16 @@ fn one_run(
         c.poll(Duration::from_millis(1))
             .map_err(|e| e.to_string())?;
     }
-    let cpu = server.cpu() - cpu0;
+    let (cpu, client_cpu) = (server.cpu() - cpu0, procs::self_cpu() - ccpu0);
     server.stop(Duration::from_secs(5));
-    let mut totals: Vec<f64> = c.finished.iter().map(|f| f.total.as_secs_f64()).collect();
-    totals.sort_by(f64::total_cmp);
+    let sorted = |f: &dyn Fn(&crate::client::Finished) -> Duration| {
+        let mut v: Vec<f64> = c.finished.iter().map(|x| f(x).as_secs_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let totals = sorted(&|f| f.total);
+    let firsts = sorted(&|f| f.first);
+    let streams = sorted(&|f| f.total.saturating_sub(f.first));
     let mut joins: Vec<f64> = probes
         .finished
         .iter()
@@ -166,9 +179,11 @@ fn one_run(
         join_p50_ms: percentile(&joins, 50.0),
         join_p99_ms: percentile(&joins, 99.0),
         cpu_s_per_gib: cpu / gib,
+        client_cpu_s_per_gib: client_cpu / gib,
         p50: percentile(&totals, 50.0),
         p99: percentile(&totals, 99.0),
-        max: percentile(&totals, 100.0),
+        first_p99: percentile(&firsts, 99.0),
+        stream_p99: percentile(&streams, 99.0),
         load,
     })
 }
@@ -181,12 +196,15 @@ fn nominal_secs(o: &Opts) -> f64 {
 
 fn line(name: &str, r: &Run, nominal: f64) -> String {
     format!(
-        "| {name} | {:.3} | {:.3} | {:.3} ({:.2}x) | {:.3} | {:.1} / {:.1} | {:.2} |",
+        "| {name} | {:.3} | {:.3} | {:.3} / {:.3} ({:.2}x) | {:.3} | {:.3} ({:.2}x) | {:.1} / {:.1} | {:.2} |",
         r.cpu_s_per_gib,
+        r.client_cpu_s_per_gib,
         r.p50,
         r.p99,
         r.p99 / nominal,
-        r.max,
+        r.first_p99,
+        r.stream_p99,
+        r.stream_p99 / nominal,
         r.join_p50_ms,
         r.join_p99_ms,
         r.load
@@ -212,7 +230,7 @@ pub fn run(o: &Opts) -> Result<bool, String> {
             hash: hash(&probe_data),
         },
     };
-    let head = "| variant (round) | server CPU-s/GiB | completion p50 s | p99 s (/ nominal) | max s | probe join -> first chunk p50 / p99 ms | load avg before |\n|---|---|---|---|---|---|---|\n";
+    let head = "| variant (round) | server CPU-s/GiB | client CPU-s/GiB | join -> end p50 / p99 s (p99 / nominal) | join -> first chunk p99 s | first chunk -> end p99 s (/ nominal) | probe join -> first chunk p50 / p99 ms | load avg before |\n|---|---|---|---|---|---|---|---|\n";
     let mut md = format!(
         "paced: {} listeners x {} bytes at interval {} s (nominal {:.2} s)\n\n{head}",
         o.listeners, o.size, o.interval, nominal
@@ -236,9 +254,11 @@ pub fn run(o: &Opts) -> Result<bool, String> {
         let med = |f: fn(&Run) -> f64| crate::suite::median(&rs.iter().map(f).collect::<Vec<_>>());
         let m = Run {
             cpu_s_per_gib: med(|r| r.cpu_s_per_gib),
+            client_cpu_s_per_gib: med(|r| r.client_cpu_s_per_gib),
             p50: med(|r| r.p50),
             p99: med(|r| r.p99),
-            max: med(|r| r.max),
+            first_p99: med(|r| r.first_p99),
+            stream_p99: med(|r| r.stream_p99),
             join_p50_ms: med(|r| r.join_p50_ms),
             join_p99_ms: med(|r| r.join_p99_ms),
             load: med(|r| r.load),
