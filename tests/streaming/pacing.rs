@@ -12,9 +12,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::{CHUNK, LIMIT};
 use crate::support::sio::SioClient;
-use crate::support::{assert_audio, audio_bytes, Server, Watchdog};
+use crate::support::{
+    assert_audio, assert_listen_run, audio_bytes, listen, Client, Server, Watchdog,
+};
 
 /// The pacing of these tests: the seed's default interval.
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -199,5 +203,37 @@ fn listeners_joining_at_different_times_each_keep_their_own_schedule() {
         assert_eq!(t.chunks.len(), 41, "{what}");
         t.assert_schedule(&what);
         assert!(t.bursts().len() <= 21, "{what}: bursts {:?}", t.bursts());
+    }
+}
+
+#[test]
+fn socket_io_client_gets_coalesced_chunks_no_earlier_than_due() {
+    let _w = Watchdog::new(LIMIT, "coalesced pacing, socket.io-client");
+    let server = paced("0.05");
+    let file = audio_bytes(50 * CHUNK + 5, 44);
+    server.publish("strm_coalesced_node", &file);
+    let run = listen(
+        Client::Node,
+        &server,
+        "strm_coalesced_node",
+        "websocket",
+        None,
+    );
+    assert_listen_run(&run, &file, "socket.io-client, coalesced pacing");
+    // The client's clock: from just before it emitted the join to each chunk's arrival.
+    let arrivals: Vec<f64> = run
+        .run
+        .lines
+        .iter()
+        .filter(|l| l.get("event").and_then(Value::as_str) == Some("audio_chunk"))
+        .map(|l| l.get("at_ms").and_then(Value::as_f64).expect("at_ms"))
+        .collect();
+    assert_eq!(arrivals.len(), 51);
+    for (k, at) in arrivals.iter().enumerate() {
+        let due = (INTERVAL * k as u32).as_secs_f64() * 1e3;
+        assert!(
+            *at >= due,
+            "chunk {k} arrived {at:.3} ms after the join, before its due {due} ms"
+        );
     }
 }
