@@ -37,6 +37,11 @@ const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
 const BULK_WRITES_IN_FLIGHT: usize = 2;
 /// How long a bulk write keeps its slot at most.
 const SLOT_HOLD: Duration = Duration::from_millis(2);
+/// Audio writes of at most this many bytes take no bulk slot. A paced listener's write
+/// holds the chunks due by one pacing tick (5 x 4 KiB at the defaults): without a slot the
+/// writes of every listener due at a tick are queued in one worker turn and submitted
+/// together, instead of two per turn (BENCHMARKS.md, "Paced listeners, coalesced").
+const SMALL_WRITE_BYTES: usize = 64 * 1024;
 
 thread_local! {
     static BULK_SLOTS: Arc<tokio::sync::Semaphore> =
@@ -156,8 +161,10 @@ pub(crate) async fn writer<S: Service>(
             // handshake or join. A slot is given back after SLOT_HOLD even if the socket is
             // slow to take the bytes, so one slow client cannot hold it.
             // A listener's first write after a join skips the queue: join -> first chunk
-            // should not wait for every busy listener's turn.
-            let mut slot = if bulk && !fresh {
+            // should not wait for every busy listener's turn. So does a small write (a paced
+            // listener's tick): it costs the worker about what a join's own write does.
+            let small = iov.iter().map(Bytes::len).sum::<usize>() <= SMALL_WRITE_BYTES;
+            let mut slot = if bulk && !fresh && !small {
                 BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
             } else {
                 None

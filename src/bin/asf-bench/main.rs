@@ -11,6 +11,7 @@ mod client;
 mod cluster;
 mod hash;
 mod notify;
+mod paced;
 mod procs;
 mod report;
 mod suite;
@@ -27,6 +28,9 @@ const USAGE: &str = "usage:
       (notify throughput and latency, durable ASF_STATE_DIR vs none; writes notify.md/json)
   asf-bench cluster [--rounds N] [--asf PATH] [--out DIR]
       (two nodes on one redis-server: notify on A -> first audio_chunk on a waiter on B, p50/p99)
+  asf-bench paced --variant NAME=PATH[,ASF_X=V...] [--variant ...] [--listeners N] [--size BYTES]
+      [--interval S] [--rounds N] [--out DIR]
+      (paced listeners, A/B: server CPU per GiB and completion p50/p99 vs nominal; writes paced.md)
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
   e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'
@@ -221,11 +225,44 @@ fn run_notify(args: &[String]) -> Result<bool, String> {
     notify::run(&opts, machine())
 }
 
+fn run_paced(args: &[String]) -> Result<bool, String> {
+    check_flags(
+        args,
+        &[
+            "--variant",
+            "--listeners",
+            "--size",
+            "--interval",
+            "--rounds",
+            "--out",
+        ],
+        &[],
+    )?;
+    let variants = args
+        .windows(2)
+        .filter(|w| w[0] == "--variant")
+        .map(|w| paced::Variant::parse(&w[1]))
+        .collect::<Result<Vec<_>, _>>()?;
+    if variants.is_empty() {
+        return Err(format!("paced: at least one --variant\n{USAGE}"));
+    }
+    client::raise_nofile(65_536);
+    paced::run(&paced::Opts {
+        variants,
+        listeners: parse_num(args, "--listeners", 2000)?,
+        size: parse_num(args, "--size", 1 << 20)?,
+        interval: parse_num(args, "--interval", 0.01)?,
+        rounds: parse_num(args, "--rounds", 3)?,
+        out: PathBuf::from(arg_value(args, "--out").unwrap_or_else(|| "bench-out".into())),
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("suite") => run_suite(&args[1..]),
         Some("notify") => run_notify(&args[1..]),
+        Some("paced") => run_paced(&args[1..]),
         Some("cluster") => check_flags(&args[1..], &["--rounds", "--asf", "--out"], &[])
             .and_then(|_| parse_num(&args, "--rounds", 200usize))
             .and_then(|rounds| Ok((rounds, asf_binary(&args)?)))
