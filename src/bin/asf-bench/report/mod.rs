@@ -177,7 +177,7 @@ pub fn table(m: &[Sample]) -> String {
     for s in m.iter().filter(|s| s.scenario == "live") {
         let _ = writeln!(
             t,
-            "- live ({}): {} listeners at the live edge of a {} file appended at {} MiB/s in {} writes of 1 B-64 KiB, pacing 0: write() returned -> byte delivered {} ms; server CPU {} s/GiB delivered ({} rounds)",
+            "- live ({}): {} listeners at the live edge of a {} file appended at {} MiB/s in {} writes of 1 B-64 KiB, pacing 0: write() returned -> byte delivered {} ms; server CPU {} s/GiB delivered, client {} s/GiB ({} rounds)",
             if s.variant == "raw" {
                 "raw baseline: inotify, one write() per growth per socket"
             } else {
@@ -189,6 +189,7 @@ pub fn table(m: &[Sample]) -> String {
             f(val(Some(s), "writes"), 0),
             spread(s, "latency", 2),
             f(val(Some(s), "cpu_s_per_gib"), 2),
+            f(val(Some(s), "client_cpu_s_per_gib"), 2),
             f(val(Some(s), "rounds"), 0)
         );
     }

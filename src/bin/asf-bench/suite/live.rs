@@ -67,7 +67,9 @@ impl Env {
         if c.failed > 0 {
             return Err(format!("joins failed: {:?}", c.errors()));
         }
-        let cpu0 = server.cpu();
+        // The client's CPU too (the writer thread's included): on a small machine it shares
+        // the cores with the server.
+        let (cpu0, client0) = (server.cpu(), procs::self_cpu());
         let (tx, rx) = mpsc::channel::<(Instant, u64)>();
         let writer_path = path.clone();
         let writer = std::thread::spawn(move || write_gradually(&writer_path, &data, tx));
@@ -108,7 +110,7 @@ impl Env {
         });
         completed.unwrap_or(Ok(()))?;
         r?;
-        let cpu = server.cpu() - cpu0;
+        let (cpu, client_cpu) = (server.cpu() - cpu0, procs::self_cpu() - client0);
         writer
             .join()
             .map_err(|_| "writer thread panicked".to_string())??;
@@ -124,6 +126,7 @@ impl Env {
             .insert("latency_max_ms", percentile(&lat_ms, 100.0));
         s.values.insert("server_cpu_s", cpu);
         s.values.insert("cpu_s_per_gib", cpu / gib);
+        s.values.insert("client_cpu_s_per_gib", client_cpu / gib);
         s.values.insert("gib", gib);
         if let Some(raw) = raw {
             raw.stop(Duration::from_secs(5));
