@@ -19,7 +19,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::io::read_claimed;
 use super::session::{enforce_queue_cap, run_timers, with_worker, Ctx, Shared, State};
-use crate::engineio::{DisconnectReason, Outgoing, Sid};
+use crate::engineio::{DisconnectReason, Outgoing, Session, Sid};
 use crate::service::{Cx, Service};
 use crate::stream::{Framing, Poll, StreamError, StreamSession};
 use crate::ws;
@@ -355,22 +355,20 @@ pub(crate) fn gather<S: Service>(
         return (Step::Idle, Reads::default());
     }
     let State { eio, conn, .. } = st;
-    let mut packets = 0;
-    while packets < budget.packets {
-        match eio.pop_outgoing() {
-            Some(p) => {
-                out.push(Item::Packet(p));
-                packets += 1;
-            }
-            None => break,
-        }
-    }
+    let packets = take_within(eio, budget.packets, out);
     if eio.has_output() {
         return (Step::More, Reads::default());
     }
+    let packets_at = out.len();
     let Some(feed) = service.feed(conn) else {
         return (Step::Idle, Reads::default());
     };
+    // Room for at least one chunk (two packets), so that the stream's last packet (its end
+    // or its error, one packet) also fits in this gather's budget.
+    let chunk_budget = (budget.packets - packets) / 2;
+    if chunk_budget == 0 {
+        return (Step::More, Reads::default());
+    }
     if let Err(lagged) = feed.listener.check_lag(now, ctx.config.max_lag_bytes) {
         let reason = DisconnectReason::SlowConsumer(lagged.to_string());
         service.on_stream_end(
@@ -383,15 +381,9 @@ pub(crate) fn gather<S: Service>(
             },
             Err(lagged),
         );
-        while let Some(p) = eio.pop_outgoing() {
-            out.push(Item::Packet(p));
-        }
+        take_within(eio, budget.packets - packets, out);
         eio.close(reason);
         return (Step::Idle, Reads::default());
-    }
-    let chunk_budget = (budget.packets - packets) / 2;
-    if chunk_budget == 0 {
-        return (Step::More, Reads::default());
     }
     scratch.clear();
     let (sent_before, chunks_before) = (feed.listener.bytes_sent(), feed.listener.chunks_sent());
@@ -459,13 +451,25 @@ pub(crate) fn gather<S: Service>(
                 },
                 result,
             );
-            while let Some(p) = eio.pop_outgoing() {
-                out.push(Item::Packet(p));
-            }
+            // The chunks may have used the whole budget: what does not fit waits for the
+            // next gather (a polling response must stay within MAX_POLL_PACKETS packets).
+            let used = packets + 2 * (out.len() - packets_at);
+            take_within(eio, budget.packets.saturating_sub(used), out);
             Step::More
         }
     };
     (step, reads)
+}
+
+/// Moves at most `room` queued packets to `out`; returns how many it moved.
+fn take_within(eio: &mut Session, room: usize, out: &mut Vec<Item>) -> usize {
+    let mut taken = 0;
+    while taken < room {
+        let Some(p) = eio.pop_outgoing() else { break };
+        out.push(Item::Packet(p));
+        taken += 1;
+    }
+    taken
 }
 
 fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {

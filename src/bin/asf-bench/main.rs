@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
   asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
-  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P] [--sndbuf BYTES]
+  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k|live --file F [--port P] [--sndbuf BYTES]
   asf-bench notify [--seconds S] [--clients 1,8,64] [--asf PATH] [--out DIR]
       (notify throughput and latency, durable ASF_STATE_DIR vs none; writes notify.md/json)
   asf-bench cluster [--rounds N] [--asf PATH] [--out DIR]

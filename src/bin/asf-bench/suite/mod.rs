@@ -109,8 +109,9 @@ enum Job {
     /// Join latency; with `Some(w)`, on a fresh ASF with `ASF_WORKERS=w` (one per core).
     Latency(&'static str, Option<usize>, usize, u64),
     Connect(&'static str, usize),
-    /// N listeners at the live edge of a `size` file written while they listen.
-    Live(usize, u64),
+    /// N listeners at the live edge of a `size` file written while they listen; variant
+    /// "asf" or "raw" (the baseline server's live mode, same client and writer).
+    Live(&'static str, usize, u64),
 }
 
 struct File {
@@ -199,7 +200,9 @@ fn jobs(quick: bool) -> Vec<Job> {
     } else {
         &[(100, MIB), (1000, MIB), (1000, 10 * MIB)]
     };
-    v.extend(live.iter().map(|&(n, size)| Job::Live(n, size)));
+    for &(n, size) in live {
+        v.extend(["asf", "raw"].map(|variant| Job::Live(variant, n, size)));
+    }
     v
 }
 

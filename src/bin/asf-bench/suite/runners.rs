@@ -552,7 +552,7 @@ impl Env {
             Job::Idle(variant, n) => self.idle(variant, n),
             Job::Latency(variant, workers, n, size) => self.latency(variant, workers, n, size),
             Job::Connect(variant, n) => self.connect_rate(variant, n),
-            Job::Live(n, size) => self.live(n, size),
+            Job::Live(variant, n, size) => self.live(variant, n, size),
         }
     }
 }
