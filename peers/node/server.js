@@ -5,14 +5,17 @@
 //   (Authorization: Bearer checked when ASF_INTERNAL_TOKEN is set).
 // - Namespace /api/v1/podcasts/stream: connection_ack on connect; join_stream
 //   {stream_id, offset?} answers stream_status, audio_control start_of_stream, the file from
-//   offset as binary audio_chunk events of ASF_CHUNK_SIZE bytes (an fs read stream), chunk k
-//   no earlier than k x ASF_STREAM_SLEEP_INTERVAL, then audio_control end_of_stream;
+//   offset as binary audio_chunk events of ASF_CHUNK_SIZE bytes, chunk k no earlier than
+//   k x ASF_STREAM_SLEEP_INTERVAL, then audio_control end_of_stream;
 //   stream_error for an unknown id or an unreadable file; leave_stream stops.
 //   socket.io buffers without bound, so a stream waits for the connection's 'drain' once 128
 //   packets are queued (socketioxide's default buffer), as a careful user would.
 //
+// - The file is read by an fs read stream in 256 KiB blocks, and each chunk is a subarray of
+//   a block (PEER_READ=chunked: one read per chunk, as the first version of this peer did).
+//
 // Settings: ASF_HOST, ASF_PORT (0: any), ASF_CHUNK_SIZE, ASF_STREAM_SLEEP_INTERVAL,
-// ASF_INTERNAL_TOKEN. Prints `peer listening on ADDR` once it listens. Not hardened (no path
+// ASF_INTERNAL_TOKEN, PEER_READ (block or chunked). Prints `peer listening on ADDR` once it listens. Not hardened (no path
 // confinement, no rate limits): it exists to be measured beside ASF.
 "use strict";
 
@@ -39,6 +42,15 @@ const port = setting("ASF_PORT", 5006);
 const chunkSize = Math.max(1, Math.floor(setting("ASF_CHUNK_SIZE", 4096)));
 const intervalMs = setting("ASF_STREAM_SLEEP_INTERVAL", 0.01) * 1000;
 const token = process.env.ASF_INTERNAL_TOKEN || "";
+// Bytes per file read: 256 KiB rounded down to whole chunks, or one chunk (the first version
+// of this peer) with PEER_READ=chunked.
+const peerRead = (process.env.PEER_READ || "block").trim();
+if (peerRead !== "block" && peerRead !== "chunked") {
+  console.error(`PEER_READ=${JSON.stringify(peerRead)} is not block or chunked`);
+  process.exit(2);
+}
+const blockSize =
+  peerRead === "chunked" ? chunkSize : chunkSize * Math.max(1, Math.floor(262144 / chunkSize));
 
 const streams = new Map();
 
@@ -120,18 +132,22 @@ async function play(socket, playing, id, path, offset) {
   let sent = 0;
   let k = 0;
   try {
-    const file = fs.createReadStream(path, { start: offset, highWaterMark: chunkSize });
-    for await (const chunk of file) {
-      if (playing.stopped) return;
-      if (intervalMs > 0) {
-        const wait = started + k * intervalMs - performance.now();
-        if (wait > 0) await sleep(wait);
+    const file = fs.createReadStream(path, { start: offset, highWaterMark: blockSize });
+    for await (const block of file) {
+      // Chunks are views of the block (no copy); the block is a whole number of chunks.
+      for (let at = 0; at < block.length; at += chunkSize) {
+        if (playing.stopped) return;
+        if (intervalMs > 0) {
+          const wait = started + k * intervalMs - performance.now();
+          if (wait > 0) await sleep(wait);
+        }
+        if (socket.conn.writeBuffer.length >= MAX_QUEUED) await drained(socket.conn);
+        if (playing.stopped || !socket.connected) return;
+        const chunk = block.subarray(at, at + chunkSize);
+        socket.emit("audio_chunk", chunk);
+        sent += chunk.length;
+        k += 1;
       }
-      if (socket.conn.writeBuffer.length >= MAX_QUEUED) await drained(socket.conn);
-      if (playing.stopped || !socket.connected) return;
-      socket.emit("audio_chunk", chunk);
-      sent += chunk.length;
-      k += 1;
     }
   } catch (e) {
     if (!playing.stopped) {

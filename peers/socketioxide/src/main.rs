@@ -8,9 +8,12 @@
 //!   file from `offset` as binary `audio_chunk` events of `ASF_CHUNK_SIZE` bytes, chunk k
 //!   no earlier than k x `ASF_STREAM_SLEEP_INTERVAL`, then `audio_control` `end_of_stream`;
 //!   `stream_error` for an unknown id or an unreadable file; `leave_stream` stops.
+//! - A listener's stream reads its file with `tokio::fs` in 256 KiB blocks and emits each
+//!   chunk as a `Bytes` slice of its block, without a copy (`PEER_READ=chunked`: one read
+//!   per chunk, as the first version of this peer did).
 //!
 //! Settings: `ASF_HOST`, `ASF_PORT` (0: any), `ASF_CHUNK_SIZE`, `ASF_STREAM_SLEEP_INTERVAL`,
-//! `ASF_INTERNAL_TOKEN`. It prints `peer listening on ADDR` once it listens. Not hardened
+//! `ASF_INTERNAL_TOKEN`, `PEER_READ` (`block` or `chunked`). It prints `peer listening on ADDR` once it listens. Not hardened
 //! (no path confinement, no rate limits): it exists to be measured beside ASF.
 
 use std::collections::HashMap;
@@ -23,7 +26,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 use socketioxide::extract::{Data, SocketRef};
 use socketioxide::{SendError, SocketError, SocketIo};
@@ -32,11 +35,17 @@ use tokio::task::AbortHandle;
 
 const NAMESPACE: &str = "/api/v1/podcasts/stream";
 
+/// Bytes a listener's stream reads from its file at a time (`PEER_READ=block`, the default).
+const BLOCK_BYTES: usize = 256 * 1024;
+
 /// What every handler shares.
 #[derive(Debug)]
 struct Shared {
     streams: RwLock<HashMap<String, PathBuf>>,
     chunk_size: usize,
+    /// Bytes per file read: `BLOCK_BYTES` rounded down to whole chunks, or one chunk with
+    /// `PEER_READ=chunked`.
+    block_size: usize,
     interval: Duration,
     token: Option<String>,
 }
@@ -66,9 +75,16 @@ async fn main() -> Result<(), String> {
     let host: String = env_or("ASF_HOST", "127.0.0.1".to_string())?;
     let port: u16 = env_or("ASF_PORT", 5006)?;
     let interval: f64 = env_or("ASF_STREAM_SLEEP_INTERVAL", 0.01)?;
+    let chunk_size = env_or("ASF_CHUNK_SIZE", 4096usize)?.max(1);
+    let block_size = match env_or("PEER_READ", "block".to_string())?.as_str() {
+        "block" => chunk_size * (BLOCK_BYTES / chunk_size).max(1),
+        "chunked" => chunk_size,
+        other => return Err(format!("PEER_READ={other:?} is not block or chunked")),
+    };
     let shared = Arc::new(Shared {
         streams: RwLock::new(HashMap::new()),
-        chunk_size: env_or("ASF_CHUNK_SIZE", 4096usize)?.max(1),
+        chunk_size,
+        block_size,
         interval: Duration::try_from_secs_f64(interval)
             .map_err(|e| format!("ASF_STREAM_SLEEP_INTERVAL: {e}"))?,
         token: std::env::var("ASF_INTERNAL_TOKEN")
@@ -256,12 +272,11 @@ async fn play(socket: SocketRef, shared: Arc<Shared>, id: String, path: PathBuf,
         return;
     }
     let mut pace = (!shared.interval.is_zero()).then(|| tokio::time::interval(shared.interval));
-    let mut buf = vec![0u8; shared.chunk_size];
     let mut sent = 0u64;
     loop {
-        let n = match file.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let block = match read_block(&mut file, shared.block_size).await {
+            Ok(block) if block.is_empty() => break,
+            Ok(block) => block,
             Err(e) => {
                 let message = format!("Error while streaming audio: {e}");
                 socket
@@ -273,16 +288,32 @@ async fn play(socket: SocketRef, shared: Arc<Shared>, id: String, path: PathBuf,
                 return;
             }
         };
-        if let Some(pace) = &mut pace {
-            pace.tick().await;
+        // Chunks are slices of the block (no copy); the block is a whole number of chunks.
+        for at in (0..block.len()).step_by(shared.chunk_size) {
+            let chunk = block.slice(at..block.len().min(at + shared.chunk_size));
+            if let Some(pace) = &mut pace {
+                pace.tick().await;
+            }
+            if !emit_waiting(&socket, "audio_chunk", &chunk).await {
+                return;
+            }
+            sent += chunk.len() as u64;
         }
-        if !emit_waiting(&socket, "audio_chunk", &Bytes::copy_from_slice(&buf[..n])).await {
-            return;
-        }
-        sent += n as u64;
     }
     let end = json!({
         "event": "end_of_stream", "stream_id": id, "timestamp": now(), "bytes_sent": sent,
     });
     emit_waiting(&socket, "audio_control", &end).await;
+}
+
+/// Reads up to `len` bytes from `file`: fewer only at the end of the file.
+async fn read_block(file: &mut tokio::fs::File, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let want = len - buf.len();
+        if (&mut *file).take(want as u64).read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(buf.freeze())
 }
