@@ -237,3 +237,22 @@ fn socket_io_client_gets_coalesced_chunks_no_earlier_than_due() {
         );
     }
 }
+
+#[test]
+fn a_listener_waiting_for_its_tick_is_not_dropped_as_lagging() {
+    let _w = Watchdog::new(LIMIT, "coalesced pacing under a small lag limit");
+    // 1 KiB every 1 ms on a 1 s grid: a tick holds 1,000 chunks (1,000 KiB), twice the
+    // 512 KiB lag limit, yet a listener that takes them at each tick keeps its stream. (It
+    // would be dropped only if the server woke it 0.5 s after a tick.)
+    let server = Server::start_with(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.001"),
+        ("ASF_PACING_QUANTUM", "1"),
+        ("ASF_CHUNK_SIZE", "1024"),
+        ("ASF_MAX_LAG_BYTES", "524288"),
+    ]);
+    let file = audio_bytes(2000 * 1024, 45);
+    server.publish("strm_tick_lag", &file);
+    let t = timed_listen(server.addr, "strm_tick_lag");
+    assert_audio(&t.audio, &file, "listener under a 512 KiB lag limit");
+    assert_eq!(t.chunks.len(), 2000);
+}

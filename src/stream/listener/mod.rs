@@ -174,12 +174,15 @@ impl Listener {
         self.prefetch.take()
     }
 
-    /// Bytes that are due by `now` but not handed out yet (0 when unpaced).
+    /// Bytes that are due by `now` but not handed out yet (0 when unpaced). A chunk counts
+    /// as due one tick quantum after its due instant: until then it may rightly be waiting
+    /// for its tick.
     pub fn lag_bytes(&self, now: Instant) -> u64 {
         if self.interval.is_zero() {
             return 0;
         }
-        let due = self.due_chunks(now);
+        let slack = self.ticks.quantum();
+        let due = self.due_chunks(now.checked_sub(slack).unwrap_or(self.started));
         let due_end = self
             .base_next
             .saturating_add(due.saturating_mul(self.chunk_size))
@@ -211,10 +214,11 @@ impl Listener {
             return None;
         }
         // Lag exceeds max_lag once more than (next + max_lag - start) / chunk chunks are
-        // due, and chunk count c is due from (c - 1) intervals on.
+        // due, and chunk count c is due from (c - 1) intervals on (plus the tick quantum,
+        // see `lag_bytes`).
         let chunks = (self.next - self.base_next + max_lag) / self.chunk_size + 1;
         let k = u32::try_from(chunks - 1).ok()?;
-        Some(self.started + self.interval.checked_mul(k)?)
+        Some(self.started + self.interval.checked_mul(k)? + self.ticks.quantum())
     }
 
     fn due_chunks(&self, now: Instant) -> u64 {

@@ -750,3 +750,52 @@ fn without_a_quantum_each_chunk_leaves_at_its_own_instant() {
         assert_eq!(*at, t0 + IV * k as u32);
     }
 }
+
+#[test]
+fn waiting_for_a_tick_is_not_lag_but_taking_nothing_is() {
+    // 1 ms pacing on a 50 ms grid: a tick finds 50 chunks due, far more than the 16-chunk
+    // lag limit, yet a listener that takes them at every tick keeps its schedule.
+    let f = fixture(400 * 100, 4096, 1 << 20);
+    let session = f.open();
+    let waker = waker();
+    let origin = Instant::now();
+    let (iv, max_lag) = (Duration::from_millis(1), 16 * 100);
+    let ticks = Ticks::new(origin, Duration::from_millis(50));
+    let t0 = origin + Duration::from_millis(3);
+    let mut l = Listener::new(Arc::clone(&session), 0, 100, iv, t0)
+        .unwrap()
+        .on_ticks(ticks);
+    let mut now = t0;
+    let mut wakes = 0;
+    while !l.is_done() {
+        assert_eq!(l.check_lag(now, max_lag), Ok(()), "at wake-up {wakes}");
+        let mut out = Vec::new();
+        match l.poll(now, usize::MAX, 1024, &waker, &mut out) {
+            Poll::Sleep(t) => now = t,
+            Poll::Read(b) => read(l.session(), b),
+            Poll::Finished => break,
+            // The block it claimed to read ahead: read just below.
+            Poll::Wait => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(b) = l.take_prefetch() {
+            read(l.session(), b);
+        }
+        wakes += 1;
+    }
+    assert!(wakes < 20, "{wakes} wake-ups for 400 chunks");
+    // One that stops taking chunks is dropped once it is max_lag behind the schedule
+    // delayed by a quantum: at its lag deadline and not a nanosecond before.
+    let stuck = Listener::new(session, 0, 100, iv, t0)
+        .unwrap()
+        .on_ticks(ticks);
+    let deadline = stuck.lag_deadline(max_lag).unwrap();
+    assert_eq!(deadline, t0 + iv * 16 + Duration::from_millis(50));
+    assert!(stuck
+        .check_lag(deadline - Duration::from_nanos(1), max_lag)
+        .is_ok());
+    assert!(matches!(
+        stuck.check_lag(deadline, max_lag),
+        Err(StreamError::Lagged { .. })
+    ));
+}
