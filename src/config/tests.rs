@@ -563,3 +563,13 @@ fn observability_settings() {
     assert!(parse_err(ASF_LOG_FORMAT, "yaml").contains("expected text or json"));
     parse_err(ASF_METRICS_OPEN, "maybe");
 }
+
+#[test]
+fn sendfile_is_on_by_default_and_switches_off() {
+    assert!(parse(&[]).sendfile);
+    let c = parse(&[(ASF_SENDFILE, "false")]);
+    assert!(!c.sendfile);
+    assert!(c.summary().contains("sendfile=false"));
+    assert!(parse(&[(ASF_SENDFILE, "on")]).sendfile);
+    parse_err(ASF_SENDFILE, "sometimes");
+}

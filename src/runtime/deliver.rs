@@ -397,6 +397,7 @@ pub(crate) fn gather<S: Service>(
             let framing = Framing {
                 key,
                 prefix: &prefix,
+                files: false,
             };
             let poll =
                 feed.listener
