@@ -1,5 +1,5 @@
-//! Audio sent from the page cache (`ASF_SENDFILE`, on by default): a WebSocket listener alone
-//! in its part of the file gets its chunks with `sendfile(2)` between the frame headers.
+//! Audio sent from the page cache (`ASF_SENDFILE=true`): the only WebSocket listener of a
+//! stream gets its chunks with `sendfile(2)` between the frame headers.
 //! Over real sockets against the spawned `asf` binary, each case checks that the path was
 //! taken (`asf_audio_sendfile_bytes_total`) and that what the client sees is what the copying
 //! path (`ASF_SENDFILE=false`) gives: the same bytes at every offset, the same pacing, the
@@ -114,7 +114,10 @@ fn every_offset_on_and_off_the_chunk_grid_is_byte_exact_from_the_page_cache() {
 fn a_paced_listener_keeps_its_schedule_on_the_sendfile_path() {
     let _w = Watchdog::new(LIMIT, "paced sendfile listener");
     let interval = Duration::from_millis(10);
-    let server = Server::start_with(&[("ASF_STREAM_SLEEP_INTERVAL", "0.01")]);
+    let server = Server::start_with(&[
+        ("ASF_SENDFILE", "true"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.01"),
+    ]);
     let file = audio_bytes(40 * CHUNK, 62);
     server.publish("strm_paced", &file);
     let mut client = SioClient::connect(server.addr);
@@ -150,7 +153,9 @@ fn a_paced_listener_keeps_its_schedule_on_the_sendfile_path() {
 /// it had been sent from the page cache until its socket filled. With `other`, a listener of
 /// another file completes byte-exact meanwhile.
 fn stalled_client_is_dropped(settings: &[(&str, &str)], why: &[&str], other: bool) {
-    let server = Server::start_with(settings);
+    let mut settings = settings.to_vec();
+    settings.push(("ASF_SENDFILE", "true"));
+    let server = Server::start_with(&settings);
     let big = audio_bytes(8 * MIB, 63);
     server.publish("strm_stalled", &big);
     let mut stalled = stalled_listener(server.addr, "strm_stalled");

@@ -101,8 +101,8 @@ pub const ASF_SEND_BUFFER_BYTES: &str = "ASF_SEND_BUFFER_BYTES";
 pub const DEFAULT_SEND_BUFFER_BYTES: usize = 128 * 1024;
 /// Name of the zero-copy file sending variable.
 pub const ASF_SENDFILE: &str = "ASF_SENDFILE";
-/// Default: a WebSocket listener alone in its block is sent from the page cache.
-pub const DEFAULT_SENDFILE: bool = true;
+/// Default: chunks are sent from the read buffers (sendfile measured dearer; see the field).
+pub const DEFAULT_SENDFILE: bool = false;
 /// Name of the stall timeout variable (seconds).
 pub const ASF_STALL_TIMEOUT: &str = "ASF_STALL_TIMEOUT";
 /// Default stall timeout.
@@ -251,10 +251,10 @@ pub struct Config {
     /// TCP retransmits them. 256 KiB of buffer is seconds of audio; raise it (or use 0) for
     /// bulk delivery over links whose bandwidth x delay is larger.
     pub send_buffer_bytes: usize,
-    /// `ASF_SENDFILE`. Default true: a WebSocket listener that no other listener of its
-    /// stream shares a block with gets its chunks with `sendfile(2)` from the page cache
-    /// between the frame headers, instead of copied from the read buffers (distinct files
-    /// cost less CPU); false sends every chunk from the buffers (the A/B switch).
+    /// `ASF_SENDFILE`. Default false. True: the only WebSocket listener of a stream gets its
+    /// chunks with `sendfile(2)` from the page cache between the frame headers instead of
+    /// copied from the read buffers. Measured dearer on the benchmark machine (1,000
+    /// distinct 1 MiB files: 1.41 against 0.62 CPU s/GiB, BENCHMARKS.md), so off by default.
     pub sendfile: bool,
     /// `ASF_STALL_TIMEOUT`, seconds a listener may make no write progress before it is
     /// dropped, >0..=3600. Default 30: shorter frees resources sooner, longer forgives

@@ -565,11 +565,11 @@ fn observability_settings() {
 }
 
 #[test]
-fn sendfile_is_on_by_default_and_switches_off() {
-    assert!(parse(&[]).sendfile);
-    let c = parse(&[(ASF_SENDFILE, "false")]);
-    assert!(!c.sendfile);
-    assert!(c.summary().contains("sendfile=false"));
-    assert!(parse(&[(ASF_SENDFILE, "on")]).sendfile);
+fn sendfile_is_off_by_default_and_switches_on() {
+    assert!(!parse(&[]).sendfile);
+    let c = parse(&[(ASF_SENDFILE, "true")]);
+    assert!(c.sendfile);
+    assert!(c.summary().contains("sendfile=true"));
+    assert!(!parse(&[(ASF_SENDFILE, "off")]).sendfile);
     parse_err(ASF_SENDFILE, "sometimes");
 }

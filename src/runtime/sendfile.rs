@@ -1,5 +1,5 @@
-//! Audio from the page cache: a WebSocket writer sends the chunks of a listener alone in its
-//! block (see `stream::wire`) with `sendfile(2)`, each after its pre-encoded prefix, instead
+//! Audio from the page cache (`ASF_SENDFILE=true`): a WebSocket writer sends the chunks of a
+//! stream's only listener (see `stream::wire`) with `sendfile(2)`, each after its pre-encoded prefix, instead
 //! of copying them from the read buffers.
 //!
 //! The block read (io_uring, `io::read_block`) still happens before a chunk is handed out:
@@ -58,6 +58,10 @@ impl Seg {
         match self {
             Seg::Mem(b) | Seg::File { chunk: b, .. } => b.len(),
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -124,6 +128,8 @@ impl FileSender {
     /// for the socket that sees no progress for `stall` fails with `TimedOut` (the socket is
     /// shut down), as `io::write_all` does.
     pub async fn send(&mut self, segs: &mut Vec<Seg>, stall: Duration) -> io::Result<Sent> {
+        // An empty segment would make a sendmsg of nothing, which reads as a closed socket.
+        segs.retain(|s| !s.is_empty());
         let files = segs
             .iter()
             .filter(|s| matches!(s, Seg::File { .. }))

@@ -184,9 +184,9 @@ pub struct Framing<'a> {
     pub key: u64,
     /// The bytes sent before a chunk of `len` bytes.
     pub prefix: &'a dyn Fn(usize) -> Bytes,
-    /// The transport can send chunks from the file (see [`super::wire`]): a listener whose
-    /// block no other listener of the session sits in hands its chunks out as file ranges
-    /// (no wire block is built for it). A live session never does (its edge block grows).
+    /// The transport can send chunks from the file (see [`super::wire`]): the listener of a
+    /// session that has no other hands its chunks out as file ranges. A live session never
+    /// does (its edge block grows).
     pub files: bool,
 }
 
@@ -750,12 +750,6 @@ impl StreamSession {
             let mut blocks = self.lock();
             self.fail(&mut blocks, why);
         }
-    }
-
-    /// True when at most one listener cursor is inside block `b` (the caller's own, if it
-    /// is there): nobody else of the session needs the block now.
-    pub fn alone_in(&self, b: u64) -> bool {
-        self.lock().cursors.get(&b).is_none_or(|n| *n <= 1)
     }
 
     /// Listener cursors in the stream (listeners not yet at its end).

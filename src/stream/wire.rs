@@ -2,9 +2,11 @@
 //! for the wire as they are, or a chunk the transport may send straight from the session's
 //! file (zero-copy, e.g. `sendfile(2)`), described here and never read here.
 //!
-//! A chunk is described as a file range only for a listener whose block no other listener
-//! of its session sits in (see [`Framing::files`](super::Framing)): listeners that share a
-//! block share its framed bytes instead. The description carries the chunk's bytes as the
+//! A chunk is described as a file range only for the single listener of a session (see
+//! [`Framing::files`](super::Framing)): listeners of a shared session share its framed
+//! blocks instead. (Sending from the file to any listener whose block no other listener
+//! sat in cost 3x the CPU of the shared blocks on a file with 1,000 staggered listeners:
+//! BENCHMARKS.md, "Distinct files with sendfile".) The description carries the chunk's bytes as the
 //! session read them too, so a transport that cannot send from the file (or finds it shorter
 //! than when the block was read) sends exactly what the Bytes path would have sent.
 

@@ -253,7 +253,7 @@ impl Listener {
     /// Like [`Listener::poll`], but appends the bytes to send: each chunk preceded by its
     /// `framing` prefix. Where the session has a wire block (several listeners, this one
     /// on the chunk grid), many chunks come as one slice of it; otherwise a prefix and a
-    /// chunk slice per chunk; with [`Framing::files`], a listener alone in its block hands
+    /// chunk slice per chunk; with [`Framing::files`], the only listener of a session hands
     /// out each chunk as a [`FileChunk`] instead. `max_chunks` bounds the pieces appended
     /// (a caller's iovec budget): a slice of a wire block counts as one chunk however many
     /// it carries.
@@ -425,13 +425,13 @@ impl Listener {
         }
     }
 
-    /// Whether block `b`'s chunks go out as file ranges: the session is not live and no
-    /// other listener's cursor is in the block (asked once per block).
+    /// Whether block `b`'s chunks go out as file ranges: the session is not live and has no
+    /// other listener (asked once per block, when the listener enters it).
     fn sends_from_file(&mut self, b: u64) -> bool {
         match self.file_block {
             Some((fb, yes)) if fb == b => yes,
             _ => {
-                let yes = !self.session.is_live() && self.session.alone_in(b);
+                let yes = !self.session.is_live() && self.session.listeners() <= 1;
                 self.file_block = Some((b, yes));
                 yes
             }

@@ -661,13 +661,13 @@ fn a_listener_alone_in_its_block_hands_out_file_ranges_on_and_off_the_grid() {
 }
 
 #[test]
-fn listeners_sharing_a_block_keep_the_wire_blocks_and_one_far_ahead_sends_from_the_file() {
+fn a_shared_session_keeps_its_wire_blocks_and_a_listener_left_alone_sends_from_the_file() {
     let f = fixture(3 * 4096, 4096, 1 << 20);
     let session = f.open();
     let waker = waker();
     let new = |offset| unpaced_at(&session, offset, 1024);
     let mut a = new(0);
-    let _b = new(0);
+    let b = new(0);
     read(&session, 0);
     let prefix = test_prefix;
     let framing = Framing {
@@ -679,22 +679,37 @@ fn listeners_sharing_a_block_keep_the_wire_blocks_and_one_far_ahead_sends_from_t
     a.poll_wire(Instant::now(), 4096, 64, &waker, &framing, &mut out);
     assert!(
         matches!(&out[..], [WirePiece::Bytes(_)]),
-        "two cursors in block 0: one slice of its wire block, got {out:?}"
+        "two listeners: one slice of block 0's wire block, got {out:?}"
     );
-    // `a` is now alone in block 1 (the other listener stays in block 0).
-    if let Some(b) = a.take_prefetch() {
-        read(&session, b);
+    if let Some(blk) = a.take_prefetch() {
+        read(&session, blk);
     }
+    // Block 1 is `a`'s alone, but the session still has two listeners: no file ranges.
     out.clear();
-    a.poll_wire(Instant::now(), 4096, 64, &waker, &framing, &mut out);
+    a.poll_wire(Instant::now(), 1024, 64, &waker, &framing, &mut out);
+    assert!(
+        out.iter().all(|p| matches!(p, WirePiece::Bytes(_))),
+        "a shared session hands out no file ranges, got {out:?}"
+    );
+    // Once the other listener has gone, the next block's chunks are file ranges.
+    drop(b);
+    out.clear();
+    if let Poll::Read(blk) = a.poll_wire(Instant::now(), 8192, 64, &waker, &framing, &mut out) {
+        read(&session, blk);
+        a.poll_wire(Instant::now(), 8192, 64, &waker, &framing, &mut out);
+    }
     let ats: Vec<u64> = out
         .iter()
-        .map(|p| match p {
-            WirePiece::File(fc) => fc.at,
-            other => panic!("a listener alone in its block gets file ranges, got {other:?}"),
+        .filter_map(|p| match p {
+            WirePiece::File(fc) => Some(fc.at),
+            WirePiece::Bytes(_) => None,
         })
         .collect();
-    assert_eq!(ats, [4096, 5120, 6144, 7168]);
+    assert_eq!(
+        ats,
+        [8192, 9216, 10240, 11264],
+        "block 2 from the file: {out:?}"
+    );
 }
 
 #[test]
