@@ -254,7 +254,8 @@ pub struct Config {
     /// `ASF_SENDFILE`. Default false. True: the only WebSocket listener of a stream gets its
     /// chunks with `sendfile(2)` from the page cache between the frame headers instead of
     /// copied from the read buffers. Measured dearer on the benchmark machine (1,000
-    /// distinct 1 MiB files: 1.41 against 0.62 CPU s/GiB, BENCHMARKS.md), so off by default.
+    /// distinct 1 MiB files: 1.41-1.50 against 0.53-0.62 CPU s/GiB, BENCHMARKS.md), so off
+    /// by default.
     pub sendfile: bool,
     /// `ASF_STALL_TIMEOUT`, seconds a listener may make no write progress before it is
     /// dropped, >0..=3600. Default 30: shorter frees resources sooner, longer forgives

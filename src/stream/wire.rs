@@ -5,8 +5,8 @@
 //! A chunk is described as a file range only for the single listener of a session (see
 //! [`Framing::files`](super::Framing)): listeners of a shared session share its framed
 //! blocks instead. (Sending from the file to any listener whose block no other listener
-//! sat in cost 3x the CPU of the shared blocks on a file with 1,000 staggered listeners:
-//! BENCHMARKS.md, "Distinct files with sendfile".) The description carries the chunk's bytes as the
+//! sat in cost 3.2-3.6x the CPU of the shared blocks on a file with 1,000 staggered
+//! listeners: BENCHMARKS.md, "Distinct files with sendfile".) The description carries the chunk's bytes as the
 //! session read them too, so a transport that cannot send from the file (or finds it shorter
 //! than when the block was read) sends exactly what the Bytes path would have sent.
 
