@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -326,7 +326,9 @@ fn listeners_resume_byte_exact_across_a_sigterm_restart() {
         let (status, body) = notify(server.addr, &format!("show-{n}"), &path).expect("notify");
         assert_eq!(status, 200, "{body}");
     }
-    let started = Arc::new(Barrier::new(LISTENERS + 1));
+    // Each listener reports its first chunk; a listener that fails before it makes the test
+    // fail with its panic (a barrier would wait for it until the watchdog aborts).
+    let (started_tx, started_rx) = mpsc::channel::<()>();
     let (addr_tx, addr_rx): (Vec<_>, Vec<_>) = (0..LISTENERS).map(|_| mpsc::channel()).unzip();
     let first = server.addr;
     let resumed_mid_file = Arc::new(AtomicUsize::new(0));
@@ -335,7 +337,7 @@ fn listeners_resume_byte_exact_across_a_sigterm_restart() {
         .enumerate()
         .map(|(l, next_addr)| {
             let (started, files, resumed) = (
-                Arc::clone(&started),
+                started_tx.clone(),
                 Arc::clone(&files),
                 Arc::clone(&resumed_mid_file),
             );
@@ -346,7 +348,7 @@ fn listeners_resume_byte_exact_across_a_sigterm_restart() {
                 client.join(&id);
                 let mut before = StreamResult::default();
                 client.read_until_audio(&mut before, 8192);
-                started.wait();
+                started.send(()).expect("the test is waiting");
                 // Read until the server goes away (or the stream ends first).
                 let mut ended = false;
                 while let Ok(event) = client.next_event() {
@@ -386,7 +388,13 @@ fn listeners_resume_byte_exact_across_a_sigterm_restart() {
             })
         })
         .collect();
-    started.wait();
+    drop(started_tx);
+    for n in 0..LISTENERS {
+        if started_rx.recv_timeout(WAIT).is_err() {
+            let failed = listeners.iter().filter(|l| l.is_finished()).count();
+            panic!("{n} of {LISTENERS} listeners got their first chunk; {failed} ended early (their panics are above)\n{}", server.log());
+        }
+    }
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", server.log());

@@ -25,7 +25,7 @@ use crate::metrics::AppCounters;
 use crate::socketio::{packet, Limits, Router};
 use summary::StreamLog;
 
-use crate::stream::{BufferPool, Files, Registry, SessionParams, Sessions, StreamStats};
+use crate::stream::{BufferPool, Files, Registry, SessionParams, Sessions, StreamStats, Ticks};
 
 /// The exact texts and names of the seed contract.
 pub mod texts {
@@ -98,6 +98,8 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         sessions: Arc::clone(&sessions),
         chunk_size: config.chunk_size,
         interval: config.stream_sleep_interval,
+        // One grid for every listener of this server: their ticks coincide.
+        ticks: Ticks::new(std::time::Instant::now(), config.pacing_quantum),
         chunk_header: packet::single_binary_event(NAMESPACE, "audio_chunk"),
         log: Arc::clone(&log),
         counters: Arc::clone(&counters),

@@ -27,7 +27,7 @@ use crate::service::Feed;
 use crate::socketio::{Event, Handler, Socket};
 use crate::stream::{
     Answer, Files, Listener, OpenError, OpenedFile, Registration, Registry, RegistryError,
-    Sessions, StreamError, StreamSession,
+    Sessions, StreamError, StreamSession, Ticks,
 };
 
 /// A valid `join_stream` request.
@@ -135,6 +135,8 @@ pub struct Streams {
     pub(super) sessions: Arc<Sessions>,
     pub(super) chunk_size: usize,
     pub(super) interval: Duration,
+    /// The tick grid paced listeners wake on (`ASF_PACING_QUANTUM`).
+    pub(super) ticks: Ticks,
     pub(super) chunk_header: Bytes,
     /// Joins and ends per stream, for the info log's summaries.
     pub(super) log: Arc<StreamLog>,
@@ -201,7 +203,7 @@ impl Streams {
             self.interval,
             socket.now,
         ) {
-            Ok(l) => l,
+            Ok(l) => l.on_ticks(self.ticks),
             Err(e) => {
                 crate::client_info!("join refused: bad offset"; sid = %socket.sid(), stream_id = ?id, error = %e);
                 self.counters.join(JoinResult::BadRequest);

@@ -125,6 +125,10 @@ pub(super) fn parse_sleep_interval(raw: &str) -> Result<Duration, String> {
     seconds(raw, 0.0, false, 60.0)
 }
 
+pub(super) fn parse_pacing_quantum(raw: &str) -> Result<Duration, String> {
+    seconds(raw, 0.0, false, MAX_PACING_QUANTUM_SECS)
+}
+
 pub(super) fn parse_host(raw: &str) -> Result<IpAddr, String> {
     raw.parse()
         .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".to_owned())

@@ -45,6 +45,7 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.cors_allowed_origins, CorsOrigins::Any);
     assert_eq!(c.chunk_size, 4096);
     assert_eq!(c.stream_sleep_interval, Duration::from_millis(10));
+    assert_eq!(c.pacing_quantum, Duration::from_millis(50));
     assert_eq!(c.host.to_string(), "0.0.0.0");
     assert_eq!(c.port, 5006);
     assert!(c.debug_mode);
@@ -136,6 +137,7 @@ fn every_value_parses() {
         ),
         (ASF_CHUNK_SIZE, " 1048576 "),
         (ASF_STREAM_SLEEP_INTERVAL, "0"),
+        (ASF_PACING_QUANTUM, "0"),
         (ASF_HOST, "::1"),
         (ASF_PORT, "0"),
         (ASF_DEBUG_MODE, "Off"),
@@ -169,6 +171,7 @@ fn every_value_parses() {
     );
     assert_eq!(c.chunk_size, 1 << 20);
     assert_eq!(c.stream_sleep_interval, Duration::ZERO);
+    assert_eq!(c.pacing_quantum, Duration::ZERO);
     assert_eq!(c.host.to_string(), "::1");
     assert_eq!(c.port, 0);
     assert!(!c.debug_mode);
@@ -299,8 +302,19 @@ fn bad_intervals_are_rejected() {
             parse_err(name, v);
         }
     }
+    for v in ["-0.01", "1.001", "NaN", "inf", "", "50ms"] {
+        parse_err(ASF_PACING_QUANTUM, v);
+    }
     parse_err(ASF_SHUTDOWN_GRACE, "-1");
     parse_err(ASF_SHUTDOWN_GRACE, "3601");
+    assert_eq!(
+        parse(&[(ASF_PACING_QUANTUM, "0.04")]).pacing_quantum,
+        Duration::from_millis(40)
+    );
+    assert_eq!(
+        parse(&[(ASF_PACING_QUANTUM, "1")]).pacing_quantum,
+        Duration::from_secs(1)
+    );
     assert_eq!(
         parse(&[(ASF_STREAM_SLEEP_INTERVAL, "60")]).stream_sleep_interval,
         Duration::from_secs(60)

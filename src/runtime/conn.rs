@@ -322,7 +322,8 @@ async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Respons
             tracing::debug!(sid = %sid, "polling GET after the client's close: noop");
             return Response::text(200, "text/plain; charset=UTF-8", NOOP);
         }
-        tracing::debug!(sid = %sid, "polling request for an unknown session");
+        // The client gives up on the 400: a line says which session it was.
+        crate::client_info!("polling request for an unknown or ended session"; sid = %sid, method = req.method());
         return eio_error(ErrorCode::UnknownSid);
     };
     // A request sent after frames on an upgrading WebSocket is served after them.
@@ -421,6 +422,10 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
         out.push(Outgoing::Text(last));
         ctx.finish(shared);
     }
+    // `gather` keeps within its budget, its stream end and error included, and only its lag
+    // path closes the session, with a packet to spare: python-engineio refuses the payload
+    // (and drops the connection) past 16 packets.
+    debug_assert!(out.len() <= MAX_POLL_PACKETS, "{} packets", out.len());
     Response::text(200, "text/plain; charset=UTF-8", encode_payload(&out))
 }
 

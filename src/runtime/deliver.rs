@@ -22,7 +22,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use super::io::read_claimed;
 use super::sendfile::{FileSender, Seg};
 use super::session::{enforce_queue_cap, run_timers, with_worker, Ctx, Shared, State};
-use crate::engineio::{DisconnectReason, Outgoing, Sid};
+use crate::engineio::{DisconnectReason, Outgoing, Session, Sid};
 use crate::service::{Cx, ServerStats, Service};
 use crate::stream::{FileChunk, Framing, Poll, StreamError, StreamSession, WireOut};
 use crate::ws;
@@ -40,6 +40,11 @@ const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
 const BULK_WRITES_IN_FLIGHT: usize = 2;
 /// How long a bulk write keeps its slot at most.
 const SLOT_HOLD: Duration = Duration::from_millis(2);
+/// Audio writes of at most this many bytes take no bulk slot. A paced listener's write
+/// holds the chunks due by one pacing tick (5 x 4 KiB at the defaults): without a slot the
+/// writes of every listener due at a tick are queued in one worker turn and submitted
+/// together, instead of two per turn (BENCHMARKS.md, "Paced listeners, coalesced").
+const SMALL_WRITE_BYTES: usize = 64 * 1024;
 
 thread_local! {
     static BULK_SLOTS: Arc<tokio::sync::Semaphore> =
@@ -187,7 +192,11 @@ pub(crate) async fn writer<S: Service>(
                 });
             // Bulk (audio) writes take a slot (see `in_slot`). A listener's first write
             // after a join skips the queue: join -> first chunk should not wait for every
-            // busy listener's turn.
+            // busy listener's turn. So does a small write (a paced listener's tick): it costs
+            // the worker about what a join's own write does.
+            let small = iov.iter().map(Bytes::len).sum::<usize>()
+                + segs.iter().map(Seg::len).sum::<usize>()
+                <= SMALL_WRITE_BYTES;
             let write = write_batch(
                 &stream,
                 &mut iov,
@@ -196,7 +205,7 @@ pub(crate) async fn writer<S: Service>(
                 stall,
                 &ctx.stats,
             );
-            match in_slot(bulk && !fresh, write).await {
+            match in_slot(bulk && !fresh && !small, write).await {
                 Ok(()) => {}
                 Err(e) => {
                     let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
@@ -434,22 +443,20 @@ pub(crate) fn gather<S: Service>(
         return (Step::Idle, Reads::default());
     }
     let State { eio, conn, .. } = st;
-    let mut packets = 0;
-    while packets < budget.packets {
-        match eio.pop_outgoing() {
-            Some(p) => {
-                out.push(Item::Packet(p));
-                packets += 1;
-            }
-            None => break,
-        }
-    }
+    let packets = take_within(eio, budget.packets, out);
     if eio.has_output() {
         return (Step::More, Reads::default());
     }
+    let packets_at = out.len();
     let Some(feed) = service.feed(conn) else {
         return (Step::Idle, Reads::default());
     };
+    // Room for at least one chunk (two packets), so that the stream's last packet (its end
+    // or its error, one packet) also fits in this gather's budget.
+    let chunk_budget = (budget.packets - packets) / 2;
+    if chunk_budget == 0 {
+        return (Step::More, Reads::default());
+    }
     if let Err(lagged) = feed.listener.check_lag(now, ctx.config.max_lag_bytes) {
         let reason = DisconnectReason::SlowConsumer(lagged.to_string());
         service.on_stream_end(
@@ -462,15 +469,9 @@ pub(crate) fn gather<S: Service>(
             },
             Err(lagged),
         );
-        while let Some(p) = eio.pop_outgoing() {
-            out.push(Item::Packet(p));
-        }
+        take_within(eio, budget.packets - packets, out);
         eio.close(reason);
         return (Step::Idle, Reads::default());
-    }
-    let chunk_budget = (budget.packets - packets) / 2;
-    if chunk_budget == 0 {
-        return (Step::More, Reads::default());
     }
     scratch.clear();
     let (sent_before, chunks_before) = (feed.listener.bytes_sent(), feed.listener.chunks_sent());
@@ -541,13 +542,25 @@ pub(crate) fn gather<S: Service>(
                 },
                 result,
             );
-            while let Some(p) = eio.pop_outgoing() {
-                out.push(Item::Packet(p));
-            }
+            // The chunks may have used the whole budget: what does not fit waits for the
+            // next gather (a polling response must stay within MAX_POLL_PACKETS packets).
+            let used = packets + 2 * (out.len() - packets_at);
+            take_within(eio, budget.packets.saturating_sub(used), out);
             Step::More
         }
     };
     (step, reads)
+}
+
+/// Moves at most `room` queued packets to `out`; returns how many it moved.
+fn take_within(eio: &mut Session, room: usize, out: &mut Vec<Item>) -> usize {
+    let mut taken = 0;
+    while taken < room {
+        let Some(p) = eio.pop_outgoing() else { break };
+        out.push(Item::Packet(p));
+        taken += 1;
+    }
+    taken
 }
 
 fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {

@@ -21,9 +21,12 @@ mod sendfile;
 mod server;
 mod session;
 mod store;
+mod submit;
 mod websocket;
 
 pub use fs::DiskFiles;
 pub use redis_store::RedisRegistry;
 pub use server::{bind_all, run, serve, serve_split, shutdown_channel, Shutdown, ShutdownHandle};
+#[doc(hidden)]
+pub use server::{serve_with_worker_task, WorkerTask};
 pub use store::{spawn_ttl_sweep, RedbRegistry, StoreError, STORE_FILE};

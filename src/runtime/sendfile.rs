@@ -54,7 +54,8 @@ impl Seg {
         }
     }
 
-    fn len(&self) -> usize {
+    /// Bytes the segment sends.
+    pub fn len(&self) -> usize {
         match self {
             Seg::Mem(b) | Seg::File { chunk: b, .. } => b.len(),
         }

@@ -1,8 +1,10 @@
 //! Workers, listeners, signals and the shutdown sequence.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -206,7 +208,35 @@ pub fn serve_split<S: Service>(
     service: Arc<S>,
     listeners: Vec<TcpListener>,
     internal: Option<TcpListener>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    start(config, service, listeners, internal, shutdown, None)
+}
+
+/// Makes a task for worker `index` to run beside its connections (on the worker's thread).
+#[doc(hidden)]
+pub type WorkerTask = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+
+/// Like [`serve`], with `task(i)` spawned on worker `i` when it starts: a hook for tests of
+/// the workers' scheduling (`tests/submission.rs` runs a task that never stops being ready).
+#[doc(hidden)]
+pub fn serve_with_worker_task<S: Service>(
+    config: Arc<Config>,
+    service: Arc<S>,
+    listeners: Vec<TcpListener>,
+    shutdown: Shutdown,
+    task: WorkerTask,
+) -> io::Result<()> {
+    start(config, service, listeners, None, shutdown, Some(task))
+}
+
+fn start<S: Service>(
+    config: Arc<Config>,
+    service: Arc<S>,
+    listeners: Vec<TcpListener>,
+    internal: Option<TcpListener>,
     mut shutdown: Shutdown,
+    task: Option<WorkerTask>,
 ) -> io::Result<()> {
     if listeners.is_empty() {
         return Err(io::Error::other("serve needs at least one listener"));
@@ -238,12 +268,19 @@ pub fn serve_split<S: Service>(
     for (i, listener) in listeners.into_iter().enumerate() {
         let ctx = Arc::clone(&ctx);
         let internal = internal.take();
+        let task = task.clone();
         let handle = std::thread::Builder::new()
             .name(format!("asf-worker-{i}"))
             .spawn(move || {
+                let root = async move {
+                    if let Some(make) = task {
+                        tokio_uring::spawn(make(i));
+                    }
+                    worker(ctx, listener, i, internal).await
+                };
                 let result = tokio_uring::builder()
                     .entries(1024)
-                    .start(worker(ctx, listener, i, internal));
+                    .start(super::submit::Prompt::new(root, i));
                 if let Err(e) = result {
                     tracing::error!(worker = i, error = %e, "worker failed");
                 }

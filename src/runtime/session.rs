@@ -306,7 +306,12 @@ pub(crate) fn run_timers<S: Service>(
     if ctx.service.is_connected(&st.conn) {
         st.eio.mark_connected();
     }
+    let open = st.eio.closed().is_none();
     st.eio.handle_timeout(now);
+    if let Some(reason) = st.eio.closed().filter(|_| open) {
+        // The client sees only a close (or, polling, an unknown session): say why here.
+        crate::client_info!("closing session"; sid = %st.eio.sid(), %reason);
+    }
     enforce_queue_cap(st);
     st.eio.poll_timeout()
 }

@@ -20,7 +20,7 @@ pub mod wire;
 pub use files::{
     ready, Answer, FileIdentity, Files, OpenError, OpenedFile, PathError, MAX_FILEPATH_LEN,
 };
-pub use listener::{Listener, OffsetError, Poll};
+pub use listener::{Listener, OffsetError, Poll, Ticks};
 pub use pool::BufferPool;
 pub use registry::{
     BackendState, MemoryRegistry, MessageHook, Registration, Registry, RegistryError, RemoteHook,

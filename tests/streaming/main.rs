@@ -12,6 +12,7 @@
 mod support;
 
 mod clients;
+mod pacing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};

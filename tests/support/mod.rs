@@ -23,7 +23,7 @@ pub mod sio;
 pub use http::*;
 pub use server::*;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
@@ -60,7 +60,12 @@ impl Watchdog {
         let what = what.to_string();
         thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("WATCHDOG: `{what}` did not finish within {limit:?}; aborting");
+                // Straight to the process's stderr: the test harness captures eprintln! of
+                // threads a test spawned, and that capture is lost when the process aborts.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "WATCHDOG: `{what}` did not finish within {limit:?}; aborting"
+                );
                 for pid in live_pids().lock().unwrap_or_else(|p| p.into_inner()).iter() {
                     // SAFETY: kill(2) on pids of servers this process spawned.
                     unsafe {

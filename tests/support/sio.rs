@@ -405,9 +405,18 @@ pub fn open_ws(addr: SocketAddr, path: &str) -> Result<WebSocket<TcpStream>, Str
         .map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let url = format!("ws://{addr}{path}");
-    match tungstenite::client::client(url.as_str(), stream) {
-        Ok((ws, _resp)) => Ok(ws),
-        Err(e) => Err(format!("WebSocket handshake to {url}: {e}")),
+    // The 1 s read timeout also ends a handshake read on a busy machine: resume it (up to
+    // WAIT) instead of failing the connect.
+    let deadline = Instant::now() + WAIT;
+    let mut attempt = tungstenite::client::client(url.as_str(), stream);
+    loop {
+        match attempt {
+            Ok((ws, _resp)) => return Ok(ws),
+            Err(tungstenite::HandshakeError::Interrupted(mid)) if Instant::now() < deadline => {
+                attempt = mid.handshake();
+            }
+            Err(e) => return Err(format!("WebSocket handshake to {url}: {e}")),
+        }
     }
 }
 

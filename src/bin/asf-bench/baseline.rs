@@ -17,10 +17,14 @@
 //! floor with no framing at all, `sendfile-4k` the floor of a path that must interleave a
 //! frame header before every 4096-byte chunk (it leaves the headers out, so it is lower
 //! than such a path could be; TCP_CORK coalesces its small sends into full segments).
+//!
+//! `live` mode follows a file that is still being written (see [`live`]).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+
+mod live;
 
 /// Write size of `small` mode.
 pub const SMALL: usize = 4096;
@@ -180,6 +184,63 @@ fn add(ep: i32, fd: i32, data: u64, events: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The epoll token of the listening socket.
+const LISTENER: u64 = u64::MAX;
+
+/// Binds the loopback listener on `port` (non-blocking), prints the line the suite waits
+/// for, and opens an epoll set that watches the listener as [`LISTENER`].
+fn listen(port: u16) -> Result<(TcpListener, i32), String> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("baseline listening on {addr}");
+    let _ = io::stdout().flush();
+    // SAFETY: plain syscall.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(io::Error::last_os_error().to_string());
+    }
+    add(ep, listener.as_raw_fd(), LISTENER, libc::EPOLLIN as u32).map_err(|e| e.to_string())?;
+    Ok((listener, ep))
+}
+
+/// Reads what the client sent until the socket is empty: how many requests (`g`) it held,
+/// or None when the client is gone.
+fn read_requests(sock: &mut TcpStream, buf: &mut [u8]) -> Option<u64> {
+    let mut requests = 0;
+    loop {
+        match sock.read(buf) {
+            Ok(0) => return None,
+            Ok(k) => requests += buf[..k].iter().filter(|b| **b == b'g').count() as u64,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(requests),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Waits for events on `ep`; how many arrived (0 after an interruption).
+fn wait_events(ep: i32, events: &mut [libc::epoll_event; 512]) -> usize {
+    // SAFETY: the buffer holds 512 events.
+    let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 512, -1) };
+    n.max(0) as usize
+}
+
+/// The next waiting connection, non-blocking, its `SO_SNDBUF` set to `send_buffer` (0 =
+/// autotuning); None once none is waiting.
+fn accept(listener: &TcpListener, send_buffer: usize) -> Option<TcpStream> {
+    while let Ok((sock, _)) = listener.accept() {
+        if sock.set_nonblocking(true).is_err() {
+            continue;
+        }
+        if send_buffer > 0 {
+            let _ = socket2::SockRef::from(&sock).set_send_buffer_size(send_buffer);
+        }
+        return Some(sock);
+    }
+    None
+}
+
 /// Sends as much as the socket takes. Returns false when the client is gone.
 fn pump(c: &mut Client, file: &[u8], wsize: usize) -> bool {
     loop {
@@ -206,12 +267,15 @@ pub fn serve(
     port: u16,
     send_buffer: usize,
 ) -> Result<(), String> {
+    if mode == "live" {
+        return live::serve(file, port, send_buffer);
+    }
     let wsize = match mode {
         "small" | "sendfile-4k" => SMALL,
         "large" | "files" | "sendfile" => LARGE,
         other => {
             return Err(format!(
-                "--mode {other}: expected small, large, files, sendfile or sendfile-4k"
+                "--mode {other}: expected small, large, files, sendfile, sendfile-4k or live"
             ))
         }
     };
@@ -231,37 +295,16 @@ pub fn serve(
         (data, Vec::new())
     };
     let mut accepted = 0usize;
-    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind: {e}"))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("baseline listening on {addr}");
-    let _ = io::stdout().flush();
-    // SAFETY: plain syscall.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if ep < 0 {
-        return Err(io::Error::last_os_error().to_string());
-    }
-    const LISTENER: u64 = u64::MAX;
-    add(ep, listener.as_raw_fd(), LISTENER, libc::EPOLLIN as u32).map_err(|e| e.to_string())?;
+    let (listener, ep) = listen(port)?;
     let mut clients: Vec<Option<Client>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 512];
     let mut rbuf = [0u8; 4096];
     loop {
-        // SAFETY: the buffer holds 512 events.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 512, -1) };
-        if n < 0 {
-            continue;
-        }
-        for ev in &events[..n as usize] {
+        let n = wait_events(ep, &mut events);
+        for ev in &events[..n] {
             if ev.u64 == LISTENER {
-                while let Ok((sock, _)) = listener.accept() {
-                    if sock.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    if send_buffer > 0 {
-                        let _ = socket2::SockRef::from(&sock).set_send_buffer_size(send_buffer);
-                    }
+                while let Some(sock) = accept(&listener, send_buffer) {
                     let idx = free.pop().unwrap_or_else(|| {
                         clients.push(None);
                         clients.len() - 1
@@ -309,22 +352,9 @@ pub fn serve(
             let Some(Some(c)) = clients.get_mut(idx) else {
                 continue;
             };
-            let mut alive = true;
-            loop {
-                match c.sock.read(&mut rbuf) {
-                    Ok(0) => {
-                        alive = false;
-                        break;
-                    }
-                    Ok(k) => c.pending += rbuf[..k].iter().filter(|b| **b == b'g').count() as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        alive = false;
-                        break;
-                    }
-                }
-            }
+            let requests = read_requests(&mut c.sock, &mut rbuf);
+            c.pending += requests.unwrap_or(0);
+            let mut alive = requests.is_some();
             if alive {
                 alive = if zero_copy {
                     pump_sendfile(c, wsize)
@@ -433,6 +463,6 @@ mod tests {
     #[test]
     fn bad_mode_is_an_error() {
         let e = serve("medium", std::path::Path::new("/nonexistent"), 0, 0).unwrap_err();
-        assert!(e.contains("small, large, files, sendfile or sendfile-4k"));
+        assert!(e.contains("small, large, files, sendfile, sendfile-4k or live"));
     }
 }

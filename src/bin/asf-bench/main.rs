@@ -11,6 +11,7 @@ mod client;
 mod cluster;
 mod hash;
 mod notify;
+mod paced;
 mod procs;
 mod report;
 mod suite;
@@ -22,14 +23,19 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
   asf-bench suite [--quick] [--rounds N] [--warmup N] [--min-mib M] [--only JOB] [--asf PATH] [--out DIR]
-  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k --file F [--port P] [--sndbuf BYTES]
+  asf-bench baseline-server --mode small|large|files|sendfile|sendfile-4k|live --file F [--port P] [--sndbuf BYTES]
   asf-bench notify [--seconds S] [--clients 1,8,64] [--asf PATH] [--out DIR]
       (notify throughput and latency, durable ASF_STATE_DIR vs none; writes notify.md/json)
   asf-bench cluster [--rounds N] [--asf PATH] [--out DIR]
       (two nodes on one redis-server: notify on A -> first audio_chunk on a waiter on B, p50/p99)
+  asf-bench paced --variant NAME=PATH[,ASF_X=V...] [--variant ...] [--listeners N] [--size BYTES]
+      [--interval S] [--rounds N] [--out DIR]
+      (paced listeners, A/B: server CPU per GiB and completion p50/p99 vs nominal; writes paced.md)
   asf-bench plot [--out DIR]   (re-render table.md and plot.svg from DIR/results.json)
 --only: jobs whose printed name (lowercase) starts with JOB; `|` separates alternatives,
-  e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'";
+  e.g. --only 'fanout(\"asf\", 1000, 1048576)|fanout(\"raw-large\", 1000, 1048576)'
+--skip: leave out the jobs whose name contains TEXT (`|` separates alternatives),
+  e.g. --skip '\"node|\"socketioxide' (the reference peers)";
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -138,6 +144,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
             "--warmup",
             "--min-mib",
             "--only",
+            "--skip",
             "--asf",
             "--out",
         ],
@@ -153,6 +160,7 @@ fn run_suite(args: &[String]) -> Result<bool, String> {
         asf: asf_binary(args)?,
         out: out.clone(),
         only: arg_value(args, "--only"),
+        skip: arg_value(args, "--skip"),
         min_bytes: parse_num::<u64>(args, "--min-mib", if quick { 128 } else { 1024 })? << 20,
     };
     let limit = client::raise_nofile(65_536);
@@ -217,11 +225,44 @@ fn run_notify(args: &[String]) -> Result<bool, String> {
     notify::run(&opts, machine())
 }
 
+fn run_paced(args: &[String]) -> Result<bool, String> {
+    check_flags(
+        args,
+        &[
+            "--variant",
+            "--listeners",
+            "--size",
+            "--interval",
+            "--rounds",
+            "--out",
+        ],
+        &[],
+    )?;
+    let variants = args
+        .windows(2)
+        .filter(|w| w[0] == "--variant")
+        .map(|w| paced::Variant::parse(&w[1]))
+        .collect::<Result<Vec<_>, _>>()?;
+    if variants.is_empty() {
+        return Err(format!("paced: at least one --variant\n{USAGE}"));
+    }
+    client::raise_nofile(65_536);
+    paced::run(&paced::Opts {
+        variants,
+        listeners: parse_num(args, "--listeners", 2000)?,
+        size: parse_num(args, "--size", 1 << 20)?,
+        interval: parse_num(args, "--interval", 0.01)?,
+        rounds: parse_num(args, "--rounds", 3)?,
+        out: PathBuf::from(arg_value(args, "--out").unwrap_or_else(|| "bench-out".into())),
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("suite") => run_suite(&args[1..]),
         Some("notify") => run_notify(&args[1..]),
+        Some("paced") => run_paced(&args[1..]),
         Some("cluster") => check_flags(&args[1..], &["--rounds", "--asf", "--out"], &[])
             .and_then(|_| parse_num(&args, "--rounds", 200usize))
             .and_then(|rounds| Ok((rounds, asf_binary(&args)?)))

@@ -213,6 +213,67 @@ pub fn start_asf_with(
     Proc::spawn(cmd, "asf listening on", log)
 }
 
+/// A reference server the suite compares ASF with (see `peers/` in the repository).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The program and its arguments.
+    pub argv: Vec<PathBuf>,
+}
+
+/// The peers next to `asf` (the release binary of `peers/socketioxide` in the same
+/// directory) and in `peers/node` below the current directory (`node` from PATH, or
+/// `ASF_BENCH_NODE`). A missing one fails its jobs with a line saying how to build it.
+pub fn peer(name: &str, asf: &Path) -> Result<Peer, String> {
+    match name {
+        "socketioxide" => {
+            let bin = asf.with_file_name("asf-peer-socketioxide");
+            if !bin.is_file() {
+                return Err(format!(
+                    "{} is missing: cargo build --release -p asf-peer-socketioxide (scripts/bench does)",
+                    bin.display()
+                ));
+            }
+            Ok(Peer { argv: vec![bin] })
+        }
+        "node" => {
+            let script = PathBuf::from("peers/node/server.js");
+            let modules = Path::new("peers/node/node_modules/socket.io/package.json");
+            if !script.is_file() || !modules.is_file() {
+                return Err(
+                    "peers/node/server.js or its node_modules is missing: run from the repository root after (cd peers/node && npm ci) (scripts/bench does)"
+                        .into(),
+                );
+            }
+            let node = std::env::var_os("ASF_BENCH_NODE").unwrap_or_else(|| "node".into());
+            let script = script.canonicalize().map_err(|e| e.to_string())?;
+            Ok(Peer {
+                argv: vec![PathBuf::from(node), script],
+            })
+        }
+        other => Err(format!("no peer named {other:?}")),
+    }
+}
+
+/// Spawns `peer` on loopback with the suite's settings (pacing 0 unless `env` says),
+/// in `root`.
+pub fn start_peer(
+    peer: &Peer,
+    root: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Result<Proc, String> {
+    let mut cmd = Command::new(&peer.argv[0]);
+    cmd.args(&peer.argv[1..])
+        .env_remove("ASF_INTERNAL_TOKEN")
+        .env("ASF_HOST", "127.0.0.1")
+        .env("ASF_PORT", "0")
+        .env("ASF_STREAM_SLEEP_INTERVAL", "0")
+        .env("ASF_CHUNK_SIZE", "4096")
+        .envs(env.iter().copied())
+        .current_dir(root);
+    Proc::spawn(cmd, "peer listening on", log)
+}
+
 /// Spawns `asf-bench baseline-server`.
 pub fn start_baseline(exe: &Path, mode: &str, file: &Path, log: &Path) -> Result<Proc, String> {
     let mut cmd = Command::new(exe);

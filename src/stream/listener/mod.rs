@@ -4,7 +4,10 @@
 //! session's blocks (never a copy; a chunk that would straddle two blocks is cut at the
 //! block end). Pacing follows the seed: chunk `k` of this listener is not due before
 //! `k × interval` after the listener started; a writer may take every due chunk at once.
-//! Time is an argument: the runtime passes `now` and sleeps until the instant returned.
+//! Time is an argument: the runtime passes `now` and sleeps until the instant returned. With
+//! a tick grid ([`Ticks`], `ASF_PACING_QUANTUM`) that instant is the first tick at or after
+//! the next chunk's due instant: the listener then takes the chunks due within one quantum in
+//! one write, and listeners due within the same quantum wake together.
 //!
 //! In a live session (a file still being written) the cursor stops at the live edge and
 //! waits for growth. Chunks are then cut on the file's `chunk_size` grid, so listeners of
@@ -23,6 +26,9 @@ use super::session::{
     BlockState, Edge, Framing, StreamError, StreamSession, WireBlock, LIVE_EDGE_QUANTUM,
 };
 use super::wire::{FileChunk, WireOut};
+
+mod ticks;
+pub use ticks::Ticks;
 
 /// Why a listener stopped handing out chunks for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +68,8 @@ pub struct Listener {
     interval: Duration,
     /// Start of the pacing schedule (moved on after a wait at the live edge).
     started: Instant,
+    /// The grid paced sleeps end on.
+    ticks: Ticks,
     /// Chunks handed out and position when the schedule started.
     base_sent: u64,
     base_next: u64,
@@ -106,6 +114,7 @@ impl Listener {
             chunk_size: chunk_size.max(1) as u64,
             interval,
             started: now,
+            ticks: Ticks::none(now),
             base_sent: 0,
             base_next: offset,
             chunks_sent: 0,
@@ -121,6 +130,13 @@ impl Listener {
         };
         l.place_cursor();
         Ok(l)
+    }
+
+    /// Paced sleeps end on the ticks of `ticks` (the first at or after the next chunk's due
+    /// instant) instead of at the due instant itself.
+    pub fn on_ticks(mut self, ticks: Ticks) -> Listener {
+        self.ticks = ticks;
+        self
     }
 
     /// The session this listener reads.
@@ -315,7 +331,9 @@ impl Listener {
                 let due = self.due_chunks(now).saturating_sub(self.paced_sent());
                 if due == 0 {
                     let at = self.started + self.interval.saturating_mul(self.paced_sent() as u32);
-                    return Poll::Sleep(at);
+                    // Never before the chunk is due; every chunk due by the tick then goes
+                    // in the write of that wake-up.
+                    return Poll::Sleep(self.ticks.at_or_after(at));
                 }
                 due
             };

@@ -723,3 +723,155 @@ fn a_live_session_never_hands_out_file_ranges() {
     assert_eq!(bytes, expected_wire(&f.data, 0, 4096, 1024));
     assert_eq!(files, 0);
 }
+
+#[test]
+fn ticks_round_up_to_the_shared_grid() {
+    let origin = Instant::now();
+    let ms = Duration::from_millis;
+    let t = Ticks::new(origin, ms(50));
+    assert_eq!(t.at_or_after(origin), origin);
+    assert_eq!(t.at_or_after(origin + ms(1)), origin + ms(50));
+    assert_eq!(t.at_or_after(origin + ms(50)), origin + ms(50));
+    assert_eq!(
+        t.at_or_after(origin + ms(50) + Duration::from_nanos(1)),
+        origin + ms(100)
+    );
+    assert_eq!(t.at_or_after(origin + ms(1234)), origin + ms(1250));
+    // Before the origin there is no grid; a zero quantum is no grid at all.
+    let early = origin.checked_sub(ms(7)).unwrap_or(origin);
+    assert_eq!(t.at_or_after(early), early);
+    let none = Ticks::none(origin);
+    assert_eq!(none.quantum(), Duration::ZERO);
+    assert_eq!(none.at_or_after(origin + ms(17)), origin + ms(17));
+}
+
+/// What a writer does with a paced listener: polls at `now`, then sleeps until the instant
+/// it is given, until the stream ends. Returns, per wake-up, the instant and the chunk
+/// indexes handed out, and the instants slept to.
+fn run_paced(l: &mut Listener, start: Instant, waker: &Waker) -> Vec<(Instant, Vec<u64>)> {
+    let mut wakes = Vec::new();
+    let mut now = start;
+    for _ in 0..10_000 {
+        let before = l.chunks_sent();
+        let mut out = Vec::new();
+        let poll = l.poll(now, usize::MAX, 1024, waker, &mut out);
+        let got: Vec<u64> = (before..l.chunks_sent()).collect();
+        if !got.is_empty() {
+            wakes.push((now, got));
+        }
+        match poll {
+            Poll::Read(b) => read(l.session(), b),
+            Poll::Sleep(t) => {
+                assert!(t > now, "slept to {t:?}, not after {now:?}");
+                now = t;
+            }
+            Poll::Finished => return wakes,
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(b) = l.take_prefetch() {
+            read(l.session(), b);
+        }
+    }
+    panic!("paced listener never finished");
+}
+
+/// The seed's default pacing interval.
+const IV: Duration = Duration::from_millis(10);
+
+/// A listener of `chunk`-byte chunks from byte 0, paced at [`IV`] from `start`, whose sleeps
+/// end on `ticks`.
+fn paced_on(session: &Arc<StreamSession>, chunk: usize, start: Instant, ticks: Ticks) -> Listener {
+    Listener::new(Arc::clone(session), 0, chunk, IV, start)
+        .unwrap()
+        .on_ticks(ticks)
+}
+
+/// The instants a paced listener started at `start` is woken at after its first chunk.
+fn later_wakes(l: &mut Listener, start: Instant, waker: &Waker) -> Vec<Instant> {
+    let wakes = run_paced(l, start, waker);
+    wakes.into_iter().skip(1).map(|(at, _)| at).collect()
+}
+
+#[test]
+fn coalesced_pacing_takes_a_quantum_of_due_chunks_per_tick_and_none_early() {
+    // 100 chunks of 128 bytes (a block holds 32 whole chunks).
+    let f = fixture(100 * 128, 4096, 1 << 20);
+    let waker = waker();
+    let origin = Instant::now();
+    let q = Duration::from_millis(50);
+    let ticks = Ticks::new(origin, q);
+    // The listener starts off the grid: 17 ms after a tick.
+    let t0 = origin + Duration::from_millis(17);
+    let wakes = run_paced(&mut paced_on(&f.open(), 128, t0, ticks), t0, &waker);
+    let all: Vec<u64> = wakes.iter().flat_map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        all,
+        (0..100).collect::<Vec<_>>(),
+        "every chunk once, in order"
+    );
+    // Chunk 0 leaves at the join; every later wake-up is on a tick.
+    assert_eq!(wakes[0], (t0, vec![0]));
+    for (at, chunks) in &wakes[1..] {
+        assert_eq!(*at, ticks.at_or_after(*at), "woken off the grid at {at:?}");
+        for k in chunks {
+            assert!(
+                *at >= t0 + IV * *k as u32,
+                "chunk {k} handed out before its due instant"
+            );
+        }
+        // Everything due by the tick goes, and nothing more: the chunks due within the
+        // quantum before it (five of them at 10 ms).
+        let due = ((*at - t0).as_nanos() / IV.as_nanos()) as u64;
+        assert_eq!(*chunks.last().unwrap(), due.min(99), "at {at:?}");
+        assert!(chunks.len() as u32 <= q.as_nanos() as u32 / IV.as_nanos() as u32);
+    }
+    // One wake-up per quantum instead of one per interval (ticks 50 to 1050 ms); the last
+    // chunk, due at 1007 ms, leaves on the first tick after it.
+    assert_eq!(wakes.len(), 1 + 21);
+    assert_eq!(
+        wakes.last().unwrap().0,
+        origin + Duration::from_millis(1050)
+    );
+}
+
+#[test]
+fn listeners_started_apart_wake_on_the_same_ticks() {
+    let f = fixture(30 * 100, 4096, 1 << 20);
+    let session = f.open();
+    let waker = waker();
+    let origin = Instant::now();
+    let ticks = Ticks::new(origin, Duration::from_millis(40));
+    let (start_a, start_b) = (origin + IV / 3, origin + IV * 2);
+    let wa = later_wakes(
+        &mut paced_on(&session, 100, start_a, ticks),
+        start_a,
+        &waker,
+    );
+    let wb = later_wakes(
+        &mut paced_on(&session, 100, start_b, ticks),
+        start_b,
+        &waker,
+    );
+    // After its first chunk each wakes every quantum on the shared grid: their wake-ups
+    // are the same instants (b, started later, ends a tick later at most).
+    assert!(wa.len() >= 7, "{} wake-ups", wa.len());
+    assert_eq!(wa[..], wb[..wa.len()]);
+    assert!(wb.len() <= wa.len() + 1);
+}
+
+#[test]
+fn without_a_quantum_each_chunk_leaves_at_its_own_instant() {
+    let f = fixture(20 * 100, 4096, 1 << 20);
+    let waker = waker();
+    let t0 = Instant::now() + Duration::from_millis(3);
+    let wakes = run_paced(
+        &mut paced_on(&f.open(), 100, t0, Ticks::none(t0)),
+        t0,
+        &waker,
+    );
+    assert_eq!(wakes.len(), 20);
+    for (k, (at, chunks)) in wakes.iter().enumerate() {
+        assert_eq!(chunks, &vec![k as u64]);
+        assert_eq!(*at, t0 + IV * k as u32);
+    }
+}

@@ -3,7 +3,8 @@
 // Usage: node listen.js --url http://127.0.0.1:PORT --stream ID
 //          [--transports websocket|default] [--offset N] --out FILE [--timeout SECONDS]
 // Prints every event as one JSON line ({"event": name, "data": ...}; audio chunks only as
-// {"event": "audio_chunk", "len": N}), joins on connection_ack, writes all audio to FILE.
+// {"event": "audio_chunk", "len": N, "at_ms": T}, T the milliseconds from just before the
+// join was emitted to the chunk's arrival), joins on connection_ack, writes all audio to FILE.
 // Exit codes: 0 after end_of_stream, 2 connection failed, 3 stream_error, 4 timeout,
 // 5 disconnected before end_of_stream. Must not: judge the audio; the Rust test compares it.
 'use strict';
@@ -20,6 +21,7 @@ if (!args.url || !args.stream || !args.out) {
 const timeoutMs = Number(args.timeout || 30) * 1000;
 const chunks = [];
 let finished = false;
+let joinedAt = null;
 
 const socket = io(args.url + NAMESPACE, socketOptions(args.transports || 'websocket'));
 
@@ -54,7 +56,8 @@ socket.onAny((event, ...rest) => {
     const buf = toBuffer(data);
     if (buf) {
       chunks.push(Buffer.from(buf));
-      emitLine({ event, len: buf.length });
+      const at = joinedAt === null ? null : performance.now() - joinedAt;
+      emitLine({ event, len: buf.length, at_ms: at });
     } else {
       emitLine({ event, len: -1, type: typeof data });
     }
@@ -64,6 +67,7 @@ socket.onAny((event, ...rest) => {
   if (event === 'connection_ack') {
     const payload = { stream_id: args.stream };
     if (args.offset !== undefined) payload.offset = Number(args.offset);
+    joinedAt = performance.now();
     socket.emit('join_stream', payload);
   } else if (event === 'audio_control' && data && data.event === 'end_of_stream') {
     finish(0);

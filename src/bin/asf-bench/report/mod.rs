@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use crate::suite::{median, Sample};
 
+mod peers;
 mod plot;
 #[cfg(test)]
 mod tests;
@@ -84,10 +85,25 @@ pub fn table(m: &[Sample]) -> String {
         );
     }
     t.push('\n');
+    for s in m.iter().filter(|s| s.scenario == "paced") {
+        let _ = writeln!(
+            t,
+            "- paced ({}): {} listeners of one {} file, one 4 KiB chunk per 10 ms each: server CPU {} s/GiB; join -> end_of_stream {} ms, p99 = {}x the nominal {} ms ({} rounds)",
+            s.variant,
+            s.n,
+            size_label(s.size),
+            f(val(Some(s), "cpu_s_per_gib"), 3),
+            spread(s, "end", 0),
+            f(val(Some(s), "end_p99_x_nominal"), 3),
+            f(val(Some(s), "nominal_ms"), 0),
+            f(val(Some(s), "rounds"), 0)
+        );
+    }
     for s in m.iter().filter(|s| s.scenario == "idle") {
         let _ = writeln!(
             t,
-            "- idle: {} namespace-joined connections: {} bytes of server RSS per connection (RSS {} -> {} MiB; {} rounds)",
+            "- idle ({}): {} namespace-joined connections: {} bytes of server RSS per connection (RSS {} -> {} MiB; {} rounds)",
+            s.variant,
             s.n,
             f(val(Some(s), "rss_per_conn_bytes"), 0),
             f(val(Some(s), "rss_before_mib"), 1),
@@ -131,10 +147,11 @@ pub fn table(m: &[Sample]) -> String {
         let _ = writeln!(
             t,
             "- latency ({}): new listeners (own 1 MiB stream, one every 10 ms, from the moment every load listener has its first chunk) while {} listeners stream a {} file: join -> first chunk {} ms; join -> end_of_stream {} ms ({} probes per round, median of {} rounds). The load's own {} simultaneous joins: join -> first chunk {} ms",
-            if s.variant == "asf-per-core" {
-                format!("ASF_WORKERS={} (one per core)", val(Some(s), "workers"))
-            } else {
-                "default ASF_WORKERS (cores but one)".to_string()
+            match s.variant {
+                "asf-per-core" =>
+                    format!("ASF_WORKERS={} (one per core)", val(Some(s), "workers")),
+                "asf" => "default ASF_WORKERS (cores but one)".to_string(),
+                peer => peer.to_string(),
             },
             s.n,
             size_label(s.size),
@@ -149,7 +166,8 @@ pub fn table(m: &[Sample]) -> String {
     for s in m.iter().filter(|s| s.scenario == "connect") {
         let _ = writeln!(
             t,
-            "- connect rate: {} WebSocket + namespace connects/s ({} connects, 256 in flight; server CPU {} us per connect; {} rounds)",
+            "- connect rate ({}): {} WebSocket + namespace connects/s ({} connects, 256 in flight; server CPU {} us per connect; {} rounds)",
+            s.variant,
             f(val(Some(s), "per_sec"), 0),
             s.n,
             f(val(Some(s), "server_cpu_us_per_conn"), 1),
@@ -159,16 +177,23 @@ pub fn table(m: &[Sample]) -> String {
     for s in m.iter().filter(|s| s.scenario == "live") {
         let _ = writeln!(
             t,
-            "- live: {} listeners at the live edge of a {} file appended at {} MiB/s in {} writes of 1 B-64 KiB, pacing 0: write() returned -> byte delivered {} ms; server CPU {} s/GiB delivered ({} rounds)",
+            "- live ({}): {} listeners at the live edge of a {} file appended at {} MiB/s in {} writes of 1 B-64 KiB, pacing 0: write() returned -> byte delivered {} ms; server CPU {} s/GiB delivered, client {} s/GiB ({} rounds)",
+            if s.variant == "raw" {
+                "raw baseline: inotify, one write() per growth per socket"
+            } else {
+                s.variant
+            },
             s.n,
             size_label(s.size),
             f(val(Some(s), "append_mib_s"), 2),
             f(val(Some(s), "writes"), 0),
             spread(s, "latency", 2),
             f(val(Some(s), "cpu_s_per_gib"), 2),
+            f(val(Some(s), "client_cpu_s_per_gib"), 2),
             f(val(Some(s), "rounds"), 0)
         );
     }
+    t.push_str(&peers::table(m));
     t
 }
 
@@ -269,7 +294,12 @@ pub fn targets(m: &[Sample]) -> Vec<(String, bool)> {
             );
         }
     }
-    if let Some(s) = largest(m, "idle") {
+    let idle: Vec<Sample> = m
+        .iter()
+        .filter(|s| s.scenario == "idle" && s.variant == "asf")
+        .cloned()
+        .collect();
+    if let Some(s) = largest(&idle, "idle") {
         check(
             format!("idle RSS per connection at {}", s.n),
             val(Some(s), "rss_per_conn_bytes"),
@@ -298,12 +328,31 @@ pub fn targets(m: &[Sample]) -> Vec<(String, bool)> {
             );
         }
     }
-    // The issue's target: 1,000 listeners at the edge (the quick run has 100).
-    let live_n = m.iter().filter(|s| s.scenario == "live").map(|s| s.n).max();
-    for s in m
+    // Issue 22: ASF's paced listeners at half their first cost, on schedule.
+    if let Some(s) = m
         .iter()
-        .filter(|s| s.scenario == "live" && Some(s.n) == live_n)
+        .filter(|s| s.scenario == "paced" && s.variant == "asf")
+        .max_by_key(|s| s.n)
     {
+        let what = format!("paced {} x {} at 10 ms", s.n, size_label(s.size));
+        let gib_per_gb = (1u64 << 30) as f64 / 1e9;
+        check(
+            format!("{what}, server CPU s/GB"),
+            val(Some(s), "cpu_s_per_gib") / gib_per_gb,
+            0.6,
+            "",
+        );
+        check(
+            format!("{what}, join -> end_of_stream p99 x nominal"),
+            val(Some(s), "end_p99_x_nominal"),
+            1.1,
+            "x",
+        );
+    }
+    // The issue's target: 1,000 listeners at the edge (the quick run has 100).
+    let live = |s: &&Sample| s.scenario == "live" && s.variant == "asf";
+    let live_n = m.iter().filter(live).map(|s| s.n).max();
+    for s in m.iter().filter(live).filter(|s| Some(s.n) == live_n) {
         check(
             format!(
                 "live: write -> delivery p99 with {} listeners at the edge of a {} file",

@@ -14,8 +14,10 @@ pub fn svg(m: &[Sample]) -> String {
         ("asf", 10 * MIB, "#d62728", "6,4"),
         ("raw-small", 10 * MIB, "#1f77b4", "6,4"),
         ("raw-large", 10 * MIB, "#2ca02c", "6,4"),
+        ("socketioxide", MIB, "#9467bd", ""),
+        ("node", MIB, "#ff7f0e", ""),
     ];
-    let (w, h, pw, ph) = (1000.0, 440.0, 400.0, 300.0);
+    let (w, h, pw, ph) = (1000.0, 460.0, 400.0, 300.0);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
@@ -39,20 +41,46 @@ pub fn svg(m: &[Sample]) -> String {
     {
         let x0 = 70.0 + panel as f64 * 500.0;
         let y0 = 50.0;
-        let ymax = m
+        let values: Vec<f64> = m
             .iter()
             .filter(|s| s.scenario == "fanout")
             .map(|s| val(Some(s), key))
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max)
-            * 1.1;
-        let ymax = if ymax > 0.0 { ymax } else { 1.0 };
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+        // The peers cost tens of times ASF: a log axis when the values span more than 20x.
+        let scale = if hi / lo > 20.0 {
+            let (lo, hi) = (
+                10f64.powf(lo.log10().floor()),
+                10f64.powf(hi.log10().ceil()),
+            );
+            let mut ticks = Vec::new();
+            let mut d = lo;
+            while d < hi * 1.001 {
+                ticks.extend(
+                    [d, 2.0 * d, 5.0 * d]
+                        .into_iter()
+                        .filter(|t| *t <= hi * 1.001),
+                );
+                d *= 10.0;
+            }
+            Scale::Log { lo, hi, ticks }
+        } else {
+            Scale::Linear(if hi > 0.0 { hi * 1.1 } else { 1.0 })
+        };
         let px = |n: usize| x0 + (n as f64).log10() / xmax.log10() * pw;
-        let py = |v: f64| y0 + ph - v / ymax * ph;
+        let py = |v: f64| y0 + ph - scale.at(v) * ph;
         let _ = writeln!(
             out,
-            "<text x=\"{}\" y=\"30\" font-size=\"14\">{title}</text>",
-            x0
+            "<text x=\"{}\" y=\"30\" font-size=\"14\">{title}{}</text>",
+            x0,
+            if matches!(scale, Scale::Log { .. }) {
+                " (log scale)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             out,
@@ -72,8 +100,7 @@ pub fn svg(m: &[Sample]) -> String {
             x0 + pw / 2.0,
             y0 + ph + 34.0
         );
-        for i in 0..=4 {
-            let v = ymax * i as f64 / 4.0;
+        for v in scale.ticks() {
             let _ = writeln!(
                 out,
                 "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text><line x1=\"{x0}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>",
@@ -115,7 +142,9 @@ pub fn svg(m: &[Sample]) -> String {
         let name = match *variant {
             "asf" => "ASF",
             "raw-small" => "raw 4 KiB writes",
-            _ => "raw 256 KiB writes",
+            "raw-large" => "raw 256 KiB writes",
+            "node" => "node socket.io",
+            peer => peer,
         };
         let _ = writeln!(
             out,
@@ -133,4 +162,29 @@ pub fn svg(m: &[Sample]) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// A panel's y axis.
+enum Scale {
+    /// 0 to the maximum.
+    Linear(f64),
+    /// Decades from `lo` to `hi`, ticks at 1, 2 and 5 of each.
+    Log { lo: f64, hi: f64, ticks: Vec<f64> },
+}
+
+impl Scale {
+    /// Where `v` lies, 0 at the bottom and 1 at the top.
+    fn at(&self, v: f64) -> f64 {
+        match self {
+            Scale::Linear(max) => v / max,
+            Scale::Log { lo, hi, .. } => (v.log10() - lo.log10()) / (hi.log10() - lo.log10()),
+        }
+    }
+
+    fn ticks(&self) -> Vec<f64> {
+        match self {
+            Scale::Linear(max) => (0..=4).map(|i| max * i as f64 / 4.0).collect(),
+            Scale::Log { ticks, .. } => ticks.clone(),
+        }
+    }
 }

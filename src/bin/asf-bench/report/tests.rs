@@ -120,3 +120,77 @@ fn per_round_ratios_pair_figures_of_the_same_round() {
 fn svg_of_nothing() -> String {
     svg(&[])
 }
+
+#[test]
+fn peers_stand_beside_asf_in_one_table() {
+    let mut m = sample_set();
+    m.push(s(
+        "fanout",
+        "node",
+        1000,
+        MIB,
+        &[("cpu_s_per_gib", 7.5), ("goodput_gib_s", 0.1)],
+    ));
+    m.push(s(
+        "streams",
+        "socketioxide-files",
+        1000,
+        MIB,
+        &[("cpu_s_per_gib", 1.75)],
+    ));
+    m.push(s(
+        "paced",
+        "asf",
+        2000,
+        MIB,
+        &[
+            ("cpu_s_per_gib", 1.3),
+            ("end_p99_x_nominal", 1.05),
+            ("nominal_ms", 2560.0),
+        ],
+    ));
+    m.push(s(
+        "idle",
+        "node",
+        1000,
+        0,
+        &[("rss_per_conn_bytes", 26000.0)],
+    ));
+    let t = table(&m);
+    let row = |start: &str| -> String {
+        t.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start:?} in\n{t}"))
+            .to_string()
+    };
+    // Columns: ASF, socketioxide, node, raw 256 KiB, raw 4 KiB.
+    assert_eq!(
+        row("| fan-out 1000 x 1 MiB | server CPU"),
+        "| fan-out 1000 x 1 MiB | server CPU s/GiB | 0.300 | - | 7.500 | 0.250 | 0.600 |"
+    );
+    assert!(row("| 1000 distinct 1 MiB files | server CPU").contains("| - | 1.750 | - |"));
+    assert!(row("| paced 2000 x 1 MiB").contains("| 1.300 | - |"));
+    assert!(row("| 1000 idle connections").contains("| 5000 | - | 26000 |"));
+    // The idle target is ASF's, whichever peer used more.
+    let idle = targets(&m)
+        .into_iter()
+        .find(|(l, _)| l.contains("idle"))
+        .unwrap();
+    assert!(idle.0.contains("5000"), "{idle:?}");
+    let paced: Vec<_> = targets(&m)
+        .into_iter()
+        .filter(|(l, _)| l.starts_with("paced"))
+        .collect();
+    assert_eq!(paced.len(), 2, "{paced:?}");
+    assert!(!paced[0].1, "1.3 s/GiB is over 0.6 s/GB: {paced:?}");
+    assert!(paced[1].1, "{paced:?}");
+    // No peer, no side-by-side table.
+    assert!(!table(&sample_set()).contains("beside socketioxide"));
+    // Peers in the plot: node's fan-out point is drawn and labelled.
+    let svg = svg(&m);
+    assert!(svg.contains("node socket.io, 1 MiB"));
+    assert!(
+        svg.contains("(log scale)</text>"),
+        "0.25 .. 7.5 spans > 20x"
+    );
+}

@@ -8,6 +8,11 @@
 //! (so a piece that ends inside a chunk includes ASF's 5 ms short-chunk wait). After the
 //! last write the completing notify follows, and every listener's stream is verified
 //! (length and hash) at its `end_of_stream`.
+//!
+//! Variant "raw" runs the same writer and the same client against the baseline server's
+//! `live` mode (a fresh one per run, following that run's file: inotify, one `pread` per
+//! growth, one plain `write()` per follower), whose raw listeners are verified when they
+//! have the whole file. Its latency is what the machine and this client take without ASF.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -15,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::client::{Clients, Kind};
-use crate::procs;
+use crate::procs::{self, Proc};
 
 use super::runners::{connect, deadline_for, percentile, wait};
 use super::{Env, Sample, GIB};
@@ -24,17 +29,31 @@ use super::{Env, Sample, GIB};
 const LIVE_SECS: f64 = 5.0;
 
 impl Env {
-    /// `n` listeners at the live edge of a `size` file.
-    pub(super) fn live(&mut self, n: usize, size: u64) -> Result<Sample, String> {
+    /// `n` listeners at the live edge of a `size` file, through ASF (`variant` "asf") or
+    /// the raw live baseline ("raw").
+    pub(super) fn live(
+        &mut self,
+        variant: &'static str,
+        n: usize,
+        size: u64,
+    ) -> Result<Sample, String> {
         let id = self.new_id("live");
         let source = self.files[&size].path.clone();
         let expect = self.files[&size].expect;
         let data = std::fs::read(&source).map_err(|e| format!("{}: {e}", source.display()))?;
         let path = self.root.join(format!("{id}.bin"));
         std::fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
-        procs::notify_live(self.asf.addr, &id, &path, Some(true))?;
+        let raw = if variant == "raw" {
+            let log = self.opts.out.join(format!("baseline-live-{size}.log"));
+            Some(procs::start_baseline(&self.exe, "live", &path, &log)?)
+        } else {
+            procs::notify_live(self.asf.addr, &id, &path, Some(true))?;
+            None
+        };
+        let server: &Proc = raw.as_ref().unwrap_or(&self.asf);
+        let kind = if raw.is_some() { Kind::Raw } else { Kind::Sio };
         let mut c = Clients::new().map_err(|e| e.to_string())?;
-        connect(&mut c, self.asf.addr, Kind::Sio, n)?;
+        connect(&mut c, server.addr, kind, n)?;
         let t0 = Instant::now();
         for i in 0..n {
             c.start(i, &id, expect, 1, t0);
@@ -48,7 +67,9 @@ impl Env {
         if c.failed > 0 {
             return Err(format!("joins failed: {:?}", c.errors()));
         }
-        let cpu0 = self.asf.cpu();
+        // The client's CPU too (the writer thread's included): on a small machine it shares
+        // the cores with the server.
+        let (cpu0, client0) = (server.cpu(), procs::self_cpu());
         let (tx, rx) = mpsc::channel::<(Instant, u64)>();
         let writer_path = path.clone();
         let writer = std::thread::spawn(move || write_gradually(&writer_path, &data, tx));
@@ -60,6 +81,7 @@ impl Env {
         let started = Instant::now();
         let mut write_secs = 0.0;
         let (addr, id_ref, path_ref) = (self.asf.addr, &id, &path);
+        let notify_end = raw.is_none();
         // After every poll: which writes each listener has now received in full.
         let r = wait(&mut c, deadline, "live", |c| {
             let now = Instant::now();
@@ -75,19 +97,26 @@ impl Env {
             if completed.is_none() && writer.is_finished() {
                 writes.extend(rx.try_iter());
                 write_secs = started.elapsed().as_secs_f64();
-                completed = Some(procs::notify_live(addr, id_ref, path_ref, Some(false)));
+                // The raw server has no end: its clients stop at the file's length.
+                completed = Some(if notify_end {
+                    procs::notify_live(addr, id_ref, path_ref, Some(false))
+                } else {
+                    Ok(())
+                });
             }
-            c.finished.len() == n || matches!(completed, Some(Err(_)))
+            // Raw listeners may have every byte before the writer's last pause ends: wait
+            // for it, so that its last write and its duration are counted.
+            (completed.is_some() && c.finished.len() == n) || matches!(completed, Some(Err(_)))
         });
         completed.unwrap_or(Ok(()))?;
         r?;
-        let cpu = self.asf.cpu() - cpu0;
+        let (cpu, client_cpu) = (server.cpu() - cpu0, procs::self_cpu() - client0);
         writer
             .join()
             .map_err(|_| "writer thread panicked".to_string())??;
         lat_ms.sort_by(|a, b| a.total_cmp(b));
         let gib = (n as u64 * size) as f64 / GIB;
-        let mut s = Sample::new("live", "asf", n, size);
+        let mut s = Sample::new("live", variant, n, size);
         s.values.insert("writes", writes.len() as f64);
         s.values
             .insert("append_mib_s", size as f64 / (1 << 20) as f64 / write_secs);
@@ -97,7 +126,11 @@ impl Env {
             .insert("latency_max_ms", percentile(&lat_ms, 100.0));
         s.values.insert("server_cpu_s", cpu);
         s.values.insert("cpu_s_per_gib", cpu / gib);
+        s.values.insert("client_cpu_s_per_gib", client_cpu / gib);
         s.values.insert("gib", gib);
+        if let Some(raw) = raw {
+            raw.stop(Duration::from_secs(5));
+        }
         let _ = std::fs::remove_file(&path);
         Ok(s)
     }

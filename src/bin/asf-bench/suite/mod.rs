@@ -1,9 +1,11 @@
 //! The benchmark suite: scenarios, rounds, rotation, medians.
 //!
 //! Owns what is run and in which order: fan-out (ASF and the two raw baselines), many
-//! streams, idle connections, join latency under load, connect rate, and live streams. Each round runs
-//! every job once, in an order rotated every round; warm-up rounds are discarded. It must
-//! not format reports (see `report`) nor speak the wire protocol (see `client`).
+//! streams, paced listeners, idle connections, join latency under load, connect rate, and
+//! live streams. The reference peers (socketioxide and node socket.io, `peers/` in the
+//! repository) run the same jobs in the same rounds. Each round runs every job once, in an
+//! order rotated every round; warm-up rounds are discarded. It must not format reports (see
+//! `report`) nor speak the wire protocol (see `client`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,9 +36,12 @@ pub struct Opts {
     pub asf: PathBuf,
     /// Output directory.
     pub out: PathBuf,
-    /// Run only the jobs whose name starts with this (fanout, streams, idle, latency, connect;
+    /// Run only the jobs whose name starts with this (fanout, streams, paced, idle, latency, connect;
     /// `|` separates alternatives; names as printed, lowercase, e.g. `fanout("asf", 1000`).
     pub only: Option<String>,
+    /// Leave out the jobs whose name contains this (`|` separates alternatives), e.g.
+    /// `"node|"socketioxide` for the peers.
+    pub skip: Option<String>,
     /// Each delivery run delivers at least this many bytes (listeners re-join to reach it).
     pub min_bytes: u64,
 }
@@ -50,7 +55,7 @@ const INFLIGHT: usize = 256;
 pub struct Sample {
     /// fanout, streams, idle, latency, connect.
     pub scenario: &'static str,
-    /// asf, raw-small, raw-large.
+    /// asf, raw-small, raw-large, socketioxide, node (and their `-files` forms).
     pub variant: &'static str,
     /// Connections (listeners, streams, idle connections, connects).
     pub n: usize,
@@ -92,16 +97,21 @@ impl Sample {
 
 #[derive(Debug, Clone, Copy)]
 enum Job {
+    /// N listeners of one file (variant: a server, ASF or a peer, or a raw baseline).
     Fanout(&'static str, usize, u64),
-    /// Variant "asf": one file notified under N ids (one shared session); "asf-files":
-    /// N distinct files (copies), N sessions.
+    /// Variant "asf": one file notified under N ids (one shared session); "asf-files",
+    /// "socketioxide-files", "node-files": N distinct files (copies), N streams.
     Streams(&'static str, usize, u64),
-    Idle(usize),
-    /// Join latency; with `Some(w)`, on a fresh server with `ASF_WORKERS=w` (one per core).
-    Latency(Option<usize>, usize, u64),
-    Connect(usize),
-    /// N listeners at the live edge of a `size` file written while they listen.
-    Live(usize, u64),
+    /// N listeners of one file at pacing [`PACED_INTERVAL`], on a fresh server.
+    Paced(&'static str, usize, u64),
+    /// RSS per idle namespace-joined connection of a server, on a fresh one.
+    Idle(&'static str, usize),
+    /// Join latency; with `Some(w)`, on a fresh ASF with `ASF_WORKERS=w` (one per core).
+    Latency(&'static str, Option<usize>, usize, u64),
+    Connect(&'static str, usize),
+    /// N listeners at the live edge of a `size` file written while they listen; variant
+    /// "asf" or "raw" (the baseline server's live mode, same client and writer).
+    Live(&'static str, usize, u64),
 }
 
 struct File {
@@ -113,6 +123,8 @@ struct Env {
     /// This asf-bench binary (it also runs the baseline servers).
     exe: PathBuf,
     asf: Proc,
+    /// The reference peers at pacing 0, started by their first job.
+    peers: BTreeMap<&'static str, Proc>,
     raw: BTreeMap<(&'static str, u64), Proc>,
     files: BTreeMap<u64, File>,
     root: PathBuf,
@@ -174,12 +186,13 @@ fn jobs(quick: bool) -> Vec<Job> {
     ] {
         v.push(Job::Streams(variant, streams, MIB));
     }
-    v.push(Job::Idle(idle));
-    v.push(Job::Latency(None, load, load_size));
+    v.push(Job::Idle("asf", idle));
+    v.push(Job::Latency("asf", None, load, load_size));
     if per_core.is_some() {
-        v.push(Job::Latency(per_core, load, load_size));
+        v.push(Job::Latency("asf", per_core, load, load_size));
     }
-    v.push(Job::Connect(connects));
+    v.push(Job::Connect("asf", connects));
+    v.extend(peer_jobs(quick, streams, idle, connects));
     // Live: the file is written over about 5 s, so its size sets the append rate (about
     // 0.2 MiB/s for 1 MiB, 2 MiB/s for 10 MiB).
     let live: &[(usize, u64)] = if quick {
@@ -187,8 +200,61 @@ fn jobs(quick: bool) -> Vec<Job> {
     } else {
         &[(100, MIB), (1000, MIB), (1000, 10 * MIB)]
     };
-    v.extend(live.iter().map(|&(n, size)| Job::Live(n, size)));
+    for &(n, size) in live {
+        v.extend(["asf", "raw"].map(|variant| Job::Live(variant, n, size)));
+    }
     v
+}
+
+/// The pacing of the paced job: the seed's default, 4096 bytes every 10 ms.
+pub const PACED_INTERVAL: &str = "0.01";
+
+/// The reference peers (variant names; see `procs::peer`).
+pub const PEERS: [&str; 2] = ["socketioxide", "node"];
+
+/// The paced job for every server, and the peers' runs of the other jobs: the same sizes
+/// as ASF's but fewer fan-out points, and a latency load of 1 MiB files (a peer's 10 GiB
+/// load would take minutes a round), which ASF also runs in the full suite.
+fn peer_jobs(quick: bool, streams: usize, idle: usize, connects: usize) -> Vec<Job> {
+    let mut v = Vec::new();
+    let paced = if quick { 200 } else { 2000 };
+    for server in ["asf", PEERS[0], PEERS[1]] {
+        v.push(Job::Paced(server, paced, MIB));
+    }
+    let fan: &[usize] = if quick { &[100] } else { &[100, 1000] };
+    let load = if quick { 100 } else { 1000 };
+    if !quick {
+        v.push(Job::Latency("asf", None, load, MIB));
+    }
+    for peer in PEERS {
+        v.extend(fan.iter().map(|&n| Job::Fanout(peer, n, MIB)));
+        let files = if peer == "node" {
+            "node-files"
+        } else {
+            "socketioxide-files"
+        };
+        v.push(Job::Streams(files, streams, MIB));
+        v.push(Job::Idle(peer, idle));
+        v.push(Job::Latency(peer, None, load, MIB));
+        v.push(Job::Connect(peer, connects));
+    }
+    v
+}
+
+/// Whether `skip` (alternatives separated by `|`) leaves `job` out: its printed name,
+/// lowercase, contains one of them.
+fn skips(skip: &str, job: &Job) -> bool {
+    let name = format!("{job:?}").to_lowercase();
+    skip.split('|').any(|p| !p.is_empty() && name.contains(p))
+}
+
+/// The peer behind a variant (`node-files` -> `node`), if it is one.
+fn peer_of(variant: &str) -> Option<&'static str> {
+    PEERS.into_iter().find(|p| {
+        variant
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r == "-files")
+    })
 }
 
 /// The baseline-server mode behind a raw many-streams variant, if it is one.
@@ -234,6 +300,7 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
     let mut env = Env {
         exe: exe.to_path_buf(),
         asf,
+        peers: BTreeMap::new(),
         raw,
         files,
         root,
@@ -249,6 +316,9 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
             let name = format!("{j:?}").to_lowercase();
             only.split('|').any(|p| name.starts_with(p))
         });
+    }
+    if let Some(skip) = &opts.skip {
+        jobs.retain(|j| !skips(skip, j));
     }
     let total = opts.warmup + opts.rounds;
     for round in 0..total {
@@ -281,8 +351,13 @@ pub fn run(opts: &Opts, exe: &Path) -> Result<(Vec<Sample>, Vec<String>), String
         );
         jobs.rotate_left(1);
     }
-    let Env { asf, raw, .. } = env;
+    let Env {
+        asf, raw, peers, ..
+    } = env;
     asf.stop(Duration::from_secs(10));
+    for (_, p) in peers {
+        p.stop(Duration::from_secs(5));
+    }
     drop(raw);
     Ok((samples, failures))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::client::{Clients, Expect, Kind};
 use crate::procs::{self, Proc};
 
-use super::{raw_files_mode, Env, File, Job, Sample, GIB, INFLIGHT, MIB};
+use super::{peer_of, raw_files_mode, Env, File, Job, Sample, GIB, INFLIGHT, MIB, PACED_INTERVAL};
 
 pub(crate) fn deadline_for(bytes: u64) -> Instant {
     Instant::now() + Duration::from_secs(60) + Duration::from_secs_f64(bytes as f64 / 2e8)
@@ -107,26 +107,77 @@ impl Env {
         format!("bench-{tag}-{}", self.ids)
     }
 
-    fn reps(&self, n: usize, size: u64) -> u32 {
+    /// The peer `name`'s shared server (pacing 0), started on first use.
+    fn peer(&mut self, name: &'static str) -> Result<&Proc, String> {
+        if !self.peers.contains_key(name) {
+            let peer = procs::peer(name, &self.opts.asf)?;
+            let log = self.opts.out.join(format!("peer-{name}.log"));
+            let proc = procs::start_peer(&peer, &self.root, &log, &[])?;
+            self.peers.insert(name, proc);
+        }
+        Ok(&self.peers[name])
+    }
+
+    /// (address, pid) of the shared server of `variant`: ASF or a peer.
+    fn server(&mut self, variant: &str) -> Result<(SocketAddr, u32), String> {
+        match peer_of(variant) {
+            Some(name) => self.peer(name).map(|p| (p.addr, p.pid())),
+            None => Ok((self.asf.addr, self.asf.pid())),
+        }
+    }
+
+    /// A fresh server of `variant` (ASF or a peer) with `env`, logging to
+    /// `asf-TAG.log` or `peer-NAME-TAG.log` in the output directory.
+    fn fresh(
+        &self,
+        variant: &str,
+        root: &std::path::Path,
+        tag: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Proc, String> {
+        match peer_of(variant) {
+            Some(name) => {
+                let peer = procs::peer(name, &self.opts.asf)?;
+                let log = self.opts.out.join(format!("peer-{name}-{tag}.log"));
+                procs::start_peer(&peer, root, &log, env)
+            }
+            None => {
+                let log = self.opts.out.join(format!("asf-{tag}.log"));
+                procs::start_asf_with(&self.opts.asf, root, &log, env)
+            }
+        }
+    }
+
+    /// Streams per listener so that a run of `variant` delivers its minimum: `--min-mib`,
+    /// a quarter of it for a peer (whose CPU per GiB is tens of times ASF's, so a quarter
+    /// still measures seconds of its CPU, and node's runs stay under a minute).
+    fn reps(&self, variant: &str, n: usize, size: u64) -> u32 {
         let per = n as u64 * size;
-        (self.opts.min_bytes.div_ceil(per)).max(1) as u32
+        let min = if peer_of(variant).is_some() {
+            self.opts.min_bytes / 4
+        } else {
+            self.opts.min_bytes
+        };
+        (min.div_ceil(per)).max(1) as u32
     }
 
     /// Fan-out or raw baseline: n listeners of one file.
     fn fanout(&mut self, variant: &'static str, n: usize, size: u64) -> Result<Sample, String> {
-        let reps = self.reps(n, size);
-        let (proc, kind, id) = if variant == "asf" {
-            let id = self.new_id("fan");
-            procs::notify(self.asf.addr, &id, &self.file(size).path)?;
-            (&self.asf, Kind::Sio, id)
+        let reps = self.reps(variant, n, size);
+        let ((addr, pid), kind, id) = if variant.starts_with("raw-") {
+            let raw = &self.raw[&(variant, size)];
+            ((raw.addr, raw.pid()), Kind::Raw, String::new())
         } else {
-            (&self.raw[&(variant, size)], Kind::Raw, String::new())
+            let server = self.server(variant)?;
+            let id = self.new_id("fan");
+            procs::notify(server.0, &id, &self.file(size).path)?;
+            (server, Kind::Sio, id)
         };
         let mut c = Clients::new().map_err(|e| e.to_string())?;
-        connect(&mut c, proc.addr, kind, n)?;
+        connect(&mut c, addr, kind, n)?;
         deliver(
             &mut c,
-            proc,
+            pid,
             Delivery {
                 scenario: "fanout",
                 variant,
@@ -143,33 +194,35 @@ impl Env {
         if let Some(mode) = raw_files_mode(variant) {
             return self.raw_files(variant, mode, n, size);
         }
-        let reps = self.reps(n, size);
-        let paths = if variant == "asf-files" {
+        let reps = self.reps(variant, n, size);
+        let paths = if variant.ends_with("-files") {
             self.copies(n, size)?
         } else {
             vec![self.file(size).path.clone(); n]
         };
+        let (addr, pid) = self.server(variant)?;
         let mut ids = Vec::with_capacity(n);
         for path in &paths {
             let id = self.new_id("many");
-            procs::notify(self.asf.addr, &id, path)?;
+            procs::notify(addr, &id, path)?;
             ids.push(id);
         }
         let mut c = Clients::new().map_err(|e| e.to_string())?;
-        connect(&mut c, self.asf.addr, Kind::Sio, n)?;
+        connect(&mut c, addr, Kind::Sio, n)?;
+        let delivery = Delivery {
+            scenario: "streams",
+            variant,
+            size,
+            reps,
+            expect: self.file(size).expect,
+            ids: &ids,
+        };
+        if peer_of(variant).is_some() {
+            // A peer has no disk counter.
+            return deliver(&mut c, pid, delivery);
+        }
         let disk0 = procs::disk_bytes_read(self.asf.addr)?;
-        let mut sample = deliver(
-            &mut c,
-            &self.asf,
-            Delivery {
-                scenario: "streams",
-                variant,
-                size,
-                reps,
-                expect: self.file(size).expect,
-                ids: &ids,
-            },
-        )?;
+        let mut sample = deliver(&mut c, pid, delivery)?;
         let disk = procs::disk_bytes_read(self.asf.addr)? - disk0;
         let total = n as u64 * reps as u64;
         // Disk (page cache) bytes read per byte delivered: 1 / n when every file is read
@@ -191,7 +244,7 @@ impl Env {
         n: usize,
         size: u64,
     ) -> Result<Sample, String> {
-        let reps = self.reps(n, size);
+        let reps = self.reps(variant, n, size);
         let paths = self.copies(n, size)?;
         let dir = paths
             .first()
@@ -206,7 +259,7 @@ impl Env {
             connect(&mut c, server.addr, Kind::Raw, n)?;
             deliver(
                 &mut c,
-                &server,
+                server.pid(),
                 Delivery {
                     scenario: "streams",
                     variant,
@@ -222,12 +275,11 @@ impl Env {
         r
     }
 
-    /// RSS per namespace-joined idle connection, on a fresh server.
-    fn idle(&mut self, n: usize) -> Result<Sample, String> {
+    /// RSS per namespace-joined idle connection, on a fresh server of `variant`.
+    fn idle(&mut self, variant: &'static str, n: usize) -> Result<Sample, String> {
         let root = self.root.join("idle");
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-        let log = self.opts.out.join("asf-idle.log");
-        let server = procs::start_asf(&self.opts.asf, &root, &log)?;
+        let server = self.fresh(variant, &root, "idle", &[])?;
         {
             // One connection first, so one-time allocations are not counted per connection.
             let mut warm = Clients::new().map_err(|e| e.to_string())?;
@@ -242,7 +294,7 @@ impl Env {
                     .map_err(|e| e.to_string())?;
             }
             let rss1 = server.rss();
-            let mut s = Sample::new("idle", "asf", n, 0);
+            let mut s = Sample::new("idle", variant, n, 0);
             s.values.insert("rss_before_mib", rss0 as f64 / MIB as f64);
             s.values.insert("rss_after_mib", rss1 as f64 / MIB as f64);
             s.values
@@ -258,6 +310,7 @@ impl Env {
     /// Join latency of new listeners while `load` listeners stream a `size` file.
     fn latency(
         &mut self,
+        variant: &'static str,
         workers: Option<usize>,
         load: usize,
         size: u64,
@@ -276,12 +329,16 @@ impl Env {
             }
             None => None,
         };
-        let addr = own.as_ref().map_or(self.asf.addr, |p| p.addr);
+        let addr = match &own {
+            Some(p) => p.addr,
+            None => self.server(variant)?.0,
+        };
         let r = self.latency_on(addr, load, size);
         if let Some(p) = own {
             p.stop(Duration::from_secs(5));
         }
         let mut s = r?;
+        s.variant = variant;
         if let Some(w) = workers {
             s.variant = "asf-per-core";
             s.values.insert("workers", w as f64);
@@ -412,15 +469,78 @@ impl Env {
     }
 
     /// WebSocket + namespace connects per second.
-    fn connect_rate(&mut self, n: usize) -> Result<Sample, String> {
+    fn connect_rate(&mut self, variant: &'static str, n: usize) -> Result<Sample, String> {
+        let (addr, pid) = self.server(variant)?;
+        let cpu = || procs::cpu_seconds(pid).unwrap_or(f64::NAN);
         let mut c = Clients::new().map_err(|e| e.to_string())?;
-        let cpu0 = self.asf.cpu();
-        let took = connect(&mut c, self.asf.addr, Kind::Sio, n)?;
-        let cpu = self.asf.cpu() - cpu0;
-        let mut s = Sample::new("connect", "asf", n, 0);
+        let cpu0 = cpu();
+        let took = connect(&mut c, addr, Kind::Sio, n)?;
+        let cpu = cpu() - cpu0;
+        let mut s = Sample::new("connect", variant, n, 0);
         s.values.insert("per_sec", n as f64 / took.as_secs_f64());
         s.values
             .insert("server_cpu_us_per_conn", cpu * 1e6 / n as f64);
+        Ok(s)
+    }
+
+    /// `n` listeners of one `size` file at the seed's default pacing, each joining once,
+    /// on a fresh server of `variant`: CPU per GiB, and each listener's join ->
+    /// `end_of_stream` against the nominal duration (chunks x interval).
+    fn paced(&mut self, variant: &'static str, n: usize, size: u64) -> Result<Sample, String> {
+        let server = self.fresh(
+            variant,
+            &self.root,
+            "paced",
+            &[("ASF_STREAM_SLEEP_INTERVAL", PACED_INTERVAL)],
+        )?;
+        let id = self.new_id("paced");
+        let run = |c: &mut Clients| -> Result<Sample, String> {
+            procs::notify(server.addr, &id, &self.file(size).path)?;
+            connect(c, server.addr, Kind::Sio, n)?;
+            deliver(
+                c,
+                server.pid(),
+                Delivery {
+                    scenario: "paced",
+                    variant,
+                    size,
+                    reps: 1,
+                    expect: self.file(size).expect,
+                    ids: &vec![id.clone(); n],
+                },
+            )
+        };
+        let mut c = Clients::new().map_err(|e| e.to_string())?;
+        let r = run(&mut c);
+        let mut ends: Vec<f64> = c
+            .finished
+            .iter()
+            .map(|f| f.total.as_secs_f64() * 1e3)
+            .collect();
+        let mut firsts: Vec<f64> = c
+            .finished
+            .iter()
+            .map(|f| f.first.as_secs_f64() * 1e3)
+            .collect();
+        drop(c);
+        server.stop(Duration::from_secs(5));
+        let mut s = r?;
+        ends.sort_by(|a, b| a.total_cmp(b));
+        firsts.sort_by(|a, b| a.total_cmp(b));
+        let interval: f64 = PACED_INTERVAL.parse().unwrap_or(f64::NAN);
+        let nominal = size.div_ceil(4096) as f64 * interval * 1e3;
+        s.values.insert("nominal_ms", nominal);
+        for (p, label) in [(50.0, "p50"), (99.0, "p99"), (100.0, "max")] {
+            let key: &'static str = match label {
+                "p50" => "end_p50_ms",
+                "p99" => "end_p99_ms",
+                _ => "end_max_ms",
+            };
+            s.values.insert(key, percentile(&ends, p));
+        }
+        s.values.insert("first_p99_ms", percentile(&firsts, 99.0));
+        s.values
+            .insert("end_p99_x_nominal", percentile(&ends, 99.0) / nominal);
         Ok(s)
     }
 
@@ -428,10 +548,11 @@ impl Env {
         match job {
             Job::Fanout(v, n, size) => self.fanout(v, n, size),
             Job::Streams(variant, n, size) => self.streams(variant, n, size),
-            Job::Idle(n) => self.idle(n),
-            Job::Latency(workers, n, size) => self.latency(workers, n, size),
-            Job::Connect(n) => self.connect_rate(n),
-            Job::Live(n, size) => self.live(n, size),
+            Job::Paced(variant, n, size) => self.paced(variant, n, size),
+            Job::Idle(variant, n) => self.idle(variant, n),
+            Job::Latency(variant, workers, n, size) => self.latency(variant, workers, n, size),
+            Job::Connect(variant, n) => self.connect_rate(variant, n),
+            Job::Live(variant, n, size) => self.live(variant, n, size),
         }
     }
 }
@@ -447,12 +568,13 @@ struct Delivery<'a> {
 }
 
 /// Starts every connection of `c` on its stream, waits until every stream is verified, and
-/// reports goodput and `server`'s CPU (and the client's) per GiB delivered.
-fn deliver(c: &mut Clients, server: &Proc, d: Delivery<'_>) -> Result<Sample, String> {
+/// reports goodput and the CPU of the server `pid` (and the client's) per GiB delivered.
+fn deliver(c: &mut Clients, pid: u32, d: Delivery<'_>) -> Result<Sample, String> {
     let n = d.ids.len();
     let total = n as u64 * d.reps as u64;
     let tcp0 = procs::tcp_counters();
-    let (cpu0, ccpu0, t0) = (server.cpu(), procs::self_cpu(), Instant::now());
+    let cpu = || procs::cpu_seconds(pid).unwrap_or(f64::NAN);
+    let (cpu0, ccpu0, t0) = (cpu(), procs::self_cpu(), Instant::now());
     for (i, id) in d.ids.iter().enumerate() {
         c.start(i, id, d.expect, d.reps, t0);
     }
@@ -461,7 +583,7 @@ fn deliver(c: &mut Clients, server: &Proc, d: Delivery<'_>) -> Result<Sample, St
         c.finished.len() as u64 == total
     })?;
     let secs = t0.elapsed().as_secs_f64();
-    let (cpu, client_cpu) = (server.cpu() - cpu0, procs::self_cpu() - ccpu0);
+    let (cpu, client_cpu) = (cpu() - cpu0, procs::self_cpu() - ccpu0);
     let gib = (total * d.size) as f64 / GIB;
     let mut s = Sample::new(d.scenario, d.variant, n, d.size);
     s.values.insert("gib", gib);

@@ -37,3 +37,72 @@ fn quick_and_full_jobs() {
         .iter()
         .any(|j| matches!(j, Job::Fanout("raw-large", 10_000, MIB))));
 }
+
+#[test]
+fn peers_run_every_compared_job() {
+    assert_eq!(peer_of("node-files"), Some("node"));
+    assert_eq!(peer_of("socketioxide"), Some("socketioxide"));
+    assert_eq!(peer_of("asf-files"), None);
+    assert_eq!(peer_of("nodex"), None);
+    for quick in [true, false] {
+        let jobs = jobs(quick);
+        for server in ["asf", "socketioxide", "node"] {
+            let files = format!("{server}-files");
+            let has = |f: &dyn Fn(&Job) -> bool| jobs.iter().any(f);
+            assert!(has(
+                &|j| matches!(j, Job::Fanout(v, _, MIB) if *v == server)
+            ));
+            assert!(has(&|j| matches!(j, Job::Streams(v, ..) if *v == files)));
+            assert!(has(&|j| matches!(j, Job::Paced(v, ..) if *v == server)));
+            assert!(has(&|j| matches!(j, Job::Idle(v, _) if *v == server)));
+            assert!(has(
+                &|j| matches!(j, Job::Latency(v, None, ..) if *v == server)
+            ));
+            assert!(has(&|j| matches!(j, Job::Connect(v, _) if *v == server)));
+        }
+        // Every peer variant names a peer the suite can start.
+        for j in &jobs {
+            if let Job::Fanout(v, ..) | Job::Streams(v, ..) = j {
+                assert!(
+                    v.starts_with("asf") || v.starts_with("raw-") || peer_of(v).is_some(),
+                    "{v}"
+                );
+            }
+        }
+    }
+    // The sizes in the full suite.
+    assert!(jobs(false)
+        .iter()
+        .any(|j| matches!(j, Job::Fanout("node", 1000, MIB))));
+    assert!(jobs(false)
+        .iter()
+        .any(|j| matches!(j, Job::Paced("socketioxide", 2000, MIB))));
+}
+
+#[test]
+fn a_missing_peer_says_how_to_build_it() {
+    let e =
+        crate::procs::peer("socketioxide", std::path::Path::new("/nonexistent/asf")).unwrap_err();
+    assert!(
+        e.contains("cargo build --release -p asf-peer-socketioxide"),
+        "{e}"
+    );
+    assert!(crate::procs::peer("deno", std::path::Path::new("/x")).is_err());
+}
+
+#[test]
+fn skip_leaves_out_the_peers() {
+    let all = jobs(false);
+    let kept: Vec<Job> = all
+        .iter()
+        .copied()
+        .filter(|j| !skips("\"node|\"socketioxide", j))
+        .collect();
+    assert!(kept.len() < all.len());
+    assert!(kept
+        .iter()
+        .all(|j| !format!("{j:?}").contains("node") && !format!("{j:?}").contains("socketioxide")));
+    assert!(kept.iter().any(|j| matches!(j, Job::Paced("asf", ..))));
+    // An empty alternative skips nothing.
+    assert!(!skips("", &all[0]));
+}
