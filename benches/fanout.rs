@@ -226,6 +226,7 @@ fn fanout(c: &mut Criterion) {
     let framing = Framing {
         key: 1,
         prefix: &prefix,
+        files: false,
     };
     for (name, framing) in [
         ("stream/fanout", None),

@@ -15,12 +15,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::sio::{listen_raw, stalled_listener, SioClient, LAG_RULE_ONLY};
+use support::sio::{listen_raw, read_until_closed, stalled_listener, SioClient, LAG_RULE_ONLY};
 use support::{
     assert_json_error, audio_bytes, get, header, http_request, parse_json, post_request,
     sha256_hex, wait_until, HttpConn, Server, Watchdog, NAMESPACE, WAIT,
 };
-use tungstenite::Message;
 
 const NOTIFY: &str = "/asf/internal/notify_new_audio";
 const HEALTH: &str = "/asf/health";
@@ -284,23 +283,7 @@ fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
         "health sessions back to 0 (stalled client dropped)",
         || sessions(&server) == 0,
     );
-    // The stalled client still holds its socket; reading it now ends in a close or EOF.
-    let deadline = Instant::now() + WAIT;
-    let mut got = 0usize;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "stalled connection not closed by the server"
-        );
-        match stalled.read() {
-            Ok(Message::Close(_)) => break,
-            Ok(msg) => got += msg.len(),
-            Err(tungstenite::Error::Io(e)) if support::timed_out(&e) => {
-                panic!("stalled connection still open after {WAIT:?} of reading")
-            }
-            Err(_) => break,
-        }
-    }
+    let got = read_until_closed(&mut stalled);
     assert!(
         got < audio.len(),
         "the stalled client was sent the whole file ({got} bytes)"

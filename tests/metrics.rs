@@ -25,7 +25,7 @@ const TOKEN: &str = "metrics-test-token";
 
 /// Every family `/metrics` shows, as the Python parser names them (counters without
 /// `_total`).
-const FAMILIES: [(&str, &str); 24] = [
+const FAMILIES: [(&str, &str); 25] = [
     ("asf_connections", "gauge"),
     ("asf_engineio_sessions", "gauge"),
     ("asf_namespace_sockets", "gauge"),
@@ -35,6 +35,7 @@ const FAMILIES: [(&str, &str); 24] = [
     ("asf_registry_backend_up", "gauge"),
     ("asf_audio_sent_bytes", "counter"),
     ("asf_audio_sent_chunks", "counter"),
+    ("asf_audio_sendfile_bytes", "counter"),
     ("asf_disk_read_bytes", "counter"),
     ("asf_disk_reads", "counter"),
     ("asf_buffer_pool_bytes", "gauge"),

@@ -577,3 +577,13 @@ fn observability_settings() {
     assert!(parse_err(ASF_LOG_FORMAT, "yaml").contains("expected text or json"));
     parse_err(ASF_METRICS_OPEN, "maybe");
 }
+
+#[test]
+fn sendfile_is_off_by_default_and_switches_on() {
+    assert!(!parse(&[]).sendfile);
+    let c = parse(&[(ASF_SENDFILE, "true")]);
+    assert!(c.sendfile);
+    assert!(c.summary().contains("sendfile=true"));
+    assert!(!parse(&[(ASF_SENDFILE, "off")]).sendfile);
+    parse_err(ASF_SENDFILE, "sometimes");
+}

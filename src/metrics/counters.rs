@@ -40,6 +40,7 @@ pub struct FirstChunkHistogram {
 pub struct WorkerStats {
     audio_bytes: AtomicU64,
     audio_chunks: AtomicU64,
+    sendfile_bytes: AtomicU64,
     first_chunk: FirstChunkHistogram,
 }
 
@@ -48,6 +49,12 @@ impl WorkerStats {
     pub fn sent(&self, bytes: u64, chunks: u64) {
         bump(&self.audio_bytes, bytes);
         bump(&self.audio_chunks, chunks);
+    }
+
+    /// Counts `bytes` of audio the connections' writers sent from the page cache
+    /// (`sendfile`) instead of from read buffers.
+    pub fn sent_from_file(&self, bytes: u64) {
+        bump(&self.sendfile_bytes, bytes);
     }
 
     /// Counts one listener's first chunk, `waited` after its join.
@@ -74,6 +81,8 @@ pub struct WorkerTotals {
     pub bytes: u64,
     /// Audio chunks handed to connections.
     pub chunks: u64,
+    /// Audio bytes sent from the page cache with `sendfile`.
+    pub sendfile_bytes: u64,
     /// Join -> first chunk: count per bucket of [`FIRST_CHUNK_BUCKETS`], then above them.
     pub first_chunk_buckets: Vec<u64>,
     /// Sum of the join -> first chunk latencies in seconds.
@@ -93,6 +102,7 @@ impl WorkerTotals {
         for w in workers {
             t.bytes += get(&w.audio_bytes);
             t.chunks += get(&w.audio_chunks);
+            t.sendfile_bytes += get(&w.sendfile_bytes);
             for (sum, b) in t.first_chunk_buckets.iter_mut().zip(&w.first_chunk.buckets) {
                 *sum += get(b);
             }

@@ -153,6 +153,13 @@ impl Collector for Scrape {
         )?;
         single(
             e,
+            "asf_audio_sendfile_bytes",
+            "Audio bytes sent from the page cache with sendfile (ASF_SENDFILE)",
+            Counter,
+            s.audio.sendfile_bytes,
+        )?;
+        single(
+            e,
             "asf_disk_read_bytes",
             "Bytes read from audio files",
             Counter,
@@ -300,6 +307,7 @@ mod tests {
             audio: WorkerTotals {
                 bytes: 8192,
                 chunks: 2,
+                sendfile_bytes: 4096,
                 first_chunk_buckets: vec![1; FIRST_CHUNK_BUCKETS.len() + 1],
                 first_chunk_sum: 0.5,
                 first_chunk_count: 15,
@@ -313,6 +321,7 @@ mod tests {
             "asf_namespace_sockets{namespace=\"/api/v1/podcasts/stream\"} 3",
             "# TYPE asf_audio_sent_bytes_total counter",
             "asf_audio_sent_bytes_total 8192",
+            "asf_audio_sendfile_bytes_total 4096",
             "asf_joins_total{result=\"not_found\"} 1",
             "asf_listener_ends_total{reason=\"lag_limit\"} 2",
             "asf_notifies_total{status=\"200\"} 4",

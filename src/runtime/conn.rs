@@ -346,7 +346,9 @@ fn to_outgoing(items: Vec<Item>) -> Vec<Outgoing> {
                 out.push(Outgoing::Binary(data));
             }
             // Only produced with a framer, and polling passes none.
-            Item::Wire(_) => debug_assert!(false, "framed audio on a polling transport"),
+            Item::Wire(_) | Item::File(..) => {
+                debug_assert!(false, "framed audio on a polling transport")
+            }
         }
     }
     out

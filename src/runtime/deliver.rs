@@ -3,7 +3,9 @@
 //! due (queued Engine.IO packets, then audio chunks from the listener:
 //! `stream::Listener::poll_wire`, which frames them with `stream::Framing` and shares
 //! framed blocks between listeners), turns the items into iovecs ([`push_item`]) and sends
-//! them with one vectored write ([`write_all`]). The lag policy and close codes are the
+//! them with one vectored write ([`write_all`]); a batch holding chunks of a listener alone in
+//! its block goes through the connection's `sendfile::FileSender` instead ([`write_batch`]:
+//! the chunks from the page cache, `ASF_SENDFILE`). The lag policy and close codes are the
 //! protocol's (`Listener::check_lag`, `DisconnectReason::close_code`); this file only
 //! applies them. Polling (`conn.rs`) uses [`gather`] and [`write_all`] too.
 
@@ -18,10 +20,11 @@ use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::io::read_claimed;
+use super::sendfile::{FileSender, Seg};
 use super::session::{enforce_queue_cap, run_timers, with_worker, Ctx, Shared, State};
 use crate::engineio::{DisconnectReason, Outgoing, Session, Sid};
-use crate::service::{Cx, Service};
-use crate::stream::{Framing, Poll, StreamError, StreamSession};
+use crate::service::{Cx, ServerStats, Service};
+use crate::stream::{FileChunk, Framing, Poll, StreamError, StreamSession, WireOut};
 use crate::ws;
 
 /// Bytes of chunk payload per writev. Larger writes cost less CPU per byte (fewer io_uring
@@ -62,6 +65,11 @@ pub(crate) async fn writer<S: Service>(
     // Grows to what streaming needs; an idle connection keeps a small one.
     let mut iov: Vec<Bytes> = Vec::new();
     let mut prefixes = PrefixCache::default();
+    // A batch with file chunks (ASF_SENDFILE), and the sender made for the first one.
+    let mut segs: Vec<Seg> = Vec::new();
+    let mut sender: Option<Box<FileSender>> = None;
+    // False once this socket could not be set up for sendfile.
+    let mut sendfile_ok = true;
     let budget = Budget {
         packets: MAX_IOVECS / 2 - 8,
         bytes: WRITE_BUDGET_BYTES,
@@ -141,11 +149,37 @@ pub(crate) async fn writer<S: Service>(
         }
         prefetch.spawn();
         let mut bulk = false;
+        let files = sendfile_ok && items.iter().any(|i| matches!(i, Item::File(..)));
         for item in items.drain(..) {
-            bulk |= matches!(item, Item::Chunk(..) | Item::Wire(..));
-            push_item(item, &mut iov, &mut prefixes);
+            bulk |= matches!(item, Item::Chunk(..) | Item::Wire(..) | Item::File(..));
+            match item {
+                Item::File(session, f) if files => {
+                    segs.extend(iov.drain(..).map(Seg::Mem));
+                    segs.push(Seg::Mem(f.prefix));
+                    segs.push(Seg::File {
+                        session,
+                        at: f.at,
+                        chunk: f.chunk,
+                    });
+                }
+                item => push_item(item, &mut iov, &mut prefixes),
+            }
         }
-        if !iov.is_empty() {
+        if files {
+            segs.extend(iov.drain(..).map(Seg::Mem));
+            if sender.is_none() {
+                match FileSender::new(&stream) {
+                    Ok(s) => sender = Some(Box::new(s)),
+                    Err(e) => {
+                        // Sent from the blocks' bytes instead (as with ASF_SENDFILE=false).
+                        tracing::warn!(sid = %shared.sid, error = %e, "cannot send from the page cache on this socket; sending from the read buffers");
+                        sendfile_ok = false;
+                        iov.extend(segs.drain(..).map(Seg::into_bytes));
+                    }
+                }
+            }
+        }
+        if !iov.is_empty() || !segs.is_empty() {
             // A paced listener whose socket takes nothing must still be dropped once it
             // falls ASF_MAX_LAG_BYTES behind, not only after ASF_STALL_TIMEOUT.
             let stall = lag_deadline
@@ -156,35 +190,23 @@ pub(crate) async fn writer<S: Service>(
                 .map_or(ctx.config.stall_timeout, |d| {
                     d.min(ctx.config.stall_timeout)
                 });
-            // Bulk (audio) writes take one of a few per-worker slots, so the worker's run
-            // queue never holds more than a handful of big writes ahead of a new client's
-            // handshake or join. A slot is given back after SLOT_HOLD even if the socket is
-            // slow to take the bytes, so one slow client cannot hold it.
-            // A listener's first write after a join skips the queue: join -> first chunk
-            // should not wait for every busy listener's turn. So does a small write (a paced
-            // listener's tick): it costs the worker about what a join's own write does.
-            let small = iov.iter().map(Bytes::len).sum::<usize>() <= SMALL_WRITE_BYTES;
-            let mut slot = if bulk && !fresh && !small {
-                BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
-            } else {
-                None
-            };
-            // Boxed: an idle connection's writer task then does not carry the write's state.
-            let mut write = Box::pin(write_all(&stream, std::mem::take(&mut iov), stall));
-            let written = if slot.is_some() {
-                tokio::select! {
-                    r = &mut write => r,
-                    _ = tokio::time::sleep(SLOT_HOLD) => {
-                        slot.take();
-                        write.await
-                    }
-                }
-            } else {
-                write.await
-            };
-            drop(slot);
-            match written {
-                Ok(back) => iov = back,
+            // Bulk (audio) writes take a slot (see `in_slot`). A listener's first write
+            // after a join skips the queue: join -> first chunk should not wait for every
+            // busy listener's turn. So does a small write (a paced listener's tick): it costs
+            // the worker about what a join's own write does.
+            let small = iov.iter().map(Bytes::len).sum::<usize>()
+                + segs.iter().map(Seg::len).sum::<usize>()
+                <= SMALL_WRITE_BYTES;
+            let write = write_batch(
+                &stream,
+                &mut iov,
+                &mut segs,
+                sender.as_deref_mut(),
+                stall,
+                &ctx.stats,
+            );
+            match in_slot(bulk && !fresh && !small, write).await {
+                Ok(()) => {}
                 Err(e) => {
                     let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
                     if timed_out
@@ -242,6 +264,54 @@ pub(crate) async fn writer<S: Service>(
     ctx.finish(&shared);
 }
 
+/// Awaits `write`; a bulk (audio) write first takes one of the worker's few slots, so the
+/// worker's run queue never holds more than a handful of big writes ahead of a new client's
+/// handshake or join. The slot is given back after SLOT_HOLD even if the socket is slow to
+/// take the bytes, so one slow client cannot hold it.
+async fn in_slot<T>(bulk: bool, write: impl std::future::Future<Output = T>) -> T {
+    let mut slot = if bulk {
+        BULK_SLOTS.with(Arc::clone).acquire_owned().await.ok()
+    } else {
+        None
+    };
+    tokio::pin!(write);
+    if slot.is_some() {
+        tokio::select! {
+            r = &mut write => r,
+            _ = tokio::time::sleep(SLOT_HOLD) => {
+                slot.take();
+                write.await
+            }
+        }
+    } else {
+        write.await
+    }
+}
+
+/// Writes one batch: `segs` (file chunks among them) through the connection's `sender`
+/// when there are any, else `iov` with `write_all` (handed back into `iov` for reuse). Boxed:
+/// an idle connection's writer task then does not carry the write's state.
+fn write_batch<'a>(
+    stream: &'a TcpStream,
+    iov: &'a mut Vec<Bytes>,
+    segs: &'a mut Vec<Seg>,
+    sender: Option<&'a mut FileSender>,
+    stall: Duration,
+    stats: &'a Arc<ServerStats>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + 'a>> {
+    match sender.filter(|_| !segs.is_empty()) {
+        Some(sender) => Box::pin(async move {
+            let sent = sender.send(segs, stall).await?;
+            with_worker(stats, |w| w.sent_from_file(sent.from_file));
+            Ok(())
+        }),
+        None => Box::pin(async move {
+            *iov = write_all(stream, std::mem::take(iov), stall).await?;
+            Ok(())
+        }),
+    }
+}
+
 /// Ends the feed of a paced listener whose write outlasted its lag deadline, as the lag
 /// check in `gather` would have (the service hears a `Lagged` end).
 fn end_lagged<S: Service>(ctx: &Ctx<S>, shared: &Shared<S::Conn>) {
@@ -273,6 +343,24 @@ pub(crate) enum Item {
     Chunk(Bytes, Bytes),
     /// Audio already framed for the wire by a [`Framer`] (one or many chunks).
     Wire(Bytes),
+    /// A framed chunk the writer may send from the session's file (see `stream::wire`).
+    File(Arc<StreamSession>, FileChunk),
+}
+
+/// Puts what `poll_wire` hands out into a writer's items.
+struct WireItems<'a> {
+    items: &'a mut Vec<Item>,
+    session: &'a Arc<StreamSession>,
+}
+
+impl WireOut for WireItems<'_> {
+    fn push_bytes(&mut self, bytes: Bytes) {
+        self.items.push(Item::Wire(bytes));
+    }
+
+    fn push_file(&mut self, chunk: FileChunk) {
+        self.items.push(Item::File(Arc::clone(self.session), chunk));
+    }
 }
 
 /// Frames audio chunks for a transport that sends bytes (the WebSocket writer), so that
@@ -396,12 +484,15 @@ pub(crate) fn gather<S: Service>(
             let framing = Framing {
                 key,
                 prefix: &prefix,
+                files: ctx.config.sendfile,
             };
-            let poll =
-                feed.listener
-                    .poll_wire(now, budget.bytes, chunk_budget, waker, &framing, scratch);
-            out.extend(scratch.drain(..).map(Item::Wire));
-            poll
+            let session = Arc::clone(feed.listener.session());
+            let mut items = WireItems {
+                items: out,
+                session: &session,
+            };
+            feed.listener
+                .poll_wire(now, budget.bytes, chunk_budget, waker, &framing, &mut items)
         }
         None => feed
             .listener
@@ -481,6 +572,10 @@ fn push_item(item: Item, iov: &mut Vec<Bytes>, prefixes: &mut PrefixCache) {
             iov.push(data);
         }
         Item::Wire(bytes) => iov.push(bytes),
+        Item::File(_, f) => {
+            iov.push(f.prefix);
+            iov.push(f.chunk);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod fs;
 mod io;
 mod process;
 mod redis_store;
+mod sendfile;
 mod server;
 mod session;
 mod store;

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod registry;
 pub mod session;
 pub mod sessions;
+pub mod wire;
 
 pub use files::{
     ready, Answer, FileIdentity, Files, OpenError, OpenedFile, PathError, MAX_FILEPATH_LEN,
@@ -29,3 +30,4 @@ pub use session::{
     WireBlock, LIVE_EDGE_QUANTUM,
 };
 pub use sessions::{SessionInfo, Sessions, SESSION_LINGER};
+pub use wire::{FileChunk, WireOut, WirePiece};

@@ -184,11 +184,18 @@ pub struct Framing<'a> {
     pub key: u64,
     /// The bytes sent before a chunk of `len` bytes.
     pub prefix: &'a dyn Fn(usize) -> Bytes,
+    /// The transport can send chunks from the file (see [`super::wire`]): the listener of a
+    /// session that has no other hands its chunks out as file ranges. A live session never
+    /// does (its edge block grows).
+    pub files: bool,
 }
 
 impl std::fmt::Debug for Framing<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Framing").field("key", &self.key).finish()
+        f.debug_struct("Framing")
+            .field("key", &self.key)
+            .field("files", &self.files)
+            .finish()
     }
 }
 

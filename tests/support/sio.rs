@@ -511,6 +511,28 @@ pub fn stalled_listener(addr: SocketAddr, id: &str) -> WebSocket<TcpStream> {
     ws
 }
 
+/// Reads a [`stalled_listener`]'s socket (it still holds what the server sent before it
+/// dropped the client) until the server's close or EOF; returns the bytes of the messages
+/// read. Panics if the connection is still open after `WAIT`.
+pub fn read_until_closed(ws: &mut WebSocket<TcpStream>) -> usize {
+    let deadline = Instant::now() + WAIT;
+    let mut got = 0usize;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "stalled connection not closed by the server"
+        );
+        match ws.read() {
+            Ok(Message::Close(_)) => return got,
+            Ok(msg) => got += msg.len(),
+            Err(tungstenite::Error::Io(e)) if super::timed_out(&e) => {
+                panic!("stalled connection still open after {WAIT:?} of reading")
+            }
+            Err(_) => return got,
+        }
+    }
+}
+
 /// Joins `id` with a raw client and returns the stream it collected.
 pub fn listen_raw(addr: SocketAddr, id: &str) -> StreamResult {
     let mut client = SioClient::connect(addr);

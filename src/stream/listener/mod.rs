@@ -25,6 +25,7 @@ use bytes::Bytes;
 use super::session::{
     BlockState, Edge, Framing, StreamError, StreamSession, WireBlock, LIVE_EDGE_QUANTUM,
 };
+use super::wire::{FileChunk, WireOut};
 
 mod ticks;
 pub use ticks::Ticks;
@@ -81,6 +82,9 @@ pub struct Listener {
     /// The wire block of `held` (by block and length: a live edge block grows), or None
     /// when the session had none for it.
     held_wire: Option<((u64, usize), Option<WireBlock>)>,
+    /// Whether the chunks of a block go out as file ranges (asked once per block; see
+    /// [`Framing::files`]).
+    file_block: Option<(u64, bool)>,
     cursor: Option<u64>,
     prefetch: Option<u64>,
     /// Where `next` was when the bytes sent were last reported to the session: a listener
@@ -118,6 +122,7 @@ impl Listener {
             edge_seen: None,
             held: None,
             held_wire: None,
+            file_block: None,
             cursor: None,
             prefetch: None,
             reported: offset,
@@ -268,8 +273,10 @@ impl Listener {
     /// Like [`Listener::poll`], but appends the bytes to send: each chunk preceded by its
     /// `framing` prefix. Where the session has a wire block (several listeners, this one
     /// on the chunk grid), many chunks come as one slice of it; otherwise a prefix and a
-    /// chunk slice per chunk. `max_chunks` bounds the pieces appended (a caller's iovec
-    /// budget): a slice of a wire block counts as one chunk however many it carries.
+    /// chunk slice per chunk; with [`Framing::files`], the only listener of a session hands
+    /// out each chunk as a [`FileChunk`] instead. `max_chunks` bounds the pieces appended
+    /// (a caller's iovec budget): a slice of a wire block counts as one chunk however many
+    /// it carries.
     pub fn poll_wire(
         &mut self,
         now: Instant,
@@ -277,7 +284,7 @@ impl Listener {
         max_chunks: usize,
         waker: &Waker,
         framing: &Framing<'_>,
-        out: &mut Vec<Bytes>,
+        out: &mut impl WireOut,
     ) -> Poll {
         self.poll_inner(now, max_bytes, max_chunks, waker, Some(framing), out)
     }
@@ -289,7 +296,7 @@ impl Listener {
         max_chunks: usize,
         waker: &Waker,
         framing: Option<&Framing<'_>>,
-        out: &mut Vec<Bytes>,
+        out: &mut impl WireOut,
     ) -> Poll {
         let mut bytes = 0usize;
         let mut chunks = 0usize;
@@ -374,7 +381,8 @@ impl Listener {
                 && block.len() % chunk_size != 0
                 && block.len() < self.session.block_size() as usize
                 && block_start + block.len() as u64 >= avail;
-            if let Some(framing) = framing {
+            let from_file = framing.is_some_and(|f| f.files) && self.sends_from_file(b);
+            if let Some(framing) = framing.filter(|_| !from_file) {
                 if from.is_multiple_of(chunk_size) {
                     if let Some(wire) = self.wire_of(b, &block, framing) {
                         // Chunks from the grid: one slice of the wire block. An edge-cut
@@ -389,7 +397,7 @@ impl Listener {
                                 .min(room_bytes.max(1))
                                 .min(usize::try_from(due).unwrap_or(usize::MAX));
                             let end = block.len().min((first + count) * chunk_size);
-                            out.push(wire.slice(first, count));
+                            out.push_bytes(wire.slice(first, count));
                             bytes += end - from;
                             // One piece for the caller's budget, however many chunks it holds.
                             chunks += 1;
@@ -423,11 +431,32 @@ impl Listener {
             chunks += 1;
             self.next += chunk.len() as u64;
             self.chunks_sent += 1;
-            if let Some(framing) = framing {
-                out.push((framing.prefix)(chunk.len()));
+            match framing {
+                Some(framing) if from_file => out.push_file(FileChunk {
+                    prefix: (framing.prefix)(chunk.len()),
+                    at: block_start + from as u64,
+                    chunk,
+                }),
+                Some(framing) => {
+                    out.push_bytes((framing.prefix)(chunk.len()));
+                    out.push_bytes(chunk);
+                }
+                None => out.push_bytes(chunk),
             }
-            out.push(chunk);
             self.place_cursor();
+        }
+    }
+
+    /// Whether block `b`'s chunks go out as file ranges: the session is not live and has no
+    /// other listener (asked once per block, when the listener enters it).
+    fn sends_from_file(&mut self, b: u64) -> bool {
+        match self.file_block {
+            Some((fb, yes)) if fb == b => yes,
+            _ => {
+                let yes = !self.session.is_live() && self.session.listeners() <= 1;
+                self.file_block = Some((b, yes));
+                yes
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::stream::{
     BufferPool, FileIdentity, Observed, OpenedFile, SessionParams, Sessions, StreamError,
-    StreamStats,
+    StreamStats, WirePiece,
 };
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -90,6 +90,18 @@ fn counted() -> (Waker, Arc<TestWake>) {
 /// An unpaced listener of 4096-byte chunks from byte 0.
 fn unpaced_from_start(session: &Arc<StreamSession>) -> Listener {
     Listener::new(Arc::clone(session), 0, 4096, Duration::ZERO, Instant::now()).unwrap()
+}
+
+/// An unpaced listener of `chunk`-byte chunks from byte `offset`.
+fn unpaced_at(session: &Arc<StreamSession>, offset: u64, chunk: usize) -> Listener {
+    Listener::new(
+        Arc::clone(session),
+        offset,
+        chunk,
+        Duration::ZERO,
+        Instant::now(),
+    )
+    .unwrap()
 }
 
 /// Two listeners from byte 0: `a` claims the first block's read, `b` waits for it.
@@ -316,30 +328,42 @@ fn test_prefix(len: usize) -> Bytes {
     Bytes::from(format!("<{len}>"))
 }
 
-/// Drains a listener with `poll_wire`, returning the bytes and the pieces' count.
-fn drain_wire(l: &mut Listener, waker: &Waker, step: usize) -> (Vec<u8>, usize) {
+/// Drains a listener with `poll_wire` (file ranges allowed with `files`), `step` pieces at
+/// most per poll, returning every piece handed out.
+fn drain_pieces(l: &mut Listener, waker: &Waker, step: usize, files: bool) -> Vec<WirePiece> {
     let prefix = test_prefix;
     let framing = Framing {
         key: 7,
         prefix: &prefix,
+        files,
     };
-    let (mut all, mut pieces) = (Vec::new(), 0);
+    let mut all = Vec::new();
     for _ in 0..100_000 {
-        let mut out = Vec::new();
-        let poll = l.poll_wire(Instant::now(), 64 * 1024, step, waker, &framing, &mut out);
+        let poll = l.poll_wire(Instant::now(), 64 * 1024, step, waker, &framing, &mut all);
         if let Some(b) = l.take_prefetch() {
             read(l.session(), b);
         }
-        pieces += out.len();
-        out.iter().for_each(|p| all.extend_from_slice(p));
         match poll {
-            Poll::Finished => return (all, pieces),
+            Poll::Finished => return all,
             Poll::Read(b) => read(l.session(), b),
             Poll::More | Poll::Wait => {}
             other => panic!("unexpected {other:?}"),
         }
     }
     panic!("listener never finished");
+}
+
+/// Drains a listener with `poll_wire`, returning the bytes and the pieces' count.
+fn drain_wire(l: &mut Listener, waker: &Waker, step: usize) -> (Vec<u8>, usize) {
+    let pieces = drain_pieces(l, waker, step, false);
+    let mut all = Vec::new();
+    for p in &pieces {
+        match p {
+            WirePiece::Bytes(b) => all.extend_from_slice(b),
+            WirePiece::File(_) => panic!("a file range without Framing::files"),
+        }
+    }
+    (all, pieces.len())
 }
 
 /// What the wire must carry from `offset`: each chunk (cut at block ends) after its
@@ -364,16 +388,7 @@ fn wire_bytes_equal_prefixed_chunks_with_shared_wire_blocks() {
     let f = fixture(10_000, 4096, 1 << 20);
     let session = f.open();
     let waker = waker();
-    let new = |offset| {
-        Listener::new(
-            Arc::clone(&session),
-            offset,
-            1000,
-            Duration::ZERO,
-            Instant::now(),
-        )
-        .unwrap()
-    };
+    let new = |offset| unpaced_at(&session, offset, 1000);
     // Alone, a listener gets prefix + chunk pairs (no wire block is kept for one).
     let mut solo = new(0);
     let (bytes, pieces) = drain_wire(&mut solo, &waker, 3);
@@ -420,8 +435,9 @@ fn paced_wire_listener_takes_only_due_chunks() {
     let framing = Framing {
         key: 1,
         prefix: &prefix,
+        files: false,
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Bytes> = Vec::new();
     let poll = a.poll_wire(t0 + iv * 2, usize::MAX, 64, &waker, &framing, &mut out);
     assert_eq!(poll, Poll::Sleep(t0 + iv * 3));
     assert_eq!(a.bytes_sent(), 3 * 1024, "chunks 0, 1 and 2 are due");
@@ -432,9 +448,10 @@ fn paced_wire_listener_takes_only_due_chunks() {
     let framing2 = Framing {
         key: 2,
         prefix: &other,
+        files: false,
     };
     let mut c = Listener::new(Arc::clone(&session), 0, 1024, Duration::ZERO, t0).unwrap();
-    let mut out = Vec::new();
+    let mut out: Vec<Bytes> = Vec::new();
     c.poll_wire(t0, usize::MAX, 1, &waker, &framing2, &mut out);
     assert_eq!(out.len(), 2);
     assert_eq!(&out[0][..], b"[1024]");
@@ -597,6 +614,114 @@ fn bytes_sent_reach_the_session_per_block_and_at_the_end() {
         "nothing counted twice at drop"
     );
     assert_eq!(session.listeners(), 0);
+}
+
+/// Drains a listener with file ranges allowed, checking every piece against the file: a
+/// file chunk's bytes are the file's at its offset, behind the right prefix. Returns the
+/// bytes sent and how many chunks came as file ranges.
+fn drain_files(l: &mut Listener, data: &[u8], waker: &Waker) -> (Vec<u8>, usize) {
+    let (mut all, mut files) = (Vec::new(), 0);
+    for piece in drain_pieces(l, waker, 64, true) {
+        match piece {
+            WirePiece::Bytes(b) => all.extend_from_slice(&b),
+            WirePiece::File(f) => {
+                let at = f.at as usize;
+                assert_eq!(&f.chunk[..], &data[at..at + f.chunk.len()], "chunk at {at}");
+                assert_eq!(f.prefix, test_prefix(f.chunk.len()));
+                all.extend_from_slice(&f.prefix);
+                all.extend_from_slice(&f.chunk);
+                files += 1;
+            }
+        }
+    }
+    (all, files)
+}
+
+#[test]
+fn a_listener_alone_in_its_block_hands_out_file_ranges_on_and_off_the_grid() {
+    let f = fixture(10_000, 4096, 1 << 20);
+    let session = f.open();
+    let waker = waker();
+    for offset in [0, 1500, 4096, 9999] {
+        let mut l = unpaced_at(&session, offset as u64, 1000);
+        let (bytes, files) = drain_files(&mut l, &f.data, &waker);
+        assert_eq!(
+            bytes,
+            expected_wire(&f.data, offset, 4096, 1000),
+            "from {offset}"
+        );
+        let chunks = expected_wire(&f.data, offset, 4096, 1000).len() - (f.data.len() - offset);
+        assert!(files > 0 && chunks > 0);
+        assert_eq!(
+            bytes.len(),
+            f.data.len() - offset + chunks,
+            "every chunk is a file range (offset {offset})"
+        );
+    }
+}
+
+#[test]
+fn a_shared_session_keeps_its_wire_blocks_and_a_listener_left_alone_sends_from_the_file() {
+    let f = fixture(3 * 4096, 4096, 1 << 20);
+    let session = f.open();
+    let waker = waker();
+    let new = |offset| unpaced_at(&session, offset, 1024);
+    let mut a = new(0);
+    let b = new(0);
+    read(&session, 0);
+    let prefix = test_prefix;
+    let framing = Framing {
+        key: 3,
+        prefix: &prefix,
+        files: true,
+    };
+    let mut out: Vec<WirePiece> = Vec::new();
+    a.poll_wire(Instant::now(), 4096, 64, &waker, &framing, &mut out);
+    assert!(
+        matches!(&out[..], [WirePiece::Bytes(_)]),
+        "two listeners: one slice of block 0's wire block, got {out:?}"
+    );
+    if let Some(blk) = a.take_prefetch() {
+        read(&session, blk);
+    }
+    // Block 1 is `a`'s alone, but the session still has two listeners: no file ranges.
+    out.clear();
+    a.poll_wire(Instant::now(), 1024, 64, &waker, &framing, &mut out);
+    assert!(
+        out.iter().all(|p| matches!(p, WirePiece::Bytes(_))),
+        "a shared session hands out no file ranges, got {out:?}"
+    );
+    // Once the other listener has gone, the next block's chunks are file ranges.
+    drop(b);
+    out.clear();
+    if let Poll::Read(blk) = a.poll_wire(Instant::now(), 8192, 64, &waker, &framing, &mut out) {
+        read(&session, blk);
+        a.poll_wire(Instant::now(), 8192, 64, &waker, &framing, &mut out);
+    }
+    let ats: Vec<u64> = out
+        .iter()
+        .filter_map(|p| match p {
+            WirePiece::File(fc) => Some(fc.at),
+            WirePiece::Bytes(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        ats,
+        [8192, 9216, 10240, 11264],
+        "block 2 from the file: {out:?}"
+    );
+}
+
+#[test]
+fn a_live_session_never_hands_out_file_ranges() {
+    let f = fixture(8192, 4096, 1 << 20);
+    let now = Instant::now();
+    let session = f.open_live(8192, now);
+    session.complete(8192);
+    let mut l = Listener::new(Arc::clone(&session), 0, 1024, Duration::ZERO, now).unwrap();
+    let (bytes, files) = drain_files(&mut l, &f.data, &waker());
+    assert_eq!(bytes, expected_wire(&f.data, 0, 4096, 1024));
+    assert_eq!(files, 0);
 }
 
 #[test]
