@@ -41,8 +41,8 @@ pub const ASF_STREAM_SLEEP_INTERVAL: &str = "ASF_STREAM_SLEEP_INTERVAL";
 pub const DEFAULT_STREAM_SLEEP_INTERVAL: Duration = Duration::from_millis(10);
 /// Name of the pacing quantum variable (seconds).
 pub const ASF_PACING_QUANTUM: &str = "ASF_PACING_QUANTUM";
-/// Default pacing quantum: 0.05 s (see [`Config::pacing_quantum`]).
-pub const DEFAULT_PACING_QUANTUM: Duration = Duration::from_millis(50);
+/// Default pacing quantum: 0.1 s (see [`Config::pacing_quantum`]).
+pub const DEFAULT_PACING_QUANTUM: Duration = Duration::from_millis(100);
 /// Largest accepted pacing quantum (one second).
 pub const MAX_PACING_QUANTUM_SECS: f64 = 1.0;
 /// Name of the bind address variable.
@@ -205,10 +205,10 @@ pub struct Config {
     pub stream_sleep_interval: Duration,
     /// `ASF_PACING_QUANTUM`, seconds, 0..=1: paced listeners wake on a shared grid of ticks
     /// this far apart, each taking in one write every chunk due by its tick (never one
-    /// before it is due). Default 0.05: at the default pacing a listener's write carries
-    /// five 4 KiB chunks instead of one, and the listeners due within one quantum are
+    /// before it is due). Default 0.1: at the default pacing a listener's write carries
+    /// ten 4 KiB chunks instead of one, and the listeners due within one quantum are
     /// written in one worker turn, which costs far less CPU per byte; a chunk leaves at most
-    /// 50 ms after its due instant, while at the default pacing the client holds seconds of
+    /// 100 ms after its due instant, while at the default pacing the client holds seconds of
     /// audio (4 KiB plays 100 ms even at 320 kbit/s), so playback stays smooth. 0 wakes each
     /// listener at each chunk's own instant (one chunk per write, the seed's behaviour).
     pub pacing_quantum: Duration,

@@ -45,7 +45,7 @@ fn empty_source_gives_defaults() {
     assert_eq!(c.cors_allowed_origins, CorsOrigins::Any);
     assert_eq!(c.chunk_size, 4096);
     assert_eq!(c.stream_sleep_interval, Duration::from_millis(10));
-    assert_eq!(c.pacing_quantum, Duration::from_millis(50));
+    assert_eq!(c.pacing_quantum, Duration::from_millis(100));
     assert_eq!(c.host.to_string(), "0.0.0.0");
     assert_eq!(c.port, 5006);
     assert!(c.debug_mode);
