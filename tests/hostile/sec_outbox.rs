@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::raw_ws::{encode_frame, read_until_closed, RawWs};
 use super::{assert_eio_error, eio_get, polling_handshake};
-use crate::support::{HttpConn, Server, Watchdog};
+use crate::support::{wait_until, HttpConn, Server, Watchdog, WAIT};
 
 /// `ASF_MAX_PAYLOAD` of the flooded servers (the default, set explicitly).
 const MAX_PAYLOAD: usize = 1_000_000;
@@ -67,12 +67,15 @@ impl Memory {
 }
 
 /// Asserts the server logged a line naming session `sid` and the bytes queued for it.
+/// The log is read from the server's stderr by a thread, so the line may trail the close.
 fn assert_queue_close_logged(server: &Server, sid: &str) {
-    let log = server.log();
-    assert!(
-        log.lines().any(|l| l.contains(sid) && l.contains("queued")),
-        "no log line names the session {sid} and its queued bytes:\n{log}"
-    );
+    let what = format!("a log line naming the session {sid} and its queued bytes");
+    wait_until(WAIT, &what, || {
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains(sid) && l.contains("queued"))
+    });
 }
 
 #[test]
