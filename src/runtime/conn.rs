@@ -11,13 +11,13 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::deliver::{gather, write_all, Budget, Item, Reads, Step};
-use super::session::{ConnGuard, Ctx, Shared, Side};
+use super::session::{cx, ConnGuard, Ctx, Shared, Side};
 use super::websocket;
 use crate::config::CorsOrigins;
 use crate::engineio::packet::{decode_payload, encode_payload, ErrorCode};
 use crate::engineio::{DisconnectReason, Outgoing, Sid, Transport};
 use crate::http::{self, Request, Response};
-use crate::service::{Cx, HttpReply, Route, Service};
+use crate::service::{HttpReply, Route, Service};
 
 /// The body of a polling response that only ends the request: one noop packet.
 const NOOP: Bytes = Bytes::from_static(b"6");
@@ -493,12 +493,7 @@ pub(crate) fn handle_packet<S: Service>(
     match st.eio.handle_packet(now, packet, via) {
         Ok(Some(msg)) => {
             let super::session::State { eio, conn, .. } = st;
-            let cx = Cx {
-                sid: shared.sid,
-                now,
-                waker: &shared.waker,
-                out: eio.outbox(),
-            };
+            let cx = cx(shared.sid, now, &shared.waker, eio);
             if let Err(reason) = ctx.service.on_message(conn, cx, msg) {
                 crate::client_info!("closing session"; sid = %shared.sid, %reason);
                 eio.close(reason);

@@ -21,9 +21,9 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::io::read_claimed;
 use super::sendfile::{FileSender, Seg};
-use super::session::{enforce_queue_cap, run_timers, with_worker, Ctx, Shared, State};
+use super::session::{cx, enforce_queue_cap, run_timers, with_worker, Ctx, Shared, State};
 use crate::engineio::{DisconnectReason, Outgoing, Session, Sid};
-use crate::service::{Cx, ServerStats, Service};
+use crate::service::{ServerStats, Service};
 use crate::stream::{FileChunk, Framing, Poll, StreamError, StreamSession, WireOut};
 use crate::ws;
 
@@ -325,12 +325,7 @@ fn end_lagged<S: Service>(ctx: &Ctx<S>, shared: &Shared<S::Conn>) {
         lag,
         limit: ctx.config.max_lag_bytes,
     };
-    let cx = Cx {
-        sid: shared.sid,
-        now,
-        waker: &shared.waker,
-        out: eio.outbox(),
-    };
+    let cx = cx(shared.sid, now, &shared.waker, eio);
     ctx.service.on_stream_end(conn, cx, Err(lagged));
 }
 
@@ -430,15 +425,7 @@ pub(crate) fn gather<S: Service>(
 ) -> (Step, Reads) {
     let service = &ctx.service;
     let State { eio, conn, .. } = st;
-    service.on_wake(
-        conn,
-        Cx {
-            sid,
-            now,
-            waker,
-            out: eio.outbox(),
-        },
-    );
+    service.on_wake(conn, cx(sid, now, waker, eio));
     if enforce_queue_cap(st) {
         return (Step::Idle, Reads::default());
     }
@@ -459,16 +446,7 @@ pub(crate) fn gather<S: Service>(
     }
     if let Err(lagged) = feed.listener.check_lag(now, ctx.config.max_lag_bytes) {
         let reason = DisconnectReason::SlowConsumer(lagged.to_string());
-        service.on_stream_end(
-            conn,
-            Cx {
-                sid,
-                now,
-                waker,
-                out: eio.outbox(),
-            },
-            Err(lagged),
-        );
+        service.on_stream_end(conn, cx(sid, now, waker, eio), Err(lagged));
         take_within(eio, budget.packets - packets, out);
         eio.close(reason);
         return (Step::Idle, Reads::default());
@@ -532,16 +510,7 @@ pub(crate) fn gather<S: Service>(
                 Poll::Failed(why) => Err(why),
                 _ => Ok(()),
             };
-            service.on_stream_end(
-                conn,
-                Cx {
-                    sid,
-                    now,
-                    waker,
-                    out: eio.outbox(),
-                },
-                result,
-            );
+            service.on_stream_end(conn, cx(sid, now, waker, eio), result);
             // The chunks may have used the whole budget: what does not fit waits for the
             // next gather (a polling response must stay within MAX_POLL_PACKETS packets).
             let used = packets + 2 * (out.len() - packets_at);

@@ -321,6 +321,16 @@ pub(crate) fn run_timers<S: Service>(
 /// beside them) pass `EioConfig::max_queued_bytes` (2 x `ASF_MAX_PAYLOAD` + 64 KiB): its
 /// client makes the server reply and does not read. Called wherever something is queued.
 /// True when the session is closed (now or before).
+/// The service's context for Engine.IO session `eio` (its sid, waker and outbox) at `now`.
+pub(crate) fn cx<'a>(sid: Sid, now: Instant, waker: &'a Waker, eio: &'a mut Session) -> Cx<'a> {
+    Cx {
+        sid,
+        now,
+        waker,
+        out: eio.outbox(),
+    }
+}
+
 pub(crate) fn enforce_queue_cap<C>(st: &mut State<C>) -> bool {
     if let Err(reason) = st.eio.enforce_queue_limit(st.ws_control_bytes) {
         crate::client_warn!(
