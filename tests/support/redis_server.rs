@@ -120,7 +120,9 @@ impl Nginx {
             ("listen 80;", format!("listen 127.0.0.1:{port};")),
             (
                 "worker_processes auto;",
-                format!("worker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nuser root;"),
+                // One process (no master): killing it by PID stops all of nginx; a killed
+                // master would leave its worker serving the port.
+                format!("master_process off;\nworker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nuser root;"),
             ),
             ("worker_connections 65536;", "worker_connections 4096;".into()),
             ("http {", format!("http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;")),
