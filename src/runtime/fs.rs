@@ -1,6 +1,15 @@
 //! The file-system port ([`Files`]) as the runtime performs it: path checks and opens on
 //! threads of their own, so a slow volume never stalls an io_uring worker.
 //!
+//! A join's open first tries the worker's own thread with `RESOLVE_CACHED` (the kernel opens
+//! only when every path component is in its lookup cache and answers `EAGAIN` otherwise; it
+//! is the non-blocking attempt io_uring itself makes before it hands an open to a kernel
+//! thread) and reads the type and identity with `statx(AT_STATX_DONT_SYNC)`, which answers
+//! from the inode in memory, without asking a network volume. Whatever that attempt does not
+//! settle (a cold cache, a missing file, an error, a special file) goes to the threads, which
+//! give the real answer; so a join of a file in the cache completes in its own event, without
+//! two thread wake-ups.
+//!
 //! Every open resolves the stored path beneath a descriptor of the audio root that is held
 //! from its first successful open (`openat2` with `RESOLVE_BENEATH`; where the kernel lacks
 //! it, a walk of `openat(O_NOFOLLOW)` per component), so a directory swapped for a symlink
@@ -12,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -101,6 +110,14 @@ impl Files for DiskFiles {
     }
 
     fn open(&self, path: &Path) -> Answer<Result<OpenedFile, OpenError>> {
+        let cached = self
+            .opened
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(Arc::clone));
+        if let Some(opened) = cached.and_then(|root| open_cached(&root, path)) {
+            return crate::stream::ready(Ok(opened));
+        }
         let root = self.root.clone();
         let opened = Arc::clone(&self.opened);
         let path = path.to_path_buf();
@@ -199,6 +216,33 @@ fn open_beneath(root: &Root, path: &Path) -> Result<OpenedFile, OpenError> {
         identity: FileIdentity::of(&st),
         path: path.to_path_buf(),
     })
+}
+
+/// [`open_beneath`] when the kernel can do it without blocking: every path component in its
+/// lookup cache (`RESOLVE_CACHED`), metadata from the inode in memory. `None` when it cannot
+/// say (the threads then open with the full checks and the real error).
+fn open_cached(root: &Root, path: &Path) -> Option<OpenedFile> {
+    let rel = path.strip_prefix(&root.canonical).ok()?;
+    if rel.as_os_str().is_empty() {
+        return None;
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::CACHED;
+    let fd = rustix::fs::openat2(&root.fd, rel, flags, Mode::empty(), resolve).ok()?;
+    let st = rustix::fs::statx(
+        &fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::BASIC_STATS,
+    )
+    .ok()?;
+    let regular = FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile;
+    (regular && st.stx_mask & StatxFlags::BASIC_STATS.bits() == StatxFlags::BASIC_STATS.bits())
+        .then(|| OpenedFile {
+            fd,
+            identity: FileIdentity::of_statx(&st),
+            path: path.to_path_buf(),
+        })
 }
 
 /// `openat2(RESOLVE_BENEATH)` for kernels without it: one `openat(O_NOFOLLOW)` per

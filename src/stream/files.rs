@@ -101,6 +101,17 @@ impl FileIdentity {
             mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
         }
     }
+
+    /// The same identity from `statx` (the caller made the call, asking for the basic stats).
+    pub fn of_statx(st: &rustix::fs::Statx) -> Self {
+        FileIdentity {
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            len: st.stx_size,
+            mtime_ns: i128::from(st.stx_mtime.tv_sec) * 1_000_000_000
+                + i128::from(st.stx_mtime.tv_nsec),
+        }
+    }
 }
 
 /// A file opened beneath the audio root and checked to be a regular file.

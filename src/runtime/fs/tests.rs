@@ -123,3 +123,47 @@ fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
         Err(OpenError::Escapes(_))
     ));
 }
+
+#[test]
+fn cached_open_matches_the_full_open_and_never_leaves_the_root() {
+    let dir = root();
+    let outside = root();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    std::fs::write(dir.path().join("d/a.mp3"), b"inside").unwrap();
+    std::fs::write(outside.path().join("a.mp3"), b"OUTSIDE").unwrap();
+    let r = opened_root(dir.path());
+    let stored = resolve(dir.path(), "d/a.mp3").unwrap();
+    // The full open puts every component in the lookup cache; the cached open then succeeds
+    // on the same file with the same identity as fstat's.
+    let full = open_beneath(&r, &stored).unwrap();
+    let cached = open_cached(&r, &stored).expect("a cached open of a file just opened");
+    assert_eq!(cached.identity, full.identity);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(cached.fd), &mut text).unwrap();
+    assert_eq!(text, "inside");
+    // A missing file, a directory, a FIFO, the root itself and a path outside are left to the
+    // threads (which give the real error).
+    let canon = dir.path().canonicalize().unwrap();
+    assert!(open_cached(&r, &canon.join("d/missing.mp3")).is_none());
+    assert!(open_cached(&r, &canon.join("d")).is_none());
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &canon.join("f.fifo"),
+        FileType::Fifo,
+        Mode::RUSR | Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    assert!(open_cached(&r, &canon.join("f.fifo")).is_none());
+    assert!(open_cached(&r, &canon).is_none());
+    assert!(open_cached(&r, Path::new("/etc/passwd")).is_none());
+    // A parent swapped for a symlink out of the root is not followed by the cached open either.
+    std::fs::rename(dir.path().join("d"), dir.path().join("d.real")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
+    let _ = std::fs::read(outside.path().join("a.mp3")).unwrap();
+    assert!(open_cached(&r, &stored).is_none());
+    // A final symlink is not followed.
+    std::os::unix::fs::symlink("d.real/a.mp3", dir.path().join("l.mp3")).unwrap();
+    let _ = std::fs::read(dir.path().join("l.mp3")).unwrap();
+    assert!(open_cached(&r, &canon.join("l.mp3")).is_none());
+}
