@@ -148,7 +148,7 @@ fn cached_open_matches_the_full_open_and_never_leaves_the_root() {
     assert!(open_cached(&r, &canon.join("d")).is_none());
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &canon.join("f.fifo"),
+        canon.join("f.fifo"),
         FileType::Fifo,
         Mode::RUSR | Mode::WUSR,
         0,
