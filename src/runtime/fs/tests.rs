@@ -80,8 +80,9 @@ fn refuses_escapes_and_special_files() {
     );
 }
 
-#[test]
-fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
+/// A root holding `d/a.mp3` ("inside"), a directory outside it holding `a.mp3` ("OUTSIDE"),
+/// the opened root and the stored path of `d/a.mp3`.
+fn root_with_a_file_and_an_outside() -> (tempfile::TempDir, tempfile::TempDir, Root, PathBuf) {
     let dir = root();
     let outside = root();
     std::fs::create_dir(dir.path().join("d")).unwrap();
@@ -89,6 +90,12 @@ fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
     std::fs::write(outside.path().join("a.mp3"), b"OUTSIDE").unwrap();
     let r = opened_root(dir.path());
     let stored = resolve(dir.path(), "d/a.mp3").unwrap();
+    (dir, outside, r, stored)
+}
+
+#[test]
+fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
+    let (dir, outside, r, stored) = root_with_a_file_and_an_outside();
     let f = open_beneath(&r, &stored).unwrap();
     assert_eq!(f.identity.len, 6);
     // Swap the directory for a symlink that leads out of the root.
@@ -126,13 +133,7 @@ fn opens_beneath_the_root_and_refuses_a_swapped_parent() {
 
 #[test]
 fn cached_open_matches_the_full_open_and_never_leaves_the_root() {
-    let dir = root();
-    let outside = root();
-    std::fs::create_dir(dir.path().join("d")).unwrap();
-    std::fs::write(dir.path().join("d/a.mp3"), b"inside").unwrap();
-    std::fs::write(outside.path().join("a.mp3"), b"OUTSIDE").unwrap();
-    let r = opened_root(dir.path());
-    let stored = resolve(dir.path(), "d/a.mp3").unwrap();
+    let (dir, outside, r, stored) = root_with_a_file_and_an_outside();
     // The full open puts every component in the lookup cache; the cached open then succeeds
     // on the same file with the same identity as fstat's.
     let full = open_beneath(&r, &stored).unwrap();
