@@ -273,12 +273,10 @@ impl Router {
                         self.namespaces[index]
                             .sockets
                             .fetch_add(1, Ordering::Relaxed);
-                        // Room for exactly one: most connections join a single namespace,
-                        // and the default first growth (four) costs an idle connection
-                        // about 100 bytes.
-                        if conn.joined.capacity() == 0 {
-                            conn.joined.reserve_exact(1);
-                        }
+                        // Grow by exactly one: most connections join a single namespace
+                        // (a first growth to four would cost each about 100 bytes), and
+                        // joins are few and bounded by `max_namespaces`.
+                        conn.joined.reserve_exact(1);
                         conn.joined.push(Joined {
                             ns: index,
                             data: self.namespaces[index].handler.new_data(),
