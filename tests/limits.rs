@@ -294,6 +294,33 @@ fn a_listener_that_stops_reading_is_dropped_and_others_stay_exact() {
 }
 
 #[test]
+fn a_stalled_listener_alone_leaves_the_stream_whole_for_the_next() {
+    // A listener alone in its stream reads each block itself after its write; a stalled
+    // one is dropped with that read still owed. The next listener of the same stream (its
+    // session still lingering) must get every block, not wait for the dropped one's read.
+    let _dog = Watchdog::new(
+        Duration::from_secs(120),
+        "a stalled lone listener, then another",
+    );
+    let server = Server::start_with(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0"),
+        ("ASF_STALL_TIMEOUT", "1"),
+    ]);
+    let audio = audio_bytes(4 << 20, 29);
+    server.publish("strm_alone", &audio);
+    let stalled = stalled_listener(server.addr, "strm_alone");
+    wait_until(WAIT, "the stalled listener dropped", || {
+        server.log().contains("slow consumer")
+    });
+    drop(stalled);
+    assert_byte_exact(&listen_raw(server.addr, "strm_alone"), &audio);
+    assert_eq!(
+        server.health()["status"],
+        "AudioStreamFeeder is healthy and running"
+    );
+}
+
+#[test]
 fn a_crowd_of_stalled_listeners_is_dropped_and_fast_ones_stay_exact() {
     // One worker: the stalled clients' writes compete for the same worker's write slots as
     // the fast listeners' writes.

@@ -147,6 +147,13 @@ pub(crate) async fn writer<S: Service>(
                 continue;
             }
         }
+        // A listener alone in its session reads the block it waits for itself, after this
+        // write (below); a shared block is read at once, in a task of its own, for all.
+        let demand = Claimed(
+            prefetch
+                .demand
+                .take_if(|(session, _)| session.listeners() <= 1),
+        );
         prefetch.spawn();
         let mut bulk = false;
         let files = sendfile_ok && items.iter().any(|i| matches!(i, Item::File(..)));
@@ -234,6 +241,14 @@ pub(crate) async fn writer<S: Service>(
         if closing {
             break;
         }
+        if demand.0.is_some() {
+            // Read just before the write that sends it: the block is still in the CPU
+            // cache when that write copies it into the socket (BENCHMARKS.md, "Distinct
+            // files read when due"). A listener that joins the session meanwhile waits
+            // for this read, at most as long as this connection's write took.
+            demand.read().await;
+            continue;
+        }
         let wake_at = match step {
             Step::More => continue,
             Step::Sleep(t) => Some(timer.map_or(t, |d| d.min(t))),
@@ -263,6 +278,27 @@ pub(crate) async fn writer<S: Service>(
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
     ctx.finish(&shared);
+}
+
+/// A block read the writer claimed and performs after its write. If the writer stops first
+/// (the write failed, the connection closes) the claim is given up, so that the block's
+/// next reader (a listener joining the session later) claims it again.
+struct Claimed(Option<(Arc<StreamSession>, u64)>);
+
+impl Claimed {
+    async fn read(mut self) {
+        if let Some((session, b)) = self.0.take() {
+            read_claimed(session, b).await;
+        }
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some((session, b)) = self.0.take() {
+            session.abandon_read(b);
+        }
+    }
 }
 
 /// Awaits `write`; a bulk (audio) write first takes one of the worker's few slots, so the

@@ -86,7 +86,11 @@ pub struct Listener {
     /// [`Framing::files`]).
     file_block: Option<(u64, bool)>,
     cursor: Option<u64>,
+    /// A read-ahead claimed for the caller (see [`take_prefetch`](Self::take_prefetch)).
     prefetch: Option<u64>,
+    /// The cursor was placed (at creation) without claiming its read-ahead: the next poll
+    /// claims it, so a claim is always made where its caller takes it at once.
+    claim_due: bool,
     /// Where `next` was when the bytes sent were last reported to the session: a listener
     /// reports them (for the stream listing) when its cursor enters another block, and
     /// when dropped, so the shared counter moves once per block, not per chunk.
@@ -125,6 +129,7 @@ impl Listener {
             file_block: None,
             cursor: None,
             prefetch: None,
+            claim_due: true,
             reported: offset,
             session,
         };
@@ -247,13 +252,28 @@ impl Listener {
             self.reported = self.next;
             self.session.move_cursor(self.cursor, target);
             self.cursor = target;
-            // One read-ahead claim at a time: a claim the caller has not taken yet must not
-            // be overwritten, or its block would stay "being read" forever.
-            if let (Some(b), None) = (target, self.prefetch) {
-                if self.session.claim_prefetch(b + 1) {
-                    self.prefetch = Some(b + 1);
-                }
+            if !self.claim_due {
+                self.claim_ahead();
             }
+        }
+    }
+
+    /// Claims the read-ahead of the block after the cursor's, for the caller to take.
+    fn claim_ahead(&mut self) {
+        self.claim_due = false;
+        // One read-ahead claim at a time: a claim the caller has not taken yet must not
+        // be overwritten, or its block would stay "being read" forever.
+        if self.prefetch.is_some() {
+            return;
+        }
+        let Some(b) = self.cursor else { return };
+        // A listener alone in a finished file, unpaced, reads each block when it needs
+        // it, just before sending it (see the writer): a block read ahead would wait,
+        // cold in the CPU cache, and the copy into the socket would fetch it from memory.
+        let alone =
+            self.interval.is_zero() && !self.session.is_live() && self.session.listeners() <= 1;
+        if !alone && self.session.claim_prefetch(b + 1) {
+            self.prefetch = Some(b + 1);
         }
     }
 
@@ -298,6 +318,9 @@ impl Listener {
         framing: Option<&Framing<'_>>,
         out: &mut impl WireOut,
     ) -> Poll {
+        if self.claim_due {
+            self.claim_ahead();
+        }
         let mut bytes = 0usize;
         let mut chunks = 0usize;
         loop {
@@ -477,6 +500,12 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if let Some(b) = self.prefetch.take() {
+            // A read-ahead claimed (at the join, or in a poll) but never taken by the
+            // caller: give it up, or the block would stay "being read" for every other
+            // listener of the session.
+            self.session.abandon_read(b);
+        }
         self.session.report_sent(self.next - self.reported);
         self.session.move_cursor(self.cursor, None);
     }

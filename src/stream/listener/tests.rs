@@ -323,6 +323,57 @@ fn an_abandoned_read_wakes_waiters_and_is_claimed_again() {
     assert!(!session.has_failed());
 }
 
+#[test]
+fn a_listener_alone_reads_no_block_ahead_and_a_shared_one_does() {
+    let f = fixture(20_000, 4096, 1 << 20);
+    let session = f.open();
+    let w = waker();
+    let mut out = Vec::new();
+    let mut alone = unpaced_from_start(&session);
+    assert_eq!(
+        alone.poll(Instant::now(), usize::MAX, 4, &w, &mut out),
+        Poll::Read(0)
+    );
+    assert_eq!(
+        alone.take_prefetch(),
+        None,
+        "alone: the next block is read when due"
+    );
+    read(&session, 0);
+    // A second listener: when the cursor enters block 1, block 2 is read ahead.
+    let second = unpaced_from_start(&session);
+    assert_eq!(
+        alone.poll(Instant::now(), usize::MAX, 1, &w, &mut out),
+        Poll::More
+    );
+    assert_eq!(alone.take_prefetch(), Some(2));
+    drop(second);
+    read(&session, 2);
+    assert_eq!(drain(&mut alone, &w, 3).concat(), f.data[4096..]);
+}
+
+#[test]
+fn a_read_ahead_claim_never_taken_is_given_up_when_its_listener_goes() {
+    let f = fixture(20_000, 4096, 1 << 20);
+    let session = f.open();
+    let (wa, wb) = (waker(), waker());
+    let (mut a, mut b) = (unpaced_from_start(&session), unpaced_from_start(&session));
+    let mut out = Vec::new();
+    // a's first poll claims block 0 (to read now) and block 1 (ahead) for its caller.
+    assert_eq!(
+        a.poll(Instant::now(), usize::MAX, 4, &wa, &mut out),
+        Poll::Read(0)
+    );
+    read(&session, 0);
+    // a goes before its caller took the read-ahead of block 1.
+    drop(a);
+    assert_eq!(
+        drain(&mut b, &wb, 4).concat(),
+        f.data,
+        "b claims block 1 itself"
+    );
+}
+
 /// A prefix that names the chunk length, so a wrong prefix shows in the bytes.
 fn test_prefix(len: usize) -> Bytes {
     Bytes::from(format!("<{len}>"))
