@@ -387,7 +387,14 @@ impl Listener {
                         self.held = Some((b, bytes.clone()));
                         bytes
                     }
-                    BlockState::Missing { must_read: true } => return Poll::Read(b),
+                    BlockState::Missing { must_read: true } => {
+                        // The block before is done with: let go of it, so that its buffer
+                        // goes back to the pool once the write in flight has sent it and
+                        // this read can reuse it (still in the CPU cache).
+                        self.held = None;
+                        self.held_wire = None;
+                        return Poll::Read(b);
+                    }
                     BlockState::Missing { must_read: false } => return Poll::Wait,
                     BlockState::Failed(why) => return Poll::Failed(why),
                 },
