@@ -508,9 +508,8 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some(b) = self.prefetch.take() {
-            // A read-ahead claimed (at the join, or in a poll) but never taken by the
-            // caller: give it up, or the block would stay "being read" for every other
-            // listener of the session.
+            // A read-ahead claimed in a poll but never taken by the caller: give it up, or
+            // the block would stay "being read" for every other listener of the session.
             self.session.abandon_read(b);
         }
         self.session.report_sent(self.next - self.reported);
