@@ -420,6 +420,54 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
             2,
         ));
     }
+    // Distinct files against the raw server doing the same pread + write work: that
+    // baseline moves with the machine as ASF does (raw 256 KiB writes of memory do not
+    // always; BENCHMARKS.md, "Full run at 5cec688").
+    if let Some(s) = largest_with(samples, "streams", "asf-files", MIB) {
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .map(|&r| {
+                cpu(in_round("streams", "asf-files", s.n, MIB, r))
+                    / cpu(in_round("streams", "raw-files", s.n, MIB, r))
+            })
+            .filter(|x| !x.is_nan())
+            .collect();
+        out.extend(line(
+            format!(
+                "many streams, N distinct files, {} x 1 MiB, server CPU/GiB x raw-files (the same pread + write work)",
+                s.n
+            ),
+            ratios,
+            2,
+        ));
+    }
+    // Live: ASF's p99 against the raw live floor's in the same round (issue 17's absolute
+    // line is above the floor itself on a 2-core machine with the client beside the server).
+    let mut live: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.scenario == "live" && s.variant == "asf")
+        .collect();
+    live.sort_by_key(|s| (s.n, s.size));
+    live.dedup_by_key(|s| (s.n, s.size));
+    for s in live {
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .map(|&r| {
+                val(in_round("live", "asf", s.n, s.size, r), "latency_p99_ms")
+                    / val(in_round("live", "raw", s.n, s.size, r), "latency_p99_ms")
+            })
+            .filter(|x| !x.is_nan())
+            .collect();
+        out.extend(line(
+            format!(
+                "live, {} at the edge of a {} file: write -> delivery p99 x the raw live floor",
+                s.n,
+                size_label(s.size)
+            ),
+            ratios,
+            2,
+        ));
+    }
     for variant in ["asf", "asf-per-core"] {
         let Some(s) = samples
             .iter()

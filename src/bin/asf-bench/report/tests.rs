@@ -117,6 +117,56 @@ fn per_round_ratios_pair_figures_of_the_same_round() {
     assert!(per_round(&sample_set()).is_empty());
 }
 
+#[test]
+fn per_round_pairs_distinct_files_with_raw_files_and_live_with_its_floor() {
+    let mut v = Vec::new();
+    for (r, asf, raw) in [(0.0, 0.6, 0.5), (1.0, 0.9, 0.6)] {
+        v.push(s(
+            "streams",
+            "asf-files",
+            1000,
+            MIB,
+            &[("cpu_s_per_gib", asf), ("round", r)],
+        ));
+        v.push(s(
+            "streams",
+            "raw-files",
+            1000,
+            MIB,
+            &[("cpu_s_per_gib", raw), ("round", r)],
+        ));
+        v.push(s(
+            "live",
+            "asf",
+            1000,
+            MIB,
+            &[("latency_p99_ms", 30.0 + 10.0 * r), ("round", r)],
+        ));
+        v.push(s(
+            "live",
+            "raw",
+            1000,
+            MIB,
+            &[("latency_p99_ms", 20.0), ("round", r)],
+        ));
+    }
+    let lines = per_round(&v);
+    assert!(
+        lines.contains(
+            &"many streams, N distinct files, 1000 x 1 MiB, server CPU/GiB x raw-files (the same pread + write work): 1.20 / 1.50 (median 1.35)"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"live, 1000 at the edge of a 1 MiB file: write -> delivery p99 x the raw live floor: 1.50 / 2.00 (median 1.75)"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+}
+
 fn svg_of_nothing() -> String {
     svg(&[])
 }
