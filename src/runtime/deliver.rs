@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes};
 use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use super::io::read_claimed;
+use super::io::{read_claimed, ReadClaim};
 use super::sendfile::{FileSender, Seg};
 use super::session::{cx, enforce_queue_cap, run_timers, with_worker, Ctx, Shared, State};
 use crate::engineio::{DisconnectReason, Outgoing, Session, Sid};
@@ -147,13 +147,9 @@ pub(crate) async fn writer<S: Service>(
                 continue;
             }
         }
-        // A listener alone in its session reads the block it waits for itself, after this
-        // write (below); a shared block is read at once, in a task of its own, for all.
-        let demand = Claimed(
-            prefetch
-                .demand
-                .take_if(|(session, _)| session.listeners() <= 1),
-        );
+        // A listener that reads when due (see `Reads::by_writer`) reads the block it waits
+        // for after this write (below); other reads start at once, in tasks of their own.
+        let demand = prefetch.take_for_writer();
         prefetch.spawn();
         let mut bulk = false;
         let files = sendfile_ok && items.iter().any(|i| matches!(i, Item::File(..)));
@@ -241,12 +237,13 @@ pub(crate) async fn writer<S: Service>(
         if closing {
             break;
         }
-        if demand.0.is_some() {
+        if let Some(claim) = demand {
             // Read just before the write that sends it: the block is still in the CPU
             // cache when that write copies it into the socket (BENCHMARKS.md, "Distinct
             // files read when due"). A listener that joins the session meanwhile waits
-            // for this read, at most as long as this connection's write took.
-            demand.read().await;
+            // for this read, at most as long as this connection's write took. Had the
+            // writer stopped above, dropping the claim would have given the read up.
+            claim.read().await;
             continue;
         }
         let wake_at = match step {
@@ -278,27 +275,6 @@ pub(crate) async fn writer<S: Service>(
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
     ctx.finish(&shared);
-}
-
-/// A block read the writer claimed and performs after its write. If the writer stops first
-/// (the write failed, the connection closes) the claim is given up, so that the block's
-/// next reader (a listener joining the session later) claims it again.
-struct Claimed(Option<(Arc<StreamSession>, u64)>);
-
-impl Claimed {
-    async fn read(mut self) {
-        if let Some((session, b)) = self.0.take() {
-            read_claimed(session, b).await;
-        }
-    }
-}
-
-impl Drop for Claimed {
-    fn drop(&mut self) {
-        if let Some((session, b)) = self.0.take() {
-            session.abandon_read(b);
-        }
-    }
 }
 
 /// Awaits `write`; a bulk (audio) write first takes one of the worker's few slots, so the
@@ -434,9 +410,22 @@ pub(crate) struct Reads {
     pub ahead: Option<(Arc<StreamSession>, u64)>,
     /// The block the listener is waiting for.
     pub demand: Option<(Arc<StreamSession>, u64)>,
+    /// The listener reads when due (`Listener::reads_when_due`): a WebSocket writer reads
+    /// `demand` itself, right after its write ([`take_for_writer`](Self::take_for_writer)).
+    pub by_writer: bool,
 }
 
 impl Reads {
+    /// The demand read, if the writer is to perform it itself.
+    pub fn take_for_writer(&mut self) -> Option<ReadClaim> {
+        if !self.by_writer {
+            return None;
+        }
+        self.demand
+            .take()
+            .map(|(session, b)| ReadClaim::new(session, b))
+    }
+
     /// Starts every read in a task of its own.
     pub fn spawn(self) {
         for (session, b) in self.ahead.into_iter().chain(self.demand) {
@@ -529,6 +518,7 @@ pub(crate) fn gather<S: Service>(
             .take_prefetch()
             .map(|b| (Arc::clone(feed.listener.session()), b)),
         demand: None,
+        by_writer: false,
     };
     for chunk in scratch.drain(..) {
         out.push(Item::Chunk(feed.chunk_header.clone(), chunk));
@@ -539,6 +529,7 @@ pub(crate) fn gather<S: Service>(
         Poll::Read(b) => {
             // The caller reads it (see `Reads`); completion wakes this writer.
             reads.demand = Some((Arc::clone(feed.listener.session()), b));
+            reads.by_writer = feed.listener.reads_when_due();
             Step::Idle
         }
         Poll::Sleep(t) => Step::Sleep(t),

@@ -64,32 +64,48 @@ pub(crate) async fn read_block(
     Ok((pool.freeze(buf), fresh))
 }
 
-/// Reads claimed block `b` and reports it to the session (which wakes every listener
-/// waiting for it). If this future is dropped before the read ends, the claim is given up
-/// (`abandon_read`) so that another listener reads the block.
-pub(crate) async fn read_claimed(session: Arc<StreamSession>, b: u64) {
-    struct Claim {
-        session: Arc<StreamSession>,
-        block: u64,
-        done: bool,
-    }
-    impl Drop for Claim {
-        fn drop(&mut self) {
-            if !self.done {
-                self.session.abandon_read(self.block);
-            }
+/// A block read claimed from a session (`get_block` answered "must read", or
+/// `claim_prefetch`). [`read`](Self::read) performs it and reports it to the session, which
+/// wakes every listener waiting for the block; dropped before it completes (never read, or
+/// the read's future dropped), the claim is given up (`abandon_read`) so that another
+/// listener reads the block.
+pub(crate) struct ReadClaim {
+    session: Arc<StreamSession>,
+    block: u64,
+    done: bool,
+}
+
+impl ReadClaim {
+    pub(crate) fn new(session: Arc<StreamSession>, block: u64) -> ReadClaim {
+        ReadClaim {
+            session,
+            block,
+            done: false,
         }
     }
-    let mut claim = Claim {
-        session,
-        block: b,
-        done: false,
-    };
-    match read_block(&claim.session, b).await {
-        Ok((bytes, fresh)) => claim.session.complete_extension(b, Ok(bytes), fresh),
-        Err(why) => claim.session.complete_read(b, Err(why)),
+
+    pub(crate) async fn read(mut self) {
+        match read_block(&self.session, self.block).await {
+            Ok((bytes, fresh)) => self
+                .session
+                .complete_extension(self.block, Ok(bytes), fresh),
+            Err(why) => self.session.complete_read(self.block, Err(why)),
+        }
+        self.done = true;
     }
-    claim.done = true;
+}
+
+impl Drop for ReadClaim {
+    fn drop(&mut self) {
+        if !self.done {
+            self.session.abandon_read(self.block);
+        }
+    }
+}
+
+/// Reads claimed block `b` (see [`ReadClaim`]).
+pub(crate) async fn read_claimed(session: Arc<StreamSession>, b: u64) {
+    ReadClaim::new(session, b).read().await;
 }
 
 /// Reads claimed block `b` in a task of its own (see [`read_claimed`]).

@@ -267,14 +267,17 @@ impl Listener {
             return;
         }
         let Some(b) = self.cursor else { return };
-        // A listener alone in a finished file, unpaced, reads each block when it needs
-        // it, just before sending it (see the writer): a block read ahead would wait,
-        // cold in the CPU cache, and the copy into the socket would fetch it from memory.
-        let alone =
-            self.interval.is_zero() && !self.session.is_live() && self.session.listeners() <= 1;
-        if !alone && self.session.claim_prefetch(b + 1) {
+        if !self.reads_when_due() && self.session.claim_prefetch(b + 1) {
             self.prefetch = Some(b + 1);
         }
+    }
+
+    /// True for an unpaced listener alone in a finished file: it reads no block ahead, and
+    /// its writer reads each block when it needs it, just before sending it. A block read
+    /// ahead would wait, cold in the CPU cache, and the copy into the socket would fetch it
+    /// from memory (BENCHMARKS.md, "Distinct files read when due").
+    pub fn reads_when_due(&self) -> bool {
+        self.interval.is_zero() && !self.session.is_live() && self.session.listeners() <= 1
     }
 
     /// Appends due chunks to `out`, at most `max_chunks` and about `max_bytes`, and says

@@ -396,6 +396,14 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
             f(median(&figures), digits)
         ))
     };
+    // One figure per round (a round missing either side gives NaN and is left out).
+    let each_round = |figure: &dyn Fn(f64) -> f64| -> Vec<f64> {
+        rounds
+            .iter()
+            .map(|&r| figure(r))
+            .filter(|x| !x.is_nan())
+            .collect()
+    };
     let mut out = Vec::new();
     let cpu = |s: Option<&Sample>| val(s, "cpu_s_per_gib");
     for (scenario, variant, label) in [
@@ -406,14 +414,10 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
         let Some(s) = largest_with(samples, scenario, variant, MIB) else {
             continue;
         };
-        let ratios: Vec<f64> = rounds
-            .iter()
-            .map(|&r| {
-                cpu(in_round(scenario, variant, s.n, MIB, r))
-                    / cpu(in_round("fanout", "raw-large", s.n, MIB, r))
-            })
-            .filter(|x| !x.is_nan())
-            .collect();
+        let ratios = each_round(&|r| {
+            cpu(in_round(scenario, variant, s.n, MIB, r))
+                / cpu(in_round("fanout", "raw-large", s.n, MIB, r))
+        });
         out.extend(line(
             format!("{label} {} x 1 MiB, server CPU/GiB x raw 256 KiB", s.n),
             ratios,
@@ -424,14 +428,10 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
     // baseline moves with the machine as ASF does (raw 256 KiB writes of memory do not
     // always; BENCHMARKS.md, "Full run at 5cec688").
     if let Some(s) = largest_with(samples, "streams", "asf-files", MIB) {
-        let ratios: Vec<f64> = rounds
-            .iter()
-            .map(|&r| {
-                cpu(in_round("streams", "asf-files", s.n, MIB, r))
-                    / cpu(in_round("streams", "raw-files", s.n, MIB, r))
-            })
-            .filter(|x| !x.is_nan())
-            .collect();
+        let ratios = each_round(&|r| {
+            cpu(in_round("streams", "asf-files", s.n, MIB, r))
+                / cpu(in_round("streams", "raw-files", s.n, MIB, r))
+        });
         out.extend(line(
             format!(
                 "many streams, N distinct files, {} x 1 MiB, server CPU/GiB x raw-files (the same pread + write work)",
@@ -450,14 +450,10 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
     live.sort_by_key(|s| (s.n, s.size));
     live.dedup_by_key(|s| (s.n, s.size));
     for s in live {
-        let ratios: Vec<f64> = rounds
-            .iter()
-            .map(|&r| {
-                val(in_round("live", "asf", s.n, s.size, r), "latency_p99_ms")
-                    / val(in_round("live", "raw", s.n, s.size, r), "latency_p99_ms")
-            })
-            .filter(|x| !x.is_nan())
-            .collect();
+        let ratios = each_round(&|r| {
+            let p99 = |variant| val(in_round("live", variant, s.n, s.size, r), "latency_p99_ms");
+            p99("asf") / p99("raw")
+        });
         out.extend(line(
             format!(
                 "live, {} at the edge of a {} file: write -> delivery p99 x the raw live floor",
@@ -476,11 +472,8 @@ pub fn per_round(samples: &[Sample]) -> Vec<String> {
         else {
             continue;
         };
-        let p99: Vec<f64> = rounds
-            .iter()
-            .map(|&r| val(in_round("latency", variant, s.n, s.size, r), "first_p99_ms"))
-            .filter(|x| !x.is_nan())
-            .collect();
+        let p99 =
+            each_round(&|r| val(in_round("latency", variant, s.n, s.size, r), "first_p99_ms"));
         out.extend(line(
             format!("latency ({variant}) join -> first chunk p99 ms"),
             p99,
