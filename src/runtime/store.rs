@@ -368,9 +368,8 @@ fn write_loop(
             continue;
         };
         let count = batch.len();
-        match commit(d, batch, view, max_streams) {
+        match commit(d, batch, view, commits, max_streams) {
             Ok(true) => {
-                commits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(changes = count, "stream store commit");
             }
             Ok(false) => {}
@@ -405,13 +404,16 @@ fn reject(op: Op, e: RegistryError) {
     }
 }
 
-/// Applies `batch` in one durable transaction; on success applies it to the view, answers
-/// it and says whether anything was committed (a batch that changes nothing is not). On
-/// failure the answers are handed back unanswered with the reason.
+/// Applies `batch` in one durable transaction; on success counts the commit in `commits`,
+/// applies it to the view, answers it (in that order: whoever holds an answer sees the
+/// count and the view that include it) and says whether anything was committed (a batch
+/// that changes nothing is not). On failure the answers are handed back unanswered with
+/// the reason.
 fn commit(
     db: &Database,
     batch: Vec<Op>,
     view: &MemoryRegistry,
+    commits: &AtomicU64,
     max_streams: usize,
 ) -> Result<bool, (String, Vec<Outcome>)> {
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -479,6 +481,9 @@ fn commit(
         return Err((e.to_string(), outcomes));
     }
     let committed = !changes.is_empty();
+    if committed {
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
     for change in changes {
         match change {
             Change::Put(id, reg) => {
