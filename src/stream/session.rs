@@ -158,9 +158,10 @@ pub enum Observed {
     Deleted,
 }
 
-/// How long a short chunk alone at the live edge waits for more bytes before it is sent
-/// anyway (with other chunks to send, it goes with them at once). Bounds the latency it
-/// adds to a small write; see README.
+/// The least time between two chunks the live edge cuts short, per listener: a short chunk
+/// alone that comes sooner after the last one waits for more bytes until then (with other
+/// chunks to send, it goes with them at once). Bounds both the events a trickle of small
+/// writes costs and the latency it adds to one; see README.
 pub const LIVE_EDGE_QUANTUM: Duration = Duration::from_millis(5);
 
 /// Live state, under the blocks lock.

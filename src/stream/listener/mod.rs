@@ -12,9 +12,11 @@
 //! In a live session (a file still being written) the cursor stops at the live edge and
 //! waits for growth. Chunks are then cut on the file's `chunk_size` grid, so listeners of
 //! one live file send the same chunks. A chunk the edge cuts short goes with the chunks
-//! before it in the same write; alone, it is sent once it has waited
-//! [`LIVE_EDGE_QUANTUM`] for more bytes. The next chunk completes its grid cell. Pacing is a fastest rate: a listener that waited at
-//! the edge restarts its schedule when bytes arrive, instead of bursting to catch up.
+//! before it in the same write; alone, it goes at once unless the listener sent an edge-cut
+//! chunk less than [`LIVE_EDGE_QUANTUM`] ago, and then waits (for more bytes) until a
+//! quantum after that one. The next chunk completes its grid cell. Pacing is a fastest
+//! rate: a listener that waited at the edge restarts its schedule when bytes arrive,
+//! instead of bursting to catch up.
 
 use std::sync::Arc;
 use std::task::Waker;
@@ -76,8 +78,8 @@ pub struct Listener {
     chunks_sent: u64,
     /// Waited at the live edge since the last chunk: the schedule restarts at the next.
     at_edge: bool,
-    /// When a chunk the live edge cuts short was first found.
-    edge_seen: Option<Instant>,
+    /// When this listener last sent a chunk the live edge cut short.
+    edge_cut_at: Option<Instant>,
     held: Option<(u64, Bytes)>,
     /// The wire block of `held` (by block and length: a live edge block grows), or None
     /// when the session had none for it.
@@ -123,7 +125,7 @@ impl Listener {
             base_next: offset,
             chunks_sent: 0,
             at_edge: false,
-            edge_seen: None,
+            edge_cut_at: None,
             held: None,
             held_wire: None,
             file_block: None,
@@ -436,21 +438,26 @@ impl Listener {
                             chunks += 1;
                             self.next += (end - from) as u64;
                             self.chunks_sent += count as u64;
-                            self.edge_seen = None;
+                            if tail_cut && end == block.len() {
+                                self.edge_cut_at = Some(now);
+                            }
                             self.place_cursor();
                             continue;
                         }
                     }
                 }
             }
-            if tail_cut && block.len() < cell_end && chunks == 0 {
-                // A short chunk alone (nothing else to send with it): it waits a quantum
-                // for more bytes, so a trickle of small writes is not an event each.
-                let seen = *self.edge_seen.get_or_insert(now);
-                if now < seen + LIVE_EDGE_QUANTUM {
+            let edge_cut = tail_cut && block.len() < cell_end;
+            if edge_cut && chunks == 0 {
+                // A short chunk alone (nothing else to send with it) goes at once, unless
+                // this listener sent one less than a quantum ago: then it waits for more
+                // bytes until a quantum after that one, so a trickle of small writes costs
+                // at most one event per quantum and a lone small write no wait at all.
+                let hold = self.edge_cut_at.map(|at| at + LIVE_EDGE_QUANTUM);
+                if let Some(until) = hold.filter(|until| now < *until) {
                     match self.session.wait_edge(avail, waker) {
                         Edge::Grown => continue,
-                        Edge::Wait => return Poll::Sleep(seen + LIVE_EDGE_QUANTUM),
+                        Edge::Wait => return Poll::Sleep(until),
                         // Stalled: no more bytes are coming now; send what there is.
                         Edge::Failed(StreamError::Stalled { .. }) => {}
                         Edge::Failed(why) => return Poll::Failed(why),
@@ -459,7 +466,9 @@ impl Listener {
             }
             let to = block.len().min(cell_end);
             let chunk = block.slice(from..to);
-            self.edge_seen = None;
+            if edge_cut {
+                self.edge_cut_at = Some(now);
+            }
             bytes += chunk.len();
             chunks += 1;
             self.next += chunk.len() as u64;

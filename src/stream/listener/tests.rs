@@ -591,6 +591,49 @@ fn a_live_listener_waits_at_the_edge_and_gets_every_byte_once() {
 }
 
 #[test]
+fn a_lone_small_write_at_the_edge_goes_at_once_and_a_trickle_waits_a_quantum() {
+    let f = fixture(10_000, 16384, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(100, t0);
+    let w = waker();
+    let mut l = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    let mut got = Vec::new();
+    // The first small write: sent at once, though it does not fill its cell.
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    assert_eq!(got, f.data[..100]);
+    // Another within the quantum waits until a quantum after the first...
+    let t1 = t0 + Duration::from_millis(1);
+    if let Some(b) = session.observe(Observed::Len(200), t1) {
+        read_live(&session, b);
+    }
+    assert_eq!(
+        poll_live(&mut l, t1, &w, &mut got),
+        Poll::Sleep(t0 + LIVE_EDGE_QUANTUM)
+    );
+    assert_eq!(got.len(), 100);
+    // ...gathering what comes meanwhile into the same chunk.
+    if let Some(b) = session.observe(Observed::Len(300), t1) {
+        read_live(&session, b);
+    }
+    let t2 = t0 + LIVE_EDGE_QUANTUM;
+    assert_eq!(poll_live(&mut l, t2, &w, &mut got), Poll::Wait);
+    assert_eq!(got, f.data[..300]);
+    // A small write a quantum after the last short chunk goes at once again.
+    let t3 = t2 + LIVE_EDGE_QUANTUM;
+    if let Some(b) = session.observe(Observed::Len(400), t3) {
+        read_live(&session, b);
+    }
+    assert_eq!(poll_live(&mut l, t3, &w, &mut got), Poll::Wait);
+    assert_eq!(got, f.data[..400]);
+    // Bytes that complete the cell never wait, whenever the last short chunk went.
+    if let Some(b) = session.observe(Observed::Len(5000), t3) {
+        read_live(&session, b);
+    }
+    assert_eq!(poll_live(&mut l, t3, &w, &mut got), Poll::Wait);
+    assert_eq!(got, f.data[..5000]);
+}
+
+#[test]
 fn a_live_file_stalls_after_the_idle_timeout_and_fails_when_it_shrinks() {
     let f = fixture(10_000, 16384, 1 << 20);
     let t0 = Instant::now();

@@ -5,7 +5,8 @@
 //! (random, fixed seed) at random intervals, about `LIVE_SECS` in all, and timestamps each
 //! `write()` as it returns. The event loop notes, for every listener, when its received
 //! bytes first cover the end of each write: that is one write -> delivery latency sample
-//! (so a piece that ends inside a chunk includes ASF's 5 ms short-chunk wait). After the
+//! (so a piece that ends inside a chunk less than 5 ms after the listener's last short
+//! chunk includes ASF's short-chunk wait; README, "Chunks at the live edge"). After the
 //! last write the completing notify follows, and every listener's stream is verified
 //! (length and hash) at its `end_of_stream`.
 //!
