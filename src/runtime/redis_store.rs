@@ -16,9 +16,14 @@
 //! lookups answer from the view, and the thread reconnects with backoff. On every
 //! (re)subscribe it first re-reads the whole hash, so an event lost while it was
 //! disconnected cannot leave the view stale.
+//!
+//! Events arrive in the order Redis ran the transactions. A request that changes the view
+//! itself once Redis has answered (a change made here, or a lookup's `HGET`) must not
+//! overwrite what a later change, applied from its event meanwhile, put there: see
+//! [`Order`].
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::thread::JoinHandle;
@@ -69,10 +74,23 @@ struct Stored {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Event {
-    /// `id` is registered as `reg` by the node `node` (a random number of each process).
-    Put { id: String, reg: Stored, node: u64 },
-    /// These ids were removed.
-    Del { ids: Vec<String> },
+    /// `id` is registered as `reg` by the node `node` (a random number of each process), in
+    /// that node's change number `seq` (see [`Order`]; 0 from nodes that do not number).
+    Put {
+        id: String,
+        reg: Stored,
+        node: u64,
+        #[serde(default)]
+        seq: u64,
+    },
+    /// These ids were removed (by `node`, in its change `seq`; 0 when not said).
+    Del {
+        ids: Vec<String>,
+        #[serde(default)]
+        node: u64,
+        #[serde(default)]
+        seq: u64,
+    },
     /// A message for the other nodes' message hook.
     Msg { body: String, node: u64 },
 }
@@ -103,12 +121,60 @@ fn unavailable(e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Unavailable(format!("redis: {e}"))
 }
 
-/// Key and channel names under the configured prefix, and this node's id in events.
+/// Key and channel names under the configured prefix, this node's id in events, and the
+/// order of what the view has applied.
 #[derive(Debug, Clone)]
 struct Keys {
     streams: String,
     events: String,
     node: u64,
+    order: Arc<Order>,
+}
+
+/// What the view has applied from the events channel, so that a request changes the view
+/// only when nothing newer can be there (events arrive in the order Redis ran them):
+///
+/// - A change made here is numbered and its event carries the number. Once Redis has run
+///   it, the view is changed at once (a join on this node sees its own notify), unless
+///   its event has been applied already: then the view holds it, or a change Redis ran
+///   after it, which must stay.
+/// - A lookup's `HGET` answer goes into the view only if no event at all was applied
+///   while it was in flight (one could be a later change of that id); the answer itself
+///   is used either way, and the id's own event brings the view up to date.
+#[derive(Debug, Default)]
+struct Order {
+    /// The last number given to a change made here.
+    numbered: AtomicU64,
+    /// The highest number of this node's own events applied.
+    own_applied: AtomicU64,
+    /// Events applied (any node's).
+    applied: AtomicU64,
+}
+
+impl Order {
+    /// A number for a change made here.
+    fn number(&self) -> u64 {
+        self.numbered.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether this node's change `seq`, run by Redis, may still be applied to the view:
+    /// its event has not been (nothing Redis ran after it has been either).
+    fn ahead_of_events(&self, seq: u64) -> bool {
+        self.own_applied.load(Ordering::Relaxed) < seq
+    }
+
+    /// How many events have been applied (compare before and after a lookup).
+    fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    /// Notes an applied event; `own` is this node's change number when the event is one.
+    fn note(&self, own: Option<u64>) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        if let Some(seq) = own {
+            self.own_applied.fetch_max(seq, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What to do with other nodes' registrations and messages, once the app has said it.
@@ -155,6 +221,7 @@ impl RedisRegistry {
             streams: format!("{prefix}streams"),
             events: format!("{prefix}events"),
             node: rand::random(),
+            order: Arc::default(),
         };
         let hook = Arc::new(Hook::default());
         let view = Arc::new(MemoryRegistry::new(usize::MAX));
@@ -430,7 +497,7 @@ async fn serve(
                 let Some(msg) = msg else {
                     return Err("the subscription closed".into());
                 };
-                apply(msg.get_payload_bytes(), keys.node, view, hook);
+                apply(msg.get_payload_bytes(), keys, view, hook);
             }
             _ = ping.tick() => {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
@@ -442,28 +509,37 @@ async fn serve(
     }
 }
 
-/// Applies an event from any node (this one's own too: applying it again changes nothing);
-/// another node's registration then goes to the hook, off this loop.
-fn apply(payload: &[u8], node: u64, view: &MemoryRegistry, hook: &Hook) {
+/// Applies an event from any node (this one's own too: it may have overtaken nothing, or
+/// the request that made it may not have changed the view; see [`Order`]); another node's
+/// registration then goes to the hook, off this loop.
+fn apply(payload: &[u8], keys: &Keys, view: &MemoryRegistry, hook: &Hook) {
+    let own = |from: u64, seq: u64| (from == keys.node && seq > 0).then_some(seq);
     match serde_json::from_slice::<Event>(payload) {
         Ok(Event::Put {
             id,
             reg,
             node: from,
+            seq,
         }) => {
             let reg = reg.registration();
             let _ = view.insert(&id, reg.clone());
-            if let (true, Some(hook)) = (from != node, hook.get()) {
+            keys.order.note(own(from, seq));
+            if let (true, Some(hook)) = (from != keys.node, hook.get()) {
                 tokio::spawn(async move { hook(&id, &reg).await });
             }
         }
-        Ok(Event::Del { ids }) => {
+        Ok(Event::Del {
+            ids,
+            node: from,
+            seq,
+        }) => {
             for id in ids {
                 view.remove(&id);
             }
+            keys.order.note(own(from, seq));
         }
         Ok(Event::Msg { body, node: from }) => {
-            if let (true, Some(hook)) = (from != node, hook.message()) {
+            if let (true, Some(hook)) = (from != keys.node, hook.message()) {
                 hook(&body);
             }
         }
@@ -475,6 +551,7 @@ fn apply(payload: &[u8], node: u64, view: &MemoryRegistry, hook: &Hook) {
 async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<MemoryRegistry>) {
     match op {
         Op::Get(id, tx) => {
+            let applied = keys.order.applied();
             let found: redis::RedisResult<Option<String>> = redis::cmd("HGET")
                 .arg(&keys.streams)
                 .arg(&id)
@@ -484,7 +561,9 @@ async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<M
                 Ok(Some(json)) => match serde_json::from_str::<Stored>(&json) {
                     Ok(stored) => {
                         let reg = stored.registration();
-                        let _ = view.insert(&id, reg.clone());
+                        if keys.order.applied() == applied {
+                            let _ = view.insert(&id, reg.clone());
+                        }
                         Ok(Some(reg))
                     }
                     Err(e) => Err(unavailable(format!("unreadable registration: {e}"))),
@@ -495,8 +574,11 @@ async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<M
             drop(tx.send(answer));
         }
         Op::Put(id, reg, tx) => {
-            let answer = put(&mut conn, &keys, &id, &reg).await.map(|()| {
-                let _ = view.insert(&id, reg);
+            let seq = keys.order.number();
+            let answer = put(&mut conn, &keys, &id, &reg, seq).await.map(|()| {
+                if keys.order.ahead_of_events(seq) {
+                    let _ = view.insert(&id, reg);
+                }
             });
             drop(tx.send(answer));
         }
@@ -534,6 +616,7 @@ async fn put(
     keys: &Keys,
     id: &str,
     reg: &Registration,
+    seq: u64,
 ) -> Result<(), RegistryError> {
     let stored = Stored::of(reg)?;
     let json = serde_json::to_string(&stored).map_err(unavailable)?;
@@ -541,6 +624,7 @@ async fn put(
         id: id.to_owned(),
         reg: stored,
         node: keys.node,
+        seq,
     })
     .map_err(unavailable)?;
     redis::pipe()
@@ -559,15 +643,21 @@ async fn put(
         .map_err(unavailable)
 }
 
-/// Removes `ids` and publishes the removal, in one transaction, then from the view;
-/// answers how many existed.
+/// Removes `ids` and publishes the removal, in one transaction, then from the view (unless
+/// its event got there first); answers how many existed.
 async fn del(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
     ids: &[String],
     view: &MemoryRegistry,
 ) -> Result<usize, RegistryError> {
-    let event = serde_json::to_string(&Event::Del { ids: ids.to_vec() }).map_err(unavailable)?;
+    let seq = keys.order.number();
+    let event = serde_json::to_string(&Event::Del {
+        ids: ids.to_vec(),
+        node: keys.node,
+        seq,
+    })
+    .map_err(unavailable)?;
     let (removed,): (usize,) = redis::pipe()
         .atomic()
         .cmd("HDEL")
@@ -580,8 +670,10 @@ async fn del(
         .query_async(conn)
         .await
         .map_err(unavailable)?;
-    for id in ids {
-        view.remove(id);
+    if keys.order.ahead_of_events(seq) {
+        for id in ids {
+            view.remove(id);
+        }
     }
     Ok(removed)
 }
@@ -609,4 +701,72 @@ async fn expire(
         return Ok(0);
     }
     del(conn, keys, &old, view).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(node: u64) -> Keys {
+        Keys {
+            streams: "t:streams".into(),
+            events: "t:events".into(),
+            node,
+            order: Arc::default(),
+        }
+    }
+
+    fn put_event(id: &str, path: &str, node: u64, seq: u64) -> Vec<u8> {
+        let reg = Stored {
+            path: path.into(),
+            notified_at_ms: 1,
+            live: false,
+        };
+        let id = id.to_owned();
+        serde_json::to_vec(&Event::Put { id, reg, node, seq }).unwrap()
+    }
+
+    fn path_of(view: &MemoryRegistry, id: &str) -> Option<PathBuf> {
+        view.get(id).map(|r| r.path)
+    }
+
+    #[test]
+    fn a_change_made_here_never_overwrites_a_later_one_that_its_event_preceded() {
+        let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
+        // Change 1 made here has been run by Redis; before its request is answered, its
+        // event and another node's later change of the id arrive.
+        let mine = k.order.number();
+        assert!(k.order.ahead_of_events(mine));
+        apply(&put_event("a", "/mine", 7, mine), &k, &view, &hook);
+        apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook);
+        // The request must leave the view as the events made it.
+        assert!(!k.order.ahead_of_events(mine));
+        assert_eq!(path_of(&view, "a"), Some("/theirs".into()));
+        // A change whose event has not come yet may go into the view at once: whatever
+        // Redis ran after it arrives after its event.
+        let next = k.order.number();
+        assert!(k.order.ahead_of_events(next));
+        // Other nodes' events, and events that carry no number, are not this node's.
+        let del = br#"{"op":"del","ids":["a"],"node":9,"seq":5}"#;
+        apply(del, &k, &view, &hook);
+        apply(br#"{"op":"del","ids":["b"]}"#, &k, &view, &hook);
+        assert!(k.order.ahead_of_events(next));
+        assert_eq!(path_of(&view, "a"), None);
+        let own_del = format!(r#"{{"op":"del","ids":["c"],"node":7,"seq":{next}}}"#);
+        apply(own_del.as_bytes(), &k, &view, &hook);
+        assert!(!k.order.ahead_of_events(next));
+    }
+
+    #[test]
+    fn a_lookup_answer_waits_for_no_event_to_go_into_the_view() {
+        let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
+        let before = k.order.applied();
+        // Any event applied while a lookup is in flight may be a later change of its id.
+        apply(&put_event("x", "/x", 9, 3), &k, &view, &hook);
+        assert_ne!(k.order.applied(), before);
+        // An unreadable event is not applied and changes nothing.
+        let after = k.order.applied();
+        apply(b"{not json", &k, &view, &hook);
+        assert_eq!(k.order.applied(), after);
+    }
 }
