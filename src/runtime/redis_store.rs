@@ -678,7 +678,29 @@ async fn del(
     Ok(removed)
 }
 
-/// Removes every id notified before `cutoff_ms`.
+/// Most ids one expiry script looks at (a script blocks Redis while it runs).
+const EXPIRE_BATCH: usize = 512;
+
+/// Removes each id (`ARGV[3]`, `ARGV[5]`, ...) from the hash `KEYS[1]` only if it still
+/// holds the registration read before (`ARGV[4]`, ...), and publishes the removal on
+/// `KEYS[2]` as this node's (`ARGV[1]`) change `ARGV[2]`; answers the ids removed. An id
+/// re-notified since the read keeps its new registration.
+const EXPIRE_SCRIPT: &str = r#"
+local removed = {}
+for i = 3, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    removed[#removed + 1] = ARGV[i]
+  end
+end
+if #removed > 0 then
+  redis.call('PUBLISH', KEYS[2], '{"op":"del","ids":' .. cjson.encode(removed) ..
+    ',"node":' .. ARGV[1] .. ',"seq":' .. ARGV[2] .. '}')
+end
+return removed
+"#;
+
+/// Removes every id notified before `cutoff_ms` (and not re-notified meanwhile).
 async fn expire(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
@@ -690,17 +712,34 @@ async fn expire(
         .query_async(conn)
         .await
         .map_err(unavailable)?;
-    let old: Vec<String> = all
+    let old: Vec<(String, String)> = all
         .into_iter()
         .filter(|(_, json)| {
             serde_json::from_str::<Stored>(json).is_ok_and(|s| s.notified_at_ms < cutoff_ms)
         })
-        .map(|(id, _)| id)
         .collect();
-    if old.is_empty() {
-        return Ok(0);
+    let mut count = 0;
+    for batch in old.chunks(EXPIRE_BATCH) {
+        let seq = keys.order.number();
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(EXPIRE_SCRIPT)
+            .arg(2)
+            .arg(&keys.streams)
+            .arg(&keys.events)
+            .arg(keys.node)
+            .arg(seq);
+        for (id, json) in batch {
+            eval.arg(id).arg(json);
+        }
+        let removed: Vec<String> = eval.query_async(conn).await.map_err(unavailable)?;
+        if keys.order.ahead_of_events(seq) {
+            for id in &removed {
+                view.remove(id);
+            }
+        }
+        count += removed.len();
     }
-    del(conn, keys, &old, view).await
+    Ok(count)
 }
 
 #[cfg(test)]
