@@ -690,8 +690,10 @@ fn stream_ttl_removes_old_ids_at_start_and_while_running() {
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(WAIT).code(), Some(0));
 
-    // While running: the sweep removes an id once its TTL has passed.
-    let server = dirs.start(&[("ASF_STREAM_TTL", "3")]);
+    // While running: the sweep removes an id once its TTL has passed. The TTL leaves the
+    // notify and the first listen far more than the sweep's 1 s period; the wait (WAIT, 30 s)
+    // still covers the TTL plus a sweep.
+    let server = dirs.start(&[("ASF_STREAM_TTL", "10")]);
     assert_eq!(notify(server.addr, "fresh", &path).expect("notify").0, 200);
     assert_streams(server.addr, "fresh", &bytes);
     wait_until(WAIT, "the sweep to remove an expired id", || {

@@ -292,9 +292,17 @@ fn a_fan_out_to_50_listeners_is_counted_exactly() {
     let (status, _, _) = request(addr, "GET", "/asf/internal/streams/strm_nobody", None, None);
     assert_eq!(status, 404);
 
-    wait_until(WAIT, "asf_listeners back to 0", || {
-        has_line(&scrape(addr, None), "asf_listeners 0")
-    });
+    // Listeners are counted out at their stream's end, namespace sockets only once the server
+    // has handled the client's close, which may come later.
+    let no_sockets = format!("asf_namespace_sockets{{namespace=\"{NAMESPACE}\"}} 0");
+    wait_until(
+        WAIT,
+        "asf_listeners and the sockets gauge back to 0",
+        || {
+            let text = scrape(addr, None);
+            has_line(&text, "asf_listeners 0") && has_line(&text, &no_sockets)
+        },
+    );
     let text = scrape(addr, None);
     promtool_check(&text);
     let after = parse(&text);

@@ -95,6 +95,12 @@ fn delete(addr: SocketAddr, id: &str) -> u16 {
     support::http_request(addr, raw.as_bytes()).0
 }
 
+/// `GET /asf/internal/streams/<id>` on `addr`: the status and the JSON body (404: unknown).
+fn show_stream(addr: SocketAddr, id: &str) -> (u16, Value) {
+    let (status, _, body) = get(addr, &format!("/asf/internal/streams/{id}"));
+    (status, parse_json(&body))
+}
+
 /// Connects `n` clients to `addr`, joins them all to `id` at once (from `offset`) and
 /// collects their streams.
 fn listeners(addr: SocketAddr, id: &str, n: usize) -> Vec<StreamResult> {
@@ -162,18 +168,29 @@ fn a_notify_on_one_node_reaches_listeners_and_waiters_on_both() {
         assert_whole(r, &data, &format!("listener {i} on B"));
     }
 
-    // A re-notify on B (another file under the same id) is what A serves next.
+    // A re-notify on B (another file under the same id) is what A serves next, once A has
+    // applied B's change (it arrives on Redis's events channel: no cross-node
+    // read-your-writes is promised).
     let other = audio_bytes(300_000, 23);
     let other_path = c.audio("other.mp3", &other);
     notify_ok(b, "strm_shared", &other_path);
+    let other_shown = other_path.to_string_lossy().into_owned();
+    wait_until(WAIT, "A to apply B's re-notify", || {
+        let (status, shown) = show_stream(a, "strm_shared");
+        status == 200 && shown["path"] == other_shown.as_str()
+    });
     assert_whole(
         &listen_once(a, "strm_shared"),
         &other,
         "A after B's re-notify",
     );
 
-    // A delete on B is seen on A.
+    // A delete on B is seen on A (once applied there).
     assert_eq!(delete(b, "strm_shared"), 200);
+    wait_until(WAIT, "A to apply B's delete", || {
+        let (status, shown) = show_stream(a, "strm_shared");
+        status == 404 || (status == 200 && shown["registered"] == false)
+    });
     assert_not_found(&listen_once(a, "strm_shared"), "A after B's delete");
     assert_eq!(health(a)["registered_streams"], 1, "{}", health(a));
     assert_eq!(health(b)["registered_streams"], 1, "{}", health(b));
@@ -248,19 +265,21 @@ fn a_redis_restart_answers_503_during_the_outage_then_both_nodes_resync() {
     }
 }
 
-/// A listener joined on `addr` that has received at least `head` bytes, then meets `ready`
-/// (all listeners are mid-stream), then reads on until the stream ends or its node dies.
+/// A listener on the connected `client` that meets `start` (every client is connected), joins
+/// `id`, receives at least `head` bytes, then meets `ready` (all listeners are mid-stream),
+/// then reads on until the stream ends or its node dies.
 fn mid_stream_listener(
-    addr: SocketAddr,
+    mut client: SioClient,
     id: &str,
     head: usize,
+    start: Arc<Barrier>,
     ready: Arc<Barrier>,
 ) -> thread::JoinHandle<(StreamResult, bool)> {
-    let mut client = SioClient::connect(addr);
     let id = id.to_owned();
     thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(move || {
+            start.wait();
             client.join(&id);
             let mut acc = StreamResult::default();
             client.read_until_audio(&mut acc, head);
@@ -291,13 +310,24 @@ fn a_node_killed_mid_stream_leaves_the_other_untouched_and_its_listeners_resume_
     let path = c.audio("kill.mp3", &data);
     notify_ok(a, "strm_kill", &path);
     const N: usize = 100;
+    // Every client connects first; only then do all join at once, so the one-second streams
+    // run side by side and the kill below finds those on A mid-stream (joined one by one as
+    // they connected, the first could finish before the last had connected).
+    let clients_a: Vec<SioClient> = (0..N).map(|_| SioClient::connect(a)).collect();
+    let clients_b: Vec<SioClient> = (0..N).map(|_| SioClient::connect(b)).collect();
+    let start = Arc::new(Barrier::new(2 * N));
     let ready = Arc::new(Barrier::new(2 * N + 1));
-    let on_a: Vec<_> = (0..N)
-        .map(|_| mid_stream_listener(a, "strm_kill", 20_000, Arc::clone(&ready)))
-        .collect();
-    let on_b: Vec<_> = (0..N)
-        .map(|_| mid_stream_listener(b, "strm_kill", 20_000, Arc::clone(&ready)))
-        .collect();
+    let spawn_all = |clients: Vec<SioClient>| -> Vec<_> {
+        clients
+            .into_iter()
+            .map(|client| {
+                let (start, ready) = (Arc::clone(&start), Arc::clone(&ready));
+                mid_stream_listener(client, "strm_kill", 20_000, start, ready)
+            })
+            .collect()
+    };
+    let on_a = spawn_all(clients_a);
+    let on_b = spawn_all(clients_b);
     ready.wait();
     c.a.signal(libc::SIGKILL);
     c.a.wait_exit(WAIT);
@@ -489,4 +519,41 @@ fn a_join_that_misses_the_local_view_asks_redis_before_not_found() {
         &listen_once(c.a.addr, "strm_nowhere"),
         "an id Redis lacks too",
     );
+}
+
+#[test]
+fn the_ttl_sweep_removes_old_ids_from_redis_and_every_view_and_keeps_fresh_ones() {
+    let _dog = Watchdog::new(LIMIT, "ttl sweep over redis");
+    let redis = RedisServer::start();
+    // TTL 5 s: both nodes sweep every second.
+    let c = Cluster::start(&redis, &[("ASF_STREAM_TTL", "5")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(50_000, 31);
+    let path = c.audio("fresh.mp3", &data);
+    notify_ok(b, "strm_fresh", &path);
+    // An id notified long ago, put there as a node of an older release would have (its
+    // event carries no change number): both views take it, then a sweep removes it.
+    let old = json!({"path": path.to_string_lossy(), "notified_at_ms": 1, "live": false});
+    let event = json!({"op": "put", "id": "strm_old", "reg": old, "node": 1});
+    let put =
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); redis.call('PUBLISH', KEYS[2], ARGV[3])";
+    let (old, event) = (old.to_string(), event.to_string());
+    let keys = ["2", "t1:streams", "t1:events"];
+    redis.cli(&[&["EVAL", put][..], &keys, &["strm_old", &old, &event]].concat());
+    wait_until(WAIT, "the sweep to remove the old id from redis", || {
+        redis.cli(&["HEXISTS", "t1:streams", "strm_old"]).trim() == "0"
+    });
+    for addr in [a, b] {
+        wait_until(WAIT, "the removal to reach both views", || {
+            get(addr, "/asf/internal/streams/strm_old").0 == 404
+        });
+        assert_eq!(get(addr, "/asf/internal/streams/strm_fresh").0, 200);
+        assert_eq!(health(addr)["registered_streams"], 1, "{}", health(addr));
+    }
+    assert_whole(
+        &listen_once(a, "strm_fresh"),
+        &data,
+        "the fresh id after sweeps",
+    );
+    assert_not_found(&listen_once(b, "strm_old"), "the expired id");
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::sio::{parse_packet, SioClient, StreamResult};
-use support::{audio_bytes, sha256_hex, wait_until, ChildServer, Watchdog, NAMESPACE, WAIT};
+use support::{
+    audio_bytes, sha256_hex, wait_until, ChildServer, HttpConn, Watchdog, NAMESPACE, WAIT,
+};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
@@ -29,9 +31,8 @@ fn logged_stopped(log: &str) -> bool {
         .any(|l| l.trim_end().ends_with(" stopped") && !l.contains("ERROR"))
 }
 
-/// Connects, joins the namespace, sends `join_stream` and reads up to `start_of_stream`.
-fn join_started(addr: SocketAddr, id: &str) -> SioClient {
-    let mut client = SioClient::connect(addr);
+/// Sends `join_stream` on the connected `client` and reads up to `start_of_stream`.
+fn join_started(mut client: SioClient, id: &str) -> SioClient {
     client.join(id);
     loop {
         let event = client
@@ -46,6 +47,11 @@ fn join_started(addr: SocketAddr, id: &str) -> SioClient {
             return client;
         }
     }
+}
+
+/// A keep-alive `GET path` request.
+fn keep_alive_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
 }
 
 /// True when a new connection to `addr` is refused or gets no HTTP answer at all.
@@ -141,31 +147,46 @@ fn sigterm_lets_a_running_stream_finish_and_refuses_new_connections() {
     );
     let mut server = ChildServer::start(
         &[
-            ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
+            ("ASF_STREAM_SLEEP_INTERVAL", "0"),
             ("ASF_SHUTDOWN_GRACE", "10"),
+            // The listener stops reading for a while below: no stall timeout may drop it then.
+            ("ASF_STALL_TIMEOUT", "300"),
         ],
         None,
     );
-    // 250 chunks of 4 KiB at 2 ms each: about half a second of streaming.
-    let audio = audio_bytes(1_000_000, 11);
+    // Unpaced, and 8 MiB: far more than the socket buffers between the server and a listener
+    // with a 64 KiB receive buffer hold, so while that listener reads nothing TCP backpressure
+    // holds the stream, which cannot end before the signal.
+    let audio = audio_bytes(8 << 20, 11);
     server.publish("strm_grace", &audio);
-    let mut client = join_started(server.addr, "strm_grace");
-    let reader = thread::spawn(move || {
-        let result = client.collect_stream();
-        (client, result)
-    });
+    // Opened before the signal: the server keeps serving open connections while it drains.
+    let mut observer = HttpConn::connect(server.addr);
+    let (status, _, _) = observer.request(&keep_alive_get(server.addr, "/asf/health"));
+    assert_eq!(status, 200);
+    let mut client = join_started(
+        SioClient::connect_with_recv_buffer(server.addr, 64 * 1024),
+        "strm_grace",
+    );
     server.signal(libc::SIGTERM);
     wait_until(WAIT, "the `shutting down` log line", || {
         server.log().contains("shutting down")
     });
-    // The signal must have arrived while the stream was still running.
-    let streaming_at_signal = !reader.is_finished();
+    // The signal must have arrived while the stream was still running: it still has its
+    // listener once the shutdown has begun.
+    let (listing, _, body) = observer.request(&keep_alive_get(
+        server.addr,
+        "/asf/internal/streams/strm_grace",
+    ));
+    let shown = String::from_utf8_lossy(&body).into_owned();
+    let streaming_at_signal =
+        listing == 200 && serde_json::from_str::<Value>(&shown).is_ok_and(|s| s["listeners"] == 1);
     thread::sleep(Duration::from_millis(100));
     assert!(
         gets_no_service(server.addr),
         "a connection opened after SIGTERM was served"
     );
-    let (client, result) = reader.join().expect("listener thread");
+    // Only now does the listener read again.
+    let result = client.collect_stream();
     assert_byte_exact(&result, &audio);
     let status = server.wait_exit(EXIT_WAIT);
     client.close();
@@ -174,7 +195,7 @@ fn sigterm_lets_a_running_stream_finish_and_refuses_new_connections() {
     assert!(logged_stopped(&log), "no `stopped` line:\n{log}");
     assert!(
         streaming_at_signal,
-        "the stream was not running when SIGTERM arrived:\n{log}"
+        "the stream was not running when SIGTERM arrived ({listing} {shown}):\n{log}"
     );
 }
 
@@ -194,7 +215,7 @@ fn sigterm_past_the_grace_disconnects_the_listener_with_1001_and_exits_0() {
     // 2048 chunks of 4 KiB at 2 ms each: about four seconds, far past the grace.
     let audio = audio_bytes(8 << 20, 12);
     server.publish("strm_long", &audio);
-    let mut client = join_started(server.addr, "strm_long");
+    let mut client = join_started(SioClient::connect(server.addr), "strm_long");
     server.signal(libc::SIGTERM);
     let ending = read_to_close(&mut client);
     assert!(

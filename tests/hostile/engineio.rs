@@ -2,7 +2,6 @@
 //! session ids, and polling requests against a WebSocket session or overlapping on one session.
 
 use std::thread;
-use std::time::{Duration, Instant};
 
 use super::raw_ws::{ws_handshake, RawWs};
 use super::{assert_eio_error, eio_get, leak, polling_handshake, raw, Case};
@@ -94,35 +93,36 @@ pub fn polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
         ws.until_text("connection_ack after refused polling", |t| t.contains("connection_ack"));
     })));
     v.push((
-        "eio: overlapping polling GETs -> second gets code 3, first returns the close packet",
+        "eio: overlapping polling GETs -> one gets code 3, the parked one returns the close packet",
         Box::new(move || {
             let sid = polling_handshake(a);
-            let sid1 = sid.clone();
-            let first = thread::spawn(move || {
-                let sid = sid1;
-                let t0 = Instant::now();
-                let r = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
-                (r, t0.elapsed())
-            });
-            thread::sleep(Duration::from_millis(300));
-            let r2 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
-            assert_eio_error(&r2, 400, 3, "Bad request");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !first.is_finished() {
-                assert!(
-                    Instant::now() < deadline,
-                    "first GET still hanging 5 s after the overlap closed its session"
-                );
-                thread::sleep(Duration::from_millis(20));
-            }
-            let ((status, _, body), _took) = first.join().expect("first GET thread");
-            assert_eq!(status, 200, "first GET: {}", String::from_utf8_lossy(&body));
-            let body = String::from_utf8_lossy(&body).into_owned();
+            // Both at once, in whichever order they arrive: the one the server parks first
+            // (nothing is queued for the session) is answered with the close packet when the
+            // other overlaps it, and the other is refused. Each read waits at most WAIT.
+            let gets: Vec<_> = (0..2)
+                .map(|_| {
+                    let query = format!("EIO=4&transport=polling&sid={sid}");
+                    thread::spawn(move || eio_get(a, &query))
+                })
+                .collect();
+            let mut answers: Vec<_> = gets
+                .into_iter()
+                .map(|g| g.join().expect("polling GET thread"))
+                .collect();
+            answers.sort_by_key(|(status, _, _)| *status);
+            let shown: Vec<String> = answers
+                .iter()
+                .map(|(status, _, body)| format!("{status} {}", String::from_utf8_lossy(body)))
+                .collect();
+            let (parked, refused) = (&answers[0], &answers[1]);
+            assert_eq!(parked.0, 200, "one GET should be answered 200: {shown:?}");
+            let body = String::from_utf8_lossy(&parked.2).into_owned();
             assert_eq!(
                 body.split('\u{1e}').next_back(),
                 Some("1"),
-                "first GET should end with the close packet: {body:?}"
+                "the parked GET should end with the close packet: {shown:?}"
             );
+            assert_eio_error(refused, 400, 3, "Bad request");
             let r3 = eio_get(a, &format!("EIO=4&transport=polling&sid={sid}"));
             assert_eio_error(&r3, 400, 1, "Session ID unknown");
         }),

@@ -193,7 +193,19 @@ impl SioClient {
 
     /// Like `connect`, returning the failure.
     pub fn try_connect(addr: SocketAddr) -> Result<SioClient, String> {
-        let mut ws = open_ws(addr, "/socket.io/?EIO=4&transport=websocket")?;
+        SioClient::try_connect_with(addr, None)
+    }
+
+    /// Like `connect`, on a socket whose receive buffer is fixed at `recv_buffer` bytes before
+    /// it connects (no autotuning), so that a client that stops reading holds the server back
+    /// (TCP backpressure) after little more than that.
+    pub fn connect_with_recv_buffer(addr: SocketAddr, recv_buffer: usize) -> SioClient {
+        SioClient::try_connect_with(addr, Some(recv_buffer))
+            .unwrap_or_else(|e| panic!("Socket.IO connect to {addr}: {e}"))
+    }
+
+    fn try_connect_with(addr: SocketAddr, recv_buffer: Option<usize>) -> Result<SioClient, String> {
+        let mut ws = open_ws_with(addr, "/socket.io/?EIO=4&transport=websocket", recv_buffer)?;
         let deadline = Instant::now() + WAIT;
         let open_text = loop {
             match read_msg(&mut ws, deadline, "Engine.IO open packet")? {
@@ -396,7 +408,30 @@ impl SioClient {
 
 /// Opens a WebSocket to `path` on `addr` with a 1 s read timeout (deadlines are checked above).
 pub fn open_ws(addr: SocketAddr, path: &str) -> Result<WebSocket<TcpStream>, String> {
-    let stream = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?;
+    open_ws_with(addr, path, None)
+}
+
+/// [`open_ws`], with the socket's receive buffer set to `recv_buffer` bytes before it connects
+/// when given.
+fn open_ws_with(
+    addr: SocketAddr,
+    path: &str,
+    recv_buffer: Option<usize>,
+) -> Result<WebSocket<TcpStream>, String> {
+    let stream = match recv_buffer {
+        None => TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?,
+        Some(size) => {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(|e| format!("socket: {e}"))?;
+            socket
+                .set_recv_buffer_size(size)
+                .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+            socket
+                .connect_timeout(&addr.into(), WAIT)
+                .map_err(|e| format!("connect: {e}"))?;
+            socket.into()
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
