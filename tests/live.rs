@@ -472,3 +472,53 @@ fn paced_live_joins_wait_for_the_id_start_at_offsets_and_restart_on_rejoin() {
     assert_start(start, "strm_joins", true);
     assert_whole(&c, &data, "re-join");
 }
+
+#[test]
+fn a_stalled_listener_is_never_resumed_in_another_file() {
+    let _dog = Watchdog::new(LIMIT, "stall, then another file");
+    let server = Server::start_with(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0"),
+        ("ASF_LIVE_IDLE_TIMEOUT", "1"),
+    ]);
+    let one = audio_bytes(100_000, 51);
+    let two = audio_bytes(300_000, 52);
+    let first_take = server.write_audio("take1.mp3", &one);
+    notify_ok(&server, "strm_retake", &first_take, true);
+    let (mut client, acc) = listener_at(server.addr, "strm_retake", 100_000);
+    let (first, message) = stream_error(&mut client, acc);
+    assert!(message.contains("generation stalled"), "{message}");
+    assert_eq!(first.audio, one);
+    // The generator starts over in another file under the same id: its bytes from 100,000
+    // on must not follow the first file's. The listener is told, and a new join hears the
+    // new file from its start.
+    let second_take = server.write_audio("take2.mp3", &two);
+    notify_ok(&server, "strm_retake", &second_take, false);
+    let (_, message) = stream_error(&mut client, StreamResult::default());
+    assert!(message.contains("names another audio file"), "{message}");
+    client.join("strm_retake");
+    assert_whole(&client.collect_stream(), &two, "a new join of the new file");
+    client.close();
+}
+
+#[test]
+fn a_completed_live_file_replaced_at_its_path_does_not_disturb_its_listeners() {
+    let _dog = Watchdog::new(LIMIT, "completed, then replaced");
+    // Paced: about 2 s, so the listener is mid-stream when the path gets another file.
+    let server = Server::start_with(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.02"),
+        ("ASF_PACING_QUANTUM", "0"),
+    ]);
+    let data = audio_bytes(400_000, 53);
+    let path = server.write_audio("episode.mp3", &data);
+    notify_ok(&server, "strm_episode", &path, true);
+    let (mut client, acc) = listener_at(server.addr, "strm_episode", 4096);
+    notify_ok(&server, "strm_episode", &path, false);
+    // The episode is regenerated into a new file renamed over the path, and notified.
+    let regenerated = server.write_audio("episode.tmp", &audio_bytes(400_000, 54));
+    std::fs::rename(&regenerated, &path).expect("rename over the path");
+    notify_ok(&server, "strm_episode", &path, false);
+    let r = acc.merge(client.collect_stream());
+    assert_eq!(r.last_event_kind(), Some("end_of_stream"), "{:?}", r.events);
+    assert_eq!(sha256_hex(&r.audio), sha256_hex(&data));
+    client.close();
+}

@@ -22,8 +22,8 @@ use crate::metrics::AppCounters;
 use crate::service::{Endpoints, HttpReply, Route, ServerStats};
 use crate::socketio::SocketCounts;
 use crate::stream::{
-    BufferPool, Files, PathError, Registration, Registry, RegistryError, Sessions, StreamStats,
-    MAX_FILEPATH_LEN,
+    BufferPool, Files, OpenError, PathError, Registration, Registry, RegistryError, Sessions,
+    StreamStats, MAX_FILEPATH_LEN,
 };
 
 /// The internal HTTP API and the process-wide figures it reports.
@@ -312,9 +312,16 @@ pub(super) async fn renotify(
     }
     let identity = match files.open(&reg.path).await {
         Ok(opened) => Some(opened.identity),
-        Err(e) => {
-            tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened");
+        // The path names no file, or not one ASF may read: the live file is gone from it.
+        Err(e @ (OpenError::Missing(_) | OpenError::NotRegular { .. } | OpenError::Escapes(_))) => {
+            tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that is gone from its path");
             None
+        }
+        // Out of descriptors, a permission, a root being remounted: nothing is known about
+        // the file, so its live streams go on (the follower still watches it).
+        Err(e) => {
+            tracing::warn!(stream_id = ?stream_id, error = %e, "notify of a live file that cannot be opened now; its live streams go on");
+            return;
         }
     };
     sessions.renotified(&reg.path, identity, !reg.live, Instant::now());

@@ -85,8 +85,8 @@ struct Pending {
     live: bool,
     /// When the registration answered was notified.
     notified_at_ms: u64,
-    /// Resuming after a stall: wait for a registration newer than this one.
-    after_ms: Option<u64>,
+    /// Resuming after a stall: wait for a registration newer than the stalled one.
+    resume: Option<Resume>,
     /// The client's ack id, answered once the join is answered.
     ack: Option<i64>,
     /// The id was unknown: the client was told, and the connection is watching the id.
@@ -119,8 +119,17 @@ pub struct ConnData {
     /// When the registration of the stream being received was notified.
     joined_ms: u64,
     /// Waiting after a stall: resume at this offset once a registration newer than the
-    /// one at `.1` arrives.
-    resume: Option<(u64, u64)>,
+    /// stalled one arrives.
+    resume: Option<(u64, Resume)>,
+}
+
+/// What a listener stopped by a stall resumes: the registration notified at `after_ms`
+/// went stalled, and its file is `file` (device, inode). Only that file goes on at the
+/// listener's offset; another file at the id is never spliced onto the bytes it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resume {
+    after_ms: u64,
+    file: (u64, u64),
 }
 
 /// Joins a connection may have queued behind a pending one (the event rate limit bounds
@@ -273,7 +282,7 @@ impl Streams {
             offset: req.offset,
             live: false,
             notified_at_ms: 0,
-            after_ms: None,
+            resume: None,
             ack,
             waiting: false,
             asked_at: socket.now,
@@ -282,13 +291,13 @@ impl Streams {
     }
 
     /// Waits (watching the registry) for `id` to be registered, or registered again after
-    /// `after_ms` when resuming at `offset` after a stall.
+    /// the stalled one when resuming at `offset` after a stall.
     fn wait_for(
         &self,
         socket: &mut Socket<'_, ConnData>,
         id: String,
         offset: u64,
-        after_ms: Option<u64>,
+        resume: Option<Resume>,
     ) {
         // Watch first, then look: a notify between the two is not missed.
         self.registry.watch(&id, socket.waker());
@@ -298,7 +307,7 @@ impl Streams {
             offset,
             live: false,
             notified_at_ms: 0,
-            after_ms,
+            resume,
             ack: None,
             waiting: true,
             asked_at: socket.now,
@@ -315,9 +324,11 @@ impl Streams {
                         socket.data.pending = Some(p);
                         return;
                     }
-                    Poll::Ready(Ok(Some(reg))) if p.after_ms == Some(reg.notified_at_ms) => {
+                    Poll::Ready(Ok(Some(reg)))
+                        if p.resume.is_some_and(|r| r.after_ms == reg.notified_at_ms) =>
+                    {
                         // Resuming after a stall: no notify since; keep waiting.
-                        socket.data.resume = Some((p.offset, reg.notified_at_ms));
+                        socket.data.resume = p.resume.map(|r| (p.offset, r));
                         socket.data.waiting_for = Some(p.id);
                         return;
                     }
@@ -337,8 +348,8 @@ impl Streams {
                         }
                         if p.waiting {
                             // Still unknown after a wake-up: keep waiting.
-                            if let Some(after) = p.after_ms {
-                                socket.data.resume = Some((p.offset, after));
+                            if let Some(r) = p.resume {
+                                socket.data.resume = Some((p.offset, r));
                             }
                             socket.data.waiting_for = Some(p.id);
                             return;
@@ -370,9 +381,23 @@ impl Streams {
                             live,
                             notified_at_ms,
                             asked_at,
+                            resume,
                             ..
                         } = *p;
                         match opened {
+                            Ok(opened)
+                                if resume.is_some_and(|r| {
+                                    r.file != (opened.identity.dev, opened.identity.ino)
+                                }) =>
+                            {
+                                // Another file: its bytes from the listener's offset on
+                                // would follow the stalled file's. The listener is told.
+                                crate::client_info!("stalled listener not resumed: the id names another file now"; sid = %socket.sid(), stream_id = ?id);
+                                socket.emit(
+                                    "stream_error",
+                                    &[json!({ "message": RESUMED_ELSEWHERE, "stream_id": id })],
+                                );
+                            }
                             Ok(opened) => {
                                 let session = self.attach(&id, opened, live, socket.now);
                                 socket.data.joined_ms = notified_at_ms;
@@ -465,11 +490,11 @@ impl Handler for Streams {
             self.drive(socket);
         } else if let Some(id) = socket.data.waiting_for.take() {
             // Maybe notified: look again (watching, so a notify in between is not lost).
-            let (offset, after) = match socket.data.resume.take() {
-                Some((offset, after)) => (offset, Some(after)),
+            let (offset, resume) = match socket.data.resume.take() {
+                Some((offset, resume)) => (offset, Some(resume)),
                 None => (0, None),
             };
-            self.wait_for(socket, id, offset, after);
+            self.wait_for(socket, id, offset, resume);
         }
     }
 
@@ -521,8 +546,12 @@ impl Handler for Streams {
                 if matches!(why, StreamError::Stalled { .. }) {
                     // The next notify of the id restarts it where this listener stopped.
                     let at = feed.listener.start_offset() + sent;
-                    let after = socket.data.joined_ms;
-                    self.wait_for(socket, id, at, Some(after));
+                    let file = feed.listener.session().identity();
+                    let resume = Resume {
+                        after_ms: socket.data.joined_ms,
+                        file: (file.dev, file.ino),
+                    };
+                    self.wait_for(socket, id, at, Some(resume));
                 }
             }
         }

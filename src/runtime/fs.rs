@@ -195,6 +195,7 @@ fn open_beneath(root: &Root, path: &Path) -> Result<OpenedFile, OpenError> {
     }
     .map_err(|e| match e {
         Errno::XDEV => escapes(),
+        Errno::NOENT => OpenError::Missing(path.to_path_buf()),
         e => OpenError::Io {
             path: path.to_path_buf(),
             why: std::io::Error::from(e).to_string(),

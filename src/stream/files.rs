@@ -68,6 +68,9 @@ pub enum OpenError {
         /// What it is instead.
         kind: &'static str,
     },
+    /// Nothing is at the path.
+    #[error("cannot open {0}: no such file")]
+    Missing(PathBuf),
     /// The open or its `fstat` failed.
     #[error("cannot open {path}: {why}")]
     Io {

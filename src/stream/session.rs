@@ -626,8 +626,8 @@ impl StreamSession {
 
     /// What the runtime saw of the live file at `now`: growth moves the edge and wakes the
     /// listeners there; a shorter, replaced or deleted file fails the session (no listener
-    /// ever gets bytes that are not the file's). Bytes past a completed file's final length
-    /// are ignored. Also applies the idle timeout.
+    /// ever gets bytes that are not the file's). Once the file is complete nothing seen
+    /// matters any more (see below). Also applies the idle timeout.
     ///
     /// Growth does not wake the listeners at the edge at once: they wait for the block
     /// that holds the new bytes, and `Some(b)` asks the caller to read block `b` (claimed
@@ -642,7 +642,12 @@ impl StreamSession {
         if blocks.failure.is_some() {
             return None;
         }
-        let complete = self.final_len().is_some();
+        if self.final_len().is_some() {
+            // Complete: its length is final, and it is read from the descriptor (a length
+            // seen before the completing notify landed is stale, and a later change of
+            // the file shows as a short read, as for any finished file).
+            return None;
+        }
         let mut read = None;
         match seen {
             Observed::Len(len) => {
@@ -651,7 +656,7 @@ impl StreamSession {
                     self.fail(&mut blocks, StreamError::Truncated { len, had });
                     return None;
                 }
-                if len > had && !complete {
+                if len > had {
                     self.len.store(len, Ordering::Release);
                     blocks.live.grew_at = Some(now);
                     let edge = std::mem::take(&mut blocks.live.edge);
@@ -663,16 +668,14 @@ impl StreamSession {
                     }
                 }
             }
-            // A complete file is read from the descriptor: a later replacement is harmless.
-            Observed::Replaced if !complete => self.fail(&mut blocks, StreamError::Replaced),
-            Observed::Deleted if !complete => self.fail(&mut blocks, StreamError::Deleted),
-            Observed::Replaced | Observed::Deleted => {}
+            Observed::Replaced => self.fail(&mut blocks, StreamError::Replaced),
+            Observed::Deleted => self.fail(&mut blocks, StreamError::Deleted),
         }
         let idle = blocks
             .live
             .grew_at
             .is_some_and(|t| now.saturating_duration_since(t) >= self.params.live_idle_timeout);
-        if idle && !complete && !blocks.live.stalled && blocks.failure.is_none() {
+        if idle && !blocks.live.stalled && blocks.failure.is_none() {
             tracing::info!(stream_id = ?self.id, path = ?self.path, len = self.len(), "live stream stalled: no growth and no completing notify");
             blocks.live.stalled = true;
             for w in std::mem::take(&mut blocks.live.edge).into_values() {
@@ -745,9 +748,10 @@ impl StreamSession {
     }
 
     /// Fails a live session whose file became unusable (e.g. a completing notify found
-    /// another file at the path).
+    /// another file at the path). A completed session is read from the descriptor it
+    /// holds: what happens to the path later does not concern its listeners.
     pub fn fail_live(&self, why: StreamError) {
-        if self.live {
+        if self.live && self.final_len().is_none() {
             let mut blocks = self.lock();
             self.fail(&mut blocks, why);
         }

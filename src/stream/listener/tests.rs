@@ -1018,3 +1018,45 @@ fn waiting_for_a_tick_is_not_lag_but_taking_nothing_is() {
         Err(StreamError::Lagged { .. })
     ));
 }
+
+#[test]
+fn a_length_seen_before_the_completing_notify_does_not_fail_the_completed_stream() {
+    let f = fixture(10_000, 16384, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(4000, t0);
+    let w = waker();
+    let mut l = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    // The follower's fstat saw 4,000 bytes; the file then grew to 10,000 and its completing
+    // notify landed before the follower reported what it had seen.
+    session.renotified(Some(10_000), t0);
+    assert_eq!(session.observe(Observed::Len(4000), t0), None);
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Finished);
+    assert_eq!(got, f.data);
+}
+
+#[test]
+fn a_completed_live_file_is_not_failed_by_what_later_happens_at_its_path() {
+    let f = fixture(10_000, 16384, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(4000, t0);
+    let w = waker();
+    let mut l = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    session.renotified(Some(10_000), t0);
+    // Another file at the path, then none, notified: the completed session reads the
+    // descriptor it holds.
+    let other = FileIdentity {
+        ino: session.identity().ino + 1,
+        ..session.identity()
+    };
+    f.registry.renotified(session.path(), Some(other), true, t0);
+    f.registry.renotified(session.path(), None, true, t0);
+    session.observe(Observed::Replaced, t0);
+    session.observe(Observed::Deleted, t0);
+    assert!(!session.has_failed());
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Finished);
+    assert_eq!(got, f.data);
+}
