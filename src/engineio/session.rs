@@ -174,8 +174,8 @@ pub struct Session {
     sid: Sid,
     config: EioConfig,
     transport: Transport,
-    /// A WebSocket answered the `2probe` and the upgrade awaits the client's `5`.
-    probed: bool,
+    /// When a WebSocket answered the `2probe`, while the upgrade awaits the client's `5`.
+    probed: Option<Instant>,
     outbox: VecDeque<Outgoing>,
     /// Bytes charged for the first `counted` packets of `outbox` (see [`Session::queued_bytes`]).
     queued: usize,
@@ -209,7 +209,7 @@ impl Session {
         Session {
             sid,
             transport,
-            probed: false,
+            probed: None,
             outbox: VecDeque::new(),
             queued: 0,
             counted: 0,
@@ -362,6 +362,16 @@ impl Session {
         }
     }
 
+    /// True while a WebSocket's upgrade of this polling session waits for the client's `5`
+    /// (at most a ping timeout after the probe: the probing socket is closed then). The
+    /// client sends it once its poll in flight has ended, so a poll must not wait then.
+    pub fn awaits_upgrade(&self, now: Instant) -> bool {
+        self.transport == Transport::Polling
+            && self
+                .probed
+                .is_some_and(|at| now < at + self.config.ping_timeout)
+    }
+
     /// True while a polling GET is in flight.
     pub fn poll_pending(&self) -> bool {
         self.poll_active
@@ -398,6 +408,11 @@ impl Session {
         packet: Packet,
         via: Transport,
     ) -> Result<Option<Message>, DisconnectReason> {
+        if let Some(reason) = &self.closed {
+            // Nothing moves a closed session on (an upgrade of it would leave it with a
+            // transport whose writer never starts, and it would never be finished).
+            return Err(reason.clone());
+        }
         let result = self.dispatch(now, packet, via);
         if let Err(reason) = &result {
             self.close(reason.clone());
@@ -425,18 +440,18 @@ impl Session {
                 }
                 // The probe reply goes straight to the probing WebSocket (the runtime sends
                 // it); release a pending poll so the client can pause polling.
-                self.probed = true;
+                self.probed = Some(now);
                 self.outbox.push_back(Outgoing::Text(NOOP.clone()));
                 Ok(None)
             }
             Packet::Upgrade if upgrading_ws => {
-                if !self.probed {
+                if self.probed.is_none() {
                     return Err(DisconnectReason::ProtocolError(
                         "upgrade without probe".into(),
                     ));
                 }
                 self.transport = Transport::WebSocket;
-                self.probed = false;
+                self.probed = None;
                 // A noop left for the paused poll is of no use to the WebSocket.
                 self.outbox
                     .retain(|o| !matches!(o, Outgoing::Text(t) if t == &NOOP));

@@ -21,6 +21,10 @@ use crate::service::{HttpReply, Route, Service};
 
 /// The body of a polling response that only ends the request: one noop packet.
 const NOOP: Bytes = Bytes::from_static(b"6");
+
+/// Longest a polling GET waits with nothing to send while a WebSocket upgrade of its
+/// session waits for it to end (engine.io's noop interval).
+const UPGRADE_POLL_HOLD: Duration = Duration::from_millis(100);
 /// Most packets in one polling response (python-socketio refuses longer payloads).
 const MAX_POLL_PACKETS: usize = 16;
 /// Most packets accepted in one polling POST.
@@ -368,6 +372,7 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
     }
     let mut scratch = Vec::new();
     let mut items = Vec::new();
+    let begun = Instant::now();
     let closed = loop {
         let now = Instant::now();
         // Base64 grows binaries by a third: keep the body within maxPayload.
@@ -401,15 +406,31 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
         if !items.is_empty() {
             break false;
         }
-        match step {
-            Step::More => {}
-            Step::Sleep(t) => {
+        // A WebSocket upgrade waits for this poll to end: with nothing to send, it ends
+        // with a noop after UPGRADE_POLL_HOLD (as engine.io servers do; the noop the probe
+        // queued may have gone to the poll before this one).
+        let hold = shared
+            .lock()
+            .eio
+            .awaits_upgrade(now)
+            .then_some(begun + UPGRADE_POLL_HOLD);
+        if hold.is_some_and(|at| now >= at) {
+            items.push(Item::Packet(Outgoing::Text(NOOP)));
+            break false;
+        }
+        let wake_at = match step {
+            Step::More => continue,
+            Step::Sleep(t) => Some(hold.map_or(t, |h| h.min(t))),
+            Step::Idle => hold,
+        };
+        match wake_at {
+            Some(t) => {
                 tokio::select! {
                     _ = shared.woken() => {}
                     _ = tokio::time::sleep_until(t.into()) => {}
                 }
             }
-            Step::Idle => shared.woken().await,
+            None => shared.woken().await,
         }
     };
     let last = {

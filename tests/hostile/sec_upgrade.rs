@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::polling_handshake;
@@ -108,4 +109,91 @@ fn an_upgrade_socket_closes_when_the_client_closes_its_session() {
         "connections to drop back to the health probe",
         || connections(&server) == 1,
     );
+}
+
+/// Sends one masked text frame.
+fn send_text(s: &mut TcpStream, text: &str) {
+    s.write_all(&super::raw_ws::encode_frame(true, 1, text.as_bytes(), true))
+        .expect("send frame");
+}
+
+/// Reads one server text frame of at most 125 bytes (waiting up to CLOSE_WAIT).
+fn read_text(s: &mut TcpStream) -> String {
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if got.len() >= 2 && got.len() == 2 + (got[1] & 0x7f) as usize {
+            assert_eq!(got[0], 0x81, "not a text frame: {got:?}");
+            return String::from_utf8_lossy(&got[2..]).into_owned();
+        }
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            Ok(_) => panic!("closed while a frame was awaited: {got:?}"),
+            Err(e) if timed_out(&e) => assert!(Instant::now() < deadline, "no frame in time"),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_session_closed_during_its_upgrade_is_freed_whatever_a_second_socket_sends() {
+    let _w = Watchdog::new(CLOSE_WAIT * 2, "closed session upgraded by another socket");
+    let server = Server::start_with(&[
+        ("ASF_PING_INTERVAL_MS", "500"),
+        ("ASF_PING_TIMEOUT_MS", "500"),
+    ]);
+    for _ in 0..3 {
+        // Two upgrade sockets of one polling session: A probes, then breaks the protocol
+        // (a message on a probe socket closes the session); B then asks for the upgrade.
+        let sid = polling_handshake(server.addr);
+        let mut a = open_upgrade(server.addr, &sid);
+        let mut b = open_upgrade(server.addr, &sid);
+        send_text(&mut a, "2probe");
+        assert_eq!(read_text(&mut a), "3probe");
+        send_text(&mut a, "4x");
+        thread::sleep(Duration::from_millis(100));
+        send_text(&mut b, "5");
+    }
+    // Every one of them ends (it kept its session slot for good before the fix).
+    wait_until(CLOSE_WAIT, "every session to be freed", || {
+        server.health()["sessions"] == 0
+    });
+}
+
+#[test]
+fn a_poll_sent_after_the_probe_ends_with_a_noop_so_the_upgrade_completes() {
+    let _w = Watchdog::new(CLOSE_WAIT * 2, "poll during an upgrade");
+    // Pings far apart: without the noop, the poll would wait for the next ping, and the
+    // upgrade socket would be closed at the ping timeout first.
+    let server = Server::start_with(&[
+        ("ASF_PING_INTERVAL_MS", "5000"),
+        ("ASF_PING_TIMEOUT_MS", "3000"),
+    ]);
+    let addr = server.addr;
+    let sid = polling_handshake(addr);
+    let query = format!("EIO=4&transport=polling&sid={sid}");
+    let q = query.clone();
+    let first = thread::spawn(move || super::eio_get(addr, &q));
+    wait_until(CLOSE_WAIT, "the first poll to be parked", || {
+        server.health()["connections"].as_u64().unwrap_or(0) >= 2
+    });
+    let mut ws = open_upgrade(addr, &sid);
+    send_text(&mut ws, "2probe");
+    // The probe's noop releases the parked poll; the client has seen it before `3probe`
+    // and polls again, as engine.io-client does.
+    assert_eq!(first.join().expect("first poll").2, b"6");
+    let second = thread::spawn(move || super::eio_get(addr, &query));
+    assert_eq!(read_text(&mut ws), "3probe");
+    let (status, _, body) = second.join().expect("second poll");
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).into_owned()),
+        (200, "6".to_owned()),
+        "the poll in flight at 3probe must end with a noop"
+    );
+    // Now the client upgrades, and the session lives on over the WebSocket.
+    send_text(&mut ws, "5");
+    send_text(&mut ws, "40/api/v1/podcasts/stream,");
+    let reply = read_text(&mut ws);
+    assert!(reply.starts_with("40/api/v1/podcasts/stream,"), "{reply}");
 }
