@@ -124,14 +124,19 @@ impl DisconnectReason {
         }
     }
 
-    /// True when the server, not the client, ends the session (the client is then told, with
-    /// a Socket.IO disconnect per namespace, before the transport closes).
-    pub fn server_initiated(&self) -> bool {
+    /// True when the server ends the session on purpose for this client (a protocol error,
+    /// a limit, a ping timeout): the client is then told, with a Socket.IO disconnect per
+    /// namespace, before the transport closes, and Socket.IO clients do not reconnect on
+    /// their own. Not for a shutdown: the transport is closed (1001) without it, as
+    /// socket.io's `close()` does, so clients reconnect (to another node, or to this one
+    /// once it is back) and resume.
+    pub fn tells_client(&self) -> bool {
         !matches!(
             self,
             DisconnectReason::ClientClose
                 | DisconnectReason::TransportClose
                 | DisconnectReason::TransportError(_)
+                | DisconnectReason::ServerShutdown
         )
     }
 }

@@ -87,7 +87,7 @@ pub(crate) async fn writer<S: Service>(
             st.ws_control_bytes = 0;
             if let Some(reason) = st.eio.closed().cloned() {
                 closing = true;
-                if reason.server_initiated() {
+                if reason.tells_client() {
                     for p in ctx.service.close_packets(&st.conn) {
                         items.push(Item::Packet(p));
                     }
