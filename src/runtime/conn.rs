@@ -384,6 +384,13 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
             let mut st = shared.lock();
             if st.eio.closed().is_some() {
                 (Step::Idle, Reads::default(), true)
+            } else if st.eio.transport() != Transport::Polling {
+                // Upgraded while this poll waited: what is queued now is the WebSocket's.
+                // End with a noop, and pass on the wake-up it may have taken from the
+                // writer.
+                items.push(Item::Packet(Outgoing::Text(NOOP)));
+                shared.wake();
+                (Step::Idle, Reads::default(), false)
             } else {
                 let (step, prefetch) = gather(
                     ctx,

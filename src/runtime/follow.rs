@@ -199,8 +199,8 @@ fn read_now(s: &StreamSession, b: u64) {
     }
     if got < len {
         pool.give_back(buf);
-        let end = start + len as u64;
-        return s.complete_read(b, Err(StreamError::Shrank { end, len: s.len() }));
+        let why = s.ended_short(start + got as u64, start + len as u64);
+        return s.complete_read(b, Err(why));
     }
     s.complete_extension(b, Ok(pool.freeze(buf)), got - have);
 }
@@ -210,9 +210,12 @@ fn look(s: &StreamSession, full: bool) -> Option<u64> {
     let now = Instant::now();
     let st = match rustix::fs::fstat(s.fd()) {
         Ok(st) => st,
+        // A stale handle (NFS): the file was deleted on the server.
+        Err(Errno::STALE) => return s.observe(Observed::Deleted, now),
         Err(e) => {
-            tracing::warn!(path = ?s.path(), error = %e, "fstat of a live file failed");
-            return None;
+            crate::client_warn!("fstat of a live file failed; its stall timeout still runs"; path = ?s.path(), error = %e);
+            // Nothing new is known, but the idle timeout must still apply.
+            return s.observe(Observed::Len(s.len()), now);
         }
     };
     if st.st_nlink == 0 || full {

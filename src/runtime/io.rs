@@ -55,10 +55,7 @@ pub(crate) async fn read_block(
     }
     if got < len {
         pool.give_back(buf);
-        return Err(StreamError::Shrank {
-            end: start + len as u64,
-            len: session.len(),
-        });
+        return Err(session.ended_short(start + got as u64, start + len as u64));
     }
     let fresh = got - kept.map_or(0, |k| k.len());
     Ok((pool.freeze(buf), fresh))

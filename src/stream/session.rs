@@ -373,6 +373,23 @@ impl StreamSession {
         self.live && self.final_len().is_none() && !self.has_failed()
     }
 
+    /// The error for a read that found the file ending at `at`, short of `end`, where the
+    /// session knew of bytes: a file still being written shrank while it was written; a
+    /// finished one shrank while it was streamed.
+    pub fn ended_short(&self, at: u64, end: u64) -> StreamError {
+        if self.is_following() {
+            StreamError::Truncated {
+                len: at,
+                had: self.len(),
+            }
+        } else {
+            StreamError::Shrank {
+                end,
+                len: self.len(),
+            }
+        }
+    }
+
     /// True while stalled (no growth for the idle timeout, no notify since).
     pub fn is_stalled(&self) -> bool {
         self.lock().live.stalled
