@@ -382,7 +382,7 @@ fn run(
         // Logged once per change of state, not once per attempt.
         let mut logged_down = false;
         loop {
-            match connect(client, keys, view).await {
+            match connect(client, keys, view, hook).await {
                 Ok((conn, events)) => {
                     connected.store(true, Ordering::Relaxed);
                     tracing::info!(streams = view.len(), "redis connected; stream registry resynced");
@@ -430,11 +430,14 @@ fn refuse(op: Op, e: &RegistryError) {
     }
 }
 
-/// Opens the command connection, subscribes, then re-reads the hash into the view.
+/// Opens the command connection, subscribes, then re-reads the hash into the view. A
+/// registration that changed while this node was away goes to the hook too, as its event
+/// would have (a live stream completed meanwhile on another node ends here as well).
 async fn connect(
     client: &redis::Client,
     keys: &Keys,
     view: &MemoryRegistry,
+    hook: &Hook,
 ) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSubStream)> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(TIMEOUT))
@@ -468,7 +471,10 @@ async fn connect(
     for (id, reg) in fresh {
         if view.get(&id).as_ref() != Some(&reg) {
             // The view has no cap (usize::MAX): cannot fail.
-            let _ = view.insert(&id, reg);
+            let _ = view.insert(&id, reg.clone());
+            if let Some(hook) = hook.get() {
+                tokio::spawn(async move { hook(&id, &reg).await });
+            }
         }
     }
     Ok((conn, pubsub.into_on_message()))
