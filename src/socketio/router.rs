@@ -18,7 +18,7 @@ use super::packet::{self, DecodeError, Decoder, Incoming};
 use super::rooms::{Membership, Rooms};
 use super::socket::{Event, Handler, Parts, Socket};
 use crate::engineio::rate::TokenBucket;
-use crate::engineio::{DisconnectReason, Message, Outgoing};
+use crate::engineio::{DisconnectReason, Message, Outgoing, Sid};
 use crate::http::Request;
 use crate::service::{Cx, Endpoints, Feed, HttpReply, ServerStats, Service};
 use crate::stream::StreamError;
@@ -285,8 +285,11 @@ impl Router {
                         conn.joined.len() - 1
                     }
                 };
+                // The socket's id is its own, never the Engine.IO sid: that one authorizes
+                // the session's polling requests, and apps pass socket ids around.
+                let id = Sid::generate();
                 cx.out
-                    .push_back(Outgoing::Text(packet::connect(&ns, cx.sid.as_str())));
+                    .push_back(Outgoing::Text(packet::connect(&ns, id.as_str())));
                 let (n, j) = (&self.namespaces[index], &mut conn.joined[position]);
                 n.handler
                     .on_connect(parts(n, &mut j.member, cx), &mut *j.data, auth.as_ref());

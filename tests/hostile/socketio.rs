@@ -17,6 +17,30 @@ use crate::support::{audio_bytes, sha256_hex, Server, NAMESPACE};
 pub fn cases(s: &Server) -> Vec<Case<'_>> {
     let a = s.addr;
     let mut v: Vec<Case<'_>> = Vec::new();
+    v.push((
+        "sio: the CONNECT reply's socket id is not the Engine.IO sid",
+        Box::new(move || {
+            let mut ws = RawWs::open(a);
+            let mut ids = Vec::new();
+            for _ in 0..2 {
+                ws.text(&format!("40{NAMESPACE},"));
+                let seen = ws.until_text("the CONNECT reply", |t| {
+                    t.starts_with(&format!("40{NAMESPACE},"))
+                });
+                let reply = seen.last().expect("reply");
+                let packet = parse_packet(&reply[1..]).expect("CONNECT reply");
+                let id = packet.data["sid"].as_str().expect("sid").to_owned();
+                assert!(
+                    !id.is_empty() && id != ws.sid,
+                    "socket id {id:?} (engine sid {:?})",
+                    ws.sid
+                );
+                ids.push(id);
+                ws.text(&format!("41{NAMESPACE},"));
+            }
+            assert_ne!(ids[0], ids[1], "each connect gets a new socket id");
+        }),
+    ));
     for bad in [
         "4abc",
         "42{}",
