@@ -291,3 +291,64 @@ fn sigterm_right_after_the_listening_line_exits_0() {
         );
     }
 }
+
+#[test]
+fn a_real_client_reconnects_after_a_sigterm_and_resumes_byte_exact_on_the_restarted_server() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "python-socketio across a restart");
+    // Paced (about 1.2 s) and no grace: the stream is cut mid-file by the SIGTERM.
+    let paced = [
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.01"),
+        ("ASF_SHUTDOWN_GRACE", "0"),
+    ];
+    let mut first = ChildServer::start(&paced, None);
+    let audio = audio_bytes(120 * 4096 + 700, 61);
+    first.publish("strm_back", &audio);
+    let port = first.addr.port().to_string();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("audio.bin");
+    let args = vec![
+        "--url".to_string(),
+        format!("http://{}", first.addr),
+        "--stream".into(),
+        "strm_back".into(),
+        "--reconnect".into(),
+        "--out".into(),
+        out.to_string_lossy().into_owned(),
+        "--timeout".into(),
+        "60".into(),
+    ];
+    let client = thread::spawn(move || {
+        support::run_client(
+            support::Client::Python,
+            "listen",
+            &args,
+            Duration::from_secs(90),
+        )
+    });
+    let mut observer = HttpConn::connect(first.addr);
+    wait_until(WAIT, "the python listener to stream", || {
+        let (status, _, body) = observer.request(&keep_alive_get(
+            first.addr,
+            "/asf/internal/streams/strm_back",
+        ));
+        status == 200
+            && serde_json::from_slice::<Value>(&body)
+                .is_ok_and(|s| s["bytes_sent"].as_u64() > Some(0))
+    });
+    first.signal(libc::SIGTERM);
+    let status = first.wait_exit(EXIT_WAIT);
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    // The same port, the same id and file: the client comes back by itself.
+    let mut port_env = paced.to_vec();
+    port_env.push(("ASF_PORT", port.as_str()));
+    let second = ChildServer::start(&port_env, None);
+    second.publish("strm_back", &audio);
+    let run = client.join().expect("client thread");
+    let events = run.event_names();
+    assert_eq!(run.code, Some(0), "{events:?}\n{}", run.stderr);
+    let acks = events.iter().filter(|e| *e == "connection_ack").count();
+    assert!(acks >= 2, "the client did not reconnect: {events:?}");
+    let got = std::fs::read(&out).expect("client output");
+    assert_eq!(sha256_hex(&got), sha256_hex(&audio), "{events:?}");
+    drop(second);
+}

@@ -28,8 +28,9 @@ def transports_arg(value):
     return [t.strip() for t in value.split(",") if t.strip()]
 
 
-def make_client():
-    """A python-socketio Client without reconnection whose handlers run in arrival order.
+def make_client(reconnection=False):
+    """A python-socketio Client (without reconnection unless asked) whose handlers run in
+    arrival order.
 
     python-socketio's threaded Client starts a new thread per Engine.IO message, so handlers
     for consecutive messages (and a binary event's header and attachment) may race; the
@@ -43,7 +44,7 @@ def make_client():
     if not eio_logger.handlers:
         eio_logger.addHandler(logging.StreamHandler(sys.stderr))
     eio_logger.setLevel(logging.WARNING)
-    sio = socketio.Client(reconnection=False, engineio_logger=eio_logger)
+    sio = socketio.Client(reconnection=reconnection, engineio_logger=eio_logger)
     eio = getattr(sio, "eio", None)
     original = getattr(eio, "_trigger_event", None)
     if original is not None:

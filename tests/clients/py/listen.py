@@ -1,7 +1,11 @@
 """Listen to one ASF stream with python-socketio and save its audio.
 
 Usage: listen.py --url http://127.0.0.1:PORT --stream ID [--transports websocket|default]
-                 [--offset N] --out FILE [--timeout SECONDS]
+                 [--offset N] [--reconnect] --out FILE [--timeout SECONDS]
+
+With --reconnect, python-socketio reconnects by itself after the connection drops, and
+each connection_ack after the first joins again at the bytes received so far (as the
+README's example client does); a disconnect is then only reported.
 
 Prints every event as one JSON line ({"event": name, "data": ...}; audio chunks only as
 {"event": "audio_chunk", "len": N}), joins the stream on connection_ack, writes all audio
@@ -22,13 +26,14 @@ def main():
     parser.add_argument("--stream", required=True)
     parser.add_argument("--transports", default="websocket")
     parser.add_argument("--offset", type=int, default=None)
+    parser.add_argument("--reconnect", action="store_true")
     parser.add_argument("--out", required=True)
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args()
 
-    sio = make_client()
+    sio = make_client(reconnection=args.reconnect)
     done = threading.Event()
-    state = {"code": 4}
+    state = {"code": 4, "received": 0, "acks": 0}
     out = open(args.out, "wb")
 
     def finish(code):
@@ -39,8 +44,11 @@ def main():
     @sio.on("connection_ack", namespace=NAMESPACE)
     def on_ack(data=None):
         emit_line({"event": "connection_ack", "data": data})
+        state["acks"] += 1
         payload = {"stream_id": args.stream}
-        if args.offset is not None:
+        if state["acks"] > 1:
+            payload["offset"] = (args.offset or 0) + state["received"]
+        elif args.offset is not None:
             payload["offset"] = args.offset
         sio.emit("join_stream", payload, namespace=NAMESPACE)
 
@@ -48,6 +56,7 @@ def main():
     def on_chunk(data=None):
         if isinstance(data, (bytes, bytearray)):
             out.write(data)
+            state["received"] += len(data)
             emit_line({"event": "audio_chunk", "len": len(data)})
         else:
             emit_line({"event": "audio_chunk", "len": -1, "type": type(data).__name__})
@@ -71,7 +80,8 @@ def main():
     def on_disconnect(*reason):
         if not done.is_set():
             emit_line({"event": "disconnect", "data": [str(r) for r in reason]})
-            finish(5)
+            if not args.reconnect:
+                finish(5)
 
     return run_until_done(sio, args, [NAMESPACE], done, state, out)
 
