@@ -431,7 +431,7 @@ impl Config {
     pub fn from_source(src: &impl Source) -> Result<Config, ConfigError> {
         let d = Config::default();
         let secret = optional(src, ASF_SECRET_KEY, |s| Ok(SecretString::new(s)))?;
-        Ok(Config {
+        let config = Config {
             secret_key_generated: secret.is_none(),
             secret_key: secret.unwrap_or(d.secret_key),
             cors_allowed_origins: var(src, ASF_CORS_ALLOWED_ORIGINS, parse_cors)?
@@ -481,7 +481,7 @@ impl Config {
                 .unwrap_or(d.stream_summary_interval),
             max_events_per_sec: var(src, ASF_MAX_EVENTS_PER_SEC, parse_max_events_per_sec)?
                 .unwrap_or(d.max_events_per_sec),
-            internal_token: optional(src, ASF_INTERNAL_TOKEN, |s| Ok(SecretString::new(s)))?,
+            internal_token: internal_token(src)?,
             ui_updates_namespace: var(src, ASF_UI_UPDATES_NAMESPACE, parse_namespace)?
                 .unwrap_or(d.ui_updates_namespace),
             shutdown_grace: var(src, ASF_SHUTDOWN_GRACE, parse_shutdown_grace)?
@@ -493,7 +493,22 @@ impl Config {
             internal_addr: optional(src, ASF_INTERNAL_ADDR, parse_internal_addr)?,
             metrics_open: var(src, ASF_METRICS_OPEN, parse_bool)?.unwrap_or(d.metrics_open),
             log_format: var(src, ASF_LOG_FORMAT, parse_log_format)?.unwrap_or(d.log_format),
-        })
+        };
+        if let Some(internal) = config.internal_addr {
+            if internal.port() != 0 && internal.port() == config.port {
+                // Both listeners use SO_REUSEPORT: the kernel would share the connections
+                // between them, serving the internal routes publicly.
+                return Err(ConfigError::Invalid {
+                    name: ASF_INTERNAL_ADDR,
+                    value: internal.to_string(),
+                    why: format!(
+                        "its port is ASF_PORT ({}); give it a port of its own",
+                        config.port
+                    ),
+                });
+            }
+        }
+        Ok(config)
     }
 
     /// [`EnvSource::load`] of the current directory, then [`Config::from_source`].
@@ -604,5 +619,21 @@ fn token_of(s: &str) -> String {
         format!("{s:?}")
     } else {
         s.to_owned()
+    }
+}
+
+/// `ASF_INTERNAL_TOKEN`: a token with spaces around it could never be sent (clients'
+/// headers are trimmed), which would lock every caller out; refused, without showing it.
+fn internal_token(src: &impl Source) -> Result<Option<SecretString>, ConfigError> {
+    match src.get(ASF_INTERNAL_TOKEN) {
+        Some(raw) if raw.trim().is_empty() => Ok(None),
+        Some(raw) if raw.trim() != raw => Err(ConfigError::InvalidSecret {
+            name: ASF_INTERNAL_TOKEN,
+            why: "it starts or ends with whitespace (a newline from a secret file?), which no \
+                  Authorization header can carry"
+                .into(),
+        }),
+        Some(raw) => Ok(Some(SecretString::new(raw))),
+        None => Ok(None),
     }
 }

@@ -86,7 +86,33 @@ pub(super) fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, Config
         let (k, v) = item.map_err(|e| dotenv_err(describe_dotenv_error(path, &e)))?;
         vars.entry(k).or_insert(v);
     }
+    let text = std::fs::read_to_string(path).map_err(|e| dotenv_err(e.to_string()))?;
+    if let Some(why) = expanded_asf_value(&text) {
+        return Err(dotenv_err(why));
+    }
     Ok(vars)
+}
+
+/// The first `ASF_*` line whose value a `.env` reader would expand: dotenvy replaces
+/// `$NAME` (and `${NAME}`) in unquoted and double-quoted values, so `ASF_INTERNAL_TOKEN=$ecret`
+/// would silently become an empty token. Only single quotes keep a `$` as it is.
+fn expanded_asf_value(text: &str) -> Option<String> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if is_asf(key) && !value.starts_with('\'') && value.contains('$') {
+            return Some(format!(
+                "line {}: the value of {key} contains `$`, which .env files expand (`$NAME` \
+                 becomes that variable's value, or nothing); put the value in single quotes",
+                n + 1
+            ));
+        }
+    }
+    None
 }
 
 /// One line, without echoing the offending text (it may hold a secret).

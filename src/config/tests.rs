@@ -587,3 +587,72 @@ fn sendfile_is_off_by_default_and_switches_on() {
     assert!(!parse(&[(ASF_SENDFILE, "off")]).sendfile);
     parse_err(ASF_SENDFILE, "sometimes");
 }
+
+#[test]
+fn a_dollar_in_an_unquoted_or_double_quoted_dotenv_value_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(".env");
+    for line in [
+        "ASF_INTERNAL_TOKEN=$ecretT0ken",
+        "ASF_INTERNAL_TOKEN=abc$def",
+        "ASF_INTERNAL_TOKEN=\"abc${HOME}\"",
+    ] {
+        std::fs::write(&path, format!("# a comment with $ is fine\n{line}\n")).expect("write");
+        match read_dotenv(&path) {
+            Ok(v) => panic!("{line:?} read as {v:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("line 2") && msg.contains("single quotes"),
+                    "{msg}"
+                );
+                assert!(!msg.contains("ecret") && !msg.contains("def"), "{msg}");
+            }
+        }
+    }
+    // Single quotes keep it as written; other variables are not ASF's concern.
+    std::fs::write(&path, "ASF_INTERNAL_TOKEN='$ecret'\nOTHER=$x\n").expect("write");
+    let vars = read_dotenv(&path).expect("single-quoted");
+    assert_eq!(
+        vars.get(ASF_INTERNAL_TOKEN).map(String::as_str),
+        Some("$ecret")
+    );
+}
+
+#[test]
+fn an_internal_token_with_spaces_around_it_is_refused_without_showing_it() {
+    for raw in ["tok\n", " tok", "tok "] {
+        match Config::from_source(&map(&[(ASF_INTERNAL_TOKEN, raw)])) {
+            Ok(_) => panic!("{raw:?} accepted"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with("ASF_INTERNAL_TOKEN is not valid: "),
+                    "{msg}"
+                );
+                assert!(!msg.contains("tok"), "{msg}");
+            }
+        }
+    }
+    assert!(parse(&[(ASF_INTERNAL_TOKEN, "tok")])
+        .internal_token
+        .is_some());
+}
+
+#[test]
+fn the_internal_listener_may_not_share_the_public_port() {
+    let err = Config::from_source(&map(&[
+        (ASF_PORT, "5109"),
+        (ASF_INTERNAL_ADDR, "127.0.0.1:5109"),
+    ]));
+    let Err(e) = err else {
+        panic!("the public port was accepted for the internal listener");
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("ASF_INTERNAL_ADDR=127.0.0.1:5109 is not valid: its port is ASF_PORT"),
+        "{msg}"
+    );
+    let ok = parse(&[(ASF_PORT, "5109"), (ASF_INTERNAL_ADDR, "127.0.0.1:5110")]);
+    assert!(ok.internal_addr.is_some());
+}

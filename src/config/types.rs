@@ -101,6 +101,14 @@ pub enum ConfigError {
         /// What was expected instead.
         why: String,
     },
+    /// A secret is set to a value we do not accept (the value is not shown).
+    #[error("{name} is not valid: {why}")]
+    InvalidSecret {
+        /// The variable, e.g. `ASF_INTERNAL_TOKEN`.
+        name: &'static str,
+        /// What was expected instead.
+        why: String,
+    },
     /// The `.env` file exists but cannot be read or parsed.
     #[error("{} is not valid: {why}", path.display())]
     DotEnv {

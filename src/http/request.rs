@@ -287,10 +287,11 @@ fn percent_decode(s: &str, plus_is_space: bool) -> String {
         match b {
             b'+' if plus_is_space => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
+                // Two hex digits exactly (`from_str_radix` alone would take "+a").
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
                 if let Some(v) = hex {
                     out.push(v);
                     i += 3;
@@ -370,6 +371,10 @@ mod tests {
         assert_eq!(r.query(), "");
         let r = parse("GET /a?s%74ream_id=%E2%82%AC%FF HTTP/1.1\r\n\r\n");
         assert_eq!(r.query_param("stream_id").as_deref(), Some("€\u{FFFD}"));
+        // A sign is not a hex digit: "%+a" stays as it is.
+        let r = parse("GET /a?x=%+a&y=%-1 HTTP/1.1\r\n\r\n");
+        assert_eq!(r.query_param("x").as_deref(), Some("% a"));
+        assert_eq!(r.query_param("y").as_deref(), Some("%-1"));
     }
 
     #[test]

@@ -255,7 +255,13 @@ fn start<S: Service>(
             max_payload: config.max_payload,
             max_packets_per_sec: config.max_events_per_sec,
         },
-        http_limits: crate::http::Limits::default(),
+        // A polling POST may carry up to ASF_MAX_PAYLOAD (as the handshake announces).
+        http_limits: crate::http::Limits {
+            max_body_bytes: crate::http::Limits::default()
+                .max_body_bytes
+                .max(config.max_payload),
+            ..crate::http::Limits::default()
+        },
         stats: Arc::new(ServerStats::with_process(super::process::read)),
         sessions: Mutex::new(HashMap::new()),
         owed_noops: Mutex::new(HashMap::new()),
