@@ -145,3 +145,58 @@ fn parses_proc_stat_cpu_fields() {
     assert_eq!(parse_cpu_ticks("1234 (x) S 1"), None);
     assert_eq!(parse_cpu_ticks("no paren"), None);
 }
+
+#[test]
+fn streams_go_on_byte_exact_through_a_moment_without_descriptors() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "streams while out of descriptors");
+    // Paced (4 KiB per 10 ms, about 5 s for 2 MiB): blocks are read while descriptors lack.
+    let proc = ChildServer::start(
+        &[
+            ("ASF_WORKERS", "1"),
+            ("ASF_HEADER_TIMEOUT", "120"),
+            ("ASF_STREAM_SLEEP_INTERVAL", "0.01"),
+        ],
+        Some(NOFILE),
+    );
+    let addr = proc.addr;
+    let audio = support::audio_bytes(2 << 20, 71);
+    proc.publish("strm_fd", &audio);
+    let mut listeners: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = support::sio::SioClient::connect(addr);
+            c.join("strm_fd");
+            let mut got = support::sio::StreamResult::default();
+            c.read_until_audio(&mut got, 100_000);
+            (c, got)
+        })
+        .collect();
+    // Every descriptor taken for a while, as a burst of connections does. A block read
+    // duplicates the file's descriptor for io_uring: it used to fail the whole stream.
+    let held: Vec<TcpStream> = (0..CONNECTIONS).filter_map(|_| try_connect(addr)).collect();
+    assert!(
+        held.len() > NOFILE as usize,
+        "only {} connections",
+        held.len()
+    );
+    wait_until(WAIT, "the accept-failure log line", || {
+        proc.log().contains(EXHAUSTION_LOG)
+    });
+    thread::sleep(Duration::from_millis(1500));
+    drop(held);
+    for (i, (c, got)) in listeners.iter_mut().enumerate() {
+        let rest = c.collect_stream();
+        let mut all = std::mem::take(&mut got.audio);
+        all.extend_from_slice(&rest.audio);
+        assert_eq!(
+            rest.last_event_kind(),
+            Some("end_of_stream"),
+            "listener {i}: {:?}",
+            rest.events.last()
+        );
+        assert_eq!(
+            support::sha256_hex(&all),
+            support::sha256_hex(&audio),
+            "listener {i}"
+        );
+    }
+}

@@ -30,8 +30,9 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 
+use super::io::pread_block;
 use crate::stream::files::FOLLOW_CHECK_INTERVAL;
-use crate::stream::{Observed, StreamError, StreamSession};
+use crate::stream::{Observed, StreamSession};
 
 /// Hands follow requests to the follower thread.
 #[derive(Debug)]
@@ -173,36 +174,12 @@ fn check(s: &StreamSession, full: bool) {
     }
 }
 
-/// Reads claimed block `b` of `s` with `pread`: the part kept of a partial block is copied,
-/// only the rest comes from the file.
+/// Reads claimed block `b` of `s` with `pread` (see [`pread_block`]) and reports it.
 fn read_now(s: &StreamSession, b: u64) {
-    let (start, len) = s.block_range(b);
-    let kept = s.partial(b);
-    let have = kept.as_ref().map_or(0, |k| k.len());
-    let pool = s.pool();
-    let mut buf = pool.take();
-    buf.extend_from_slice(kept.as_deref().unwrap_or_default());
-    buf.resize(len.max(have), 0);
-    let mut got = have;
-    while got < len {
-        match rustix::io::pread(s.fd(), &mut buf[got..len], start + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(Errno::INTR) => {}
-            Err(e) => {
-                pool.give_back(buf);
-                let why = std::io::Error::from(e).to_string();
-                let at = start + got as u64;
-                return s.complete_read(b, Err(StreamError::ReadFailed { at, why }));
-            }
-        }
+    match pread_block(s, b) {
+        Ok((bytes, fresh)) => s.complete_extension(b, Ok(bytes), fresh),
+        Err(why) => s.complete_read(b, Err(why)),
     }
-    if got < len {
-        pool.give_back(buf);
-        let why = s.ended_short(start + got as u64, start + len as u64);
-        return s.complete_read(b, Err(why));
-    }
-    s.complete_extension(b, Ok(pool.freeze(buf)), got - have);
 }
 
 /// What [`check`] does but the read: the session's answer.

@@ -17,13 +17,15 @@ pub(crate) async fn read_block(
 ) -> Result<(Bytes, usize), StreamError> {
     let (start, len) = session.block_range(b);
     let kept = session.partial(b);
-    let fd = session
-        .fd()
-        .try_clone()
-        .map_err(|e| StreamError::ReadFailed {
-            at: start,
-            why: format!("cannot duplicate the file handle: {e}"),
-        })?;
+    let fd = match session.fd().try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Out of descriptors for a moment: not a reason to fail the stream for every
+            // listener. Read this block with plain preads on this thread instead.
+            crate::client_warn!("no descriptor left for an io_uring block read; reading with pread"; error = %e);
+            return pread_block(session, b);
+        }
+    };
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(fd));
     let pool = session.pool();
     let mut buf = pool.take();
@@ -98,6 +100,38 @@ impl Drop for ReadClaim {
             self.session.abandon_read(self.block);
         }
     }
+}
+
+/// Reads block `b` of `session` with plain `pread`s on this thread: the part kept of a
+/// partial block is copied, only the rest comes from the file. Answers the block and the
+/// bytes read from the file.
+pub(crate) fn pread_block(session: &StreamSession, b: u64) -> Result<(Bytes, usize), StreamError> {
+    let (start, len) = session.block_range(b);
+    let kept = session.partial(b);
+    let have = kept.as_ref().map_or(0, |k| k.len());
+    let pool = session.pool();
+    let mut buf = pool.take();
+    buf.extend_from_slice(kept.as_deref().unwrap_or_default());
+    buf.resize(len.max(have), 0);
+    let mut got = have;
+    while got < len {
+        match rustix::io::pread(session.fd(), &mut buf[got..len], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                pool.give_back(buf);
+                let why = io::Error::from(e).to_string();
+                let at = start + got as u64;
+                return Err(StreamError::ReadFailed { at, why });
+            }
+        }
+    }
+    if got < len {
+        pool.give_back(buf);
+        return Err(session.ended_short(start + got as u64, start + len as u64));
+    }
+    Ok((pool.freeze(buf), got - have))
 }
 
 /// Reads claimed block `b` (see [`ReadClaim`]).

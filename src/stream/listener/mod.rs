@@ -228,7 +228,8 @@ impl Listener {
         // Lag exceeds max_lag once more than (next + max_lag - start) / chunk chunks are
         // due, and chunk count c is due from (c - 1) intervals on (plus the tick quantum,
         // see `lag_bytes`).
-        let chunks = (self.next - self.base_next + max_lag) / self.chunk_size + 1;
+        // Saturating: a lag limit near u64::MAX means "never" (no deadline below).
+        let chunks = (self.next - self.base_next).saturating_add(max_lag) / self.chunk_size + 1;
         let k = u32::try_from(chunks - 1).ok()?;
         Some(self.started + self.interval.checked_mul(k)? + self.ticks.quantum())
     }

@@ -1060,3 +1060,25 @@ fn a_completed_live_file_is_not_failed_by_what_later_happens_at_its_path() {
     assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Finished);
     assert_eq!(got, f.data);
 }
+
+#[test]
+fn a_lag_limit_near_u64_max_means_no_lag_deadline() {
+    let f = fixture(64 * 1024, 16 * 1024, 1 << 20);
+    let s = f.open();
+    let start = Instant::now();
+    let mut l = Listener::new(Arc::clone(&s), 0, 4096, Duration::from_millis(10), start).unwrap();
+    let w = waker();
+    let mut out = Vec::new();
+    let later = start + Duration::from_millis(35);
+    while let Poll::Read(b) = l.poll(later, usize::MAX, 64, &w, &mut out) {
+        read(&s, b);
+    }
+    assert_eq!(l.bytes_sent(), 4 * 4096);
+    // ASF_MAX_LAG_BYTES accepts up to u64::MAX: the deadline must not wrap to "now".
+    let d = l.lag_deadline(u64::MAX);
+    assert!(
+        d.is_none_or(|d| d > later + Duration::from_secs(3600)),
+        "deadline {:?} after the start",
+        d.map(|d| d - start)
+    );
+}
