@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use super::deliver::{gather, write_all, Budget, Item, Reads, Step};
+use super::deliver::{drain_and_close, gather, write_all, Budget, Item, Reads, Step};
 use super::session::{cx, ConnGuard, Ctx, Shared, Side};
 use super::websocket;
 use crate::config::CorsOrigins;
@@ -21,6 +21,11 @@ use crate::service::{HttpReply, Route, Service};
 
 /// The body of a polling response that only ends the request: one noop packet.
 const NOOP: Bytes = Bytes::from_static(b"6");
+
+/// How much of a refused request's body is read and dropped after the answer, and for how
+/// long at most, before the connection is closed (see [`drain_and_close`]).
+const DRAIN_BYTES: usize = 4 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Longest a polling GET waits with nothing to send while a WebSocket upgrade of its
 /// session waits for it to end (engine.io's noop interval).
@@ -214,7 +219,10 @@ pub(crate) async fn handle<S: Service>(
             Err(e) => {
                 crate::client_info!("bad HTTP request"; %peer, error = %e, status = e.status());
                 ctx.stats.http.count("invalid", e.status());
-                send(&ctx, &stream, &http::error_response(&e), false, false).await;
+                if send(&ctx, &stream, &http::error_response(&e), false, false).await {
+                    // The client may still be sending (a body too large): let it finish.
+                    drain_and_close(&stream, DRAIN_BYTES, DRAIN_TIME).await;
+                }
                 return;
             }
         }

@@ -623,6 +623,35 @@ fn frame(opcode: OpCode, payload: Bytes, iov: &mut Vec<Bytes>) {
     iov.push(payload);
 }
 
+/// After an answer that ends a connection while the client may still be sending (a body
+/// refused, a connection over the limit): half-closes, then reads and drops what comes, at
+/// most `bytes` for at most `time`, so that the kernel does not answer the unread bytes with
+/// a reset that destroys the answer before the client has read it.
+pub(crate) async fn drain_and_close(stream: &TcpStream, bytes: usize, time: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = tokio::time::Instant::now() + time;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let read = stream.read(buf);
+        tokio::pin!(read);
+        let (res, back) = tokio::select! {
+            done = &mut read => done,
+            _ = tokio::time::sleep_until(deadline) => {
+                // Never abandon an in-flight io_uring read: shut the socket so it completes.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                let _ = read.await;
+                return;
+            }
+        };
+        buf = back;
+        match res {
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
 /// Most buffers handed to one `writev` (the kernel's IOV_MAX is 1024).
 pub(crate) const MAX_IOVECS: usize = 1000;
 

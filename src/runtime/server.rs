@@ -407,7 +407,12 @@ async fn accept_loop<S: Service>(
                         crate::client_warn!("connection refused: ASF_MAX_CONNECTIONS reached"; %peer, limit = ctx.config.max_connections);
                         tokio_uring::spawn(async move {
                             let resp = crate::http::Response::error(503, "Server is at its connection limit; try again later");
-                            let _ = super::deliver::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
+                            let sent = super::deliver::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
+                            if sent.is_ok() {
+                                // Its request was never read: read a little, or the close
+                                // resets the connection and the client loses the answer.
+                                super::deliver::drain_and_close(&stream, 64 << 10, Duration::from_millis(500)).await;
+                            }
                             drop(guard);
                         });
                         continue;

@@ -146,3 +146,59 @@ pub fn slow_client_cases(s: &Server) -> Vec<Case<'_>> {
     ));
     v
 }
+
+/// Sends `head` then `body` on a fresh connection (ignoring write errors, as the server may
+/// answer first) and reads to the end: the first line of the answer, or the read error.
+fn send_then_read(addr: std::net::SocketAddr, head: &[u8], body: &[u8]) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let _ = s.write_all(head);
+    let _ = s.write_all(body);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{:?} after {} bytes", e.kind(), got.len())),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
+/// A client sends its whole (too large) body before reading, as HTTP clients do: it must
+/// still read the 413, not a reset. Likewise a client refused at the connection limit.
+#[test]
+fn refusals_are_readable_by_clients_that_are_still_sending() {
+    let _w = crate::support::Watchdog::new(Duration::from_secs(120), "refusals readable");
+    let server = Server::start();
+    let head = format!(
+        "POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+    );
+    let body = vec![b'x'; 2_000_000];
+    for i in 0..5 {
+        let line = send_then_read(server.addr, head.as_bytes(), &body);
+        assert!(
+            line.as_deref().is_ok_and(|l| l.starts_with("HTTP/1.1 413")),
+            "attempt {i}: {line:?}"
+        );
+    }
+    let limited = Server::start_with(&[("ASF_MAX_CONNECTIONS", "1"), ("ASF_WORKERS", "1")]);
+    let mut hold = HttpConn::connect(limited.addr);
+    let (status, _, _) = hold.request(b"GET /asf/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    for i in 0..5 {
+        let line = send_then_read(
+            limited.addr,
+            b"GET /asf/health HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"",
+        );
+        assert!(
+            line.as_deref().is_ok_and(|l| l.starts_with("HTTP/1.1 503")),
+            "attempt {i}: {line:?}"
+        );
+    }
+}
