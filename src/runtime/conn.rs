@@ -52,15 +52,53 @@ enum Awaiting {
     Body(Instant),
 }
 
+/// Where the search for the end of the request head in the connection's buffer stands, so
+/// that a head arriving in many small reads is searched once rather than parsed once per
+/// read (httparse starts from the first byte every time).
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// Bytes at the start of the buffer known to hold no blank line.
+    scanned: usize,
+    /// A blank line (the end of a head) is in the buffer.
+    seen: bool,
+}
+
+impl HeadScan {
+    /// Whether `buf` may hold a complete head (a blank line ends one), or is past the head
+    /// size limit (the parser then refuses it): only then is it worth parsing.
+    fn head_may_end(&mut self, buf: &[u8], max_head: usize) -> bool {
+        if !self.seen {
+            let from = self.scanned.saturating_sub(2).min(buf.len());
+            let rest = &buf[from..];
+            self.seen =
+                rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n");
+            self.scanned = buf.len();
+        }
+        self.seen || buf.len() > max_head
+    }
+
+    fn seen(&self) -> bool {
+        self.seen
+    }
+}
+
 impl Awaiting {
     /// What is awaited now that `buf` holds what has arrived (the head's deadline starts at
     /// the first byte, the body's once the head is complete).
-    fn update<S: Service>(self, ctx: &Ctx<S>, buf: &[u8], now: Instant) -> Awaiting {
+    /// `head_seen`: `buf` holds the end of a head (see [`HeadScan`]); before that there is
+    /// no body to await and nothing to parse.
+    fn update<S: Service>(
+        self,
+        ctx: &Ctx<S>,
+        buf: &[u8],
+        head_seen: bool,
+        now: Instant,
+    ) -> Awaiting {
         match self {
             Awaiting::Idle if !buf.is_empty() => {
-                Awaiting::Head(now + ctx.config.header_timeout).update(ctx, buf, now)
+                Awaiting::Head(now + ctx.config.header_timeout).update(ctx, buf, head_seen, now)
             }
-            Awaiting::Head(_) if http::awaiting_body(buf, &ctx.http_limits) => {
+            Awaiting::Head(_) if head_seen && http::awaiting_body(buf, &ctx.http_limits) => {
                 Awaiting::Body(now + ctx.config.body_timeout)
             }
             other => other,
@@ -136,9 +174,16 @@ pub(crate) async fn handle<S: Service>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // The first request's head is due from the connection's start.
     let mut awaiting = Awaiting::Head(Instant::now() + ctx.config.header_timeout);
+    let mut scan = HeadScan::default();
     loop {
-        match http::parse_request(&mut buf, &ctx.http_limits) {
+        let parsed = if scan.head_may_end(&buf, ctx.http_limits.max_header_bytes) {
+            http::parse_request(&mut buf, &ctx.http_limits)
+        } else {
+            Ok(None)
+        };
+        match parsed {
             Ok(Some(req)) => {
+                scan = HeadScan::default();
                 let keep_alive = req.keep_alive();
                 let engine = req.path() == ctx.service.engine_path();
                 let route = if engine {
@@ -173,10 +218,11 @@ pub(crate) async fn handle<S: Service>(
                     return;
                 }
                 // Pipelined bytes already started the next head.
-                awaiting = Awaiting::Idle.update(&ctx, &buf, Instant::now());
+                let head_seen = scan.head_may_end(&buf, ctx.http_limits.max_header_bytes);
+                awaiting = Awaiting::Idle.update(&ctx, &buf, head_seen, Instant::now());
             }
             Ok(None) => {
-                awaiting = awaiting.update(&ctx, &buf, Instant::now());
+                awaiting = awaiting.update(&ctx, &buf, scan.seen(), Instant::now());
                 let limit = awaiting.limit(&ctx, Instant::now());
                 let (res, back) = read_more(&stream, buf, limit).await;
                 buf = back;
@@ -544,4 +590,29 @@ pub(crate) fn handle_packet<S: Service>(
     }
     // A reply to the packet (a pong, the service's answer) may have filled the queue.
     super::session::enforce_queue_cap(st);
+}
+
+#[cfg(test)]
+mod head_scan_tests {
+    use super::HeadScan;
+
+    #[test]
+    fn a_dripped_head_is_parsed_only_once_its_blank_line_is_in() {
+        let head = b"POST /n HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut scan = HeadScan::default();
+        // One byte at a time: no parse before the last byte of the blank line.
+        for n in 1..=head.len() {
+            let may = scan.head_may_end(&head[..n], 16 * 1024);
+            assert_eq!(may, n >= end, "after {n} bytes");
+        }
+        // Bare LF line ends, split across reads.
+        let mut scan = HeadScan::default();
+        assert!(!scan.head_may_end(b"GET / HTTP/1.1\nHost: x\n", 16 * 1024));
+        assert!(scan.head_may_end(b"GET / HTTP/1.1\nHost: x\n\n", 16 * 1024));
+        // Past the size limit with no end: parse, so that the parser refuses it.
+        let mut scan = HeadScan::default();
+        assert!(!scan.head_may_end(&[b'a'; 100], 100));
+        assert!(scan.head_may_end(&[b'a'; 101], 100));
+    }
 }
