@@ -10,7 +10,9 @@
 mod request;
 mod response;
 
-pub use request::{awaiting_body, decode_path_segment, parse_request, Request, MAX_HEADERS};
+pub use request::{
+    awaiting_body, decode_path_segment, expects_continue, parse_request, Request, MAX_HEADERS,
+};
 pub use response::{error_response, reason_phrase, Response};
 
 /// Size limits applied while parsing a request, so that one client cannot make the server buffer

@@ -172,6 +172,20 @@ pub fn awaiting_body(buf: &[u8], limits: &Limits) -> bool {
     )
 }
 
+/// True when `buf` holds a complete head that asks for `100 Continue` (`Expect:
+/// 100-continue`) and not yet all of its body: the client waits for that line (or a while)
+/// before it sends the body.
+pub fn expects_continue(buf: &[u8], limits: &Limits) -> bool {
+    matches!(
+        parse_head(buf, limits),
+        Ok(Some(head)) if buf.len() < head.len.saturating_add(head.content_length)
+            && head.headers.iter().any(|(name, value)| {
+                buf[name.clone()].eq_ignore_ascii_case(b"expect")
+                    && buf[value.clone()].eq_ignore_ascii_case(b"100-continue")
+            })
+    )
+}
+
 /// A complete, validated header block: ranges are relative to the start of the buffer.
 struct Head {
     len: usize,

@@ -175,6 +175,8 @@ pub(crate) async fn handle<S: Service>(
     // The first request's head is due from the connection's start.
     let mut awaiting = Awaiting::Head(Instant::now() + ctx.config.header_timeout);
     let mut scan = HeadScan::default();
+    // `100 Continue` was sent for the request being read.
+    let mut continued = false;
     loop {
         let parsed = if scan.head_may_end(&buf, ctx.http_limits.max_header_bytes) {
             http::parse_request(&mut buf, &ctx.http_limits)
@@ -184,6 +186,7 @@ pub(crate) async fn handle<S: Service>(
         match parsed {
             Ok(Some(req)) => {
                 scan = HeadScan::default();
+                continued = false;
                 let keep_alive = req.keep_alive();
                 let engine = req.path() == ctx.service.engine_path();
                 let route = if engine {
@@ -223,6 +226,19 @@ pub(crate) async fn handle<S: Service>(
             }
             Ok(None) => {
                 awaiting = awaiting.update(&ctx, &buf, scan.seen(), Instant::now());
+                if matches!(awaiting, Awaiting::Body(_))
+                    && !continued
+                    && http::expects_continue(&buf, &ctx.http_limits)
+                {
+                    continued = true;
+                    let line = vec![Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")];
+                    if write_all(&stream, line, ctx.config.stall_timeout)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
                 let limit = awaiting.limit(&ctx, Instant::now());
                 let (res, back) = read_more(&stream, buf, limit).await;
                 buf = back;

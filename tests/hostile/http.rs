@@ -202,3 +202,30 @@ fn refusals_are_readable_by_clients_that_are_still_sending() {
         );
     }
 }
+
+/// A client that sends `Expect: 100-continue` waits for `100 Continue` before its body.
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    use std::io::{Read, Write};
+    let _w = crate::support::Watchdog::new(Duration::from_secs(60), "100-continue");
+    let server = Server::start();
+    let body = br#"{"stream_id": "x", "filepath": "/nowhere/x.mp3"}"#;
+    let head = format!(
+        "POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut got = vec![0u8; interim.len()];
+    s.read_exact(&mut got)
+        .expect("no 100 Continue before the body was sent");
+    assert_eq!(&got[..], &interim[..]);
+    s.write_all(body).expect("body");
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.starts_with("HTTP/1.1 "), "{rest:?}");
+    assert!(!rest.starts_with("HTTP/1.1 100"), "a second 100: {rest:?}");
+}
