@@ -633,21 +633,32 @@ pub(crate) async fn drain_and_close(stream: &TcpStream, bytes: usize, time: Dura
     let mut buf = vec![0u8; 16 * 1024];
     let mut left = bytes;
     while left > 0 {
-        let read = stream.read(buf);
-        tokio::pin!(read);
-        let (res, back) = tokio::select! {
-            done = &mut read => done,
-            _ = tokio::time::sleep_until(deadline) => {
-                // Never abandon an in-flight io_uring read: shut the socket so it completes.
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                let _ = read.await;
-                return;
-            }
+        let Some((res, back)) = op_until(stream, stream.read(buf), deadline).await else {
+            return;
         };
         buf = back;
         match res {
             Ok(n) if n > 0 => left = left.saturating_sub(n),
             _ => return,
+        }
+    }
+}
+
+/// Awaits an io_uring operation on `stream` until `deadline`; past it, shuts the socket down
+/// so that the operation completes (one abandoned in flight would pin the socket open in
+/// the kernel), awaits it and answers None.
+async fn op_until<T>(
+    stream: &TcpStream,
+    op: impl std::future::Future<Output = T>,
+    deadline: tokio::time::Instant,
+) -> Option<T> {
+    tokio::pin!(op);
+    tokio::select! {
+        done = &mut op => Some(done),
+        _ = tokio::time::sleep_until(deadline) => {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = op.await;
+            None
         }
     }
 }
@@ -665,20 +676,12 @@ pub(crate) async fn write_all(
 ) -> io::Result<Vec<Bytes>> {
     bufs.retain(|b| !b.is_empty());
     while !bufs.is_empty() {
-        let write = stream.writev(bufs);
-        tokio::pin!(write);
-        let (res, back) = tokio::select! {
-            done = &mut write => done,
-            _ = tokio::time::sleep(stall) => {
-                // Never abandon an in-flight io_uring write (it would pin the socket open
-                // in the kernel): shut the socket so it completes, then report the stall.
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                let _ = write.await;
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no write progress for {stall:?}"),
-                ));
-            }
+        let deadline = tokio::time::Instant::now() + stall;
+        let Some((res, back)) = op_until(stream, stream.writev(bufs), deadline).await else {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no write progress for {stall:?}"),
+            ));
         };
         bufs = back;
         let mut n = res?;
