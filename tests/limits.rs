@@ -29,6 +29,18 @@ fn health_request(addr: SocketAddr) -> Vec<u8> {
     format!("GET {HEALTH} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
 }
 
+/// The value of the `asf_http_requests_total` sample for `route` and `status` on `/metrics`
+/// (0 when there is none yet).
+fn http_requests(server: &Server, route: &str, status: u16) -> u64 {
+    let resp = get(server.addr, "/metrics");
+    assert_eq!(resp.0, 200, "{}", String::from_utf8_lossy(&resp.2));
+    let sample = format!("asf_http_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+    String::from_utf8_lossy(&resp.2)
+        .lines()
+        .find_map(|l| l.strip_prefix(sample.as_str()))
+        .map_or(0, |v| v.trim().parse().expect("a counter value"))
+}
+
 /// The `sessions` count from health.
 fn sessions(server: &Server) -> u64 {
     server.health()["sessions"].as_u64().unwrap_or(u64::MAX)
@@ -160,6 +172,11 @@ fn max_connections_refuses_the_sixth_with_503_and_recovers() {
         "five connections at once to be served after closing the five",
         || served_together(server.addr, 5),
     );
+    // The probes above may have been refused too.
+    assert!(
+        http_requests(&server, "refused", 503) >= 1,
+        "the refusal is not counted on /metrics"
+    );
 }
 
 /// Opens `n` connections, then sends a keep-alive health request on each: true when every one
@@ -220,6 +237,7 @@ fn half_a_request_gets_408_then_eof() {
         json!({"error": "Request not received in time"})
     );
     assert!(conn.closed_by_peer(), "connection stayed open after 408");
+    assert_eq!(http_requests(&server, "invalid", 408), 1, "408s counted");
 }
 
 // --- ASF_MAX_EVENTS_PER_SEC ------------------------------------------------------------------

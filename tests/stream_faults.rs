@@ -197,3 +197,47 @@ fn health_reports_numbers_the_fault_tests_rely_on() {
         assert!(h[field].is_u64(), "health {field} is not a count: {h}");
     }
 }
+
+/// Unpaced, a listener alone in its stream reads each block just before sending it. While
+/// its client does not read, its write waits (up to the stall timeout) with the next block
+/// unread: a second listener joining the stream must read that block itself, not wait for
+/// the first listener's write.
+#[test]
+fn a_listener_joining_the_stream_of_a_lone_unpaced_listener_that_stopped_reading_is_not_held_up() {
+    let _w = Watchdog::new(LIMIT, "joining a stalled lone listener");
+    // Stall timeout and heartbeat far beyond WAIT: the joiner must not need the stalled
+    // client dropped.
+    let server = Server::start_with(&[
+        ("ASF_STREAM_SLEEP_INTERVAL", "0"),
+        ("ASF_STALL_TIMEOUT", "300"),
+        ("ASF_PING_INTERVAL_MS", "120000"),
+    ]);
+    let file = audio_bytes(20 * MIB, 37);
+    server.publish("strm_lone", &file);
+    let stalled = support::sio::stalled_listener(server.addr, "strm_lone");
+
+    // The lone listener's writes have stopped once the file reads stop growing.
+    let mut last = (u64::MAX, std::time::Instant::now());
+    wait_until(WAIT, "the lone listener's reads to stop", || {
+        let read = server.health_u64("disk_bytes_read");
+        if read != last.0 {
+            last = (read, std::time::Instant::now());
+            return false;
+        }
+        read > 0 && last.1.elapsed() >= Duration::from_millis(500)
+    });
+    assert!(
+        (server.health_u64("disk_bytes_read") as usize) < file.len(),
+        "the stalled client's socket took the whole file"
+    );
+
+    let r = listen_once(server.addr, "strm_lone");
+    assert_complete(&r, "strm_lone", &file);
+    // The first listener was still there, stalled, while the second streamed.
+    assert_eq!(
+        server.health_u64("active_streams"),
+        1,
+        "the stalled listener's stream"
+    );
+    drop(stalled);
+}

@@ -269,6 +269,7 @@ pub(crate) async fn handle<S: Service>(
                             received = buf.len(),
                             ?limit
                         );
+                        ctx.stats.http.count("invalid", 408);
                         send(&ctx, &stream, &Response::error(408, message), false, false).await;
                         return;
                     }

@@ -149,7 +149,8 @@ pub(crate) async fn writer<S: Service>(
         }
         // A listener that reads when due (see `Reads::by_writer`) reads the block it waits
         // for after this write (below); other reads start at once, in tasks of their own.
-        let demand = prefetch.take_for_writer();
+        let mut demand = prefetch.take_for_writer();
+        let by_writer = demand.is_some();
         prefetch.spawn();
         let mut bulk = false;
         let files = sendfile_ok && items.iter().any(|i| matches!(i, Item::File(..)));
@@ -182,7 +183,13 @@ pub(crate) async fn writer<S: Service>(
                 }
             }
         }
-        if !iov.is_empty() || !segs.is_empty() {
+        let wrote = !iov.is_empty() || !segs.is_empty();
+        if wrote {
+            // The block to read after this write is given back while it lasts (and claimed
+            // again by the next gather): a listener that joins the session meanwhile reads
+            // it itself instead of waiting for this client to take the write, which lasts
+            // up to the stall timeout for a client that stopped reading.
+            demand = None;
             // A paced listener whose socket takes nothing must still be dropped once it
             // falls ASF_MAX_LAG_BYTES behind, not only after ASF_STALL_TIMEOUT.
             let stall = lag_deadline
@@ -240,10 +247,13 @@ pub(crate) async fn writer<S: Service>(
         if let Some(claim) = demand {
             // Read just before the write that sends it: the block is still in the CPU
             // cache when that write copies it into the socket (BENCHMARKS.md, "Distinct
-            // files read when due"). A listener that joins the session meanwhile waits
-            // for this read, at most as long as this connection's write took. Had the
-            // writer stopped above, dropping the claim would have given the read up.
+            // files read when due").
             claim.read().await;
+            continue;
+        }
+        if wrote && by_writer {
+            // Gather again: claims the block given back above, unless a listener that
+            // joined meanwhile is reading it.
             continue;
         }
         let wake_at = match step {

@@ -405,6 +405,7 @@ async fn accept_loop<S: Service>(
                     let guard = ConnGuard::new(Arc::clone(&ctx.stats));
                     if open >= ctx.config.max_connections {
                         crate::client_warn!("connection refused: ASF_MAX_CONNECTIONS reached"; %peer, limit = ctx.config.max_connections);
+                        ctx.stats.http.count("refused", 503);
                         tokio_uring::spawn(async move {
                             let resp = crate::http::Response::error(503, "Server is at its connection limit; try again later");
                             let sent = super::deliver::write_all(&stream, vec![bytes::Bytes::from(resp.encode(false))], Duration::from_secs(1)).await;
