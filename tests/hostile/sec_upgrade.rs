@@ -197,3 +197,44 @@ fn a_poll_sent_after_the_probe_ends_with_a_noop_so_the_upgrade_completes() {
     let reply = read_text(&mut ws);
     assert!(reply.starts_with("40/api/v1/podcasts/stream,"), "{reply}");
 }
+
+#[test]
+fn a_poll_in_flight_when_the_upgrade_completes_ends_and_leaves_the_packets_to_the_websocket() {
+    let _w = Watchdog::new(CLOSE_WAIT * 2, "poll in flight at the upgrade");
+    let server = Server::start_with(&[
+        ("ASF_PING_INTERVAL_MS", "5000"),
+        ("ASF_PING_TIMEOUT_MS", "3000"),
+    ]);
+    let addr = server.addr;
+    for round in 0..5 {
+        let sid = polling_handshake(addr);
+        let mut ws = open_upgrade(addr, &sid);
+        send_text(&mut ws, "2probe");
+        assert_eq!(read_text(&mut ws), "3probe");
+        // Takes the probe's noop if it was queued for the next poll.
+        let query = format!("EIO=4&transport=polling&sid={sid}");
+        let (status, _, body) = super::eio_get(addr, &query);
+        assert_eq!((status, body.as_slice()), (200, &b"6"[..]), "round {round}");
+        // A poll the server holds (for at most 100 ms with nothing to send) while the
+        // client completes the upgrade and connects the namespace at once.
+        let poll = thread::spawn(move || super::eio_get(addr, &query));
+        wait_until(CLOSE_WAIT, "the poll to reach the server", || {
+            connections(&server) >= 3
+        });
+        send_text(&mut ws, "5");
+        send_text(&mut ws, "40/api/v1/podcasts/stream,");
+        let (status, _, body) = poll.join().expect("poll");
+        // Ended by the upgrade (a noop), or, if it came after it, refused.
+        assert!(
+            (status == 200 && body == b"6") || status == 400,
+            "round {round}: the poll in flight got {status} {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        // The namespace's CONNECT reply goes to the WebSocket, not to that poll.
+        let reply = read_text(&mut ws);
+        assert!(
+            reply.starts_with("40/api/v1/podcasts/stream,"),
+            "round {round}: {reply}"
+        );
+    }
+}
