@@ -172,12 +172,23 @@ fn without_a_quantum_each_chunk_comes_alone_on_schedule() {
     let server = paced("0");
     let file = audio_bytes(30 * CHUNK + 100, 42);
     server.publish("strm_q0", &file);
-    let t = timed_listen(server.addr, "strm_q0");
-    assert_audio(&t.audio, &file, "quantum 0 listener");
-    assert_eq!(t.chunks.len(), 31);
-    t.assert_schedule("quantum 0 listener");
-    let bursts = t.bursts();
-    assert_eq!(median(bursts.clone()), 1, "bursts {bursts:?}");
+    // A client (or server) descheduled for tens of milliseconds merges bursts, and from
+    // the client's side that cannot be told from coalescing: the typical burst is asked to
+    // be one chunk in at least one of three listens. A server that coalesces without a
+    // quantum does so in every one.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let t = timed_listen(server.addr, "strm_q0");
+        assert_audio(&t.audio, &file, "quantum 0 listener");
+        assert_eq!(t.chunks.len(), 31);
+        t.assert_schedule("quantum 0 listener");
+        let bursts = t.bursts();
+        if median(bursts.clone()) == 1 {
+            return;
+        }
+        seen.push(bursts);
+    }
+    panic!("the typical burst was more than one chunk in every listen: {seen:?}");
 }
 
 #[test]
