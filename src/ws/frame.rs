@@ -236,9 +236,11 @@ fn parse_close(payload: &[u8]) -> Result<Message, WsError> {
     }
 }
 
-/// Close codes a peer may send: 1000-1003, 1007-1011 and the application range 3000-4999.
+/// Close codes a peer may send: 1000-1003, 1007-1014 (1012-1014 are registered with IANA:
+/// service restart, try again later, bad gateway; node's ws and tungstenite accept them) and
+/// the application range 3000-4999. 1004 is reserved; 1005, 1006 and 1015 must never be sent.
 fn is_valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Appends a server frame header (FIN set, unmasked) for a `len`-byte payload: 2, 4 or 10 bytes.

@@ -119,6 +119,20 @@ pub fn cases(s: &Server) -> Vec<Case<'_>> {
             assert_closed(&ws.until_close(), 1000, "polite close");
         }),
     ));
+    // IANA-registered codes (Service Restart, Try Again Later, Bad Gateway) that a peer may
+    // send: node's ws and tungstenite accept them; they are not protocol errors.
+    for code in [1012u16, 1013, 1014] {
+        v.push((
+            leak(format!(
+                "ws frame: close with registered code {code} -> close 1000 echoed"
+            )),
+            Box::new(move || {
+                let mut ws = RawWs::open(a);
+                ws.send(&encode_frame(true, 8, &code.to_be_bytes(), true));
+                assert_closed(&ws.until_close(), 1000, "registered close code");
+            }),
+        ));
+    }
     for op in [3u8, 7, 11, 15] {
         v.push((
             leak(format!("ws frame: reserved opcode {op} -> close 1002")),

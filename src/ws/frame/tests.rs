@@ -178,7 +178,7 @@ fn protocol_errors() {
     open_then_new.extend(client_frame(0x81, b"b"));
     decode_err(&open_then_new, WsError::InterleavedMessage, 1002);
     decode_err(&client_frame(0x88, &[3]), WsError::CloseTooShort, 1002);
-    for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 2999, 5000] {
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         decode_err(
             &client_frame(0x88, &code.to_be_bytes()),
             WsError::InvalidCloseCode(code),
@@ -208,7 +208,7 @@ fn close_messages() {
         decode_all(&client_frame(0x88, b""), 10),
         Ok(Some(Message::Close(None)))
     );
-    for code in [1000u16, 1003, 1007, 1011, 3000, 4999] {
+    for code in [1000u16, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999] {
         let mut p = code.to_be_bytes().to_vec();
         p.extend_from_slice(b"bye");
         assert_eq!(
