@@ -367,6 +367,10 @@ async fn on_message<S: Service>(
         Message::Close(code) => {
             tracing::debug!(sid = %shared.sid, ?code, "client closed the websocket");
             if *upgrading {
+                // No writer runs yet: answer the close here (RFC 6455 5.5.1), then let the
+                // socket go. The polling session goes on.
+                let frame = ws::close_frame(1000, "");
+                let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout)).await;
                 return Flow::Stop;
             }
             let mut st = shared.lock();

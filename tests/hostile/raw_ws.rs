@@ -68,6 +68,29 @@ pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], mask: bool) -> Vec<u8
 impl RawWs {
     /// Opens `/socket.io/?EIO=4&transport=websocket` and reads the Engine.IO open packet.
     pub fn open(addr: SocketAddr) -> RawWs {
+        let mut ws = RawWs::connect(addr, "/socket.io/?EIO=4&transport=websocket");
+        let deadline = Instant::now() + CASE_WAIT;
+        let open = ws.next_frame(deadline).expect("open packet frame");
+        let text = String::from_utf8_lossy(&open.payload).into_owned();
+        let json: Value =
+            serde_json::from_str(text.strip_prefix('0').expect("open packet")).expect("open JSON");
+        ws.sid = json["sid"].as_str().expect("sid").to_string();
+        ws
+    }
+
+    /// Opens the WebSocket that upgrades polling session `sid` (reads the 101 only: no open
+    /// packet comes on an upgrade socket).
+    pub fn upgrade(addr: SocketAddr, sid: &str) -> RawWs {
+        let mut ws = RawWs::connect(
+            addr,
+            &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"),
+        );
+        ws.sid = sid.to_string();
+        ws
+    }
+
+    /// Sends the handshake for `path` and reads the 101 answer.
+    fn connect(addr: SocketAddr, path: &str) -> RawWs {
         let stream = TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
@@ -78,7 +101,7 @@ impl RawWs {
             buf: Vec::new(),
             sid: String::new(),
         };
-        let req = ws_handshake("/socket.io/?EIO=4&transport=websocket", addr, "");
+        let req = ws_handshake(path, addr, "");
         ws.stream
             .write_all(req.as_bytes())
             .expect("write handshake");
@@ -99,11 +122,6 @@ impl RawWs {
             "handshake answered {head:?}"
         );
         ws.buf.drain(..head_end);
-        let open = ws.next_frame(deadline).expect("open packet frame");
-        let text = String::from_utf8_lossy(&open.payload).into_owned();
-        let json: Value =
-            serde_json::from_str(text.strip_prefix('0').expect("open packet")).expect("open JSON");
-        ws.sid = json["sid"].as_str().expect("sid").to_string();
         ws
     }
 

@@ -4,7 +4,7 @@
 //! Engine.IO garbage inside valid frames.
 
 use super::raw_ws::{encode_frame, RawWs};
-use super::{assert_closed, assert_error, leak, ws_refusal, Case};
+use super::{assert_closed, assert_error, leak, polling_handshake, ws_refusal, Case};
 use crate::support::{header, Server, NAMESPACE};
 
 /// Refused handshakes, then frames that close the connection with the right code.
@@ -133,6 +133,16 @@ pub fn cases(s: &Server) -> Vec<Case<'_>> {
             }),
         ));
     }
+    v.push((
+        "ws upgrade: client close on the probe socket -> close frame answered",
+        Box::new(move || {
+            // RFC 6455 5.5.1: a close frame must be answered with one, also on a WebSocket
+            // that has not completed the Engine.IO upgrade yet.
+            let mut ws = RawWs::upgrade(a, &polling_handshake(a));
+            ws.send(&encode_frame(true, 8, &1000u16.to_be_bytes(), true));
+            assert_closed(&ws.until_close(), 1000, "close on the probe socket");
+        }),
+    ));
     for op in [3u8, 7, 11, 15] {
         v.push((
             leak(format!("ws frame: reserved opcode {op} -> close 1002")),
