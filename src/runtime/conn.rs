@@ -533,6 +533,11 @@ fn poll_post<S: Service>(
     shared: &Arc<Shared<S::Conn>>,
     body: Bytes,
 ) -> Response {
+    // A POST for a session that does not poll is refused before its body is looked at: a
+    // body over maxPayload or not a valid payload must not close a WebSocket session.
+    if shared.lock().eio.transport() != Transport::Polling {
+        return eio_error(ErrorCode::BadRequest);
+    }
     if body.len() > ctx.eio.max_payload {
         crate::client_info!("polling POST over maxPayload; closing session"; sid = %shared.sid, len = body.len());
         shared.lock().eio.close(DisconnectReason::PayloadTooLarge);

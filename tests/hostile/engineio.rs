@@ -92,6 +92,23 @@ pub fn polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
         ws.text(&format!("40{NAMESPACE},"));
         ws.until_text("connection_ack after refused polling", |t| t.contains("connection_ack"));
     })));
+    v.push(("eio: invalid or oversized polling POST to a websocket session -> code 3, ws session unharmed", Box::new(move || {
+        // Refused for its transport before its body is looked at: a body that is not a valid
+        // payload (or is over maxPayload) must not end a session that does not poll.
+        for body in [b"x".to_vec(), vec![b'4'; 1_000_001]] {
+            let mut ws = RawWs::open(a);
+            let mut req = format!(
+                "POST /socket.io/?EIO=4&transport=polling&sid={} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                ws.sid,
+                body.len()
+            )
+            .into_bytes();
+            req.extend_from_slice(&body);
+            assert_eio_error(&raw(a, &req), 400, 3, "Bad request");
+            ws.text(&format!("40{NAMESPACE},"));
+            ws.until_text("connection_ack after the refused POST", |t| t.contains("connection_ack"));
+        }
+    })));
     v.push((
         "eio: overlapping polling GETs -> one gets code 3, the parked one returns the close packet",
         Box::new(move || {
