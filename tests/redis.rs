@@ -557,3 +557,103 @@ fn the_ttl_sweep_removes_old_ids_from_redis_and_every_view_and_keeps_fresh_ones(
     );
     assert_not_found(&listen_once(b, "strm_old"), "the expired id");
 }
+
+/// A node that connects to `redis` as its own ACL user `user`, so that the test can cut that
+/// node alone off Redis ([`cut_off`]) and let it back ([`let_back`]).
+fn node_as_user(
+    redis: &RedisServer,
+    root: Option<&Path>,
+    user: &str,
+    extra: &[(&str, &str)],
+) -> ChildServer {
+    redis.cli(&["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"]);
+    let url = format!("redis://{user}:pw@127.0.0.1:{}/0", redis.port);
+    let mut env = vec![("ASF_REDIS_URL", url.as_str())];
+    env.extend_from_slice(extra);
+    node(redis, root, &env)
+}
+
+/// Disables `user` and closes its connections: its node loses Redis and cannot reconnect.
+fn cut_off(redis: &RedisServer, user: &str) {
+    redis.cli(&["ACL", "SETUSER", user, "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", user]);
+}
+
+/// Enables `user` again: its node reconnects (and resyncs) on its next attempt.
+fn let_back(redis: &RedisServer, user: &str) {
+    redis.cli(&["ACL", "SETUSER", user, "on"]);
+}
+
+fn notify_live(addr: SocketAddr, id: &str, path: &Path, live: bool) {
+    let body = json!({ "stream_id": id, "filepath": path.to_string_lossy(), "live": live });
+    let (status, _, resp) = post_json(addr, "/asf/internal/notify_new_audio", &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+}
+
+#[test]
+fn a_live_stream_completed_on_another_node_during_an_outage_ends_here_after_the_resync() {
+    let _dog = Watchdog::new(LIMIT, "live completion across an outage");
+    let redis = RedisServer::start();
+    // Far longer than the test's waits: only the completing notify can end the stream.
+    let extra = [("ASF_LIVE_IDLE_TIMEOUT", "120")];
+    let a = node_as_user(&redis, None, "node_a", &extra);
+    let root = a.root.path().canonicalize().expect("root");
+    let b = node(&redis, Some(&root), &extra);
+    for addr in [a.addr, b.addr] {
+        wait_until(WAIT, "the node to connect to redis", || {
+            health(addr)["registry_connected"] == true
+        });
+    }
+    let data = audio_bytes(300_000, 53);
+    let path = root.join("outage-live.mp3");
+    std::fs::write(&path, &data[..100_000]).expect("write live file");
+    notify_live(b.addr, "strm_away", &path, true);
+
+    // A listener on A, at the live edge.
+    let mut listener = SioClient::connect(a.addr);
+    listener.join("strm_away");
+    let mut head = StreamResult::default();
+    listener.read_until_audio(&mut head, 100_000);
+    let start = head.first("audio_control").cloned().unwrap_or_default();
+    assert_eq!(start["live"], true, "{start}");
+
+    // A loses Redis; meanwhile the file is finished and completed on B.
+    cut_off(&redis, "node_a");
+    wait_until(WAIT, "A to see Redis gone", || {
+        health(a.addr)["registry_connected"] == false
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open live file");
+    std::io::Write::write_all(&mut file, &data[100_000..]).expect("append");
+    drop(file);
+    notify_live(b.addr, "strm_away", &path, false);
+    assert_eq!(
+        health(a.addr)["registry_connected"],
+        false,
+        "A is still away"
+    );
+
+    // A comes back: its resync finds the completed registration and ends the stream here.
+    let_back(&redis, "node_a");
+    wait_until(WAIT, "A to reconnect", || {
+        health(a.addr)["registry_connected"] == true
+    });
+    let (status, shown) = show_stream(a.addr, "strm_away");
+    assert_eq!((status, &shown["live"]), (200, &json!(false)), "{shown}");
+    let rest = listener.collect_stream();
+    listener.close();
+    let r = head.merge(rest);
+    assert_eq!(
+        r.last_event_kind(),
+        Some("end_of_stream"),
+        "{:?}",
+        r.events.last()
+    );
+    support::assert_audio(
+        &r.audio,
+        &data,
+        "the live stream on A, completed on B while A was away",
+    );
+}
