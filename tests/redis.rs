@@ -657,3 +657,59 @@ fn a_live_stream_completed_on_another_node_during_an_outage_ends_here_after_the_
         "the live stream on A, completed on B while A was away",
     );
 }
+
+#[test]
+fn an_entry_that_is_not_utf8_in_redis_is_skipped_and_the_nodes_still_connect_and_sweep() {
+    let _dog = Watchdog::new(LIMIT, "non-UTF-8 entries in redis");
+    let redis = RedisServer::start();
+    let a = node(&redis, None, &[]);
+    let root = a.root.path().canonicalize().expect("root");
+    let data = audio_bytes(50_000, 59);
+    let path = root.join("utf8.mp3");
+    std::fs::write(&path, &data).expect("write audio");
+    // Written by something else than asf: a value and an id that are not UTF-8, next to a
+    // valid registration notified long ago and one notified now.
+    let put = "redis.call('HSET', KEYS[1], 'strm_bad_value', '{\"path\":\"\\255\"}'); \
+               redis.call('HSET', KEYS[1], 'strm_\\255', ARGV[1]); \
+               redis.call('HSET', KEYS[1], 'strm_old', ARGV[1]); \
+               redis.call('HSET', KEYS[1], 'strm_new', ARGV[2])";
+    let old = json!({"path": path.to_string_lossy(), "notified_at_ms": 1, "live": false});
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let new = json!({"path": path.to_string_lossy(), "notified_at_ms": now_ms, "live": false});
+    let (old, new) = (old.to_string(), new.to_string());
+    redis.cli(&["EVAL", put, "1", "t1:streams", &old, &new]);
+    assert_eq!(redis.cli(&["HLEN", "t1:streams"]).trim(), "4");
+
+    // A node started now reads the whole hash: the unreadable entries are skipped.
+    let b = node(&redis, Some(&root), &[("ASF_STREAM_TTL", "5")]);
+    wait_until(WAIT, "B to connect to redis", || {
+        health(b.addr)["registry_connected"] == true
+    });
+    assert_eq!(
+        health(b.addr)["registered_streams"],
+        2,
+        "{}",
+        health(b.addr)
+    );
+    assert_whole(&listen_once(b.addr, "strm_new"), &data, "a valid id on B");
+    // Not in B's view; asked of Redis, it is unreadable (the registry cannot answer).
+    assert_eq!(show_stream(b.addr, "strm_bad_value").0, 503);
+    // B's TTL sweep removes the old valid id despite the unreadable ones.
+    wait_until(WAIT, "the sweep to remove the old id from redis", || {
+        redis.cli(&["HEXISTS", "t1:streams", "strm_old"]).trim() == "0"
+    });
+    assert_eq!(
+        redis.cli(&["HEXISTS", "t1:streams", "strm_new"]).trim(),
+        "1"
+    );
+    // The bad entries are left to whoever wrote them.
+    assert_eq!(redis.cli(&["HLEN", "t1:streams"]).trim(), "3");
+    // A lookup that misses the view and finds a value that is not UTF-8 answers not found.
+    assert_not_found(
+        &listen_once(a.addr, "strm_bad_value"),
+        "an unreadable entry",
+    );
+}

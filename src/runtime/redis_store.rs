@@ -448,17 +448,14 @@ async fn connect(
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&keys.events).await?;
     // Subscribed first: whatever changes after the read below arrives as an event.
-    let all: Vec<(String, String)> = redis::cmd("HGETALL")
-        .arg(&keys.streams)
-        .query_async(&mut conn)
-        .await?;
+    let all = read_all(&mut conn, keys).await?;
     let mut fresh = std::collections::HashMap::with_capacity(all.len());
     for (id, json) in all {
-        match serde_json::from_str::<Stored>(&json) {
-            Ok(stored) => {
+        match read_entry(id, &json) {
+            Ok((id, stored)) => {
                 fresh.insert(id, stored.registration());
             }
-            Err(e) => {
+            Err((id, e)) => {
                 tracing::warn!(stream_id = ?id, error = %e, "unreadable registration in redis; ignored")
             }
         }
@@ -478,6 +475,32 @@ async fn connect(
         }
     }
     Ok((conn, pubsub.into_on_message()))
+}
+
+/// The whole hash, as bytes: an entry written by something else than asf (an id or a
+/// value that is not UTF-8) must not fail the read of every other one.
+async fn read_all(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    redis::cmd("HGETALL")
+        .arg(&keys.streams)
+        .query_async(conn)
+        .await
+}
+
+/// One entry of the hash: its id and registration, or the id (as shown) and why not.
+fn read_entry(id: Vec<u8>, json: &[u8]) -> Result<(String, Stored), (String, String)> {
+    let id = String::from_utf8(id).map_err(|e| {
+        (
+            String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            "the id is not UTF-8".to_owned(),
+        )
+    })?;
+    match serde_json::from_slice::<Stored>(json) {
+        Ok(stored) => Ok((id, stored)),
+        Err(e) => Err((id, e.to_string())),
+    }
 }
 
 /// Serves requests and applies events until the connection is lost (`Err`) or the request
@@ -558,13 +581,13 @@ async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<M
     match op {
         Op::Get(id, tx) => {
             let applied = keys.order.applied();
-            let found: redis::RedisResult<Option<String>> = redis::cmd("HGET")
+            let found: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("HGET")
                 .arg(&keys.streams)
                 .arg(&id)
                 .query_async(&mut conn)
                 .await;
             let answer = match found {
-                Ok(Some(json)) => match serde_json::from_str::<Stored>(&json) {
+                Ok(Some(json)) => match serde_json::from_slice::<Stored>(&json) {
                     Ok(stored) => {
                         let reg = stored.registration();
                         if keys.order.applied() == applied {
@@ -713,15 +736,14 @@ async fn expire(
     cutoff_ms: u64,
     view: &MemoryRegistry,
 ) -> Result<usize, RegistryError> {
-    let all: Vec<(String, String)> = redis::cmd("HGETALL")
-        .arg(&keys.streams)
-        .query_async(conn)
-        .await
-        .map_err(unavailable)?;
-    let old: Vec<(String, String)> = all
+    let all = read_all(conn, keys).await.map_err(unavailable)?;
+    // Unreadable entries are left alone (no node sees them); the script compares the exact
+    // bytes read.
+    let old: Vec<(String, Vec<u8>)> = all
         .into_iter()
-        .filter(|(_, json)| {
-            serde_json::from_str::<Stored>(json).is_ok_and(|s| s.notified_at_ms < cutoff_ms)
+        .filter_map(|(id, json)| match read_entry(id, &json) {
+            Ok((id, s)) if s.notified_at_ms < cutoff_ms => Some((id, json)),
+            _ => None,
         })
         .collect();
     let mut count = 0;
