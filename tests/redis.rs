@@ -713,3 +713,109 @@ fn an_entry_that_is_not_utf8_in_redis_is_skipped_and_the_nodes_still_connect_and
         "an unreadable entry",
     );
 }
+
+#[test]
+fn stalled_listeners_resumed_by_a_live_notify_on_another_node_are_not_stalled_again() {
+    let _dog = Watchdog::new(LIMIT, "stall resumed across nodes");
+    let redis = RedisServer::start();
+    // Long enough for every listener to be resumed and fed well within it.
+    let c = Cluster::start(&redis, &[("ASF_LIVE_IDLE_TIMEOUT", "4")]);
+    let (a, b) = (c.a.addr, c.b.addr);
+    let data = audio_bytes(200_000, 61);
+    let path = c.audio("resume-live.mp3", &data[..100_000]);
+    notify_live(b, "strm_resume", &path, true);
+
+    const N: usize = 20;
+    let stalled = Arc::new(Barrier::new(N + 1));
+    let resumed = Arc::new(Barrier::new(N + 1));
+    let clients: Vec<SioClient> = (0..N).map(|_| SioClient::connect(a)).collect();
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let (stalled, resumed) = (Arc::clone(&stalled), Arc::clone(&resumed));
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    client.join("strm_resume");
+                    let first = client.collect_stream();
+                    stalled.wait();
+                    // Resumed: stream_status, then start_of_stream at the byte after the last.
+                    let mut again = StreamResult::default();
+                    loop {
+                        let event = client.next_event().expect("resumed");
+                        let start = event.name == "audio_control"
+                            && event.data()["event"] == "start_of_stream";
+                        if again.push(event) || start {
+                            break;
+                        }
+                    }
+                    resumed.wait();
+                    let rest = if again.last_event_kind() == Some("start_of_stream") {
+                        Some(client.collect_stream())
+                    } else {
+                        None
+                    };
+                    client.close();
+                    (first, again, rest)
+                })
+                .expect("listener thread")
+        })
+        .collect();
+    // Every listener gets the bytes written so far, then the stall.
+    stalled.wait();
+    // The generator goes on: it says so first (a live notify, as node B stores and publishes
+    // it), then writes and completes the file. Other changes follow the notify's event at
+    // once, so A's Redis thread is still applying them after it, before it can run the hook
+    // that tells A's live session of the notify.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let reg = json!({"path": path.to_string_lossy(), "notified_at_ms": now_ms, "live": true});
+    let event = json!({"op": "put", "id": "strm_resume", "reg": reg, "node": 2, "seq": 1});
+    let burst = "redis.call('HSET', KEYS[1], 'strm_resume', ARGV[1]); \
+                 redis.call('PUBLISH', KEYS[2], ARGV[2]); \
+                 for i = 1, 5000 do \
+                   redis.call('PUBLISH', KEYS[2], '{\"op\":\"del\",\"ids\":[],\"node\":2}') \
+                 end";
+    let (reg, event) = (reg.to_string(), event.to_string());
+    redis.cli(&["EVAL", burst, "2", "t1:streams", "t1:events", &reg, &event]);
+    resumed.wait();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open live file");
+    std::io::Write::write_all(&mut file, &data[100_000..]).expect("append");
+    drop(file);
+    notify_live(b, "strm_resume", &path, false);
+    for (i, h) in handles.into_iter().enumerate() {
+        let (first, again, rest) = h.join().expect("listener");
+        let what = format!("listener {i} on A");
+        let err = first.first("stream_error").cloned().unwrap_or_default();
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("generation stalled"),
+            "{what}: {err}"
+        );
+        support::assert_audio(&first.audio, &data[..100_000], &what);
+        assert_eq!(
+            again.control_names(),
+            ["stream_status", "audio_control"],
+            "{what}, resumed: {:?}",
+            again.events
+        );
+        let start = again.first("audio_control").cloned().unwrap_or_default();
+        assert_eq!(start["offset"], 100_000, "{what}: {start}");
+        let rest = rest.expect("resumed");
+        assert_eq!(
+            rest.control_names(),
+            ["audio_control"],
+            "{what}, after the resume: {:?}",
+            rest.events
+        );
+        assert_eq!(rest.last_event_kind(), Some("end_of_stream"), "{what}");
+        support::assert_audio(&rest.audio, &data[100_000..], &format!("{what}, the rest"));
+    }
+}

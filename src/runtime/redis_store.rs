@@ -467,11 +467,7 @@ async fn connect(
     }
     for (id, reg) in fresh {
         if view.get(&id).as_ref() != Some(&reg) {
-            // The view has no cap (usize::MAX): cannot fail.
-            let _ = view.insert(&id, reg.clone());
-            if let Some(hook) = hook.get() {
-                tokio::spawn(async move { hook(&id, &reg).await });
-            }
+            changed_elsewhere(view, hook, id, reg);
         }
     }
     Ok((conn, pubsub.into_on_message()))
@@ -551,11 +547,13 @@ fn apply(payload: &[u8], keys: &Keys, view: &MemoryRegistry, hook: &Hook) {
             seq,
         }) => {
             let reg = reg.registration();
-            let _ = view.insert(&id, reg.clone());
-            keys.order.note(own(from, seq));
-            if let (true, Some(hook)) = (from != keys.node, hook.get()) {
-                tokio::spawn(async move { hook(&id, &reg).await });
+            if from == keys.node {
+                // The view has no cap (usize::MAX): cannot fail.
+                let _ = view.insert(&id, reg);
+            } else {
+                changed_elsewhere(view, hook, id, reg);
             }
+            keys.order.note(own(from, seq));
         }
         Ok(Event::Del {
             ids,
@@ -573,6 +571,25 @@ fn apply(payload: &[u8], keys: &Keys, view: &MemoryRegistry, hook: &Hook) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "unreadable registry event from redis; ignored"),
+    }
+}
+
+/// Puts another node's registration of `id` into the view, then runs the hook on it (off
+/// this loop), and only then wakes the id's watchers: a stalled listener woken by a notify
+/// made elsewhere must find the live session already told of it, or it would rejoin the
+/// still-stalled session and be stalled again.
+fn changed_elsewhere(view: &MemoryRegistry, hook: &Hook, id: String, reg: Registration) {
+    // The view has no cap (usize::MAX): cannot fail.
+    let woken = view.insert_unwoken(&id, reg.clone()).unwrap_or_default();
+    let wake = move |woken: Vec<Waker>| woken.into_iter().for_each(Waker::wake);
+    match hook.get() {
+        Some(hook) => {
+            tokio::spawn(async move {
+                hook(&id, &reg).await;
+                wake(woken);
+            });
+        }
+        None => wake(woken),
     }
 }
 

@@ -160,21 +160,25 @@ impl MemoryRegistry {
 
     /// Registers `id` now and wakes its watchers.
     pub fn insert(&self, id: &str, reg: Registration) -> Result<(), RegistryError> {
-        let woken = {
-            let mut t = self.table();
-            if !t.entries.contains_key(id) && t.entries.len() >= self.max_streams {
-                return Err(RegistryError::Full {
-                    limit: self.max_streams,
-                });
-            }
-            t.entries.insert(id.to_owned(), reg);
-            t.watchers.remove(id).unwrap_or_default()
-        };
         // Woken outside the lock: a waker may run code of its own.
-        for w in woken {
+        for w in self.insert_unwoken(id, reg)? {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Registers `id` now and hands back its watchers (no longer watching) for the caller to
+    /// wake once it is ready for them: a remote backend first tells this node's live
+    /// sessions of the change ([`RemoteHook`]), so that a listener it wakes finds them told.
+    pub fn insert_unwoken(&self, id: &str, reg: Registration) -> Result<Vec<Waker>, RegistryError> {
+        let mut t = self.table();
+        if !t.entries.contains_key(id) && t.entries.len() >= self.max_streams {
+            return Err(RegistryError::Full {
+                limit: self.max_streams,
+            });
+        }
+        t.entries.insert(id.to_owned(), reg);
+        Ok(t.watchers.remove(id).unwrap_or_default())
     }
 
     /// Removes `id` now; its registration, if it had one.
