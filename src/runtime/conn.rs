@@ -511,13 +511,26 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
             None => shared.woken().await,
         }
     };
+    let mut out = to_outgoing(items);
     let last = {
         let mut st = shared.lock();
         st.eio.end_poll();
-        closed.then(|| st.eio.poll_close_packet())
+        closed.then(|| {
+            // The Socket.IO DISCONNECTs a WebSocket gets before its close frame (see
+            // `DisconnectReason::tells_client`), within the payload's packet limit.
+            let mut farewell = if st.finished {
+                std::mem::take(&mut st.farewell)
+            } else if st.eio.closed().is_some_and(DisconnectReason::tells_client) {
+                ctx.service.close_packets(&st.conn)
+            } else {
+                Vec::new()
+            };
+            farewell.truncate(MAX_POLL_PACKETS.saturating_sub(out.len() + 1));
+            (farewell, st.eio.poll_close_packet())
+        })
     };
-    let mut out = to_outgoing(items);
-    if let Some(last) = last {
+    if let Some((farewell, last)) = last {
+        out.extend(farewell);
         out.push(Outgoing::Text(last));
         ctx.finish(shared);
     }

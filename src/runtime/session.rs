@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
-use crate::engineio::{DisconnectReason, EioConfig, Session, Sid, Transport};
+use crate::engineio::{DisconnectReason, EioConfig, Outgoing, Session, Sid, Transport};
 use crate::metrics::WorkerStats;
 use crate::service::{Cx, Route, ServerStats, Service};
 
@@ -179,6 +179,7 @@ impl<S: Service> Ctx<S> {
                 ws_control_bytes: 0,
                 upgrade: None,
                 finished: false,
+                farewell: Vec::new(),
             }),
         });
         if let Ok(mut map) = self.sessions.lock() {
@@ -204,6 +205,9 @@ impl<S: Service> Ctx<S> {
             .closed()
             .cloned()
             .unwrap_or(DisconnectReason::ServerClose);
+        if reason.tells_client() && st.eio.transport() == Transport::Polling {
+            st.farewell = self.service.close_packets(&st.conn);
+        }
         let mut discard = VecDeque::new();
         let cx = Cx {
             sid: shared.sid,
@@ -400,6 +404,10 @@ pub(crate) struct State<C> {
     /// The WebSocket upgrading this polling session, while one does (the first one).
     pub upgrade: Option<UpgradeWatch>,
     pub finished: bool,
+    /// A polling session ended by the server for this client: the Socket.IO DISCONNECT of
+    /// each namespace it had joined, taken at [`Ctx::finish`] (which forgets the namespaces)
+    /// for the waiting GET to send before the close packet, as a WebSocket sends them.
+    pub farewell: Vec<Outgoing>,
 }
 
 impl<C> Shared<C> {

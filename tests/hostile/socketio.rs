@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::raw_ws::{encode_frame, RawWs};
-use super::{assert_kicked, leak, Case, HEALTHY_ID, HEALTHY_LEN};
+use super::{assert_kicked, eio_get, leak, polling_handshake, raw, Case, HEALTHY_ID, HEALTHY_LEN};
 use crate::support::sio::parse_packet;
-use crate::support::{audio_bytes, sha256_hex, Server, NAMESPACE};
+use crate::support::{audio_bytes, sha256_hex, HttpConn, Server, NAMESPACE};
 
 /// Bad Socket.IO packets and floods: each answered with an error event or DISCONNECT + close.
 pub fn cases(s: &Server) -> Vec<Case<'_>> {
@@ -243,5 +243,54 @@ pub fn cases(s: &Server) -> Vec<Case<'_>> {
             ws.until_text("error event", |t| t == format!("42{NAMESPACE},[\"error\",{{\"message\":\"stream_id is required for join_stream.\"}}]"));
         }
     })));
+    v.push((
+        "sio: polling session kicked for a bad packet -> DISCONNECT per namespace, then close",
+        Box::new(move || {
+            let poll = |sid: &str| format!("EIO=4&transport=polling&sid={sid}");
+            let post = |sid: &str, body: &str| {
+                let req = format!(
+                    "POST /socket.io/?{} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    poll(sid),
+                    body.len()
+                );
+                let (status, _, answer) = raw(a, req.as_bytes());
+                assert_eq!((status, &answer[..]), (200, &b"ok"[..]), "POST {body:?}");
+            };
+            // As a polling client does: a GET always waits while it POSTs. The POST may be
+            // served before the GET is parked (the GET then finds no session): try again.
+            for attempt in 0.. {
+                let sid = polling_handshake(a);
+                post(&sid, &format!("40{NAMESPACE},\u{1e}40/ui_updates,"));
+                let (status, _, body) = eio_get(a, &poll(&sid));
+                let body = String::from_utf8_lossy(&body).into_owned();
+                assert!(status == 200 && body.contains("ui_connection_ack"), "{status} {body}");
+                let mut get = HttpConn::connect(a);
+                get.send_raw(
+                    format!(
+                        "GET /socket.io/?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        poll(&sid)
+                    )
+                    .as_bytes(),
+                );
+                thread::sleep(Duration::from_millis(200));
+                post(&sid, &format!("42{NAMESPACE},-1[\"leave_stream\"]"));
+                let (status, _, body) = get.read_response();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if status == 400 && attempt < 5 {
+                    continue;
+                }
+                let packets: Vec<&str> = body.split('\u{1e}').collect();
+                assert_eq!(status, 200, "the parked GET: {body}");
+                assert_eq!(packets.last(), Some(&"1"), "ends with the close: {packets:?}");
+                for ns in [NAMESPACE, "/ui_updates"] {
+                    assert!(
+                        packets.contains(&format!("41{ns},").as_str()),
+                        "no Socket.IO DISCONNECT for {ns} before the close: {packets:?}"
+                    );
+                }
+                return;
+            }
+        }),
+    ));
     v
 }
