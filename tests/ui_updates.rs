@@ -11,6 +11,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -422,4 +424,78 @@ fn the_endpoint_refuses_bad_requests_with_exact_answers() {
     assert_eq!((status, header(&headers, "allow")), (405, Some("POST")));
     // Still healthy.
     assert_eq!(server.health()["ui_namespace"], json!(UI));
+}
+
+#[test]
+fn a_slow_reader_flooded_with_updates_loses_some_in_order_and_keeps_its_session() {
+    let _dog = Watchdog::new(Duration::from_secs(150), "UI update flood");
+    // The session's outgoing queue cap is 2 x ASF_MAX_PAYLOAD + 64 KiB: here 264 KB, a
+    // quarter of the mailbox (with the default, a megabyte of tiny updates passes it).
+    let server = Server::start_with(&[("ASF_MAX_PAYLOAD", "100000")]);
+    let mut c = SioClient::connect_with_recv_buffer(server.addr, 8192);
+    assert_eq!(c.connect_ns(UI).expect("connect").kind, 0);
+    c.next_event_on(UI).expect("ui_connection_ack");
+    c.emit_on(UI, "subscribe_to_ui_updates", json!({"client_id": "slow"}));
+    expect_ui(&mut c, "subscribed_ui_updates", subscribed("slow").1);
+
+    // 4,000 updates of about 1 KB: four times the socket's mailbox. Then "last", until the
+    // reader has it (it may be dropped too).
+    const UPDATES: u64 = 4000;
+    let addr = server.addr;
+    let done = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let pad = "p".repeat(1000);
+            for i in 0..UPDATES {
+                let update =
+                    json!({"client_id": "slow", "event_name": "u", "data": {"i": i, "pad": pad}});
+                assert_eq!(send(addr, &update).0, 200, "update {i}");
+            }
+            while !done.load(Ordering::Relaxed) {
+                let last = json!({"client_id": "slow", "event_name": "last", "data": 0});
+                assert_eq!(send(addr, &last).0, 200, "last");
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // Reads slowly while the flood lasts, then as fast as it can.
+    let mut got: Vec<u64> = Vec::new();
+    loop {
+        let e = c
+            .next_event_on(UI)
+            .unwrap_or_else(|e| panic!("after {} updates: {e}", got.len()));
+        if e.name == "last" {
+            break;
+        }
+        assert_eq!(e.name, "u");
+        got.push(e.data()["i"].as_u64().expect("update number"));
+        if !flood.is_finished() {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    flood.join().expect("flood thread");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "updates out of order or repeated"
+    );
+    assert!(
+        (got.len() as u64) < UPDATES,
+        "the slow reader got every update: the flood did not outpace it"
+    );
+    assert!(
+        server.log().contains("room broadcasts dropped"),
+        "no log line for the dropped updates"
+    );
+    // The session is still there and answers.
+    c.emit_on(UI, "subscribe_to_ui_updates", json!({"client_id": "again"}));
+    loop {
+        let e = c.next_event_on(UI).expect("reply after the flood");
+        if e.name == "subscribed_ui_updates" {
+            assert_eq!(e.data(), subscribed("again").1);
+            break;
+        }
+    }
+    c.close();
 }

@@ -8,5 +8,5 @@ pub mod session;
 pub mod sid;
 
 pub use packet::{Outgoing, Packet};
-pub use session::{DisconnectReason, EioConfig, Message, Session, Transport};
+pub use session::{DisconnectReason, EioConfig, Message, Session, Transport, PACKET_OVERHEAD};
 pub use sid::Sid;

@@ -13,7 +13,7 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
-use crate::engineio::{Outgoing, Sid};
+use crate::engineio::{Outgoing, Sid, PACKET_OVERHEAD};
 
 /// Rooms one socket may be in at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 32;
@@ -22,6 +22,13 @@ pub const MAX_ROOM_NAME_LEN: usize = 256;
 /// Bytes of broadcast packets a socket's mailbox holds before new ones are dropped (the
 /// socket's connection is not reading, or is far behind).
 pub const MAILBOX_MAX_BYTES: usize = 1 << 20;
+
+/// Most bytes of broadcast packets (each charged [`PACKET_OVERHEAD`] on top) a drain leaves
+/// in the session's outgoing queue. The rest waits in the mailbox until the writer has sent
+/// those: a socket that reads slowly then loses broadcasts at the mailbox's cap, instead of
+/// having its session closed for a full outgoing queue (its cap is about 2 x maxPayload, and
+/// a megabyte of tiny packets costs more than that with their overhead).
+pub const DRAIN_MAX_BYTES: usize = 32 * 1024;
 
 /// Why a socket could not join a room.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,13 +91,31 @@ impl Membership {
         &self.joined
     }
 
-    /// Moves waiting broadcast packets into `out`; returns how many were dropped since the
-    /// last drain because the mailbox was full.
+    /// Moves waiting broadcast packets into `out` while it holds less than
+    /// [`DRAIN_MAX_BYTES`] (at least one when it is empty); returns how many were dropped
+    /// since the last drain because the mailbox was full. Packets left behind wake the
+    /// writer again, for its next turn.
     pub fn drain(&self, out: &mut VecDeque<Outgoing>) -> u64 {
+        let cost = |p: &Outgoing| p.polling_len() + PACKET_OVERHEAD;
+        let mut queued: usize = out.iter().map(cost).sum();
         let mut q = self.mailbox.lock();
-        q.bytes = 0;
-        out.extend(q.items.drain(..).map(Outgoing::Text));
-        std::mem::take(&mut q.dropped)
+        while let Some(packet) = q.items.pop_front() {
+            let charged = packet.len() + PACKET_OVERHEAD;
+            if !out.is_empty() && queued + charged > DRAIN_MAX_BYTES {
+                q.items.push_front(packet);
+                break;
+            }
+            queued += charged;
+            q.bytes -= packet.len();
+            out.push_back(Outgoing::Text(packet));
+        }
+        let left = !q.items.is_empty();
+        let dropped = std::mem::take(&mut q.dropped);
+        drop(q);
+        if left {
+            self.mailbox.waker.wake_by_ref();
+        }
+        dropped
     }
 }
 
