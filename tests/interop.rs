@@ -315,3 +315,39 @@ fn namespace_connect_in_time_is_not_closed_by_the_connect_timeout() {
     assert_eq!(event.data(), json!({ "message": STREAM_ID_REQUIRED }));
     assert_eq!(sessions(&server), 1);
 }
+
+#[test]
+fn a_client_that_asks_for_a_websocket_subprotocol_gets_it_and_streams() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "WebSocket subprotocol");
+    let server = Server::start();
+    let audio = audio_bytes(40_000, 130);
+    server.publish("strm_protocols", &audio);
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("audio.bin");
+    // socket.io-client's `protocols` option: the `ws` client fails the handshake unless the
+    // server answers one of them.
+    let args: Vec<String> = [
+        "--url",
+        &server.url(),
+        "--stream",
+        "strm_protocols",
+        "--transports",
+        "websocket",
+        "--protocols",
+        "asf.v1,other",
+        "--out",
+        &out.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = run_client(
+        Client::Node,
+        "listen",
+        &args,
+        WAIT + Duration::from_secs(15),
+    );
+    assert_eq!(run.code, Some(0), "{}", describe(&run));
+    let got = std::fs::read(&out).unwrap_or_default();
+    assert_eq!(sha256_hex(&got), sha256_hex(&audio), "audio differs");
+}

@@ -59,10 +59,22 @@ impl HandshakeError {
     }
 }
 
+/// What the `101` answer of a valid upgrade request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The `Sec-WebSocket-Accept` value.
+    pub key: String,
+    /// The subprotocol answered: the first one the client offered in
+    /// `Sec-WebSocket-Protocol`, if any (as engine.io's `ws` server does). Every message is
+    /// Engine.IO whatever the name; the answer only lets clients that ask for one (browsers
+    /// and `ws` fail the handshake without it) connect.
+    pub protocol: Option<String>,
+}
+
 /// Validates a WebSocket upgrade request (GET, HTTP/1.1, `Upgrade: websocket`, `Connection`
 /// listing `upgrade`, `Sec-WebSocket-Version: 13`, a `Sec-WebSocket-Key` that base64-decodes to
-/// 16 bytes) and returns the `Sec-WebSocket-Accept` value for [`handshake_response`].
-pub fn check_upgrade(req: &crate::http::Request) -> Result<String, HandshakeError> {
+/// 16 bytes) and returns what [`handshake_response`] answers.
+pub fn check_upgrade(req: &crate::http::Request) -> Result<Accepted, HandshakeError> {
     if req.method() != "GET" {
         return Err(HandshakeError::NotGet);
     }
@@ -83,19 +95,42 @@ pub fn check_upgrade(req: &crate::http::Request) -> Result<String, HandshakeErro
         .ok_or(HandshakeError::MissingKey)?
         .trim();
     match base64::engine::general_purpose::STANDARD.decode(key) {
-        Ok(raw) if raw.len() == 16 => Ok(derive_accept_key(key.as_bytes())),
+        Ok(raw) if raw.len() == 16 => Ok(Accepted {
+            key: derive_accept_key(key.as_bytes()),
+            protocol: first_protocol(req),
+        }),
         _ => Err(HandshakeError::InvalidKey),
     }
 }
 
-/// The `101 Switching Protocols` answer completing the handshake for `accept`
-/// (from [`check_upgrade`]).
-pub fn handshake_response(accept: &str) -> Vec<u8> {
+/// The first subprotocol offered, when it is an HTTP token (RFC 6455 section 4.1); a
+/// malformed offer gets none back.
+fn first_protocol(req: &crate::http::Request) -> Option<String> {
+    let first = req
+        .header("sec-websocket-protocol")?
+        .split(',')
+        .next()?
+        .trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    (!first.is_empty() && first.len() <= 256 && first.bytes().all(token)).then(|| first.to_owned())
+}
+
+/// The `101 Switching Protocols` answer completing the handshake (from [`check_upgrade`]).
+pub fn handshake_response(accepted: &Accepted) -> Vec<u8> {
+    let clean = |v: &str| {
+        v.bytes()
+            .filter(|b| !matches!(b, b'\r' | b'\n'))
+            .collect::<Vec<_>>()
+    };
     let mut out = Vec::with_capacity(160);
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
-    out.extend(accept.bytes().filter(|b| !matches!(b, b'\r' | b'\n')));
+    out.extend(clean(&accepted.key));
+    if let Some(protocol) = &accepted.protocol {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+        out.extend(clean(protocol));
+    }
     out.extend_from_slice(b"\r\n\r\n");
     out
 }
@@ -122,14 +157,36 @@ mod tests {
     #[test]
     fn handshake_accepts_rfc_example() {
         let accept = check_upgrade(&request(&upgrade(GOOD))).unwrap();
-        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(accept.key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(accept.protocol, None);
         assert_eq!(
             handshake_response(&accept),
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
         );
-        assert!(!handshake_response("a\r\nb")
+        let forged = Accepted {
+            key: "a\r\nb".into(),
+            protocol: Some("c\r\nd".into()),
+        };
+        assert!(!handshake_response(&forged)
             .windows(3)
-            .any(|w| w == b"a\r\n"));
+            .any(|w| w == b"a\r\n" || w == b"c\r\n"));
+    }
+
+    #[test]
+    fn the_first_offered_subprotocol_is_answered() {
+        let offer = |v: &str| {
+            let head = format!("{GOOD}Sec-WebSocket-Protocol: {v}\r\n");
+            check_upgrade(&request(&upgrade(&head))).unwrap()
+        };
+        let a = offer("asf.v1, chat");
+        assert_eq!(a.protocol.as_deref(), Some("asf.v1"));
+        assert!(handshake_response(&a)
+            .windows(33)
+            .any(|w| w == b"\r\nSec-WebSocket-Protocol: asf.v1\r"));
+        for bad in ["", " , x", "a b", "a/b", "\u{e9}t\u{e9}"] {
+            assert_eq!(offer(bad).protocol, None, "{bad:?}");
+        }
+        assert_eq!(offer(&"p".repeat(257)).protocol, None);
     }
 
     #[test]

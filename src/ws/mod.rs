@@ -16,4 +16,4 @@ mod handshake;
 pub use frame::{
     close_frame, frame_header, pong_frame, write_frame_header, Decoder, Message, WsError,
 };
-pub use handshake::{check_upgrade, handshake_response, HandshakeError};
+pub use handshake::{check_upgrade, handshake_response, Accepted, HandshakeError};

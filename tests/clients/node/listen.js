@@ -1,7 +1,8 @@
 // Listen to one ASF stream with socket.io-client and save its audio.
 //
 // Usage: node listen.js --url http://127.0.0.1:PORT --stream ID
-//          [--transports websocket|default] [--offset N] --out FILE [--timeout SECONDS]
+//          [--transports websocket|default] [--offset N] [--protocols A,B] --out FILE
+//          [--timeout SECONDS]
 // Prints every event as one JSON line ({"event": name, "data": ...}; audio chunks only as
 // {"event": "audio_chunk", "len": N, "at_ms": T}, T the milliseconds from just before the
 // join was emitted to the chunk's arrival), joins on connection_ack, writes all audio to FILE.
@@ -23,7 +24,12 @@ const chunks = [];
 let finished = false;
 let joinedAt = null;
 
-const socket = io(args.url + NAMESPACE, socketOptions(args.transports || 'websocket'));
+const options = socketOptions(args.transports || 'websocket');
+if (args.protocols) {
+  // WebSocket subprotocols to ask for; the ws client fails the handshake if none is answered.
+  options.protocols = String(args.protocols).split(',');
+}
+const socket = io(args.url + NAMESPACE, options);
 
 function finish(code) {
   if (finished) return;
