@@ -488,7 +488,7 @@ impl Config {
                 .unwrap_or(d.shutdown_grace),
             state_dir: var(src, ASF_STATE_DIR, parse_state_dir)?.unwrap_or(d.state_dir),
             stream_ttl: var(src, ASF_STREAM_TTL, parse_stream_ttl)?.or(d.stream_ttl),
-            redis_url: var(src, ASF_REDIS_URL, parse_redis_url)?,
+            redis_url: var(src, ASF_REDIS_URL, parse_redis_url).map_err(hide_password)?,
             redis_prefix: var(src, ASF_REDIS_PREFIX, parse_redis_prefix)?.unwrap_or(d.redis_prefix),
             internal_addr: optional(src, ASF_INTERNAL_ADDR, parse_internal_addr)?,
             metrics_open: var(src, ASF_METRICS_OPEN, parse_bool)?.unwrap_or(d.metrics_open),
@@ -619,6 +619,18 @@ fn token_of(s: &str) -> String {
         format!("{s:?}")
     } else {
         s.to_owned()
+    }
+}
+
+/// An `ASF_REDIS_URL` error with the URL's password shown as `****`: the error is printed.
+fn hide_password(e: ConfigError) -> ConfigError {
+    match e {
+        ConfigError::Invalid { name, value, why } => ConfigError::Invalid {
+            name,
+            value: redis_url_shown(&value),
+            why,
+        },
+        other => other,
     }
 }
 

@@ -77,7 +77,12 @@ pub(super) fn seconds(raw: &str, lo: f64, exclusive: bool, hi: f64) -> Result<Du
     if !secs.is_finite() || !above || secs > hi {
         return Err(expected);
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| expected)
+    let duration = Duration::try_from_secs_f64(secs).map_err(|_| expected.clone())?;
+    if exclusive && duration.is_zero() {
+        // Below a nanosecond: a "greater than 0" timeout would silently become 0.
+        return Err(format!("{expected}; {raw} s is below 1 ns and would be 0"));
+    }
+    Ok(duration)
 }
 
 pub(super) fn parse_cors(raw: &str) -> Result<CorsOrigins, String> {
@@ -254,24 +259,48 @@ pub(super) fn parse_redis_url(raw: &str) -> Result<SecretString, String> {
     let Some(rest) = raw.strip_prefix("redis://") else {
         return Err(expected.to_owned());
     };
-    let authority = rest.split('/').next().unwrap_or("");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let host = authority.rsplit('@').next().unwrap_or("");
     if host.is_empty() || host.starts_with(':') || raw.chars().any(char::is_whitespace) {
         return Err(format!("{expected} (no host)"));
     }
+    // The Redis client refuses these only when asf starts; say so here, in the same words
+    // as the rest of the settings (and for --print-config).
+    let port = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .and_then(|(_, rest)| rest.strip_prefix(':')),
+        None => host.rsplit_once(':').map(|(_, port)| port),
+    };
+    if let Some(port) = port.filter(|p| !p.is_empty()) {
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "{expected} (port {port:?} is not a number from 0 to 65535)"
+            ));
+        }
+    }
+    let db = path.trim_start_matches('/').split('?').next().unwrap_or("");
+    if !db.is_empty() && db.parse::<i64>().is_err() {
+        return Err(format!("{expected} (database {db:?} is not a number)"));
+    }
     Ok(SecretString::new(raw))
 }
 
-/// A Redis URL with its password shown as `****`.
+/// A Redis URL with its password shown as `****` (also when the URL is malformed: used
+/// for error messages too).
 pub(super) fn redis_url_shown(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("redis://") else {
-        return url.to_owned();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: hide whatever precedes an `@` (user:password@).
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("****@{host}"),
+            None => url.to_owned(),
+        };
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
         Some((user, host)) => {
             let user = user.split(':').next().unwrap_or("");
-            format!("redis://{user}:****@{host}{path}")
+            format!("{scheme}://{user}:****@{host}{path}")
         }
         None => url.to_owned(),
     }

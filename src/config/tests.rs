@@ -656,3 +656,70 @@ fn the_internal_listener_may_not_share_the_public_port() {
     let ok = parse(&[(ASF_PORT, "5109"), (ASF_INTERNAL_ADDR, "127.0.0.1:5110")]);
     assert!(ok.internal_addr.is_some());
 }
+
+#[test]
+fn a_positive_duration_below_one_nanosecond_is_refused_not_made_zero() {
+    // 1e-12 is "greater than 0" but a Duration of it is 0, which the range excludes (a
+    // zero TTL, for one, would make every stream id expired).
+    for name in [
+        ASF_STALL_TIMEOUT,
+        ASF_LIVE_IDLE_TIMEOUT,
+        ASF_HEADER_TIMEOUT,
+        ASF_BODY_TIMEOUT,
+        ASF_KEEPALIVE_TIMEOUT,
+        ASF_STREAM_SUMMARY_INTERVAL,
+        ASF_STREAM_TTL,
+    ] {
+        for v in ["1e-12", "0.0000000001", "4.9e-324"] {
+            let msg = parse_err(name, v);
+            assert!(msg.contains("below 1 ns"), "{msg}");
+        }
+    }
+    assert_eq!(
+        parse(&[(ASF_STALL_TIMEOUT, "0.000000001")]).stall_timeout,
+        Duration::from_nanos(1)
+    );
+    // Where 0 is allowed, a tiny value is 0 as asked.
+    assert_eq!(
+        parse(&[(ASF_STREAM_SLEEP_INTERVAL, "1e-12")]).stream_sleep_interval,
+        Duration::ZERO
+    );
+    assert_eq!(
+        parse(&[(ASF_SHUTDOWN_GRACE, "-0")]).shutdown_grace,
+        Duration::ZERO
+    );
+}
+
+#[test]
+fn a_bad_redis_url_is_refused_without_showing_its_password() {
+    for bad in [
+        "redis://asf:s3cret@ 10.0.0.5:6379",
+        "redis://asf:s3cret@10.0.0.5:port",
+        "redis://asf:s3cret@10.0.0.5:6379/db",
+        "http://asf:s3cret@10.0.0.5",
+        "redis:/asf:s3cret@10.0.0.5",
+    ] {
+        let msg = Config::from_source(&map(&[(ASF_REDIS_URL, bad)]))
+            .expect_err(bad)
+            .to_string();
+        assert!(msg.starts_with("ASF_REDIS_URL="), "{msg}");
+        assert!(msg.contains(" is not valid: expected redis://"), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
+        assert!(msg.contains("****@"), "{msg}");
+    }
+    assert!(parse_err(ASF_REDIS_URL, "redis://h:99999").contains("port \"99999\""));
+    assert!(parse_err(ASF_REDIS_URL, "redis://h/abc").contains("database \"abc\""));
+    for good in [
+        "redis://h:6379/",
+        "redis://h:/0",
+        "redis://[::1]:6379/1",
+        "redis://[::1]/1",
+        "redis://h/0?protocol=resp3",
+        "redis://:pw@h",
+    ] {
+        assert!(
+            parse(&[(ASF_REDIS_URL, good)]).redis_url.is_some(),
+            "{good}"
+        );
+    }
+}
