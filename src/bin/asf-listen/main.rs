@@ -5,7 +5,7 @@
 //! sends `join_stream`, answers Engine.IO pings, writes every `audio_chunk`'s bytes to a file
 //! or stdout and prints the control events to stderr. Exit codes: 0 after `end_of_stream`,
 //! 1 when the connection fails or ends early (or the output cannot be written), 2 on bad
-//! usage, 3 on `stream_error` / `error`.
+//! usage (or an `--out` file that cannot be created), 3 on `stream_error` / `error`.
 //!
 //! It speaks only what a listener needs: no polling transport, no reconnection, no TLS. It
 //! must not depend on the server's internals (it talks to ASF over the wire like any client),
@@ -42,8 +42,9 @@ const USAGE: &str =
 Listens to one ASF stream over Socket.IO (WebSocket transport) and writes its audio bytes
 to FILE (or stdout with `-`, the default). Control events are printed on stderr.
 
-exit codes: 0 end_of_stream received, 1 connection failed or ended early (or output
-failed), 2 bad usage, 3 the server sent stream_error or error";
+exit codes: 0 end_of_stream received, 1 connection failed or ended early (or writing the
+output failed), 2 bad usage (or FILE cannot be created), 3 the server sent stream_error
+or error";
 
 /// Exit code after `end_of_stream`.
 const EXIT_OK: u8 = 0;
