@@ -723,3 +723,43 @@ fn a_bad_redis_url_is_refused_without_showing_its_password() {
         );
     }
 }
+
+/// The `ASF_*` names this module declares (`pub const ASF_X: &str = "ASF_X";`).
+fn declared_names() -> std::collections::BTreeSet<String> {
+    include_str!("mod.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub const ASF_"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| format!("ASF_{name}"))
+        .collect()
+}
+
+#[test]
+fn every_setting_is_in_the_readme_table_and_in_env_example_whose_values_parse() {
+    let declared = declared_names();
+    assert!(declared.len() >= 40, "{declared:?}");
+    let readme: std::collections::BTreeSet<String> = include_str!("../../README.md")
+        .lines()
+        .skip_while(|l| !l.starts_with("| variable | default | allowed | meaning |"))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.strip_prefix("| `ASF_"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(name, _)| format!("ASF_{name}"))
+        .collect();
+    assert_eq!(readme, declared, "README's settings table vs src/config");
+    let example: Vec<(String, String)> = include_str!("../../.env.example")
+        .lines()
+        .filter_map(|l| l.strip_prefix("# ASF_"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(name, value)| (format!("ASF_{name}"), value.to_owned()))
+        .collect();
+    let names: std::collections::BTreeSet<String> =
+        example.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names, declared, ".env.example vs src/config");
+    // Every example line, uncommented as shown, is a valid setting.
+    for (name, value) in &example {
+        if let Err(e) = Config::from_source(&map(&[(name, value)])) {
+            panic!(".env.example: {name}={value} does not parse: {e}");
+        }
+    }
+}
