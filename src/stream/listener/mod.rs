@@ -193,8 +193,12 @@ impl Listener {
         if self.interval.is_zero() {
             return 0;
         }
-        let slack = self.ticks.quantum();
-        let due = self.due_chunks(now.checked_sub(slack).unwrap_or(self.started));
+        // Chunk 0 too is due at the start plus the quantum (a chunk due before any tick
+        // has been reached is not late yet), as `lag_deadline` counts it.
+        let due = match now.checked_sub(self.ticks.quantum()) {
+            Some(at) if at >= self.started => self.due_chunks(at),
+            _ => 0,
+        };
         let due_end = self
             .base_next
             .saturating_add(due.saturating_mul(self.chunk_size))

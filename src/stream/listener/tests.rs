@@ -1082,3 +1082,26 @@ fn a_lag_limit_near_u64_max_means_no_lag_deadline() {
         d.map(|d| d - start)
     );
 }
+
+#[test]
+fn the_first_chunk_is_not_lag_before_its_quantum_either() {
+    // A lag limit below one chunk, on a 50 ms grid: the chunk due at the join may wait
+    // for its write as long as any other (a quantum) before it counts as lag, as the lag
+    // deadline says. It used to count from the join itself, so the first lag check (which
+    // runs before the first poll) dropped every listener at once.
+    let f = fixture(10 * 100, 4096, 1 << 20);
+    let origin = Instant::now();
+    let q = Duration::from_millis(50);
+    let t0 = origin + Duration::from_millis(3);
+    let l = Listener::new(f.open(), 0, 100, IV, t0)
+        .unwrap()
+        .on_ticks(Ticks::new(origin, q));
+    let deadline = l.lag_deadline(1).unwrap();
+    assert_eq!(deadline, t0 + q);
+    assert_eq!(l.check_lag(t0, 1), Ok(()));
+    assert_eq!(l.check_lag(deadline - Duration::from_nanos(1), 1), Ok(()));
+    assert_eq!(
+        l.check_lag(deadline, 1),
+        Err(StreamError::Lagged { lag: 100, limit: 1 })
+    );
+}
