@@ -27,6 +27,26 @@ fn assert_complete(r: &StreamResult, file: &[u8], chunk: usize, what: &str) {
 }
 
 #[test]
+fn chunks_larger_than_a_read_block_do_not_count_as_lag() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "chunks larger than a block");
+    // 64 KiB chunks from 4 KiB blocks: each event carries 4 KiB (a chunk ends at its block's
+    // end), one per 10 ms. The lag limit leaves 2.5 s of slack; the lag used to be counted in
+    // 64 KiB chunks, 60 KiB more per interval than a listener on time is sent, so it passed
+    // 1 MiB after about 0.3 s.
+    let server = Server::start_with(&[
+        ("ASF_CHUNK_SIZE", "65536"),
+        ("ASF_READ_BLOCK_SIZE", "4096"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.01"),
+        ("ASF_MAX_LAG_BYTES", "1048576"),
+    ]);
+    let file = audio_bytes(1 << 20, 61);
+    server.publish("strm_big_chunks", &file);
+    let r = listen_raw(server.addr, "strm_big_chunks");
+    assert_complete(&r, &file, 65536, "64 KiB chunks from 4 KiB blocks");
+    assert_eq!(r.chunk_sizes.len(), 256);
+}
+
+#[test]
 fn a_lag_limit_below_one_chunk_still_lets_a_listener_on_time_stream() {
     let _dog = Watchdog::new(Duration::from_secs(120), "a lag limit of one byte");
     // A chunk may wait a quantum (1 s here) for its tick before it counts as lag; the chunk

@@ -186,9 +186,11 @@ impl Listener {
         self.prefetch.take()
     }
 
-    /// Bytes that are due by `now` but not handed out yet (0 when unpaced). A chunk counts
-    /// as due one tick quantum after its due instant: until then it may rightly be waiting
-    /// for its tick.
+    /// Bytes that are due by `now` but not handed out yet (0 when unpaced): the bytes of the
+    /// chunks due and not handed out, cut as [`poll`](Self::poll) cuts them (a chunk ends at
+    /// a block end too, so chunks may be shorter than `chunk_size`). A chunk counts as due
+    /// one tick quantum after its due instant: until then it may rightly be waiting for its
+    /// tick.
     pub fn lag_bytes(&self, now: Instant) -> u64 {
         if self.interval.is_zero() {
             return 0;
@@ -199,11 +201,8 @@ impl Listener {
             Some(at) if at >= self.started => self.due_chunks(at),
             _ => 0,
         };
-        let due_end = self
-            .base_next
-            .saturating_add(due.saturating_mul(self.chunk_size))
-            .min(self.session.len());
-        due_end.saturating_sub(self.next)
+        let unsent = due.saturating_sub(self.paced_sent());
+        self.end_after(self.next, unsent).saturating_sub(self.next)
     }
 
     /// The slow-listener policy: a paced listener more than `max_lag` bytes behind its
@@ -220,22 +219,91 @@ impl Listener {
     }
 
     /// When this listener's lag will pass `max_lag` bytes if it takes nothing more (None
-    /// when unpaced or already finished).
+    /// when unpaced or finished, or when the bytes there are to send are within the limit).
     pub fn lag_deadline(&self, max_lag: u64) -> Option<Instant> {
         if self.interval.is_zero() || self.is_done() {
             return None;
         }
-        if self.total().is_none() && self.session.len().saturating_sub(self.next) <= max_lag {
-            // The lag is capped by the bytes written so far: no deadline without growth.
+        if self.session.len().saturating_sub(self.next) <= max_lag {
+            // The lag is capped by the bytes there are (for a live file, those written so
+            // far): no deadline without growth.
             return None;
         }
-        // Lag exceeds max_lag once more than (next + max_lag - start) / chunk chunks are
-        // due, and chunk count c is due from (c - 1) intervals on (plus the tick quantum,
-        // see `lag_bytes`).
-        // Saturating: a lag limit near u64::MAX means "never" (no deadline below).
-        let chunks = (self.next - self.base_next).saturating_add(max_lag) / self.chunk_size + 1;
-        let k = u32::try_from(chunks - 1).ok()?;
-        Some(self.started + self.interval.checked_mul(k)? + self.ticks.quantum())
+        // Lag exceeds max_lag once the chunks due and not handed out reach past byte
+        // next + max_lag, and chunk count c is due from (c - 1) intervals on (plus the tick
+        // quantum, see `lag_bytes`). That byte exists (checked above).
+        let unsent = self.chunks_until(self.next, self.next + max_lag + 1);
+        let c = u64::try_from(u128::from(self.paced_sent()) + unsent).ok()?;
+        self.due_at(c - 1)?.checked_add(self.ticks.quantum())
+    }
+
+    /// Where the cursor is after `n` more chunks from `from`, cut as `poll` cuts them (at
+    /// most the bytes there are): within a block, a finished file's chunks are `chunk_size`
+    /// long from where the listener starts, a live file's end on the block's chunk grid
+    /// (the first completes its cell), and a block's last chunk ends at its end.
+    fn end_after(&self, from: u64, n: u64) -> u64 {
+        let len = self.session.len();
+        if n == 0 || from >= len {
+            return from.min(len);
+        }
+        let (cs, bs) = (
+            u128::from(self.chunk_size),
+            u128::from(self.session.block_size()),
+        );
+        let (first, block_end) = self.first_chunk(from);
+        let in_first = (block_end - first).div_ceil(cs);
+        let n = u128::from(n);
+        let end = if n <= in_first {
+            (first + n * cs).min(block_end)
+        } else {
+            let rest = n - in_first;
+            let per = bs.div_ceil(cs);
+            block_end + rest / per * bs + rest % per * cs
+        };
+        u64::try_from(end.min(u128::from(len))).unwrap_or(len)
+    }
+
+    /// Chunks to hand out from `from` to reach byte `to` (the inverse of `end_after`, for
+    /// `to` within the bytes there are).
+    fn chunks_until(&self, from: u64, to: u64) -> u128 {
+        let (cs, bs) = (
+            u128::from(self.chunk_size),
+            u128::from(self.session.block_size()),
+        );
+        let (first, block_end) = self.first_chunk(from);
+        let to = u128::from(to);
+        if to <= block_end {
+            return (to - first).div_ceil(cs);
+        }
+        let in_first = (block_end - first).div_ceil(cs);
+        let per = bs.div_ceil(cs);
+        let past = to - block_end;
+        in_first + past / bs * per + (past % bs).div_ceil(cs)
+    }
+
+    /// Where the chunk cut from `from` is counted from (a live file's chunk grid cell start,
+    /// else `from`), and the end of its block.
+    fn first_chunk(&self, from: u64) -> (u128, u128) {
+        let (cs, bs) = (
+            u128::from(self.chunk_size),
+            u128::from(self.session.block_size()),
+        );
+        let from = u128::from(from);
+        let block_start = from / bs * bs;
+        let first = if self.session.is_live() {
+            block_start + (from - block_start) / cs * cs
+        } else {
+            from
+        };
+        (first, block_start + bs)
+    }
+
+    /// When chunk `k` of the schedule is due (None past what an `Instant` holds).
+    fn due_at(&self, k: u64) -> Option<Instant> {
+        let ns = self.interval.as_nanos().checked_mul(u128::from(k))?;
+        let secs = u64::try_from(ns / 1_000_000_000).ok()?;
+        let at = Duration::new(secs, (ns % 1_000_000_000) as u32);
+        self.started.checked_add(at)
     }
 
     fn due_chunks(&self, now: Instant) -> u64 {
@@ -367,7 +435,11 @@ impl Listener {
             } else {
                 let due = self.due_chunks(now).saturating_sub(self.paced_sent());
                 if due == 0 {
-                    let at = self.started + self.interval.saturating_mul(self.paced_sent() as u32);
+                    // Chunk `paced_sent` is not due yet, so its instant is within an
+                    // interval of now.
+                    let at = self
+                        .due_at(self.paced_sent())
+                        .unwrap_or(now + self.interval);
                     // Never before the chunk is due; every chunk due by the tick then goes
                     // in the write of that wake-up.
                     return Poll::Sleep(self.ticks.at_or_after(at));

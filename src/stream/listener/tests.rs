@@ -1105,3 +1105,173 @@ fn the_first_chunk_is_not_lag_before_its_quantum_either() {
         Err(StreamError::Lagged { lag: 100, limit: 1 })
     );
 }
+
+/// One paced listener that takes every chunk due at each wake-up, run to its end: what it
+/// handed out per wake-up (instant, pieces), with the schedule and lag checked on the way.
+struct SweepRun {
+    chunks: Vec<Bytes>,
+    last_wake: Instant,
+}
+
+/// Runs `l` (paced at `iv` from `t0`, on `ticks`) as a writer that keeps up: at each wake-up
+/// it is 0 bytes behind its schedule, takes every chunk due and none before it is due.
+fn sweep_paced(l: &mut Listener, t0: Instant, iv: Duration, q: Duration, what: &str) -> SweepRun {
+    let waker = waker();
+    let mut now = t0;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut last_wake = t0;
+    for _ in 0..100_000 {
+        // On a grid, what is due a quantum before a tick was taken at the tick before;
+        // without one, only the chunk due at this very instant is.
+        let lag = l.lag_bytes(now);
+        assert!(
+            lag == 0 || (q.is_zero() && lag <= l.chunk_size),
+            "{what}: a listener that keeps up lags {lag} bytes at {:?}",
+            now - t0
+        );
+        let before = l.chunks_sent();
+        let mut out = Vec::new();
+        let poll = l.poll(now, usize::MAX, usize::MAX, &waker, &mut out);
+        if l.chunks_sent() > before {
+            last_wake = now;
+            // Never a chunk before its due instant: chunk k at k intervals from the start.
+            let last = l.chunks_sent() - 1;
+            assert!(
+                now >= t0 + iv * last as u32,
+                "{what}: chunk {last} early at {:?}",
+                now - t0
+            );
+        }
+        chunks.extend(out);
+        if let Some(b) = l.take_prefetch() {
+            read(l.session(), b);
+        }
+        match poll {
+            Poll::Read(b) => read(l.session(), b),
+            // The read-ahead it claimed was read just above.
+            Poll::Wait => {}
+            Poll::Sleep(t) => {
+                assert!(t > now, "{what}: slept to the past");
+                // Every chunk due by now was taken.
+                let due = ((now - t0).as_nanos() / iv.as_nanos()) as u64 + 1;
+                assert_eq!(l.chunks_sent(), due, "{what}: at {:?}", now - t0);
+                assert_eq!(
+                    l.lag_bytes(now),
+                    0,
+                    "{what}: lags after taking what was due"
+                );
+                now = t;
+            }
+            Poll::Finished => return SweepRun { chunks, last_wake },
+            other => panic!("{what}: unexpected {other:?}"),
+        }
+    }
+    panic!("{what}: never finished");
+}
+
+#[test]
+fn sweep_offsets_sizes_chunks_and_blocks_paced_and_unpaced() {
+    // Every offset of small files, with chunks smaller than, equal to, not dividing, and
+    // larger than the blocks: every byte exactly once and in order, chunks within
+    // ASF_CHUNK_SIZE and within a block, none early, every due chunk taken at its tick, no
+    // lag for a listener that keeps up, and the counters at the end.
+    let iv = Duration::from_millis(10);
+    for block in [16usize, 24] {
+        for len in [0usize, 1, 15, 16, 17, 47, 48, 49, 70] {
+            let f = fixture(len, block, 1 << 20);
+            for chunk in [1usize, 5, 8, 16, 17, 40, 100] {
+                for offset in 0..=len {
+                    for q in [Duration::ZERO, Duration::from_millis(25)] {
+                        let what = format!(
+                            "len {len} block {block} chunk {chunk} offset {offset} quantum {q:?}"
+                        );
+                        let origin = Instant::now();
+                        let t0 = origin + Duration::from_millis(3);
+                        let mut l = Listener::new(f.open(), offset as u64, chunk, iv, t0)
+                            .unwrap()
+                            .on_ticks(Ticks::new(origin, q));
+                        let run = sweep_paced(&mut l, t0, iv, q, &what);
+                        assert_eq!(run.chunks.concat(), &f.data[offset..], "{what}");
+                        let mut at = offset;
+                        for c in &run.chunks {
+                            assert!(!c.is_empty() && c.len() <= chunk, "{what}");
+                            assert_eq!(at / block, (at + c.len() - 1) / block, "{what}");
+                            at += c.len();
+                        }
+                        assert_eq!(l.bytes_sent(), (len - offset) as u64, "{what}");
+                        assert_eq!(l.chunks_sent(), run.chunks.len() as u64, "{what}");
+                        assert!(l.is_done() && l.lag_deadline(1).is_none(), "{what}");
+                        // The last chunk leaves at most one quantum after its due instant.
+                        let n = run.chunks.len().max(1) as u32;
+                        assert!(run.last_wake <= t0 + iv * (n - 1) + q, "{what}");
+                        // Unpaced, and with poll_wire beside a second listener (wire
+                        // blocks): the same bytes, each chunk behind its prefix.
+                        let w = waker();
+                        let mut u = unpaced_at(&f.open(), offset as u64, chunk);
+                        assert_eq!(drain(&mut u, &w, 3).concat(), &f.data[offset..], "{what}");
+                        let _other = unpaced_at(&f.open(), 0, chunk);
+                        let mut u = unpaced_at(&f.open(), offset as u64, chunk);
+                        let (wire, _) = drain_wire(&mut u, &w, 5);
+                        assert_eq!(wire, expected_wire(&f.data, offset, block, chunk), "{what}");
+                    }
+                }
+                let refused = Listener::new(f.open(), len as u64 + 1, chunk, iv, Instant::now());
+                assert_eq!(refused.unwrap_err().len, len as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn sweep_the_lag_deadline_is_where_the_lag_check_fails() {
+    // A listener that takes `taken` wake-ups' worth, then nothing: its lag passes the limit
+    // at its deadline and not a nanosecond before, however chunks are cut (chunks larger
+    // than blocks, not dividing them, off the grid), and there is no deadline when the
+    // bytes left are within the limit.
+    let iv = Duration::from_millis(10);
+    let q = Duration::from_millis(25);
+    for block in [16usize, 24] {
+        let f = fixture(100, block, 1 << 20);
+        for chunk in [1usize, 5, 16, 17, 40] {
+            for offset in [0usize, 1, 7, 16, 23, 99] {
+                for taken in 0..3u32 {
+                    for max_lag in [0u64, 1, 4, 16, 17, 33, 60, 100] {
+                        let what = format!(
+                            "block {block} chunk {chunk} offset {offset} taken {taken} max_lag {max_lag}"
+                        );
+                        let origin = Instant::now();
+                        let t0 = origin + Duration::from_millis(3);
+                        let mut l = Listener::new(f.open(), offset as u64, chunk, iv, t0)
+                            .unwrap()
+                            .on_ticks(Ticks::new(origin, q));
+                        let w = waker();
+                        let at = t0 + q * taken;
+                        let mut out = Vec::new();
+                        loop {
+                            let poll = l.poll(at, usize::MAX, usize::MAX, &w, &mut out);
+                            if let Some(b) = l.take_prefetch() {
+                                read(l.session(), b);
+                            }
+                            match poll {
+                                Poll::Read(b) => read(l.session(), b),
+                                Poll::Wait => {}
+                                _ => break,
+                            }
+                        }
+                        let left = (100 - offset) as u64 - l.bytes_sent();
+                        match l.lag_deadline(max_lag) {
+                            None => assert!(left <= max_lag, "{what}: no deadline"),
+                            Some(d) => {
+                                assert!(left > max_lag, "{what}");
+                                assert!(d > at, "{what}: deadline in the past");
+                                let before = d - Duration::from_nanos(1);
+                                assert!(l.check_lag(before, max_lag).is_ok(), "{what}");
+                                assert!(l.check_lag(d, max_lag).is_err(), "{what}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
