@@ -522,3 +522,32 @@ fn a_completed_live_file_replaced_at_its_path_does_not_disturb_its_listeners() {
     assert_eq!(sha256_hex(&r.audio), sha256_hex(&data));
     client.close();
 }
+
+#[test]
+fn a_paced_listener_waiting_at_the_edge_is_not_dropped_when_much_arrives_at_once() {
+    let _dog = Watchdog::new(LIMIT, "a large write after a wait at the live edge");
+    // Paced at 1 KiB per 10 ms with a 64 KiB lag limit: the listener waits at the edge for
+    // 1.5 s (150 chunks' time), then 256 KiB arrive in one write. It restarts its schedule
+    // there (README, "Pacing"), so it is not behind; it used to be counted 256 KiB behind
+    // and dropped with "listener fell ... behind the stream".
+    let server = Server::start_with(&[
+        ("ASF_CHUNK_SIZE", "1024"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.01"),
+        ("ASF_MAX_LAG_BYTES", "65536"),
+    ]);
+    let head = audio_bytes(1024, 63);
+    let path = server.write_audio("edge_burst.mp3", &head);
+    notify_ok(&server, "strm_edge_burst", &path, true);
+    let (mut client, mut acc) = listener_at(server.addr, "strm_edge_burst", head.len());
+    thread::sleep(Duration::from_millis(1500));
+    let rest = audio_bytes(256 << 10, 64);
+    append(&path, &rest);
+    client.read_until_audio(&mut acc, head.len() + rest.len());
+    notify_ok(&server, "strm_edge_burst", &path, false);
+    let r = acc.merge(client.collect_stream());
+    assert_whole(
+        &r,
+        &[head, rest].concat(),
+        "a listener that waited at the edge",
+    );
+}

@@ -192,7 +192,9 @@ impl Listener {
     /// one tick quantum after its due instant: until then it may rightly be waiting for its
     /// tick.
     pub fn lag_bytes(&self, now: Instant) -> u64 {
-        if self.interval.is_zero() {
+        if self.interval.is_zero() || self.at_edge {
+            // At the live edge there is nothing to send; bytes that arrive restart the
+            // schedule (at the next poll), so none of them is behind it.
             return 0;
         }
         // Chunk 0 too is due at the start plus the quantum (a chunk due before any tick
@@ -219,9 +221,10 @@ impl Listener {
     }
 
     /// When this listener's lag will pass `max_lag` bytes if it takes nothing more (None
-    /// when unpaced or finished, or when the bytes there are to send are within the limit).
+    /// when unpaced or finished, when it waits at the live edge, or when the bytes there
+    /// are to send are within the limit).
     pub fn lag_deadline(&self, max_lag: u64) -> Option<Instant> {
-        if self.interval.is_zero() || self.is_done() {
+        if self.interval.is_zero() || self.is_done() || self.at_edge {
             return None;
         }
         if self.session.len().saturating_sub(self.next) <= max_lag {

@@ -1275,3 +1275,31 @@ fn sweep_the_lag_deadline_is_where_the_lag_check_fails() {
         }
     }
 }
+
+#[test]
+fn a_paced_listener_waiting_at_the_live_edge_is_not_lagging_when_much_arrives_at_once() {
+    // Paced at 10 ms per 100-byte chunk, with a 1,000-byte lag limit: a listener that
+    // waited at the edge for a second (100 chunks' time) then sees 5,000 new bytes at once.
+    // It restarts its schedule at those bytes (README: no catch-up burst), so it is not
+    // behind: the lag check that runs before its next poll must not drop it.
+    let f = fixture(10_000, 4096, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(100, t0);
+    let w = waker();
+    let max_lag = 1000;
+    let mut l = Listener::new(Arc::clone(&session), 0, 100, IV, t0).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(poll_live(&mut l, t0, &w, &mut got), Poll::Wait);
+    assert_eq!(got.len(), 100);
+    let t1 = t0 + Duration::from_secs(1);
+    if let Some(b) = session.observe(Observed::Len(5100), t1) {
+        read_live(&session, b);
+    }
+    assert_eq!(l.check_lag(t1, max_lag), Ok(()));
+    assert_eq!(l.lag_deadline(max_lag), None);
+    // It goes on paced from there: one chunk now, the next 10 ms later, no burst.
+    assert_eq!(poll_live(&mut l, t1, &w, &mut got), Poll::Sleep(t1 + IV));
+    assert_eq!(got.len(), 200);
+    assert_eq!(l.check_lag(t1, max_lag), Ok(()));
+    assert_eq!(l.lag_deadline(max_lag), Some(t1 + IV * 11));
+}
