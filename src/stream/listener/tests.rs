@@ -1303,3 +1303,110 @@ fn a_paced_listener_waiting_at_the_live_edge_is_not_lagging_when_much_arrives_at
     assert_eq!(l.check_lag(t1, max_lag), Ok(()));
     assert_eq!(l.lag_deadline(max_lag), Some(t1 + IV * 11));
 }
+
+/// A deterministic generator (xorshift64*) for the live sweep.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+#[test]
+fn sweep_live_files_growing_in_random_pieces() {
+    // A live file grows in random pieces (none, a byte, a few chunks) at random times while
+    // a listener (paced or not, from a random offset of what exists at its join) follows
+    // it; then it is completed. Every byte exactly once and in order, chunks within a block
+    // and ASF_CHUNK_SIZE, a chunk ending on its block's chunk grid unless the block or the
+    // edge ends it, and no lag for a listener that polls when it is told to.
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    for block in [16usize, 24, 64] {
+        for chunk in [1usize, 5, 8, 16, 40] {
+            for paced in [false, true] {
+                for round in 0..20 {
+                    let total = 40 + rng.below(120) as usize;
+                    let f = fixture(total, block, 1 << 20);
+                    let what = format!(
+                        "block {block} chunk {chunk} paced {paced} round {round} total {total}"
+                    );
+                    let mut now = Instant::now();
+                    let mut known = rng.below(total as u64 / 2);
+                    let session = f.open_live(known, now);
+                    let offset = rng.below(known + 1) as usize;
+                    let iv = if paced { IV } else { Duration::ZERO };
+                    let mut l =
+                        Listener::new(Arc::clone(&session), offset as u64, chunk, iv, now).unwrap();
+                    let w = waker();
+                    let mut got: Vec<u8> = Vec::new();
+                    let mut completed = false;
+                    for step in 0..100_000 {
+                        assert!(step < 99_999, "{what}: never finished");
+                        if paced {
+                            assert!(l.check_lag(now, chunk as u64).is_ok(), "{what}");
+                        }
+                        let mut out = Vec::new();
+                        let avail = session.len();
+                        let at = offset + got.len();
+                        let poll = l.poll(now, usize::MAX, 1 + rng.below(4) as usize, &w, &mut out);
+                        let mut pos = at;
+                        for c in &out {
+                            let end = pos + c.len();
+                            assert!(!c.is_empty() && c.len() <= chunk, "{what}");
+                            assert_eq!(pos / block, (end - 1) / block, "{what}: straddles");
+                            let on_grid = (end % block).is_multiple_of(chunk);
+                            assert!(
+                                on_grid || end.is_multiple_of(block) || end as u64 == avail,
+                                "{what}: chunk {pos}..{end} off the grid (edge {avail})"
+                            );
+                            got.extend_from_slice(c);
+                            pos = end;
+                        }
+                        if let Some(b) = l.take_prefetch() {
+                            read_live(&session, b);
+                        }
+                        match poll {
+                            Poll::Finished => break,
+                            Poll::Read(b) => {
+                                read_live(&session, b);
+                                continue;
+                            }
+                            Poll::More => continue,
+                            Poll::Sleep(t) => {
+                                assert!(t > now, "{what}");
+                                // Maybe growth before it wakes.
+                                if rng.below(2) == 0 {
+                                    now = t;
+                                    continue;
+                                }
+                                // Woken no later than it asked.
+                                now = t.min(now + Duration::from_millis(rng.below(20)));
+                            }
+                            Poll::Wait => now += Duration::from_millis(rng.below(30)),
+                            Poll::Failed(why) => panic!("{what}: {why}"),
+                        }
+                        if known < total as u64 {
+                            let piece = match rng.below(4) {
+                                0 => 0,
+                                1 => 1,
+                                _ => rng.below(3 * chunk as u64 + 2),
+                            };
+                            known = (known + piece).min(total as u64);
+                            if let Some(b) = session.observe(Observed::Len(known), now) {
+                                read_live(&session, b);
+                            }
+                        } else if !completed && rng.below(3) == 0 {
+                            session.renotified(Some(total as u64), now);
+                            completed = true;
+                        }
+                    }
+                    assert_eq!(got, &f.data[offset..], "{what}");
+                    assert_eq!(l.bytes_sent(), (total - offset) as u64, "{what}");
+                }
+            }
+        }
+    }
+}
