@@ -1410,3 +1410,70 @@ fn sweep_live_files_growing_in_random_pieces() {
         }
     }
 }
+
+#[test]
+fn extreme_pacing_settings_neither_overflow_nor_panic() {
+    // ASF_STREAM_SLEEP_INTERVAL=60 with ASF_PACING_QUANTUM=1 and 1 MiB chunks from 4 KiB
+    // blocks, and a 1 ns interval: schedules, lags and deadlines far out stay exact or
+    // say "never", and chunk counts past u32 are not truncated.
+    let f = fixture(3 * 4096 + 5, 4096, 1 << 20);
+    let origin = Instant::now();
+    let t0 = origin + Duration::from_millis(1);
+    let big = Duration::from_secs(60);
+    let mut l = Listener::new(f.open(), 1, 1 << 20, big, t0)
+        .unwrap()
+        .on_ticks(Ticks::new(origin, Duration::from_secs(1)));
+    let w = waker();
+    let mut out = Vec::new();
+    let mut now = t0;
+    let mut sleeps = Vec::new();
+    loop {
+        match l.poll(now, usize::MAX, usize::MAX, &w, &mut out) {
+            Poll::Read(b) => read(l.session(), b),
+            Poll::Wait => {}
+            Poll::Sleep(t) => {
+                sleeps.push(t - t0);
+                now = t;
+            }
+            Poll::Finished => break,
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(b) = l.take_prefetch() {
+            read(l.session(), b);
+        }
+    }
+    // One chunk per block (the chunk is larger), each a minute after the one before, on
+    // the next whole-second tick.
+    assert_eq!(
+        out.iter().map(Bytes::len).collect::<Vec<_>>(),
+        [4095, 4096, 4096, 5]
+    );
+    assert_eq!(sleeps.len(), 3);
+    for (k, s) in sleeps.iter().enumerate() {
+        let due = big * (k as u32 + 1);
+        assert!(*s >= due && *s <= due + Duration::from_secs(1), "{s:?}");
+    }
+    assert_eq!(l.lag_deadline(1), None);
+    let far = t0 + Duration::from_secs(10 * 365 * 86_400);
+    assert_eq!(l.lag_bytes(far), 0);
+    // A listener that takes nothing: its lag is the whole file at most, and its deadline
+    // is exact even far out.
+    let stuck = Listener::new(f.open(), 0, 1 << 20, big, t0)
+        .unwrap()
+        .on_ticks(Ticks::new(origin, Duration::from_secs(1)));
+    assert_eq!(stuck.lag_bytes(far), 3 * 4096 + 5);
+    assert_eq!(
+        stuck.lag_deadline(2 * 4096),
+        Some(t0 + big * 2 + Duration::from_secs(1))
+    );
+    assert_eq!(stuck.lag_deadline(u64::MAX), None);
+    // Chunk 2^32 of a 1 ns schedule is due 2^32 ns after the start, not at 0.
+    let tiny = Listener::new(f.open(), 0, 1, Duration::from_nanos(1), t0).unwrap();
+    assert_eq!(
+        tiny.due_at(1 << 32),
+        Some(t0 + Duration::from_nanos(1 << 32))
+    );
+    assert_eq!(tiny.lag_bytes(far), 3 * 4096 + 5);
+    let stuck = Listener::new(f.open(), 0, 1, big, t0).unwrap();
+    assert!(stuck.due_at(u64::MAX).is_none_or(|d| d > far));
+}
