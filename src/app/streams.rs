@@ -166,12 +166,14 @@ impl Streams {
 
     /// Stops whatever the connection was doing in this namespace, queued joins included.
     fn leave(&self, socket: &mut Socket<'_, ConnData>) {
-        for (_, ack) in std::mem::take(&mut socket.data.queued) {
+        let queued = std::mem::take(&mut socket.data.queued);
+        // The pending join (acked by `leave_current`) came before the queued ones.
+        self.leave_current(socket);
+        for (_, ack) in queued {
             if let Some(ack) = ack {
                 socket.ack(ack, &[], Vec::new());
             }
         }
-        self.leave_current(socket);
     }
 
     /// Stops the current stream, wait or pending join.

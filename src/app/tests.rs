@@ -238,3 +238,108 @@ fn a_registry_failure_answered_late_is_a_not_found_stream_error() {
     );
     assert!(router.feed(&mut c.conn).is_none());
 }
+
+/// A registration of the test file.
+fn registered() -> Result<Option<Registration>, RegistryError> {
+    Ok(Some(Registration {
+        path: "late.mp3".into(),
+        notified_at_ms: 0,
+        live: false,
+    }))
+}
+
+#[test]
+fn joins_behind_a_pending_one_are_answered_in_order_and_a_leave_cancels_them() {
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&data).unwrap();
+    let registry = Arc::new(LateRegistry::default());
+    let config = Arc::new(Config {
+        stream_sleep_interval: std::time::Duration::ZERO,
+        ..Config::default()
+    });
+    let router = build(
+        config,
+        Arc::new(OneFile(file)),
+        Arc::clone(&registry) as Arc<dyn Registry>,
+    );
+    let mut c = Client::new(&router);
+    c.send(&router, &format!("0{NAMESPACE},"));
+    c.texts();
+    let join = |c: &mut Client, ack: u32, offset: u64| {
+        c.send(
+            &router,
+            &format!(r#"2{NAMESPACE},{ack}["join_stream",{{"stream_id":"s","offset":{offset}}}]"#),
+        );
+    };
+    // A join, and a second one while the first waits for the registry: the second is
+    // asked only once the first is answered, and each is answered (and acked) in order.
+    join(&mut c, 1, 0);
+    join(&mut c, 2, 9_000);
+    assert_eq!(registry.lookups.load(Ordering::SeqCst), 1);
+    registry.release(registered());
+    c.wake(&router);
+    let t = c.texts();
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[0].contains(r#""status":"joined""#), "{t:?}");
+    assert!(
+        t[1].contains("start_of_stream") && t[1].contains(r#""offset":0"#),
+        "{t:?}"
+    );
+    assert_eq!(t[2], format!("43{NAMESPACE},1[]"));
+    assert_eq!(registry.lookups.load(Ordering::SeqCst), 2);
+    registry.release(registered());
+    c.wake(&router);
+    let t = c.texts();
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(
+        t[1].contains("start_of_stream")
+            && t[1].contains(r#""offset":9000"#)
+            && t[1].contains(r#""total_bytes":10000"#),
+        "{t:?}"
+    );
+    assert_eq!(t[2], format!("43{NAMESPACE},2[]"));
+    let audio = stream_all(&mut c, &router);
+    assert!(audio == data[9_000..]);
+    let t = c.texts();
+    assert!(
+        t.iter()
+            .any(|m| m.contains("end_of_stream") && m.contains(r#""bytes_sent":1000"#)),
+        "{t:?}"
+    );
+
+    // A join pending, another queued, then leave_stream: both joins are acked, in the
+    // order they came (the pending one's ack used to follow the queued one's), before the
+    // leave's ack, and the registry's late answer starts nothing.
+    join(&mut c, 3, 0);
+    join(&mut c, 4, 0);
+    c.send(&router, &format!(r#"2{NAMESPACE},5["leave_stream"]"#));
+    let t = c.texts();
+    assert_eq!(
+        t,
+        [
+            format!("43{NAMESPACE},3[]"),
+            format!("43{NAMESPACE},4[]"),
+            format!("43{NAMESPACE},5[]")
+        ]
+    );
+    registry.release(registered());
+    c.wake(&router);
+    assert_eq!(c.texts(), Vec::<String>::new());
+    assert!(router.feed(&mut c.conn).is_none());
+
+    // An offset past the end, answered late: the error, then the ack; no feed.
+    join(&mut c, 6, 10_001);
+    registry.release(registered());
+    c.wake(&router);
+    assert_eq!(
+        c.texts(),
+        [
+            format!(
+                r#"42{NAMESPACE},["error",{{"message":"offset 10001 is beyond the end of the stream (10000 bytes)."}}]"#
+            ),
+            format!("43{NAMESPACE},6[]")
+        ]
+    );
+    assert!(router.feed(&mut c.conn).is_none());
+}
