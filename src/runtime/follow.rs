@@ -38,8 +38,12 @@ use crate::stream::{Observed, StreamSession};
 #[derive(Debug)]
 pub(crate) struct Follower {
     requests: Arc<Mutex<Vec<Weak<StreamSession>>>>,
-    /// Write end of a pipe the thread polls: one byte wakes it for new requests.
+    /// Write end of a pipe the thread polls: one byte wakes it for new requests. Closing it
+    /// (dropping the follower) ends the thread.
     wake: OwnedFd,
+    /// The thread (detached when the follower drops; joined only by tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Follower {
@@ -49,10 +53,21 @@ impl Follower {
         let (rx, tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::clone(&requests);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("asf-follow".into())
             .spawn(move || run(inotify, rx, shared))?;
-        Ok(Follower { requests, wake: tx })
+        Ok(Follower {
+            requests,
+            wake: tx,
+            thread,
+        })
+    }
+
+    /// Test-only: drops the follower and hands back its thread, to see it end.
+    #[cfg(test)]
+    fn into_thread(self) -> std::thread::JoinHandle<()> {
+        drop(self.wake);
+        self.thread
     }
 
     /// Follows `session`'s file from now on.
@@ -96,9 +111,20 @@ fn run(inotify: OwnedFd, wake: OwnedFd, requests: Arc<Mutex<Vec<Weak<StreamSessi
                 return;
             }
         }
-        // Wake-ups first: new requests.
+        // Wake-ups first: new requests. End of file: the `Follower` is gone (the service
+        // was dropped), and with it every reason to run (the pipe would poll readable
+        // forever).
         let mut drain = [0u8; 64];
-        while matches!(rustix::io::read(&wake, &mut drain), Ok(n) if n > 0) {}
+        loop {
+            match rustix::io::read(&wake, &mut drain) {
+                Ok(0) => {
+                    tracing::debug!("live file follower stopped: its owner is gone");
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
         let new: Vec<_> = requests
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
@@ -209,4 +235,24 @@ fn look(s: &StreamSession, full: bool) -> Option<u64> {
         }
     }
     s.observe(Observed::Len(st.st_size as u64), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_ends_when_its_follower_is_dropped() {
+        let thread = Follower::start().expect("start").into_thread();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = thread.join();
+            let _ = tx.send(());
+        });
+        // Before the fix the thread spun on the closed pipe for good.
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok(),
+            "the follower thread still runs after its follower was dropped"
+        );
+    }
 }
