@@ -391,3 +391,32 @@ fn a_crowd_of_stalled_listeners_is_dropped_and_fast_ones_stay_exact() {
     });
     drop(stalled);
 }
+
+// --- the buffer pool ---------------------------------------------------------------------------
+
+#[test]
+fn idle_read_buffers_are_capped_by_bytes_whatever_the_block_size() {
+    let _dog = Watchdog::new(Duration::from_secs(120), "idle buffer cap");
+    // 4 MiB blocks: the pool keeps at most 16 MiB of them idle, 4 buffers.
+    let server = Server::start_with(&[
+        ("ASF_READ_BLOCK_SIZE", "4194304"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0"),
+    ]);
+    // Eight listeners of eight files that stop reading: eight blocks read at once.
+    let stalled: Vec<_> = (0..8)
+        .map(|i| {
+            let id = format!("strm_pool_{i}");
+            server.publish(&id, &audio_bytes(4 << 20, 200 + i));
+            stalled_listener(server.addr, &id)
+        })
+        .collect();
+    wait_until(WAIT, "eight blocks in use", || {
+        server.health_u64("buffers_live") >= 8
+    });
+    drop(stalled);
+    wait_until(WAIT, "every block given back", || {
+        server.health_u64("buffers_live") == 0
+    });
+    let idle = server.health_u64("buffers_idle");
+    assert!(idle <= 4, "{idle} idle 4 MiB buffers kept (at most 16 MiB)");
+}

@@ -72,12 +72,20 @@ pub(crate) fn timestamp() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Idle read buffers the pool keeps for reuse, in bytes: 64 buffers at the default
+/// `ASF_READ_BLOCK_SIZE` (256 KiB), fewer for larger blocks (at least one), so that what stays
+/// allocated once streams end does not grow with the block size.
+const POOL_IDLE_BYTES: usize = 16 << 20;
+
 /// The ASF application for `config`: the audio namespace and the internal endpoints on a
 /// Socket.IO router, over the given file-system and registry ports.
 pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Registry>) -> Router {
     let stats = Arc::new(StreamStats::default());
     let counters = Arc::new(AppCounters::default());
-    let pool = BufferPool::new(config.read_block_size, 64);
+    let pool = BufferPool::new(
+        config.read_block_size,
+        (POOL_IDLE_BYTES / config.read_block_size.max(1)).max(1),
+    );
     let sessions = Arc::new(Sessions::new(SessionParams {
         pool: Arc::clone(&pool),
         cache_bytes: config.stream_cache_bytes,
