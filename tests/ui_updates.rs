@@ -11,7 +11,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -431,7 +431,13 @@ fn a_slow_reader_flooded_with_updates_loses_some_in_order_and_keeps_its_session(
     let _dog = Watchdog::new(Duration::from_secs(150), "UI update flood");
     // The session's outgoing queue cap is 2 x ASF_MAX_PAYLOAD + 64 KiB: here 264 KB, a
     // quarter of the mailbox (with the default, a megabyte of tiny updates passes it).
-    let server = Server::start_with(&[("ASF_MAX_PAYLOAD", "100000")]);
+    // The reader pauses below until half the flood is sent, however long that takes on a
+    // loaded machine: pings and the stall timeout must not end its session meanwhile.
+    let server = Server::start_with(&[
+        ("ASF_MAX_PAYLOAD", "100000"),
+        ("ASF_PING_INTERVAL_MS", "120000"),
+        ("ASF_STALL_TIMEOUT", "300"),
+    ]);
     let mut c = SioClient::connect_with_recv_buffer(server.addr, 8192);
     assert_eq!(c.connect_ns(UI).expect("connect").kind, 0);
     c.next_event_on(UI).expect("ui_connection_ack");
@@ -443,14 +449,16 @@ fn a_slow_reader_flooded_with_updates_loses_some_in_order_and_keeps_its_session(
     const UPDATES: u64 = 4000;
     let addr = server.addr;
     let done = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let flood = {
-        let done = Arc::clone(&done);
+        let (done, sent) = (Arc::clone(&done), Arc::clone(&sent));
         thread::spawn(move || {
             let pad = "p".repeat(1000);
             for i in 0..UPDATES {
                 let update =
                     json!({"client_id": "slow", "event_name": "u", "data": {"i": i, "pad": pad}});
                 assert_eq!(send(addr, &update).0, 200, "update {i}");
+                sent.fetch_add(1, Ordering::SeqCst);
             }
             while !done.load(Ordering::Relaxed) {
                 let last = json!({"client_id": "slow", "event_name": "last", "data": 0});
@@ -459,7 +467,12 @@ fn a_slow_reader_flooded_with_updates_loses_some_in_order_and_keeps_its_session(
             }
         })
     };
-    // Reads slowly while the flood lasts, then as fast as it can.
+    // Reads nothing until half the flood (about 2 MB, eight times the queue cap) has been
+    // accepted, so updates must be dropped however slowly the flood runs next to the reader;
+    // then reads slowly while the flood lasts, then as fast as it can.
+    wait_until(WAIT * 3, "half the flood to be sent", || {
+        sent.load(Ordering::SeqCst) >= UPDATES / 2 || flood.is_finished()
+    });
     let mut got: Vec<u64> = Vec::new();
     loop {
         let e = c
@@ -484,10 +497,10 @@ fn a_slow_reader_flooded_with_updates_loses_some_in_order_and_keeps_its_session(
         (got.len() as u64) < UPDATES,
         "the slow reader got every update: the flood did not outpace it"
     );
-    assert!(
-        server.log().contains("room broadcasts dropped"),
-        "no log line for the dropped updates"
-    );
+    // The log is read from the server's stderr by another thread: wait for the line.
+    wait_until(WAIT, "the log line for the dropped updates", || {
+        server.log().contains("room broadcasts dropped")
+    });
     // The session is still there and answers.
     c.emit_on(UI, "subscribe_to_ui_updates", json!({"client_id": "again"}));
     loop {
