@@ -255,8 +255,10 @@ fn client_that_stops_answering_pings_is_dropped() {
     assert_eq!(client.ack, json!({ "message": CONNECTION_ACK }));
     assert_eq!(client.open["pingInterval"], 300, "{}", client.open);
     assert_eq!(client.open["pingTimeout"], 200, "{}", client.open);
-    assert_eq!(sessions(&server), 1);
-    // From here on nothing is read, so no ping is answered.
+    // From here on nothing is read, so no ping is answered. (The session count is not checked
+    // here: 500 ms after the open packet the server may already have dropped the session, so a
+    // test thread that is descheduled that long would see 0. The pings counted below show the
+    // session was alive and pinged.)
     wait_until(WAIT, "the silent client's session to be dropped", || {
         sessions(&server) == 0
     });
