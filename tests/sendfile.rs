@@ -218,15 +218,16 @@ fn truncated_inside_a_block(sendfile: &str, cut: u64) -> (StreamResult, Vec<u8>,
     let server = Server::start_with(&[
         ("ASF_SENDFILE", sendfile),
         ("ASF_READ_BLOCK_SIZE", "1048576"),
-        ("ASF_STREAM_SLEEP_INTERVAL", "0.002"),
+        ("ASF_STREAM_SLEEP_INTERVAL", "0.01"),
     ]);
     let file = audio_bytes(3 * MIB, 65);
     let path = server.publish("strm_cut", &file);
     let mut client = SioClient::connect(server.addr);
     client.join("strm_cut");
     let mut acc = StreamResult::default();
-    // 16 chunks, 32 ms at this pacing: block 0 and its read-ahead (block 1) are read by now,
-    // and the server is still about 100 chunks short of the cut.
+    // 16 chunks, 160 ms at this pacing: block 0 and its read-ahead (block 1) are read by now,
+    // and the server is still about 110 chunks (1.1 s) short of the cut, so the truncation
+    // lands before it even if this thread is descheduled for a while on a loaded machine.
     client.read_until_audio(&mut acc, 16 * CHUNK);
     OpenOptions::new()
         .write(true)
