@@ -131,8 +131,14 @@ fn without_token_the_log_warns_that_internal_endpoints_are_open() {
         })
     });
     let with_token = Server::start_with(&[("ASF_INTERNAL_TOKEN", "secret")]);
-    // Its start-up lines are logged before the listening line; give the log thread a moment.
-    thread::sleep(Duration::from_millis(200));
+    // The token warning would be logged (on stderr) before the `listening` line there; once
+    // that line has been read from the pipe, so would the warning have been.
+    wait_until(WAIT, "the `listening` log line", || {
+        with_token
+            .log()
+            .lines()
+            .any(|l| l.starts_with("stderr") && l.contains("INFO") && l.contains(" listening "))
+    });
     assert!(
         !with_token.log().contains("ASF_INTERNAL_TOKEN is not set"),
         "warned although the token is set:\n{}",
