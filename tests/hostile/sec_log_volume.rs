@@ -80,7 +80,10 @@ fn listeners_and_vanishing_clients_do_not_write_a_log_line_each_at_info() {
         let audio = audio_bytes(16 * 1024, 111);
         let expect = sha256_hex(&audio);
         server.publish("strm_small", &audio);
-        thread::sleep(Duration::from_millis(500)); // the startup lines
+        // The startup lines: up to the `listening` line, the last of them.
+        wait_until(WAIT, "the `listening` log line", || {
+            log_lines(&server).iter().any(|l| l.contains(" listening "))
+        });
         let startup = log_lines(&server).len();
 
         let listeners: Vec<_> = (0..LISTENER_THREADS)
