@@ -50,7 +50,8 @@ pub enum PathError {
     TooLong,
 }
 
-/// Why a registered path could not be opened for streaming.
+/// Why a registered path could not be opened for streaming. The texts show the stored path
+/// quoted and escaped (`Debug`): it is notify text, and these texts go to the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
     /// The audio root is gone.
@@ -58,10 +59,10 @@ pub enum OpenError {
     RootMissing,
     /// Resolving the path beneath the root left it (a component was swapped for a symlink
     /// that points outside, or the stored path is no longer below the root).
-    #[error("{0} resolves outside the audio root")]
+    #[error("{0:?} resolves outside the audio root")]
     Escapes(PathBuf),
     /// The path is not a regular file (any more).
-    #[error("{path} is {kind}")]
+    #[error("{path:?} is {kind}")]
     NotRegular {
         /// The stored path.
         path: PathBuf,
@@ -69,10 +70,10 @@ pub enum OpenError {
         kind: &'static str,
     },
     /// Nothing is at the path.
-    #[error("cannot open {0}: no such file")]
+    #[error("cannot open {0:?}: no such file")]
     Missing(PathBuf),
     /// The open or its `fstat` failed.
-    #[error("cannot open {path}: {why}")]
+    #[error("cannot open {path:?}: {why}")]
     Io {
         /// The stored path.
         path: PathBuf,
