@@ -334,7 +334,7 @@ pub(crate) fn cors_headers(
         return Ok(Vec::new());
     };
     if !origins.allows(origin) {
-        crate::client_info!("request from an origin not in ASF_CORS_ALLOWED_ORIGINS refused"; origin = %origin);
+        crate::client_info!("request from an origin not in ASF_CORS_ALLOWED_ORIGINS refused"; origin = ?origin);
         return Err(eio_error(ErrorCode::Forbidden));
     }
     Ok(vec![
