@@ -290,7 +290,7 @@ fn a_refused_origin_cannot_connect_and_the_page_reports_the_error() {
         server
             .log()
             .lines()
-            .filter(|l| l.contains(ORIGIN_REFUSED) && l.contains(&format!("origin={origin}")))
+            .filter(|l| l.contains(ORIGIN_REFUSED) && l.contains(&format!("origin=\"{origin}\"")))
             .count()
     };
     wait_until(WAIT, "ASF's log lines for the refused origin", || {
