@@ -168,3 +168,49 @@ fn cached_open_matches_the_full_open_and_never_leaves_the_root() {
     let _ = std::fs::read(dir.path().join("l.mp3")).unwrap();
     assert!(open_cached(&r, &canon.join("l.mp3")).is_none());
 }
+
+#[test]
+fn a_job_whose_answer_was_dropped_is_skipped() {
+    let dir = root();
+    let files = DiskFiles::new(dir.path().to_path_buf()).expect("files");
+    // Every file thread held until `release`.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let blockers: Vec<_> = (0..FILE_THREADS)
+        .map(|_| {
+            let held = Arc::clone(&held);
+            files.run(
+                move || {
+                    let _ = held.lock().map(|rx| rx.recv());
+                },
+                (),
+            )
+        })
+        .collect();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    drop(files.run(
+        move || flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        (),
+    ));
+    // One thread goes on; the others stay held, so that it takes the dropped job and then
+    // the probe, in queue order.
+    let probe = files.run(|| (), ());
+    release.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(probe);
+    for _ in 1..FILE_THREADS {
+        release.send(()).unwrap();
+    }
+    rt.block_on(async {
+        for b in blockers {
+            b.await;
+        }
+    });
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the dropped job ran"
+    );
+}
