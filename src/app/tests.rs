@@ -115,6 +115,22 @@ impl Files for OneFile {
     fn follow(&self, _session: std::sync::Weak<crate::stream::StreamSession>) {}
 }
 
+/// A router whose registry answers only when the test releases it ([`LateRegistry`]),
+/// serving `file` for any path, with the given pacing interval.
+fn late_router(file: std::fs::File, interval: std::time::Duration) -> (Router, Arc<LateRegistry>) {
+    let registry = Arc::new(LateRegistry::default());
+    let config = Arc::new(Config {
+        stream_sleep_interval: interval,
+        ..Config::default()
+    });
+    let router = build(
+        config,
+        Arc::new(OneFile(file)),
+        Arc::clone(&registry) as Arc<dyn Registry>,
+    );
+    (router, registry)
+}
+
 /// What the runtime's writer does with the feed: every chunk, reading blocks when told; then
 /// the stream's end.
 fn stream_all(c: &mut Client, router: &Router) -> Vec<u8> {
@@ -151,16 +167,7 @@ fn a_join_waits_for_a_late_registry_answer_then_streams_every_byte() {
     let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(&data).unwrap();
-    let registry = Arc::new(LateRegistry::default());
-    let config = Arc::new(Config {
-        stream_sleep_interval: std::time::Duration::ZERO,
-        ..Config::default()
-    });
-    let router = build(
-        config,
-        Arc::new(OneFile(file)),
-        Arc::clone(&registry) as Arc<dyn Registry>,
-    );
+    let (router, registry) = late_router(file, std::time::Duration::ZERO);
     let mut c = Client::new(&router);
     c.send(&router, &format!("0{NAMESPACE},"));
     let t = c.texts();
@@ -215,11 +222,9 @@ fn a_join_waits_for_a_late_registry_answer_then_streams_every_byte() {
 
 #[test]
 fn a_registry_failure_answered_late_is_a_not_found_stream_error() {
-    let registry = Arc::new(LateRegistry::default());
-    let router = build(
-        Arc::new(Config::default()),
-        Arc::new(OneFile(tempfile::tempfile().unwrap())),
-        Arc::clone(&registry) as Arc<dyn Registry>,
+    let (router, registry) = late_router(
+        tempfile::tempfile().unwrap(),
+        Config::default().stream_sleep_interval,
     );
     let mut c = Client::new(&router);
     c.send(&router, &format!("0{NAMESPACE},"));
@@ -253,16 +258,7 @@ fn joins_behind_a_pending_one_are_answered_in_order_and_a_leave_cancels_them() {
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(&data).unwrap();
-    let registry = Arc::new(LateRegistry::default());
-    let config = Arc::new(Config {
-        stream_sleep_interval: std::time::Duration::ZERO,
-        ..Config::default()
-    });
-    let router = build(
-        config,
-        Arc::new(OneFile(file)),
-        Arc::clone(&registry) as Arc<dyn Registry>,
-    );
+    let (router, registry) = late_router(file, std::time::Duration::ZERO);
     let mut c = Client::new(&router);
     c.send(&router, &format!("0{NAMESPACE},"));
     c.texts();

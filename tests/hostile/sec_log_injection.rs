@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::security::{log_lines, reported};
+use crate::security::{lines_starting_with, reported};
 use crate::support::sio::SioClient;
 use crate::support::{audio_bytes, wait_until, Server, Watchdog, WAIT};
 
@@ -38,10 +38,7 @@ fn newlines_in_stream_ids_and_filepaths_do_not_forge_log_lines() {
         wait_until(WAIT, "the injected values in the log", || {
             server.log().matches(FORGED).count() >= 3
         });
-        let forged: Vec<String> = log_lines(&server)
-            .into_iter()
-            .filter(|l| l.trim_start().starts_with("FORGED"))
-            .collect();
+        let forged = lines_starting_with(&server, "FORGED");
         assert!(
             forged.is_empty(),
             "client text started {} log lines: {forged:?}",

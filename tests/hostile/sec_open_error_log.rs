@@ -3,12 +3,11 @@
 //! error, whose text names the stored path; that text was written raw (`%e`), so a newline in a
 //! notified `filepath` (a file that did not exist yet) started a line of its own at every join.
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::security::{log_lines, reported};
+use crate::security::{lines_starting_with, reported};
 use crate::support::sio::SioClient;
-use crate::support::{Server, Watchdog};
+use crate::support::{wait_until, Server, Watchdog, WAIT};
 
 const FORGED: &str = "FORGED open error line";
 
@@ -29,19 +28,11 @@ fn open_errors_of_paths_with_newlines_do_not_forge_log_lines() {
         );
         client.close();
 
-        // The line is written when the join is answered; give the log a moment to show it.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !server.log().contains(FORGED) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            server.log().contains(FORGED),
-            "the failed open was not logged at all"
-        );
-        let forged: Vec<String> = log_lines(&server)
-            .into_iter()
-            .filter(|l| l.trim_start().starts_with("FORGED"))
-            .collect();
+        // The line is written when the join is answered; wait for it to reach the log.
+        wait_until(WAIT, "the failed open in the log", || {
+            server.log().contains(FORGED)
+        });
+        let forged = lines_starting_with(&server, "FORGED");
         assert!(
             forged.is_empty(),
             "a stored path started {} log lines: {forged:?}",

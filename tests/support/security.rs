@@ -79,6 +79,15 @@ pub fn log_lines(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// The server's log lines that start (after leading whitespace) with `prefix`: lines a
+/// client's text would have forged.
+pub fn lines_starting_with(server: &Server, prefix: &str) -> Vec<String> {
+    log_lines(server)
+        .into_iter()
+        .filter(|l| l.trim_start().starts_with(prefix))
+        .collect()
+}
+
 /// POSTs `body` to the notify endpoint with `content_type` as its `Content-Type` header, or
 /// with no such header when `None`.
 pub fn notify_with_content_type(
