@@ -54,6 +54,10 @@ pub(super) fn whole(raw: &str, unit: &str, lo: u64, hi: u64) -> Result<u64, Stri
     } else {
         format!("expected a whole number of {unit} from {lo} to {hi}")
     };
+    // Digits only: Rust's parser also takes a leading `+`, which no setting documents.
+    if !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expected);
+    }
     match raw.parse::<u64>() {
         Ok(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(expected),
@@ -72,6 +76,9 @@ pub(super) fn seconds(raw: &str, lo: f64, exclusive: bool, hi: f64) -> Result<Du
     } else {
         format!("expected a number of seconds from {lo} to {hi}")
     };
+    if raw.starts_with('+') {
+        return Err(expected);
+    }
     let secs: f64 = raw.parse().map_err(|_| expected.clone())?;
     let above = if exclusive { secs > lo } else { secs >= lo };
     if !secs.is_finite() || !above || secs > hi {
@@ -107,7 +114,19 @@ pub(super) fn parse_cors(raw: &str) -> Result<CorsOrigins, String> {
             "origin {bad:?} has no scheme: expected scheme://host[:port] as browsers send it, e.g. https://app.example"
         ));
     }
+    if let Some(bad) = list.iter().find(|o| has_path(o)) {
+        return Err(format!(
+            "origin {bad:?} has a path, query or user part, which browsers never send in Origin: expected scheme://host[:port], e.g. https://app.example"
+        ));
+    }
     Ok(CorsOrigins::List(list))
+}
+
+/// Whether `origin` (with a scheme, a trailing `/` trimmed) has more than `scheme://host[:port]`.
+fn has_path(origin: &str) -> bool {
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains(['/', '?', '#', '@']))
 }
 
 /// Whether `origin` starts with `scheme://` and has something after it (RFC 3986 scheme:

@@ -104,7 +104,7 @@ fn expanded_asf_value(text: &str) -> Option<String> {
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
-        if is_asf(key) && !value.starts_with('\'') && value.contains('$') {
+        if is_asf(key) && !value.starts_with('\'') && expanded_part(value).contains('$') {
             return Some(format!(
                 "line {}: the value of {key} contains `$`, which .env files expand (`$NAME` \
                  becomes that variable's value, or nothing); put the value in single quotes",
@@ -113,6 +113,31 @@ fn expanded_asf_value(text: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The part of a `.env` value (unquoted or double-quoted) that a reader expands: a
+/// double-quoted value up to its closing quote, an unquoted one up to a `#` that follows
+/// whitespace (what comes after either is a comment, and a `$` there is harmless).
+fn expanded_part(value: &str) -> &str {
+    if let Some(quoted) = value.strip_prefix('"') {
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return &quoted[..i],
+                _ => escaped = false,
+            }
+        }
+        return quoted;
+    }
+    let mut after_space = false;
+    for (i, c) in value.char_indices() {
+        if c == '#' && after_space {
+            return &value[..i];
+        }
+        after_space = c.is_whitespace();
+    }
+    value
 }
 
 /// One line, without echoing the offending text (it may hold a secret).

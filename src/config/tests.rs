@@ -246,9 +246,13 @@ fn out_of_range_and_malformed_numbers_are_rejected() {
         "1.5",
         "4k",
         "99999999999999999999999",
+        "+4096",
+        " 4096x",
     ] {
         parse_err(ASF_CHUNK_SIZE, v);
     }
+    parse_err(ASF_PORT, "+80");
+    parse_err(ASF_STALL_TIMEOUT, "+5");
     for v in ["70000", "65536", "-1", "http"] {
         assert!(parse_err(ASF_PORT, v).contains("0 to 65535"));
     }
@@ -391,6 +395,16 @@ fn cors_rules() {
     ] {
         let msg = parse_err(ASF_CORS_ALLOWED_ORIGINS, schemeless);
         assert!(msg.contains("has no scheme"), "{msg}");
+    }
+    // An Origin header is scheme://host[:port]: an entry with more would never match.
+    for with_path in [
+        "https://app.example/player",
+        "https://app.example?x=1",
+        "https://user@app.example",
+        "http://b,https://app.example/#top",
+    ] {
+        let msg = parse_err(ASF_CORS_ALLOWED_ORIGINS, with_path);
+        assert!(msg.contains("has a path"), "{msg}");
     }
 }
 
@@ -610,6 +624,21 @@ fn a_dollar_in_an_unquoted_or_double_quoted_dotenv_value_is_refused() {
             }
         }
     }
+    // A `$` in a comment after the value is not expanded: the value reads as written.
+    std::fs::write(
+        &path,
+        "ASF_PORT=3001 # not $HOME\nASF_INTERNAL_ADDR=\"127.0.0.1:9\" # costs $5\n",
+    )
+    .expect("write");
+    let vars = read_dotenv(&path).expect("a $ in an inline comment");
+    assert_eq!(vars.get(ASF_PORT).map(String::as_str), Some("3001"));
+    assert_eq!(
+        vars.get(ASF_INTERNAL_ADDR).map(String::as_str),
+        Some("127.0.0.1:9")
+    );
+    // But a `#` without whitespace before it is part of the value.
+    std::fs::write(&path, "ASF_INTERNAL_TOKEN=ab#$cd\n").expect("write");
+    assert!(read_dotenv(&path).is_err());
     // Single quotes keep it as written; other variables are not ASF's concern.
     std::fs::write(&path, "ASF_INTERNAL_TOKEN='$ecret'\nOTHER=$x\n").expect("write");
     let vars = read_dotenv(&path).expect("single-quoted");
