@@ -72,9 +72,9 @@ fn main() -> ExitCode {
         // The internal endpoints are reachable where they are served.
         let internal_host = config.internal_addr.map_or(config.host, |a| a.ip());
         if internal_host.is_loopback() {
-            tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port");
+            tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port (addressed by IP address or localhost only)");
         } else {
-            tracing::warn!(host = %internal_host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port");
+            tracing::warn!(host = %internal_host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port (addressed by IP address or localhost only)");
         }
     }
     if !config.audio_root.is_dir() {

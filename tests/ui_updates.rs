@@ -36,7 +36,7 @@ fn send(addr: SocketAddr, body: &Value) -> (u16, Value) {
 /// A raw POST to the endpoint with `headers` (each ending in CRLF) and `body`.
 fn send_raw(addr: SocketAddr, headers: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Value) {
     let mut raw = format!(
-        "POST {SEND} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {SEND} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -7,6 +7,7 @@
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
 //! is sent once the registry has it. Error texts name no server path; the log line does.
 
+use super::guard::{bearer, host_may_reach_internal, FOREIGN_HOST};
 use super::summary::StreamLog;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,16 +62,6 @@ fn is_json(content_type: Option<&str>) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
-fn bearer(header: Option<&str>) -> &str {
-    let Some(value) = header else { return "" };
-    let value = value.trim_start();
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => "",
-    }
-}
-
 impl Api {
     /// The endpoints over the app's ports and figures.
     pub fn new(
@@ -104,8 +95,12 @@ impl Api {
     }
 
     /// The 401 answer of a request without the internal token, or `None` when it may pass;
-    /// logs the refusal for `what`.
+    /// logs the refusal for `what`. With no token set, the 403 of a request that names a
+    /// host other than an IP address or `localhost` (see [`super::guard`]).
     pub(super) fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<Response> {
+        if self.config.internal_token.is_none() {
+            return refuse_foreign_host(req, what);
+        }
         if self.authorized(req) {
             return None;
         }
@@ -339,6 +334,17 @@ fn registry_error(e: &RegistryError, what: &str) -> Response {
     Response::error(503, &message)
 }
 
+/// The 403 answer of an internal request served without a token whose `Host` is neither an
+/// IP address nor `localhost` (DNS rebinding), or `None`; logs the refusal for `what`.
+pub(super) fn refuse_foreign_host(req: &Request, what: &str) -> Option<Response> {
+    let host = req.header("host");
+    if host_may_reach_internal(host) {
+        return None;
+    }
+    crate::client_warn!("internal request refused: no ASF_INTERNAL_TOKEN is set and Host is not an IP address or localhost (DNS rebinding guard)"; what, host = ?host);
+    Some(Response::error(403, FOREIGN_HOST))
+}
+
 /// The answer to a request without the internal token.
 pub(super) fn unauthorized() -> Response {
     Response::error(
@@ -503,16 +509,6 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(constant_time_eq(b"", b""));
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer(Some("Bearer t0k")), "t0k");
-        assert_eq!(bearer(Some("bearer t0k")), "t0k");
-        assert_eq!(bearer(Some("BEARER  t0k ")), "t0k");
-        assert_eq!(bearer(Some("Basic t0k")), "");
-        assert_eq!(bearer(Some("Bearer")), "");
-        assert_eq!(bearer(None), "");
     }
 
     #[test]

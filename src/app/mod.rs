@@ -8,6 +8,7 @@
 //! that the runtime serves.
 
 mod endpoints;
+mod guard;
 mod observe;
 mod streams;
 pub mod summary;

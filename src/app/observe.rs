@@ -5,6 +5,8 @@
 //!
 //! All take the internal token like notify (`/metrics` not when `ASF_METRICS_OPEN=true`); the
 //! page also as `?token=`, so that a browser can open it, and passes it on to its fetches.
+//! Served without a token, they answer only requests addressed to an IP address or
+//! `localhost` (`super::guard`, against DNS rebinding).
 //! Figures are gathered here into a [`Snapshot`] from the runtime's [`ServerStats`], the
 //! stream engine and the registry port; the [`metrics`](crate::metrics) module encodes it.
 
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::endpoints::{constant_time_eq, method_not_allowed, Api};
+use super::endpoints::{constant_time_eq, method_not_allowed, refuse_foreign_host, Api};
 use crate::http::{decode_path_segment, Request, Response};
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
 use crate::service::{HttpReply, ServerStats};
@@ -30,10 +32,14 @@ pub const MAX_LISTED_STREAMS: usize = 10_000;
 impl Api {
     /// `GET /metrics`.
     pub(super) fn metrics(&self, req: &Request, stats: &ServerStats) -> Response {
-        if !self.config.metrics_open {
-            if let Some(refused) = self.refuse_unauthorized(req, "metrics") {
-                return refused;
-            }
+        let refused = if self.config.metrics_open {
+            // Served without a token: the Host guard against DNS rebinding still applies.
+            refuse_foreign_host(req, "metrics")
+        } else {
+            self.refuse_unauthorized(req, "metrics")
+        };
+        if let Some(refused) = refused {
+            return refused;
         }
         Response::text(200, CONTENT_TYPE, render(self.snapshot(stats)))
     }

@@ -1,0 +1,109 @@
+//! Who may reach the internal endpoints: the bearer token of `ASF_INTERNAL_TOKEN`, or, when
+//! no token is set, a request addressed to this machine by an IP address or `localhost`.
+//!
+//! The second rule is the guard against DNS rebinding: a web page on a name its owner
+//! controls (`evil.example`) can have that name resolve to the server's address, and the
+//! visitor's browser then sends the page's requests to ASF as same-origin requests, with
+//! `Host: evil.example`. An IP literal or `localhost` cannot be rebound, and a browser
+//! always sends the name it connected to; so a tokenless internal request naming any other
+//! host is refused. With a token set, the token protects the endpoints (a page cannot know
+//! it), and the Host is not looked at. Pure: no IO.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+pub(super) fn bearer(header: Option<&str>) -> &str {
+    let Some(value) = header else { return "" };
+    let value = value.trim_start();
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => "",
+    }
+}
+
+/// The answer text of an internal request refused by the Host guard.
+pub(super) const FOREIGN_HOST: &str = "Forbidden: with no ASF_INTERNAL_TOKEN set, the internal endpoints answer only requests addressed to an IP address or localhost (Host header); set ASF_INTERNAL_TOKEN to call them by name";
+
+/// Whether a tokenless internal request with this `Host` header may pass: no header (not
+/// a browser: every browser sends one), or a host that is an IP address (`127.0.0.1`,
+/// `[::1]`) or `localhost`, with or without a port.
+pub(super) fn host_may_reach_internal(host: Option<&str>) -> bool {
+    let Some(host) = host else { return true };
+    let host = host.trim();
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inside.parse::<Ipv6Addr>().is_err() {
+            return false;
+        }
+        return after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    if !port.is_none_or(is_port) {
+        return false;
+    }
+    name.parse::<Ipv4Addr>().is_ok() || name.eq_ignore_ascii_case("localhost")
+}
+
+/// A port in a Host header: digits (RFC 3986 allows an empty port too).
+fn is_port(port: &str) -> bool {
+    port.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer(Some("Bearer t0k")), "t0k");
+        assert_eq!(bearer(Some("bearer t0k")), "t0k");
+        assert_eq!(bearer(Some("BEARER  t0k ")), "t0k");
+        assert_eq!(bearer(Some("Basic t0k")), "");
+        assert_eq!(bearer(Some("Bearer")), "");
+        assert_eq!(bearer(None), "");
+    }
+
+    #[test]
+    fn ip_literals_and_localhost_pass_names_do_not() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:5006",
+            "10.1.2.3:80",
+            "[::1]",
+            "[::1]:5006",
+            "[fe80::1]:",
+            "localhost",
+            "LOCALHOST:5006",
+            " localhost:1 ",
+        ] {
+            assert!(host_may_reach_internal(Some(ok)), "{ok:?} refused");
+        }
+        assert!(host_may_reach_internal(None), "no Host header");
+        for bad in [
+            "evil.example",
+            "evil.example:5006",
+            "asf",
+            "asf:5006",
+            "localhost.",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "127.1",
+            "0x7f000001",
+            "::1",
+            "[::1",
+            "[evil.example]:5006",
+            "[::1]x",
+            "127.0.0.1:50x6",
+            "127.0.0.1:5006:1",
+            "",
+        ] {
+            assert!(!host_may_reach_internal(Some(bad)), "{bad:?} passed");
+        }
+    }
+}
