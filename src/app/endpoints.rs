@@ -7,7 +7,7 @@
 //! resolved through the [`Files`] port and stored through the [`Registry`] port; the answer
 //! is sent once the registry has it. Error texts name no server path; the log line does.
 
-use super::guard::{bearer, host_may_reach_internal, FOREIGN_HOST};
+use super::guard::{bearer, host_may_reach_internal, TokenDigest, FOREIGN_HOST};
 use super::summary::StreamLog;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +44,8 @@ pub struct Api {
     pub(super) counters: Arc<AppCounters>,
     /// Connected sockets per namespace.
     pub(super) sockets: SocketCounts,
+    /// `ASF_INTERNAL_TOKEN`'s digest, which requests are checked against.
+    pub(super) token: Option<TokenDigest>,
 }
 
 /// The HTTP status a refused `filepath` answers with.
@@ -74,6 +76,10 @@ impl Api {
         log: Arc<StreamLog>,
     ) -> Self {
         Api {
+            token: config
+                .internal_token
+                .as_ref()
+                .map(|t| TokenDigest::of(t.expose())),
             config,
             files,
             registry,
@@ -98,7 +104,7 @@ impl Api {
     /// logs the refusal for `what`. With no token set, the 403 of a request that names a
     /// host other than an IP address or `localhost` (see [`super::guard`]).
     pub(super) fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<Response> {
-        if self.config.internal_token.is_none() {
+        if self.token.is_none() {
             return refuse_foreign_host(req, what);
         }
         if self.authorized(req) {
@@ -158,12 +164,12 @@ impl Api {
         self
     }
 
+    /// Whether `req` carries the internal token (any request, when none is set).
     pub(super) fn authorized(&self, req: &Request) -> bool {
-        let Some(token) = &self.config.internal_token else {
+        let Some(token) = &self.token else {
             return true;
         };
-        let given = bearer(req.header("authorization"));
-        constant_time_eq(given.as_bytes(), token.expose().as_bytes())
+        token.matches(bearer(req.header("authorization")))
     }
 
     /// Checks what can be checked at once; the rest (path, registry) answers later.
@@ -488,28 +494,9 @@ impl Endpoints for Api {
     }
 }
 
-/// Compares two byte strings in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn notify_content_type_must_be_json() {

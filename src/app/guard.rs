@@ -11,6 +11,45 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use sha2::{Digest, Sha256};
+
+/// The internal token as requests are checked against it: its SHA-256, computed once.
+///
+/// A comparison of the token's bytes with a given token's takes time that follows the
+/// longer of the two (or the shorter), so a client varying the length of what it sends
+/// could learn the configured token's length. Here the given token is hashed (time that
+/// follows its own length, which the client chose) and two 32-byte digests are compared
+/// without an early exit: the time depends neither on where they differ nor on the
+/// configured token's length. Two different tokens with one digest would be a SHA-256
+/// collision.
+#[derive(Clone)]
+pub(super) struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// The digest of the configured `token`.
+    pub(super) fn of(token: &str) -> Self {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether `given` is the token.
+    pub(super) fn matches(&self, given: &str) -> bool {
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        let diff = self
+            .0
+            .iter()
+            .zip(given.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        // Keeps the compiler from turning the fold into a comparison that stops early.
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(****)")
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
 pub(super) fn bearer(header: Option<&str>) -> &str {
     let Some(value) = header else { return "" };
@@ -58,6 +97,34 @@ fn is_port(port: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_matches_itself_only() {
+        let token = TokenDigest::of("s3cret-token");
+        assert!(token.matches("s3cret-token"));
+        for other in [
+            "",
+            "s",
+            "s3cret-toke",
+            "s3cret-tokeN",
+            "s3cret-token ",
+            "s3cret-token-and-more",
+            "S3CRET-TOKEN",
+            "x3cret-token",
+        ] {
+            assert!(!token.matches(other), "{other:?} matched");
+        }
+        // Lengths on both sides of the configured one, long ones included.
+        for len in 0..100 {
+            assert!(!token.matches(&"s".repeat(len)), "{len} bytes matched");
+        }
+        let long = "k".repeat(10_000);
+        assert!(TokenDigest::of(&long).matches(&long));
+        assert!(!TokenDigest::of(&long).matches(&long[1..]));
+        assert!(TokenDigest::of("").matches(""));
+        assert!(!TokenDigest::of("").matches("a"));
+        assert_eq!(format!("{token:?}"), "TokenDigest(****)");
+    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {

@@ -17,7 +17,7 @@ pub mod ui;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use endpoints::{constant_time_eq, Api};
+pub use endpoints::Api;
 pub use observe::MAX_LISTED_STREAMS;
 pub use streams::{parse_join, ConnData, JoinRequest, Streams};
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::endpoints::{constant_time_eq, method_not_allowed, refuse_foreign_host, Api};
+use super::endpoints::{method_not_allowed, refuse_foreign_host, Api};
 use crate::http::{decode_path_segment, Request, Response};
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
 use crate::service::{HttpReply, ServerStats};
@@ -47,10 +47,8 @@ impl Api {
     /// `GET /asf/status`: the operator page, for the internal token as a bearer header or
     /// as the `token` query parameter.
     pub(super) fn status_page(&self, req: &Request) -> Response {
-        let by_query = match (&self.config.internal_token, req.query_param("token")) {
-            (Some(token), Some(given)) => {
-                constant_time_eq(given.as_bytes(), token.expose().as_bytes())
-            }
+        let by_query = match (&self.token, req.query_param("token")) {
+            (Some(token), Some(given)) => token.matches(&given),
             _ => false,
         };
         if !by_query {
