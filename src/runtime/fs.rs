@@ -12,7 +12,8 @@
 //!
 //! Every open resolves the stored path beneath a descriptor of the audio root that is held
 //! from its first successful open (`openat2` with `RESOLVE_BENEATH`; where the kernel lacks
-//! it, a walk of `openat(O_NOFOLLOW)` per component), so a directory swapped for a symlink
+//! it or a seccomp profile refuses it, a walk of `openat(O_NOFOLLOW)` per component), so a
+//! directory swapped for a symlink
 //! that leads out of the root is refused, not followed. The type of what was opened is then
 //! checked on the descriptor (`fstat`), and the session reads that descriptor only.
 //! Live files are followed by the thread of [`super::follow`].
@@ -182,6 +183,32 @@ fn std_type_name(ft: std::fs::FileType) -> &'static str {
 
 /// Opens `path` (a stored, canonical path) beneath the root and checks what was opened.
 fn open_beneath(root: &Root, path: &Path) -> Result<OpenedFile, OpenError> {
+    open_checked(root, path, beneath)
+}
+
+/// `rel` opened beneath `root` with `openat2(RESOLVE_BENEATH)`, or by [`walk`] where that
+/// call is unavailable: on a kernel before 5.6 (`ENOSYS`), and under a seccomp profile that
+/// refuses it (`EPERM`: the Docker and podman profiles written before openat2 existed).
+fn beneath(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
+        Err(e @ (Errno::NOSYS | Errno::PERM)) => {
+            static NOTED: std::sync::Once = std::sync::Once::new();
+            NOTED.call_once(|| {
+                tracing::warn!(error = %std::io::Error::from(e), "openat2 is not available (an old kernel, or a seccomp profile refuses it): audio files are opened by a walk of openat(O_NOFOLLOW) per path component, which follows no symlink, and every join's open goes through the file threads");
+            });
+            walk(root, rel, flags)
+        }
+        other => other,
+    }
+}
+
+/// [`open_beneath`] with `open` resolving the path relative to the root's descriptor.
+fn open_checked(
+    root: &Root,
+    path: &Path,
+    open: fn(&OwnedFd, &Path, OFlags) -> Result<OwnedFd, Errno>,
+) -> Result<OpenedFile, OpenError> {
     let escapes = || OpenError::Escapes(path.to_path_buf());
     let rel = path.strip_prefix(&root.canonical).map_err(|_| escapes())?;
     if rel.as_os_str().is_empty() {
@@ -191,13 +218,7 @@ fn open_beneath(root: &Root, path: &Path) -> Result<OpenedFile, OpenError> {
         });
     }
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    let fd = match rustix::fs::openat2(&root.fd, rel, flags, Mode::empty(), resolve) {
-        Ok(fd) => Ok(fd),
-        Err(Errno::NOSYS) => walk(&root.fd, rel, flags),
-        Err(e) => Err(e),
-    }
-    .map_err(|e| match e {
+    let fd = open(&root.fd, rel, flags).map_err(|e| match e {
         Errno::XDEV => escapes(),
         Errno::NOENT => OpenError::Missing(path.to_path_buf()),
         e => OpenError::Io {
@@ -250,8 +271,11 @@ fn open_cached(root: &Root, path: &Path) -> Option<OpenedFile> {
         })
 }
 
-/// `openat2(RESOLVE_BENEATH)` for kernels without it: one `openat(O_NOFOLLOW)` per
-/// component, so no symlink is followed at all (stored paths are canonical).
+/// `openat2(RESOLVE_BENEATH)` where it is unavailable: one `openat(O_NOFOLLOW)` per
+/// component, each relative to the descriptor of the directory before it, so no symlink is
+/// followed at all (stored paths are canonical) and no `..` or absolute component is taken:
+/// a directory swapped for a symlink mid-walk is refused (`ENOTDIR`/`ELOOP`, reported as
+/// `EXDEV`), never followed out of the root.
 fn walk(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
     let names: Vec<&std::ffi::OsStr> = rel
         .components()

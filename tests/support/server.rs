@@ -267,6 +267,21 @@ impl ChildServer {
     /// Spawns `asf` with `overrides` (and `RLIMIT_NOFILE` = `nofile` when given), dying with
     /// the test process; waits for its listening line.
     pub fn start(overrides: &[(&str, &str)], nofile: Option<u64>) -> ChildServer {
+        ChildServer::spawn(overrides, nofile, None)
+    }
+
+    /// Spawns `asf` under a seccomp filter that answers the system call `denied` (a
+    /// `libc::SYS_*` number) with `EPERM`, as container profiles written before that call
+    /// existed do; everything else is allowed.
+    pub fn start_denying(overrides: &[(&str, &str)], denied: libc::c_long) -> ChildServer {
+        ChildServer::spawn(overrides, None, Some(denied))
+    }
+
+    fn spawn(
+        overrides: &[(&str, &str)],
+        nofile: Option<u64>,
+        denied: Option<libc::c_long>,
+    ) -> ChildServer {
         let root = tempfile::Builder::new()
             .prefix("asf-root-")
             .tempdir()
@@ -277,9 +292,11 @@ impl ChildServer {
             .expect("cwd");
         let root_path = root.path().canonicalize().expect("canonical root");
         let mut cmd = asf_command(&root_path, cwd.path(), overrides);
+        let filter = denied.map(seccomp_eperm_filter);
         // SAFETY: setrlimit(2) and prctl(2) are async-signal-safe and touch only the child's
-        // own kernel state; the closure allocates nothing. PDEATHSIG kills the server if the
-        // test process dies (e.g. on a watchdog abort).
+        // own kernel state; the closure allocates nothing (the filter was built before the
+        // fork and is moved in). PDEATHSIG kills the server if the test process dies (e.g.
+        // on a watchdog abort).
         #[allow(unsafe_code)]
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
@@ -293,6 +310,17 @@ impl ChildServer {
                     }
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(mut filter) = filter {
+                    let prog = libc::sock_fprog {
+                        len: filter.len() as u16,
+                        filter: filter.as_mut_ptr(),
+                    };
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                        || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -364,6 +392,48 @@ impl Drop for ChildServer {
             eprintln!("--- asf log ({}) ---\n{}", self.addr, self.log());
         }
     }
+}
+
+/// The `AUDIT_ARCH_*` value of this target, which a seccomp filter checks before it trusts a
+/// system call number.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// A classic-BPF seccomp program: system call `denied` fails with `EPERM`, every other call
+/// (and any call of another architecture) is allowed.
+fn seccomp_eperm_filter(denied: libc::c_long) -> [libc::sock_filter; 6] {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    // struct seccomp_data: int nr at offset 0, __u32 arch at offset 4.
+    [
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 4),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            3,
+            AUDIT_ARCH,
+        ),
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            denied as u32,
+        ),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 /// Waits for `child` to exit on its own; kills it and answers why after `limit` (a hang

@@ -214,3 +214,69 @@ fn a_job_whose_answer_was_dropped_is_skipped() {
         "the dropped job ran"
     );
 }
+
+#[test]
+fn the_walk_fallback_keeps_every_open_beneath_the_root() {
+    // The open as it runs where openat2 is refused (ENOSYS, or EPERM under seccomp): the
+    // same checks over `walk` instead of openat2.
+    let by_walk = |r: &Root, p: &Path| open_checked(r, p, walk);
+    let (dir, outside, r, stored) = root_with_a_file_and_an_outside();
+    let canon = dir.path().canonicalize().unwrap();
+    let f = by_walk(&r, &stored).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(f.fd), &mut text).unwrap();
+    assert_eq!(text, "inside");
+    // The parent swapped for a symlink that leads out of the root (absolute, then relative).
+    std::fs::rename(dir.path().join("d"), dir.path().join("d.real")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
+    assert!(matches!(by_walk(&r, &stored), Err(OpenError::Escapes(_))));
+    std::fs::remove_file(dir.path().join("d")).unwrap();
+    let up = format!(
+        "../{}",
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    std::os::unix::fs::symlink(&up, dir.path().join("d")).unwrap();
+    assert!(std::fs::read(dir.path().join("d/a.mp3")).unwrap() == b"OUTSIDE");
+    assert!(matches!(by_walk(&r, &stored), Err(OpenError::Escapes(_))));
+    // A final component that is a symlink out of the root is not followed.
+    std::os::unix::fs::symlink(outside.path().join("a.mp3"), canon.join("out.mp3")).unwrap();
+    assert!(matches!(
+        by_walk(&r, &canon.join("out.mp3")),
+        Err(OpenError::Io { .. })
+    ));
+    // `..` and absolute components are refused, whatever they would lead to.
+    assert_eq!(
+        walk(&r.fd, Path::new("d.real/../d.real/a.mp3"), OFlags::RDONLY).err(),
+        Some(Errno::XDEV)
+    );
+    assert_eq!(
+        walk(&r.fd, Path::new("/etc/passwd"), OFlags::RDONLY).err(),
+        Some(Errno::XDEV)
+    );
+    // Stored paths outside the root, the root itself, directories and missing files.
+    assert!(matches!(
+        by_walk(&r, Path::new("/etc/passwd")),
+        Err(OpenError::Escapes(_))
+    ));
+    assert!(matches!(
+        by_walk(&r, &canon),
+        Err(OpenError::NotRegular {
+            kind: "a directory",
+            ..
+        })
+    ));
+    assert!(matches!(
+        by_walk(&r, &canon.join("d.real")),
+        Err(OpenError::NotRegular {
+            kind: "a directory",
+            ..
+        })
+    ));
+    assert!(matches!(
+        by_walk(&r, &canon.join("d.real/none.mp3")),
+        Err(OpenError::Missing(_))
+    ));
+    // The real directory still opens by the walk.
+    let moved = canon.join("d.real/a.mp3");
+    assert_eq!(by_walk(&r, &moved).unwrap().identity.len, 6);
+}
