@@ -148,6 +148,12 @@ impl From<Response> for HttpReply {
 pub trait Endpoints: Send + Sync + std::fmt::Debug + 'static {
     /// Answers an HTTP request outside the Engine.IO path.
     fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply;
+    /// The refusal [`handle_http`](Self::handle_http) will answer whatever the body, for a
+    /// request whose head alone has come (its client waits for `100 Continue`); `None` when
+    /// the body may matter.
+    fn refuse_early(&self, _req: &Request) -> Option<Response> {
+        None
+    }
     /// What `path` is (its metrics label, and whether it is internal).
     fn route(&self, _path: &str) -> Route {
         Route::OTHER
@@ -200,6 +206,12 @@ pub trait Service: Send + Sync + 'static {
             404,
             &format!("No route for {}", req.path()),
         ))
+    }
+    /// The refusal `handle_http` will answer whatever the body, for a request whose head
+    /// alone has come (its client waits for `100 Continue`, which it then does not get);
+    /// `None` when the body may matter.
+    fn refuse_early(&self, _req: &Request) -> Option<Response> {
+        None
     }
     /// What `path` is (its metrics label, and whether it is internal).
     fn route(&self, _path: &str) -> Route {

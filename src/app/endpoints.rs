@@ -8,6 +8,7 @@
 //! is sent once the registry has it. Error texts name no server path; the log line does.
 
 use super::guard::{bearer, host_may_reach_internal, TokenDigest, FOREIGN_HOST};
+use super::observe::streams_method_refusal;
 use super::summary::StreamLog;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -127,13 +128,8 @@ impl Api {
     }
 
     /// Emits a UI update to its room (same token and content type as notify).
+    /// (Token, content type and route were checked by [`Api::refuse_head`].)
     fn send_ui_update(&self, req: &Request) -> Response {
-        if let Some(refused) = self.refuse_unauthorized(req, "send_ui_update") {
-            return refused;
-        }
-        if let Some(refused) = Self::refuse_not_json(req, "send_ui_update") {
-            return refused;
-        }
         let Some(ui) = &self.ui else {
             return Response::error(404, &format!("No route for {}", req.path()));
         };
@@ -172,14 +168,9 @@ impl Api {
         token.matches(bearer(req.header("authorization")))
     }
 
-    /// Checks what can be checked at once; the rest (path, registry) answers later.
+    /// Checks the body; the rest (path, registry) answers later. (Token and content type
+    /// were checked by [`Api::refuse_head`].)
     fn notify(&self, req: &Request) -> HttpReply {
-        if let Some(refused) = self.refuse_unauthorized(req, "notify") {
-            return refused.into();
-        }
-        if let Some(refused) = Self::refuse_not_json(req, "notify") {
-            return refused.into();
-        }
         let Notify {
             stream_id,
             filepath,
@@ -438,32 +429,71 @@ fn parse_notify(body: &[u8]) -> Result<Notify, String> {
     })
 }
 
-impl Endpoints for Api {
-    fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply {
-        if let Some(rest) = req.path().strip_prefix(STREAMS_PATH) {
-            if let Some(reply) = self.streams_route(req, rest) {
-                return reply;
-            }
+impl Api {
+    /// Every refusal that depends on the request's head only: the route, the method, the
+    /// token (or the Host guard) and the content type. [`Endpoints::handle_http`] answers
+    /// these before it looks at a body, and the runtime asks for them before it sends
+    /// `100 Continue`, so a request that will be refused gets its answer, not a 100.
+    fn refuse_head(&self, req: &Request) -> Option<Response> {
+        if let Some(raw_id) = streams_id(req.path()) {
+            return self
+                .refuse_unauthorized(req, "streams")
+                .or_else(|| streams_method_refusal(raw_id, req.method()));
         }
         match (req.path(), req.method()) {
-            (NOTIFY_PATH, method) => {
-                let reply = match method {
-                    "POST" => self.notify(req),
-                    _ => method_not_allowed("POST").into(),
-                };
-                let counters = Arc::clone(&self.counters);
-                counted(reply, move |status| counters.notify(status))
-            }
-            (SEND_UI_UPDATE_PATH, "POST") => self.send_ui_update(req).into(),
-            (SEND_UI_UPDATE_PATH, _) => method_not_allowed("POST").into(),
-            (HEALTH_PATH, "GET" | "HEAD") => self.health(stats).into(),
-            (HEALTH_PATH, _) => method_not_allowed("GET, HEAD").into(),
-            (METRICS_PATH, "GET" | "HEAD") => self.metrics(req, stats).into(),
-            (METRICS_PATH, _) => method_not_allowed("GET, HEAD").into(),
-            (STATUS_PATH, "GET" | "HEAD") => self.status_page(req).into(),
-            (STATUS_PATH, _) => method_not_allowed("GET, HEAD").into(),
-            (path, _) => Response::error(404, &format!("No route for {path}")).into(),
+            (NOTIFY_PATH, "POST") => self
+                .refuse_unauthorized(req, "notify")
+                .or_else(|| Self::refuse_not_json(req, "notify")),
+            (SEND_UI_UPDATE_PATH, "POST") => self
+                .refuse_unauthorized(req, "send_ui_update")
+                .or_else(|| Self::refuse_not_json(req, "send_ui_update"))
+                .or_else(|| {
+                    self.ui
+                        .is_none()
+                        .then(|| Response::error(404, &format!("No route for {}", req.path())))
+                }),
+            (NOTIFY_PATH | SEND_UI_UPDATE_PATH, _) => Some(method_not_allowed("POST")),
+            (HEALTH_PATH, "GET" | "HEAD") => None,
+            (METRICS_PATH, "GET" | "HEAD") => self.refuse_metrics(req),
+            (STATUS_PATH, "GET" | "HEAD") => self.refuse_status_page(req),
+            (HEALTH_PATH | METRICS_PATH | STATUS_PATH, _) => Some(method_not_allowed("GET, HEAD")),
+            (path, _) => Some(Response::error(404, &format!("No route for {path}"))),
         }
+    }
+}
+
+/// The `<id>` part (still percent-encoded; `None` for the listing itself) of a path under
+/// `/asf/internal/streams`, or `None` outside it (a path that only starts alike included).
+fn streams_id(path: &str) -> Option<Option<&str>> {
+    match path.strip_prefix(STREAMS_PATH)? {
+        "" => Some(None),
+        rest => rest.strip_prefix('/').map(Some),
+    }
+}
+
+impl Endpoints for Api {
+    fn handle_http(&self, req: &Request, stats: &ServerStats) -> HttpReply {
+        let reply = match self.refuse_head(req) {
+            Some(refused) => refused.into(),
+            None => match (req.path(), streams_id(req.path())) {
+                (_, Some(raw_id)) => self.streams_route(req, raw_id),
+                (NOTIFY_PATH, _) => self.notify(req),
+                (SEND_UI_UPDATE_PATH, _) => self.send_ui_update(req).into(),
+                (HEALTH_PATH, _) => self.health(stats).into(),
+                (METRICS_PATH, _) => self.metrics(stats).into(),
+                (STATUS_PATH, _) => self.status_page().into(),
+                (path, _) => Response::error(404, &format!("No route for {path}")).into(),
+            },
+        };
+        if req.path() == NOTIFY_PATH {
+            let counters = Arc::clone(&self.counters);
+            return counted(reply, move |status| counters.notify(status));
+        }
+        reply
+    }
+
+    fn refuse_early(&self, req: &Request) -> Option<Response> {
+        self.refuse_head(req)
     }
 
     fn route(&self, path: &str) -> Route {

@@ -30,32 +30,37 @@ const STATUS_HTML: &str = include_str!("status.html");
 pub const MAX_LISTED_STREAMS: usize = 10_000;
 
 impl Api {
-    /// `GET /metrics`.
-    pub(super) fn metrics(&self, req: &Request, stats: &ServerStats) -> Response {
-        let refused = if self.config.metrics_open {
+    /// The refusal of a `GET /metrics`, if any.
+    pub(super) fn refuse_metrics(&self, req: &Request) -> Option<Response> {
+        if self.config.metrics_open {
             // Served without a token: the Host guard against DNS rebinding still applies.
             refuse_foreign_host(req, "metrics")
         } else {
             self.refuse_unauthorized(req, "metrics")
-        };
-        if let Some(refused) = refused {
-            return refused;
         }
+    }
+
+    /// `GET /metrics` (the request passed [`Api::refuse_metrics`]).
+    pub(super) fn metrics(&self, stats: &ServerStats) -> Response {
         Response::text(200, CONTENT_TYPE, render(self.snapshot(stats)))
     }
 
-    /// `GET /asf/status`: the operator page, for the internal token as a bearer header or
-    /// as the `token` query parameter.
-    pub(super) fn status_page(&self, req: &Request) -> Response {
+    /// The refusal of a `GET /asf/status`, if any: it takes the internal token as a bearer
+    /// header or as the `token` query parameter.
+    pub(super) fn refuse_status_page(&self, req: &Request) -> Option<Response> {
         let by_query = match (&self.token, req.query_param("token")) {
             (Some(token), Some(given)) => token.matches(&given),
             _ => false,
         };
-        if !by_query {
-            if let Some(refused) = self.refuse_unauthorized(req, "status page") {
-                return refused;
-            }
+        if by_query {
+            return None;
         }
+        self.refuse_unauthorized(req, "status page")
+    }
+
+    /// `GET /asf/status`: the operator page (the request passed
+    /// [`Api::refuse_status_page`]).
+    pub(super) fn status_page(&self) -> Response {
         Response::text(200, "text/html; charset=utf-8", STATUS_HTML)
             .with_header("Cache-Control", "no-store")
             // The token may be in the address: no page it links to gets it as a referrer.
@@ -94,24 +99,18 @@ impl Api {
         }
     }
 
-    /// Routes `/asf/internal/streams` + `rest`: `GET` lists every stream or shows one by id,
-    /// `DELETE` unregisters an id; `None` when `rest` is neither the listing nor `/<id>`
-    /// (another path that only starts alike).
-    pub(super) fn streams_route(&self, req: &Request, rest: &str) -> Option<HttpReply> {
-        let raw_id = match rest {
-            "" => None,
-            r => Some(r.strip_prefix('/')?),
-        };
-        if let Some(refused) = self.refuse_unauthorized(req, "streams") {
-            return Some(refused.into());
-        }
-        Some(match (raw_id, req.method()) {
+    /// Routes `/asf/internal/streams` (`raw_id` `None`) or `/asf/internal/streams/<raw_id>`:
+    /// `GET` lists every stream or shows one by id, `DELETE` unregisters an id. The token and
+    /// the method were checked ([`streams_method_refusal`]).
+    pub(super) fn streams_route(&self, req: &Request, raw_id: Option<&str>) -> HttpReply {
+        match (raw_id, req.method()) {
             (None | Some(""), "GET" | "HEAD") => self.list_streams().into(),
-            (None, _) => method_not_allowed("GET, HEAD").into(),
             (Some(raw), "GET" | "HEAD") => self.show_stream(decode_path_segment(raw)),
             (Some(raw), "DELETE") => self.unregister(raw),
-            (Some(_), _) => method_not_allowed("GET, HEAD, DELETE").into(),
-        })
+            (_, method) => streams_method_refusal(raw_id, method)
+                .unwrap_or_else(|| method_not_allowed("GET, HEAD, DELETE"))
+                .into(),
+        }
     }
 
     /// Every registered stream and every open session.
@@ -167,6 +166,16 @@ impl Api {
             }
             Response::json(200, &stream_json(&id, reg.as_ref(), session.as_ref()))
         }))
+    }
+}
+
+/// The 405 of a method the stream listing (`raw_id` `None`) or a stream (`Some`) does not
+/// serve, or `None`.
+pub(super) fn streams_method_refusal(raw_id: Option<&str>, method: &str) -> Option<Response> {
+    match (raw_id, method) {
+        (_, "GET" | "HEAD") | (Some(_), "DELETE") => None,
+        (None, _) => Some(method_not_allowed("GET, HEAD")),
+        (Some(_), _) => Some(method_not_allowed("GET, HEAD, DELETE")),
     }
 }
 

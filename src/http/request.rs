@@ -172,18 +172,27 @@ pub fn awaiting_body(buf: &[u8], limits: &Limits) -> bool {
     )
 }
 
-/// True when `buf` holds a complete head that asks for `100 Continue` (`Expect:
-/// 100-continue`) and not yet all of its body: the client waits for that line (or a while)
-/// before it sends the body.
-pub fn expects_continue(buf: &[u8], limits: &Limits) -> bool {
-    matches!(
-        parse_head(buf, limits),
-        Ok(Some(head)) if buf.len() < head.len.saturating_add(head.content_length)
-            && head.headers.iter().any(|(name, value)| {
-                buf[name.clone()].eq_ignore_ascii_case(b"expect")
-                    && buf[value.clone()].eq_ignore_ascii_case(b"100-continue")
-            })
-    )
+/// The head of the request at the front of `buf` when it asks for `100 Continue` (`Expect:
+/// 100-continue`) and not yet all of its body has come: the client waits for that line (or
+/// a while) before it sends the body. The request's body is empty; `buf` is untouched, so
+/// that [`parse_request`] takes the whole request once its body is in. The caller checks the
+/// head first and sends `100 Continue` only for a request it will not refuse anyway.
+pub fn head_awaiting_continue(buf: &[u8], limits: &Limits) -> Option<Request> {
+    let head = parse_head(buf, limits).ok()??;
+    let waits = buf.len() < head.len.saturating_add(head.content_length)
+        && head.headers.iter().any(|(name, value)| {
+            buf[name.clone()].eq_ignore_ascii_case(b"expect")
+                && buf[value.clone()].eq_ignore_ascii_case(b"100-continue")
+        });
+    waits.then(|| Request {
+        head: Bytes::copy_from_slice(&buf[..head.len]),
+        method: head.method,
+        target: head.target,
+        path_len: head.path_len,
+        version: head.version,
+        headers: head.headers,
+        body: Bytes::new(),
+    })
 }
 
 /// A complete, validated header block: ranges are relative to the start of the buffer.

@@ -226,11 +226,23 @@ pub(crate) async fn handle<S: Service>(
             }
             Ok(None) => {
                 awaiting = awaiting.update(&ctx, &buf, scan.seen(), Instant::now());
-                if matches!(awaiting, Awaiting::Body(_))
-                    && !continued
-                    && http::expects_continue(&buf, &ctx.http_limits)
-                {
+                let head = if matches!(awaiting, Awaiting::Body(_)) && !continued {
+                    http::head_awaiting_continue(&buf, &ctx.http_limits)
+                } else {
+                    None
+                };
+                if let Some(head) = head {
                     continued = true;
+                    // A request its head already refuses gets that answer instead of the
+                    // 100 (the client then need not send its body), and the connection
+                    // closes after whatever body it sends anyway.
+                    if let Some((route, refused)) = refuse_early(&ctx, side, &head, peer) {
+                        ctx.stats.http.count(route.name, refused.status);
+                        if send(&ctx, &stream, &refused, false, head.method() == "HEAD").await {
+                            drain_and_close(&stream, DRAIN_BYTES, DRAIN_TIME).await;
+                        }
+                        return;
+                    }
                     let line = vec![Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")];
                     if write_all(&stream, line, ctx.config.stall_timeout)
                         .await
@@ -290,6 +302,39 @@ pub(crate) async fn handle<S: Service>(
             }
         }
     }
+}
+
+/// The route and the answer of a request whose head alone refuses it (its client waits for
+/// `100 Continue` before sending the body): a route this listener does not serve, an
+/// `Origin` CORS refuses on Engine.IO's path, or the service's refusal (route, method,
+/// token, content type). `None` when the body may matter.
+fn refuse_early<S: Service>(
+    ctx: &Ctx<S>,
+    side: Side,
+    req: &Request,
+    peer: SocketAddr,
+) -> Option<(Route, Response)> {
+    let engine = req.path() == ctx.service.engine_path();
+    let route = if engine {
+        ENGINE_ROUTE
+    } else {
+        ctx.service.route(req.path())
+    };
+    if !side.serves(route, engine) {
+        tracing::debug!(%peer, path = req.path(), ?side, "route not served on this listener");
+        return Some((
+            route,
+            Response::error(404, &format!("No route for {}", req.path())),
+        ));
+    }
+    let refused = if engine {
+        cors_headers(&ctx.config.cors_allowed_origins, req).err()
+    } else {
+        ctx.service.refuse_early(req)
+    }?;
+    // The refusal itself was logged where it was decided (token, content type, origin).
+    tracing::debug!(%peer, path = req.path(), status = refused.status, "request refused before its body: no 100 Continue");
+    Some((route, refused))
 }
 
 /// Writes a response; false when the connection is gone.

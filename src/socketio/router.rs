@@ -452,6 +452,16 @@ impl Service for Router {
         }
     }
 
+    fn refuse_early(&self, req: &Request) -> Option<crate::http::Response> {
+        match &self.endpoints {
+            Some(e) => e.refuse_early(req),
+            None => Some(crate::http::Response::error(
+                404,
+                &format!("No route for {}", req.path()),
+            )),
+        }
+    }
+
     fn route(&self, path: &str) -> crate::service::Route {
         self.endpoints
             .as_ref()

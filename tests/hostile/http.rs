@@ -211,7 +211,8 @@ fn expect_100_continue_is_answered_before_the_body() {
     let server = Server::start();
     let body = br#"{"stream_id": "x", "filepath": "/nowhere/x.mp3"}"#;
     let head = format!(
-        "POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {NOTIFY} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
         body.len()
     );
     let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
