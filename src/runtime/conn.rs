@@ -371,21 +371,29 @@ pub(crate) fn session_limit() -> Response {
 }
 
 /// The CORS answer for `req`: Ok(headers to add) or Err(403 response).
+///
+/// An allowed origin (any, with `*`) is echoed with `Access-Control-Allow-Credentials:
+/// true`, as Engine.IO servers do: socket.io-client's `withCredentials` polling needs the
+/// credentials header, and browsers refuse it beside a wildcard, so `*` itself is never
+/// sent. Every answer then depends on `Origin`, so every one says `Vary: Origin` (the 403
+/// and the answers to requests without an `Origin` too): a shared cache must not hand one
+/// origin's answer to another.
 pub(crate) fn cors_headers(
     origins: &CorsOrigins,
     req: &Request,
 ) -> Result<Vec<(&'static str, String)>, Response> {
+    let vary = ("Vary", "Origin".to_owned());
     let Some(origin) = req.header("origin") else {
-        return Ok(Vec::new());
+        return Ok(vec![vary]);
     };
     if !origins.allows(origin) {
         crate::client_info!("request from an origin not in ASF_CORS_ALLOWED_ORIGINS refused"; origin = ?origin);
-        return Err(eio_error(ErrorCode::Forbidden));
+        return Err(eio_error(ErrorCode::Forbidden).with_header(vary.0, vary.1));
     }
     Ok(vec![
         ("Access-Control-Allow-Origin", origin.to_owned()),
         ("Access-Control-Allow-Credentials", "true".to_owned()),
-        ("Vary", "Origin".to_owned()),
+        vary,
     ])
 }
 
