@@ -52,7 +52,7 @@ pub struct Api {
 /// The HTTP status a refused `filepath` answers with.
 fn path_status(e: &PathError) -> u16 {
     match e {
-        PathError::RootMissing => 503,
+        PathError::RootMissing | PathError::Busy => 503,
         PathError::DotDot | PathError::OutsideRoot => 403,
         PathError::NotRegular(_) | PathError::Invalid | PathError::TooLong => 400,
     }

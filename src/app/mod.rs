@@ -55,6 +55,9 @@ pub mod texts {
     pub(crate) const STREAM_ID_REQUIRED: &str = "stream_id is required for join_stream.";
     pub(crate) const STREAM_NOT_FOUND: &str = "Audio stream ID not found or not yet processed.";
     pub(crate) const FILE_UNAVAILABLE: &str = "Audio file unavailable for this stream.";
+    /// A join whose open could not be queued: the file threads have too much waiting.
+    pub(crate) const SERVER_BUSY: &str =
+        "Server busy: too many audio files are being opened; join again shortly.";
     /// A listener stopped by a stall whose id now names another file (README, "Stall").
     pub(crate) const RESUMED_ELSEWHERE: &str = "Error while streaming audio: the stream now names another audio file; join again to hear it from its start";
     pub(crate) const HEALTHY: &str = "AudioStreamFeeder is healthy and running";

@@ -405,6 +405,11 @@ impl Streams {
                                 socket.data.joined_ms = notified_at_ms;
                                 self.start(socket, id, session, offset, asked_at);
                             }
+                            Err(OpenError::Busy(_)) => {
+                                // The file port logged the refusal.
+                                self.counters.join(JoinResult::Unavailable);
+                                socket.emit("stream_error", &[json!({ "message": SERVER_BUSY })]);
+                            }
                             Err(e) => {
                                 crate::client_warn!("audio file unavailable"; sid = %socket.sid(), stream_id = ?id, error = %e);
                                 self.counters.join(JoinResult::Unavailable);

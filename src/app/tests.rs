@@ -339,3 +339,45 @@ fn joins_behind_a_pending_one_are_answered_in_order_and_a_leave_cancels_them() {
     );
     assert!(router.feed(&mut c.conn).is_none());
 }
+
+/// A file port whose file threads are always full: every open is refused as busy.
+#[derive(Debug)]
+struct BusyFiles;
+
+impl Files for BusyFiles {
+    fn resolve(&self, _filepath: &str) -> Answer<Result<PathBuf, PathError>> {
+        ready(Err(PathError::Busy))
+    }
+
+    fn open(&self, path: &Path) -> Answer<Result<OpenedFile, OpenError>> {
+        ready(Err(OpenError::Busy(path.to_path_buf())))
+    }
+
+    fn follow(&self, _session: std::sync::Weak<crate::stream::StreamSession>) {}
+}
+
+#[test]
+fn a_join_whose_open_cannot_be_queued_is_a_busy_stream_error() {
+    let registry = Arc::new(LateRegistry::default());
+    let router = build(
+        Arc::new(Config::default()),
+        Arc::new(BusyFiles),
+        Arc::clone(&registry) as Arc<dyn Registry>,
+    );
+    let mut c = Client::new(&router);
+    c.send(&router, &format!("0{NAMESPACE},"));
+    c.texts();
+    c.send(
+        &router,
+        &format!(r#"2{NAMESPACE},["join_stream",{{"stream_id":"full"}}]"#),
+    );
+    registry.release(registered());
+    c.wake(&router);
+    let t = c.texts();
+    assert!(
+        t.iter()
+            .any(|m| m.contains("stream_error") && m.contains(texts::SERVER_BUSY)),
+        "{t:?}"
+    );
+    assert!(router.feed(&mut c.conn).is_none());
+}

@@ -35,6 +35,13 @@ use crate::stream::{
 /// holding up every join).
 const FILE_THREADS: usize = 2;
 
+/// Most jobs (path checks, opens) waiting for a file thread. Opens of files in the kernel's
+/// lookup cache never queue ([`open_cached`]), and a queued open takes microseconds once
+/// the volume answers; a queue this long means the volume has stopped answering, and
+/// further joins and notifies are refused at once rather than held, each holding a path of
+/// up to 4 KiB (at most about 35 MiB for the whole queue).
+pub const MAX_QUEUED_FILE_JOBS: usize = 4096;
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The audio root, opened once.
@@ -49,7 +56,9 @@ struct Root {
 pub struct DiskFiles {
     root: PathBuf,
     opened: Arc<Mutex<Option<Arc<Root>>>>,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    /// The file threads' queue, bounded at `queue_limit` jobs.
+    jobs: Mutex<mpsc::SyncSender<Job>>,
+    queue_limit: usize,
     follower: Follower,
 }
 
@@ -58,7 +67,12 @@ impl DiskFiles {
     /// started. The root is opened at
     /// once when it exists (else at the first open after it appears).
     pub fn new(root: PathBuf) -> std::io::Result<Arc<Self>> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        DiskFiles::with_queue_limit(root, MAX_QUEUED_FILE_JOBS)
+    }
+
+    /// [`DiskFiles::new`] with at most `queue_limit` jobs waiting for the file threads.
+    pub fn with_queue_limit(root: PathBuf, queue_limit: usize) -> std::io::Result<Arc<Self>> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(queue_limit);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..FILE_THREADS {
             let rx = Arc::clone(&rx);
@@ -78,6 +92,7 @@ impl DiskFiles {
         let files = DiskFiles {
             opened: Arc::new(Mutex::new(None)),
             jobs: Mutex::new(tx),
+            queue_limit,
             follower: Follower::start()?,
             root,
         };
@@ -87,23 +102,33 @@ impl DiskFiles {
 
     /// Runs `f` on a file thread; its result is the answer. A job whose answer nobody
     /// awaits any more when a thread reaches it (its join was left, its connection closed)
-    /// is skipped: on a slow volume, joins and leaves in a loop then cost no opens.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static, gone: T) -> Answer<T> {
+    /// is skipped: on a slow volume, joins and leaves in a loop then cost no opens. When
+    /// `queue_limit` jobs already wait, the answer is `busy` at once (logged); when the
+    /// threads have stopped, `gone`.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+        gone: T,
+        busy: T,
+    ) -> Answer<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             if !tx.is_closed() {
                 let _ = tx.send(f());
             }
         });
-        let sent = self
-            .jobs
-            .lock()
-            .map(|j| j.send(job).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            return crate::stream::ready(gone);
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => jobs.try_send(job),
+            Err(_) => return crate::stream::ready(gone),
+        };
+        match sent {
+            Ok(()) => Box::pin(async move { rx.await.unwrap_or(gone) }),
+            Err(mpsc::TrySendError::Full(_)) => {
+                crate::client_warn!("file threads busy: request refused"; queued = self.queue_limit);
+                crate::stream::ready(busy)
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => crate::stream::ready(gone),
         }
-        Box::pin(async move { rx.await.unwrap_or(gone) })
     }
 }
 
@@ -111,7 +136,11 @@ impl Files for DiskFiles {
     fn resolve(&self, filepath: &str) -> Answer<Result<PathBuf, PathError>> {
         let root = self.root.clone();
         let filepath = filepath.to_owned();
-        self.run(move || resolve(&root, &filepath), Err(PathError::Invalid))
+        self.run(
+            move || resolve(&root, &filepath),
+            Err(PathError::Invalid),
+            Err(PathError::Busy),
+        )
     }
 
     fn open(&self, path: &Path) -> Answer<Result<OpenedFile, OpenError>> {
@@ -130,12 +159,14 @@ impl Files for DiskFiles {
             path: path.clone(),
             why: "the file threads have stopped".into(),
         });
+        let busy = Err(OpenError::Busy(path.clone()));
         self.run(
             move || {
                 let root = open_root(&root, &opened)?;
                 open_beneath(&root, &path)
             },
             gone,
+            busy,
         )
     }
 

@@ -48,6 +48,9 @@ pub enum PathError {
     /// The path is longer than [`MAX_FILEPATH_LEN`].
     #[error("filepath is too long (at most {MAX_FILEPATH_LEN} bytes)")]
     TooLong,
+    /// The file threads have too many requests waiting (a volume that stopped answering).
+    #[error("the server's file threads are busy; retry later")]
+    Busy,
 }
 
 /// Why a registered path could not be opened for streaming. The texts show the stored path
@@ -72,6 +75,9 @@ pub enum OpenError {
     /// Nothing is at the path.
     #[error("cannot open {0:?}: no such file")]
     Missing(PathBuf),
+    /// Too many opens and path checks wait for the file threads; this one was not queued.
+    #[error("cannot open {0:?} now: too many file requests are queued")]
+    Busy(PathBuf),
     /// The open or its `fstat` failed.
     #[error("cannot open {path:?}: {why}")]
     Io {

@@ -184,6 +184,7 @@ fn a_job_whose_answer_was_dropped_is_skipped() {
                     let _ = held.lock().map(|rx| rx.recv());
                 },
                 (),
+                (),
             )
         })
         .collect();
@@ -192,10 +193,11 @@ fn a_job_whose_answer_was_dropped_is_skipped() {
     drop(files.run(
         move || flag.store(true, std::sync::atomic::Ordering::SeqCst),
         (),
+        (),
     ));
     // One thread goes on; the others stay held, so that it takes the dropped job and then
     // the probe, in queue order.
-    let probe = files.run(|| (), ());
+    let probe = files.run(|| (), (), ());
     release.send(()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -279,4 +281,74 @@ fn the_walk_fallback_keeps_every_open_beneath_the_root() {
     // The real directory still opens by the walk.
     let moved = canon.join("d.real/a.mp3");
     assert_eq!(by_walk(&r, &moved).unwrap().identity.len, 6);
+}
+
+/// The answer if it is there at the first poll.
+fn now<T>(mut answer: Answer<T>) -> Option<T> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match answer.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[test]
+fn a_request_past_the_queue_limit_is_refused_at_once() {
+    const LIMIT: usize = 3;
+    let dir = root();
+    let canon = dir.path().canonicalize().unwrap();
+    let files = DiskFiles::with_queue_limit(dir.path().to_path_buf(), LIMIT).expect("files");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Every file thread held until `release`, each having taken its job off the queue.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let blockers: Vec<_> = (0..FILE_THREADS)
+        .map(|_| {
+            let (held, started) = (Arc::clone(&held), started.clone());
+            files.run(
+                move || {
+                    let _ = started.send(());
+                    let _ = held.lock().map(|rx| rx.recv());
+                    "ran"
+                },
+                "gone",
+                "busy",
+            )
+        })
+        .collect();
+    for _ in 0..FILE_THREADS {
+        running.recv().unwrap();
+    }
+    // The queue takes LIMIT jobs (a missing file is never opened from the lookup cache).
+    let missing = canon.join("missing.mp3");
+    let queued: Vec<_> = (0..LIMIT).map(|_| files.open(&missing)).collect();
+    // The next open, path check and job are answered at once, without a thread (polled
+    // once: a queued one would wait for the held threads).
+    let refused = now(files.open(&missing));
+    assert!(
+        matches!(refused, Some(Err(OpenError::Busy(ref p))) if *p == missing),
+        "{refused:?}"
+    );
+    assert_eq!(
+        now(files.resolve("missing.mp3")),
+        Some(Err(PathError::Busy))
+    );
+    assert_eq!(now(files.run(|| "ran", "gone", "busy")), Some("busy"));
+    // Released, every queued job runs and gives its real answer.
+    for _ in 0..FILE_THREADS {
+        release.send(()).unwrap();
+    }
+    rt.block_on(async {
+        for b in blockers {
+            assert_eq!(b.await, "ran");
+        }
+        for q in queued {
+            assert!(matches!(q.await, Err(OpenError::Missing(_))));
+        }
+    });
+    // With the queue drained, requests are served again.
+    assert!(rt.block_on(files.resolve("missing.mp3")).is_ok());
 }
