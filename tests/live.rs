@@ -551,3 +551,53 @@ fn a_paced_listener_waiting_at_the_edge_is_not_dropped_when_much_arrives_at_once
         "a listener that waited at the edge",
     );
 }
+
+/// Listeners of `id` waiting at its live edge, as the stream listing shows them.
+fn at_edge(server: &Server, id: &str) -> u64 {
+    let (status, _, body) = support::get(server.addr, &format!("/asf/internal/streams/{id}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let body = parse_json(&body);
+    body["at_edge"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no at_edge in {body}"))
+}
+
+#[test]
+fn listeners_that_leave_at_the_live_edge_leave_no_waker_behind_while_the_file_is_idle() {
+    let _dog = Watchdog::new(LIMIT, "listeners leaving at the live edge");
+    // The file stays idle while two of three listeners at its edge go: one with
+    // leave_stream, one by closing its connection. Each used to stay at the edge (its
+    // waker kept by the session) until the file grew, completed or stalled.
+    let server = Server::start_with(&[("ASF_STREAM_SLEEP_INTERVAL", "0")]);
+    let head = audio_bytes(20_000, 71);
+    let path = server.write_audio("edge_leave.mp3", &head);
+    let id = "strm_edge_leave";
+    notify_ok(&server, id, &path, true);
+    let (mut leaves, _) = listener_at(server.addr, id, head.len());
+    let (disconnects, _) = listener_at(server.addr, id, head.len());
+    let (mut stays, mut acc) = listener_at(server.addr, id, head.len());
+    wait_until(WAIT, "three listeners at the edge", || {
+        at_edge(&server, id) == 3
+    });
+
+    leaves.emit("leave_stream", json!({}));
+    wait_until(WAIT, "the listener that left to leave the edge", || {
+        at_edge(&server, id) == 2
+    });
+    drop(disconnects);
+    wait_until(
+        WAIT,
+        "the listener that disconnected to leave the edge",
+        || at_edge(&server, id) == 1,
+    );
+
+    // The one that stayed is still woken by growth and gets the whole file.
+    let rest = audio_bytes(30_000, 72);
+    append(&path, &rest);
+    stays.read_until_audio(&mut acc, head.len() + rest.len());
+    notify_ok(&server, id, &path, false);
+    let r = acc.merge(stays.collect_stream());
+    assert_whole(&r, &[head, rest].concat(), "the listener that stayed");
+    assert_eq!(at_edge(&server, id), 0);
+    leaves.close();
+}

@@ -210,5 +210,6 @@ fn stream_json(id: &str, reg: Option<&Registration>, session: Option<&SessionInf
         "active": session.is_some_and(|s| s.active),
         "listeners": session.map_or(0, |s| s.listeners),
         "bytes_sent": session.map_or(0, |s| s.bytes_sent),
+        "at_edge": session.map_or(0, |s| s.at_edge),
     })
 }

@@ -171,8 +171,10 @@ struct Live {
     grew_at: Option<Instant>,
     /// No growth for the idle timeout: failed until the next notify.
     stalled: bool,
-    /// Listeners waiting at the edge, keyed by waker address.
-    edge: HashMap<usize, Waker>,
+    /// Listeners waiting at the edge, keyed by listener (see
+    /// [`StreamSession::listener_key`]): a listener that leaves takes its waker out at
+    /// once ([`StreamSession::leave_edge`]), so an idle file keeps nothing of it.
+    edge: HashMap<u64, Waker>,
 }
 
 /// How a transport frames chunks for the wire. Chunks of a block are cut on a fixed grid
@@ -274,6 +276,8 @@ pub struct StreamSession {
     bytes_read: AtomicU64,
     /// Bytes listeners reported sent (each reports once per block; see `Listener`).
     bytes_sent: AtomicU64,
+    /// The last key handed to a listener (see [`listener_key`](Self::listener_key)).
+    listener_keys: AtomicU64,
 }
 
 impl StreamSession {
@@ -315,6 +319,7 @@ impl StreamSession {
             blocks: Mutex::new(blocks),
             bytes_read: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
+            listener_keys: AtomicU64::new(0),
         })
     }
 
@@ -607,8 +612,17 @@ impl StreamSession {
         }
     }
 
-    /// A listener that has every known byte asks what next; `at` is its position.
-    pub fn wait_edge(&self, at: u64, waker: &Waker) -> Edge {
+    /// A key of its own for a listener of this session, for [`wait_edge`](Self::wait_edge)
+    /// and [`leave_edge`](Self::leave_edge). Several listeners may share one waker (one
+    /// connection), so the waker cannot tell them apart.
+    pub fn listener_key(&self) -> u64 {
+        self.listener_keys.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A listener that has every known byte asks what next; `at` is its position, `who`
+    /// its [`listener_key`](Self::listener_key). On [`Edge::Wait`] its waker stays here
+    /// until the file grows, completes, stalls or fails, or the listener leaves.
+    pub fn wait_edge(&self, at: u64, who: u64, waker: &Waker) -> Edge {
         let mut blocks = self.lock();
         if let Some(why) = &blocks.failure {
             return Edge::Failed(why.clone());
@@ -619,12 +633,22 @@ impl StreamSession {
         if blocks.live.stalled {
             return Edge::Failed(self.stalled());
         }
-        blocks
-            .live
-            .edge
-            .entry(waker.data() as usize)
-            .or_insert_with(|| waker.clone());
+        blocks.live.edge.entry(who).or_insert_with(|| waker.clone());
         Edge::Wait
+    }
+
+    /// The listener `who` left (or was dropped): its waker, if it waits at the edge, goes.
+    pub fn leave_edge(&self, who: u64) {
+        if self.live {
+            let gone = self.lock().live.edge.remove(&who);
+            // Dropped outside the lock: the last reference may free the connection's state.
+            drop(gone);
+        }
+    }
+
+    /// Listeners waiting at the live edge for the file to grow.
+    pub fn at_edge(&self) -> usize {
+        self.lock().live.edge.len()
     }
 
     fn stalled(&self) -> StreamError {
@@ -680,7 +704,8 @@ impl StreamSession {
                     if !edge.is_empty() {
                         // Every edge listener is at `had`: block `b` holds its next byte.
                         let b = had / self.block_size();
-                        blocks.waiters.entry(b).or_default().extend(edge);
+                        let by_waker = edge.into_values().map(|w| (w.data() as usize, w));
+                        blocks.waiters.entry(b).or_default().extend(by_waker);
                         read = blocks.pending.insert(b).then_some(b);
                     }
                 }

@@ -58,6 +58,8 @@ pub struct SessionInfo {
     pub bytes_sent: u64,
     /// Some listener still holds the session (otherwise it lingers).
     pub active: bool,
+    /// Listeners waiting at the live edge for the file to grow.
+    pub at_edge: usize,
 }
 
 /// Open stream sessions by file identity.
@@ -233,6 +235,7 @@ impl Sessions {
                 listeners: s.listeners(),
                 bytes_sent: s.bytes_sent(),
                 active,
+                at_edge: s.at_edge(),
             })
             .collect()
     }

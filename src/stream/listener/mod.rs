@@ -97,6 +97,8 @@ pub struct Listener {
     /// reports them (for the stream listing) when its cursor enters another block, and
     /// when dropped, so the shared counter moves once per block, not per chunk.
     reported: u64,
+    /// This listener's key in its session (see [`StreamSession::listener_key`]).
+    key: u64,
 }
 
 impl Listener {
@@ -133,6 +135,7 @@ impl Listener {
             prefetch: None,
             claim_due: true,
             reported: offset,
+            key: session.listener_key(),
             session,
         };
         l.place_cursor();
@@ -417,7 +420,7 @@ impl Listener {
             let live = self.total().is_none();
             let avail = self.session.len();
             if live && self.next >= avail {
-                match self.session.wait_edge(self.next, waker) {
+                match self.session.wait_edge(self.next, self.key, waker) {
                     Edge::Grown => continue,
                     Edge::Wait => {
                         self.at_edge = true;
@@ -535,7 +538,7 @@ impl Listener {
                 // at most one event per quantum and a lone small write no wait at all.
                 let hold = self.edge_cut_at.map(|at| at + LIVE_EDGE_QUANTUM);
                 if let Some(until) = hold.filter(|until| now < *until) {
-                    match self.session.wait_edge(avail, waker) {
+                    match self.session.wait_edge(avail, self.key, waker) {
                         Edge::Grown => continue,
                         Edge::Wait => return Poll::Sleep(until),
                         // Stalled: no more bytes are coming now; send what there is.
@@ -606,6 +609,9 @@ impl Drop for Listener {
         }
         self.session.report_sent(self.next - self.reported);
         self.session.move_cursor(self.cursor, None);
+        // A listener that leaves while waiting at the live edge: its waker would stay
+        // until the file grows, completes or stalls, however long it stays idle.
+        self.session.leave_edge(self.key);
     }
 }
 
