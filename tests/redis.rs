@@ -821,3 +821,95 @@ fn stalled_listeners_resumed_by_a_live_notify_on_another_node_are_not_stalled_ag
         support::assert_audio(&rest.audio, &data[100_000..], &format!("{what}, the rest"));
     }
 }
+
+/// The ids in `addr`'s view, as the stream listing shows them (no Redis round trip).
+fn listed(addr: SocketAddr) -> Vec<String> {
+    let (status, _, body) = get(addr, "/asf/internal/streams");
+    assert_eq!(status, 200);
+    let body = parse_json(&body);
+    body["streams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no streams in {body}"))
+        .iter()
+        .filter(|s| s["registered"] == true)
+        .map(|s| s["stream_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_registry_key_of_another_type_is_logged_as_such_and_answers_503_until_it_is_removed() {
+    let _dog = Watchdog::new(LIMIT, "a registry key of another type");
+    const REFUSED: &str =
+        "The stream registry is unavailable: the change was not stored; retry later";
+    let redis = RedisServer::start();
+    // Something else than asf wrote a string where asf keeps its hash of registrations.
+    redis.cli(&["SET", "t1:streams", "not a hash"]);
+    let a = node(&redis, None, &[]);
+    let root = a.root.path().canonicalize().expect("root");
+    let path = root.join("wrongtype.mp3");
+    std::fs::write(&path, audio_bytes(10_000, 81)).expect("write audio");
+    wait_until(WAIT, "A to log the key of another type", || {
+        a.log().contains("WRONGTYPE")
+    });
+    let log = a.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("WRONGTYPE"))
+        .expect("the line");
+    assert!(line.contains("t1:streams"), "the key is named: {line}");
+    assert!(
+        !log.contains("cannot reach redis"),
+        "a reachable Redis is not called unreachable:\n{log}"
+    );
+    assert_eq!(health(a.addr)["registry_connected"], false);
+    let (status, body) = notify(a.addr, "strm_wt", &path);
+    assert_eq!((status, &body["error"]), (503, &json!(REFUSED)), "{body}");
+
+    // Removed: A connects on its own and stores again.
+    redis.cli(&["DEL", "t1:streams"]);
+    wait_until(WAIT, "A to connect once the key is removed", || {
+        health(a.addr)["registry_connected"] == true
+    });
+    notify_ok(a.addr, "strm_wt", &path);
+    let b = node(&redis, Some(&root), &[]);
+    wait_until(WAIT, "B to connect", || {
+        health(b.addr)["registry_connected"] == true
+    });
+
+    // Overwritten while both nodes are connected: A's notify is refused, A counts Redis as
+    // down and says why, and nothing was published: B's view never gets the id.
+    redis.cli(&["SET", "t1:streams", "again not a hash"]);
+    let (status, body) = notify(a.addr, "strm_wt2", &path);
+    assert_eq!((status, &body["error"]), (503, &json!(REFUSED)), "{body}");
+    wait_until(WAIT, "A to count Redis as down", || {
+        health(a.addr)["registry_connected"] == false
+    });
+    let wrong = a.log().matches("WRONGTYPE").count();
+    assert!(wrong >= 2, "logged again once connected:\n{}", a.log());
+    // An event published after the refused notify: once B has applied it, it has applied
+    // whatever that notify published before it.
+    let marker = json!({"op": "put", "id": "strm_marker", "node": 1, "seq": 0,
+        "reg": {"path": path.to_string_lossy(), "notified_at_ms": 1, "live": false}});
+    redis.cli(&["PUBLISH", "t1:events", &marker.to_string()]);
+    wait_until(WAIT, "B to apply the marker event", || {
+        listed(b.addr).contains(&"strm_marker".to_owned())
+    });
+    assert!(
+        !listed(b.addr).contains(&"strm_wt2".to_owned()),
+        "a refused notify reached another node's view: {:?}",
+        listed(b.addr)
+    );
+
+    // Removed again: A resyncs with the (now empty) hash.
+    redis.cli(&["DEL", "t1:streams"]);
+    wait_until(WAIT, "A to reconnect", || {
+        health(a.addr)["registry_connected"] == true
+    });
+    notify_ok(a.addr, "strm_wt2", &path);
+    assert_eq!(
+        health(a.addr)["registered_streams"],
+        1,
+        "{}",
+        health(a.addr)
+    );
+}

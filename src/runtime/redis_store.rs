@@ -3,7 +3,8 @@
 //!
 //! Redis holds the truth: the hash `<prefix>streams` maps each stream id to its registration
 //! (JSON: path, notify time, live flag). Every change is written together with a message on
-//! the channel `<prefix>events` in one `MULTI`/`EXEC`, and every node subscribes to that
+//! the channel `<prefix>events` in one script (atomic; a failed write publishes nothing),
+//! and every node subscribes to that
 //! channel. Each node keeps a local view (a [`MemoryRegistry`]) that answers lookups,
 //! watches and the count without a round trip; a lookup that misses the view asks Redis
 //! (`HGET`) before answering "not found", so a join racing the event of a notify made on
@@ -17,7 +18,11 @@
 //! (re)subscribe it first re-reads the whole hash, so an event lost while it was
 //! disconnected cannot leave the view stale.
 //!
-//! Events arrive in the order Redis ran the transactions. A request that changes the view
+//! A hash key that holds another type (`WRONGTYPE`: something else wrote it) counts as
+//! Redis being down, as README says for a registry that cannot store, and is logged as what
+//! it is (the key and Redis's reply), until it is removed.
+//!
+//! Events arrive in the order Redis ran the scripts. A request that changes the view
 //! itself once Redis has answered (a change made here, or a lookup's `HGET`) must not
 //! overwrite what a later change, applied from its event meanwhile, put there: see
 //! [`Order`].
@@ -119,6 +124,84 @@ impl Stored {
 /// Why Redis could not be used (logged; the caller sees [`RegistryError::Unavailable`]).
 fn unavailable(e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Unavailable(format!("redis: {e}"))
+}
+
+/// Redis's `WRONGTYPE` reply in `e`, if that is what it answered: a key of asf's holds
+/// another type than asf writes there (something else wrote it).
+fn wrong_type(e: &redis::RedisError) -> Option<String> {
+    let replies = e.clone().into_server_errors()?;
+    let (_, reply) = replies.iter().find(|(_, r)| r.code() == "WRONGTYPE")?;
+    Some(format!(
+        "{} {}",
+        reply.code(),
+        reply.details().unwrap_or_default()
+    ))
+}
+
+/// Why this node cannot use Redis now (logged once per change of it).
+#[derive(Debug)]
+enum Down {
+    /// Redis cannot be reached, or the connection broke: the client's error.
+    Unreachable(String),
+    /// Redis answers, but the hash of registrations (`key`) is another type (Redis's reply):
+    /// nothing can be stored until it is removed.
+    WrongType { key: String, reply: String },
+}
+
+impl Down {
+    /// `e`, a failed command on the hash `key` (or the connection).
+    fn of(e: &redis::RedisError, key: &str) -> Down {
+        match wrong_type(e) {
+            Some(reply) => Down::WrongType {
+                key: key.to_owned(),
+                reply,
+            },
+            None => Down::Unreachable(e.to_string()),
+        }
+    }
+
+    /// Logs it, unless the last one logged was of the same kind (then at debug level);
+    /// `lost`: the node was connected until now.
+    fn log(&self, last: &mut Option<std::mem::Discriminant<Down>>, lost: bool) {
+        let kind = std::mem::discriminant(self);
+        let repeated = *last == Some(kind) && !lost;
+        *last = Some(kind);
+        match self {
+            _ if repeated => tracing::debug!(why = ?self, "redis still unusable"),
+            Down::WrongType { key, reply } => tracing::error!(
+                key = ?key,
+                reply = ?reply,
+                "redis key of the stream registry is not a hash (written by something else than asf?): notifies get 503 until it is removed or ASF_REDIS_PREFIX names another; retrying with backoff"
+            ),
+            Down::Unreachable(e) if lost => {
+                tracing::warn!(error = %e, "redis connection lost; notifies get 503 until it is back, joins use this node's view")
+            }
+            Down::Unreachable(e) => {
+                tracing::warn!(error = %e, "cannot reach redis; notifies get 503 until it is back; retrying with backoff")
+            }
+        }
+    }
+}
+
+/// Turns a failed command into its caller's answer. A `WRONGTYPE` reply also goes to the
+/// serving loop, which then counts Redis as down ([`Down::WrongType`]): health shows it,
+/// later changes answer 503 at once, and the reconnection loop sees when it is repaired.
+#[derive(Debug, Clone)]
+struct Failures {
+    key: String,
+    wrong_type: mpsc::UnboundedSender<String>,
+}
+
+impl Failures {
+    fn answer(&self, e: &redis::RedisError) -> RegistryError {
+        match wrong_type(e) {
+            Some(reply) => {
+                let _ = self.wrong_type.send(reply.clone());
+                RegistryError::Unavailable(format!("redis key {} is not a hash: {reply}", self.key))
+            }
+            None => unavailable(e),
+        }
+    }
 }
 
 /// Key and channel names under the configured prefix, this node's id in events, and the
@@ -380,26 +463,24 @@ fn run(
     rt.block_on(async {
         let mut backoff = MIN_BACKOFF;
         // Logged once per change of state, not once per attempt.
-        let mut logged_down = false;
+        let mut logged = None;
         loop {
             match connect(client, keys, view, hook).await {
                 Ok((conn, events)) => {
                     connected.store(true, Ordering::Relaxed);
-                    tracing::info!(streams = view.len(), "redis connected; stream registry resynced");
+                    tracing::info!(
+                        streams = view.len(),
+                        "redis connected; stream registry resynced"
+                    );
                     backoff = MIN_BACKOFF;
                     let why = match serve(conn, events, keys, &mut ops, view, hook).await {
                         Ok(()) => return,
                         Err(why) => why,
                     };
                     connected.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %why, "redis connection lost; notifies get 503 until it is back, joins use this node's view");
-                    logged_down = true;
+                    why.log(&mut logged, true);
                 }
-                Err(e) if !logged_down => {
-                    tracing::warn!(error = %e, "cannot reach redis; notifies get 503 until it is back; retrying with backoff");
-                    logged_down = true;
-                }
-                Err(e) => tracing::debug!(error = %e, "redis still unreachable"),
+                Err(e) => Down::of(&e, &keys.streams).log(&mut logged, false),
             }
             let wait = tokio::time::sleep(backoff);
             tokio::pin!(wait);
@@ -499,8 +580,8 @@ fn read_entry(id: Vec<u8>, json: &[u8]) -> Result<(String, Stored), (String, Str
     }
 }
 
-/// Serves requests and applies events until the connection is lost (`Err`) or the request
-/// channel closes (`Ok`).
+/// Serves requests and applies events until the connection is lost or the hash of
+/// registrations turns out to be another type (`Err`), or the request channel closes (`Ok`).
 async fn serve(
     mut conn: MultiplexedConnection,
     mut events: redis::aio::PubSubStream,
@@ -508,26 +589,37 @@ async fn serve(
     ops: &mut mpsc::UnboundedReceiver<Op>,
     view: &Arc<MemoryRegistry>,
     hook: &Hook,
-) -> Result<(), String> {
+) -> Result<(), Down> {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (wrong_type, mut wrong_types) = mpsc::unbounded_channel();
+    let failures = Failures {
+        key: keys.streams.clone(),
+        wrong_type,
+    };
     loop {
         tokio::select! {
             op = ops.recv() => {
                 let Some(op) = op else { return Ok(()) };
                 // Concurrent requests share the multiplexed connection (pipelined).
-                tokio::spawn(handle(op, conn.clone(), keys.clone(), Arc::clone(view)));
+                let (conn, keys, view) = (conn.clone(), keys.clone(), Arc::clone(view));
+                tokio::spawn(handle(op, conn, keys, view, failures.clone()));
+            }
+            reply = wrong_types.recv() => {
+                // Never None: `failures` holds a sender.
+                let reply = reply.unwrap_or_default();
+                return Err(Down::WrongType { key: keys.streams.clone(), reply });
             }
             msg = events.next() => {
                 let Some(msg) = msg else {
-                    return Err("the subscription closed".into());
+                    return Err(Down::Unreachable("the subscription closed".into()));
                 };
                 apply(msg.get_payload_bytes(), keys, view, hook);
             }
             _ = ping.tick() => {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
                 if let Err(e) = pong {
-                    return Err(e.to_string());
+                    return Err(Down::Unreachable(e.to_string()));
                 }
             }
         }
@@ -594,7 +686,13 @@ fn changed_elsewhere(view: &MemoryRegistry, hook: &Hook, id: String, reg: Regist
 }
 
 /// Runs one request against Redis and answers it.
-async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<MemoryRegistry>) {
+async fn handle(
+    op: Op,
+    mut conn: MultiplexedConnection,
+    keys: Keys,
+    view: Arc<MemoryRegistry>,
+    failures: Failures,
+) {
     match op {
         Op::Get(id, tx) => {
             let applied = keys.order.applied();
@@ -615,25 +713,29 @@ async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<M
                     Err(e) => Err(unavailable(format!("unreadable registration: {e}"))),
                 },
                 Ok(None) => Ok(None),
-                Err(e) => Err(unavailable(e)),
+                Err(e) => Err(failures.answer(&e)),
             };
             drop(tx.send(answer));
         }
         Op::Put(id, reg, tx) => {
             let seq = keys.order.number();
-            let answer = put(&mut conn, &keys, &id, &reg, seq).await.map(|()| {
-                if keys.order.ahead_of_events(seq) {
-                    let _ = view.insert(&id, reg);
-                }
-            });
+            let answer = put(&mut conn, &keys, &id, &reg, seq, &failures)
+                .await
+                .map(|()| {
+                    if keys.order.ahead_of_events(seq) {
+                        let _ = view.insert(&id, reg);
+                    }
+                });
             drop(tx.send(answer));
         }
         Op::Del(id, tx) => {
-            let answer = del(&mut conn, &keys, std::slice::from_ref(&id), &view).await;
+            let ids = std::slice::from_ref(&id);
+            let answer = del(&mut conn, &keys, ids, &view, &failures).await;
             drop(tx.send(answer.map(|n| n > 0)));
         }
         Op::Expire(cutoff_ms, tx) => {
-            drop(tx.send(expire(&mut conn, &keys, cutoff_ms, &view).await));
+            let answer = expire(&mut conn, &keys, cutoff_ms, &view, &failures).await;
+            drop(tx.send(answer));
         }
         Op::Publish(body) => {
             let event = Event::Msg {
@@ -656,13 +758,32 @@ async fn handle(op: Op, mut conn: MultiplexedConnection, keys: Keys, view: Arc<M
     }
 }
 
-/// Stores `id` and publishes it, in one transaction.
+/// Sets field `ARGV[1]` of the hash `KEYS[1]` to `ARGV[2]`, then publishes `ARGV[3]` on
+/// `KEYS[2]`. A script, not `MULTI`/`EXEC`: both run at once for every other client alike,
+/// but a write that fails (a `WRONGTYPE` hash) stops the script before the event, where a
+/// transaction would run the `PUBLISH` after the failed `HSET` and other nodes would apply
+/// a change that was not stored.
+const PUT_SCRIPT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+"#;
+
+/// Removes the fields `ARGV[2]`, ... of the hash `KEYS[1]`, then publishes `ARGV[1]` on
+/// `KEYS[2]` (a script for the reason [`PUT_SCRIPT`] gives); answers how many existed.
+const DEL_SCRIPT: &str = r#"
+local removed = redis.call('HDEL', KEYS[1], unpack(ARGV, 2))
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return removed
+"#;
+
+/// Stores `id` and publishes it, at once (see [`PUT_SCRIPT`]).
 async fn put(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
     id: &str,
     reg: &Registration,
     seq: u64,
+    failures: &Failures,
 ) -> Result<(), RegistryError> {
     let stored = Stored::of(reg)?;
     let json = serde_json::to_string(&stored).map_err(unavailable)?;
@@ -673,29 +794,27 @@ async fn put(
         seq,
     })
     .map_err(unavailable)?;
-    redis::pipe()
-        .atomic()
-        .cmd("HSET")
+    redis::cmd("EVAL")
+        .arg(PUT_SCRIPT)
+        .arg(2)
         .arg(&keys.streams)
+        .arg(&keys.events)
         .arg(id)
         .arg(json)
-        .ignore()
-        .cmd("PUBLISH")
-        .arg(&keys.events)
         .arg(event)
-        .ignore()
         .query_async::<()>(conn)
         .await
-        .map_err(unavailable)
+        .map_err(|e| failures.answer(&e))
 }
 
-/// Removes `ids` and publishes the removal, in one transaction, then from the view (unless
-/// its event got there first); answers how many existed.
+/// Removes `ids` and publishes the removal, at once (see [`DEL_SCRIPT`]), then from the
+/// view (unless its event got there first); answers how many existed.
 async fn del(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
     ids: &[String],
     view: &MemoryRegistry,
+    failures: &Failures,
 ) -> Result<usize, RegistryError> {
     let seq = keys.order.number();
     let event = serde_json::to_string(&Event::Del {
@@ -704,18 +823,16 @@ async fn del(
         seq,
     })
     .map_err(unavailable)?;
-    let (removed,): (usize,) = redis::pipe()
-        .atomic()
-        .cmd("HDEL")
+    let removed: usize = redis::cmd("EVAL")
+        .arg(DEL_SCRIPT)
+        .arg(2)
         .arg(&keys.streams)
-        .arg(ids)
-        .cmd("PUBLISH")
         .arg(&keys.events)
         .arg(event)
-        .ignore()
+        .arg(ids)
         .query_async(conn)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| failures.answer(&e))?;
     if keys.order.ahead_of_events(seq) {
         for id in ids {
             view.remove(id);
@@ -752,8 +869,11 @@ async fn expire(
     keys: &Keys,
     cutoff_ms: u64,
     view: &MemoryRegistry,
+    failures: &Failures,
 ) -> Result<usize, RegistryError> {
-    let all = read_all(conn, keys).await.map_err(unavailable)?;
+    let all = read_all(conn, keys)
+        .await
+        .map_err(|e| failures.answer(&e))?;
     // Unreadable entries are left alone (no node sees them); the script compares the exact
     // bytes read.
     let old: Vec<(String, Vec<u8>)> = all
@@ -776,7 +896,10 @@ async fn expire(
         for (id, json) in batch {
             eval.arg(id).arg(json);
         }
-        let removed: Vec<String> = eval.query_async(conn).await.map_err(unavailable)?;
+        let removed: Vec<String> = eval
+            .query_async(conn)
+            .await
+            .map_err(|e| failures.answer(&e))?;
         if keys.order.ahead_of_events(seq) {
             for id in &removed {
                 view.remove(id);
