@@ -913,3 +913,62 @@ fn a_registry_key_of_another_type_is_logged_as_such_and_answers_503_until_it_is_
         health(a.addr)
     );
 }
+
+/// The `name=<number>` field of a log line.
+fn field(line: &str, name: &str) -> Option<u64> {
+    let at = line.find(&format!(" {name}="))? + name.len() + 2;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn a_flood_of_unreadable_events_is_logged_once_in_full_then_counted() {
+    let _dog = Watchdog::new(LIMIT, "a flood of unreadable events");
+    const FLOOD: u64 = 1000;
+    let redis = RedisServer::start();
+    let a = node(&redis, None, &[]);
+    wait_until(WAIT, "A to connect", || {
+        health(a.addr)["registry_connected"] == true
+    });
+    // Another tool publishes on asf's channel: a thousand events asf cannot read, then one
+    // it can (once A lists it, A has handled every event before it).
+    let flood = "for i = 1, tonumber(ARGV[1]) do \
+                 redis.call('PUBLISH', KEYS[1], 'not an asf event ' .. i) end";
+    redis.cli(&["EVAL", flood, "1", "t1:events", &FLOOD.to_string()]);
+    let marker = json!({"op": "put", "id": "strm_marker", "node": 1, "seq": 0,
+        "reg": {"path": "/nowhere/marker.mp3", "notified_at_ms": 1, "live": false}});
+    redis.cli(&["PUBLISH", "t1:events", &marker.to_string()]);
+    wait_until(WAIT, "A to apply the event after the flood", || {
+        listed(a.addr).contains(&"strm_marker".to_owned())
+    });
+    let full = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("unreadable registry event from redis"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let counts = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("more unreadable registry events from redis"))
+            .map(|l| field(l, "count").unwrap_or_else(|| panic!("no count in {l}")))
+            .collect::<Vec<_>>()
+    };
+    // The others are counted, and the count logged within an interval (10 s).
+    wait_until(Duration::from_secs(60), "the count of the others", || {
+        let log = a.log();
+        full(&log).len() > 1 || counts(&log).iter().sum::<u64>() == FLOOD - 1
+    });
+    let log = a.log();
+    let first = full(&log);
+    assert_eq!(first.len(), 1, "one line in full: {first:?}");
+    assert!(
+        first[0].contains("not an asf event 1"),
+        "it shows the event: {}",
+        first[0]
+    );
+    // One count line per interval at most: far fewer than the events.
+    assert!(counts(&log).len() < 10, "{:?}", counts(&log));
+}

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
@@ -56,6 +56,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a connected node checks that Redis still answers (a silent network loss does
 /// not close the subscription).
 const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// How often, at most, unreadable events are logged while they keep coming (see
+/// [`BadEvents`]).
+const BAD_EVENTS_EVERY: Duration = Duration::from_secs(10);
+/// Most bytes of an unreadable event shown in the log.
+const BAD_EVENT_SHOWN: usize = 200;
 
 /// A request for the Redis thread.
 enum Op {
@@ -597,6 +603,7 @@ async fn serve(
         key: keys.streams.clone(),
         wrong_type,
     };
+    let mut bad = BadEvents::default();
     loop {
         tokio::select! {
             op = ops.recv() => {
@@ -614,9 +621,13 @@ async fn serve(
                 let Some(msg) = msg else {
                     return Err(Down::Unreachable("the subscription closed".into()));
                 };
-                apply(msg.get_payload_bytes(), keys, view, hook);
+                let payload = msg.get_payload_bytes();
+                if let Err(e) = apply(payload, keys, view, hook) {
+                    bad.note(Instant::now(), payload, &e);
+                }
             }
             _ = ping.tick() => {
+                bad.tick(Instant::now());
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
                 if let Err(e) = pong {
                     return Err(Down::Unreachable(e.to_string()));
@@ -628,16 +639,22 @@ async fn serve(
 
 /// Applies an event from any node (this one's own too: it may have overtaken nothing, or
 /// the request that made it may not have changed the view; see [`Order`]); another node's
-/// registration then goes to the hook, off this loop.
-fn apply(payload: &[u8], keys: &Keys, view: &MemoryRegistry, hook: &Hook) {
+/// registration then goes to the hook, off this loop. An event that cannot be read is not
+/// applied (the caller logs it, see [`BadEvents`]).
+fn apply(
+    payload: &[u8],
+    keys: &Keys,
+    view: &MemoryRegistry,
+    hook: &Hook,
+) -> Result<(), serde_json::Error> {
     let own = |from: u64, seq: u64| (from == keys.node && seq > 0).then_some(seq);
-    match serde_json::from_slice::<Event>(payload) {
-        Ok(Event::Put {
+    match serde_json::from_slice::<Event>(payload)? {
+        Event::Put {
             id,
             reg,
             node: from,
             seq,
-        }) => {
+        } => {
             let reg = reg.registration();
             if from == keys.node {
                 // The view has no cap (usize::MAX): cannot fail.
@@ -647,22 +664,74 @@ fn apply(payload: &[u8], keys: &Keys, view: &MemoryRegistry, hook: &Hook) {
             }
             keys.order.note(own(from, seq));
         }
-        Ok(Event::Del {
+        Event::Del {
             ids,
             node: from,
             seq,
-        }) => {
+        } => {
             for id in ids {
                 view.remove(&id);
             }
             keys.order.note(own(from, seq));
         }
-        Ok(Event::Msg { body, node: from }) => {
+        Event::Msg { body, node: from } => {
             if let (true, Some(hook)) = (from != keys.node, hook.message()) {
                 hook(&body);
             }
         }
-        Err(e) => tracing::warn!(error = %e, "unreadable registry event from redis; ignored"),
+    }
+    Ok(())
+}
+
+/// The warning about unreadable events, rate-limited: another tool publishing on the events
+/// channel must not flood the log. The first is logged in full (the error and the start of
+/// the event); those after it are counted, and the count is logged once per
+/// [`BAD_EVENTS_EVERY`] while they keep coming. After an interval without any, the next is
+/// logged in full again.
+#[derive(Debug, Default)]
+struct BadEvents {
+    /// When the last line was logged; None while no unreadable event came for an interval.
+    since: Option<Instant>,
+    /// Unreadable events since then, not logged yet.
+    unlogged: u64,
+}
+
+impl BadEvents {
+    /// One more unreadable event, at `now`.
+    fn note(&mut self, now: Instant, payload: &[u8], e: &serde_json::Error) {
+        if self.since.is_some() {
+            self.unlogged += 1;
+            self.tick(now);
+            return;
+        }
+        self.since = Some(now);
+        let shown = String::from_utf8_lossy(&payload[..payload.len().min(BAD_EVENT_SHOWN)]);
+        tracing::warn!(
+            error = %e,
+            event = ?shown,
+            bytes = payload.len(),
+            every_s = BAD_EVENTS_EVERY.as_secs(),
+            "unreadable registry event from redis; ignored (more are counted, one line per interval)"
+        );
+    }
+
+    /// Logs the count, if an interval has passed since the last line (called every second).
+    fn tick(&mut self, now: Instant) {
+        let Some(since) = self.since else { return };
+        if now.saturating_duration_since(since) < BAD_EVENTS_EVERY {
+            return;
+        }
+        if self.unlogged == 0 {
+            self.since = None;
+            return;
+        }
+        tracing::warn!(
+            count = self.unlogged,
+            every_s = BAD_EVENTS_EVERY.as_secs(),
+            "more unreadable registry events from redis; ignored"
+        );
+        self.unlogged = 0;
+        self.since = Some(now);
     }
 }
 
@@ -944,8 +1013,8 @@ mod tests {
         // event and another node's later change of the id arrive.
         let mine = k.order.number();
         assert!(k.order.ahead_of_events(mine));
-        apply(&put_event("a", "/mine", 7, mine), &k, &view, &hook);
-        apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook);
+        apply(&put_event("a", "/mine", 7, mine), &k, &view, &hook).unwrap();
+        apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook).unwrap();
         // The request must leave the view as the events made it.
         assert!(!k.order.ahead_of_events(mine));
         assert_eq!(path_of(&view, "a"), Some("/theirs".into()));
@@ -955,12 +1024,12 @@ mod tests {
         assert!(k.order.ahead_of_events(next));
         // Other nodes' events, and events that carry no number, are not this node's.
         let del = br#"{"op":"del","ids":["a"],"node":9,"seq":5}"#;
-        apply(del, &k, &view, &hook);
-        apply(br#"{"op":"del","ids":["b"]}"#, &k, &view, &hook);
+        apply(del, &k, &view, &hook).unwrap();
+        apply(br#"{"op":"del","ids":["b"]}"#, &k, &view, &hook).unwrap();
         assert!(k.order.ahead_of_events(next));
         assert_eq!(path_of(&view, "a"), None);
         let own_del = format!(r#"{{"op":"del","ids":["c"],"node":7,"seq":{next}}}"#);
-        apply(own_del.as_bytes(), &k, &view, &hook);
+        apply(own_del.as_bytes(), &k, &view, &hook).unwrap();
         assert!(!k.order.ahead_of_events(next));
     }
 
@@ -969,11 +1038,11 @@ mod tests {
         let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
         let before = k.order.applied();
         // Any event applied while a lookup is in flight may be a later change of its id.
-        apply(&put_event("x", "/x", 9, 3), &k, &view, &hook);
+        apply(&put_event("x", "/x", 9, 3), &k, &view, &hook).unwrap();
         assert_ne!(k.order.applied(), before);
         // An unreadable event is not applied and changes nothing.
         let after = k.order.applied();
-        apply(b"{not json", &k, &view, &hook);
+        assert!(apply(b"{not json", &k, &view, &hook).is_err());
         assert_eq!(k.order.applied(), after);
     }
 }
