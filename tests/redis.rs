@@ -972,3 +972,108 @@ fn a_flood_of_unreadable_events_is_logged_once_in_full_then_counted() {
     // One count line per interval at most: far fewer than the events.
     assert!(counts(&log).len() < 10, "{:?}", counts(&log));
 }
+
+/// A "Redis" on a free port that answers every command of the first connection with `+OK`
+/// and never answers anything on the others: a node's connect attempt gets its command
+/// connection, then waits for ever at its pub/sub connection. Its threads end when the
+/// node closes their connections.
+fn stalling_redis() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                // A command starts with `*` at the start of a line (its arguments here are
+                // plain words).
+                let mut at_line_start = true;
+                while let Ok(read) = conn.read(&mut buf) {
+                    if read == 0 {
+                        return;
+                    }
+                    let mut commands = 0;
+                    for &b in &buf[..read] {
+                        commands += usize::from(at_line_start && b == b'*');
+                        at_line_start = b == b'\n';
+                    }
+                    if n == 0
+                        && commands > 0
+                        && conn.write_all(&b"+OK\r\n".repeat(commands)).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn requests_beyond_the_queue_bound_get_503_at_once_while_a_connect_attempt_is_pending() {
+    let _dog = Watchdog::new(LIMIT, "the bound of the queue toward redis");
+    const BOUND: usize = 1024;
+    const BEYOND: usize = 40;
+    let redis = stalling_redis();
+    let url = format!("redis://{redis}/0");
+    let a = ChildServer::start(
+        &[("ASF_REDIS_URL", url.as_str()), ("ASF_REDIS_PREFIX", "t1:")],
+        None,
+    );
+    let path = a.root.path().canonicalize().expect("root").join("q.mp3");
+    std::fs::write(&path, audio_bytes(1000, 91)).expect("write audio");
+    assert_eq!(health(a.addr)["registry_connected"], false);
+    // BOUND + BEYOND notifies at once, each on its own connection: the first BOUND wait for
+    // the connect attempt (for ever here), the others are answered at once.
+    let body = json!({ "stream_id": "strm_q", "filepath": path.to_string_lossy() }).to_string();
+    let request = format!(
+        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut pending: Vec<(std::net::TcpStream, Vec<u8>)> = (0..BOUND + BEYOND)
+        .map(|_| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(a.addr).expect("connect");
+            s.write_all(request.as_bytes()).expect("send notify");
+            s.set_nonblocking(true).expect("nonblocking");
+            (s, Vec::new())
+        })
+        .collect();
+    let mut answered = Vec::new();
+    wait_until(WAIT, "the notifies beyond the bound to be answered", || {
+        use std::io::Read;
+        pending.retain_mut(|(s, got)| {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        answered.push(String::from_utf8_lossy(got).into_owned());
+                        return false;
+                    }
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(e) => panic!("read an answer: {e}"),
+                }
+            }
+        });
+        answered.len() >= BEYOND
+    });
+    for answer in &answered {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.contains(
+                "The stream registry is unavailable: the change was not stored; retry later"
+            ),
+            "{answer}"
+        );
+    }
+    assert_eq!(health(a.addr)["registry_connected"], false);
+    assert!(
+        a.log().contains("the queue is full"),
+        "the full queue is logged:\n{}",
+        a.log()
+    );
+}

@@ -63,6 +63,12 @@ const BAD_EVENTS_EVERY: Duration = Duration::from_secs(10);
 /// Most bytes of an unreadable event shown in the log.
 const BAD_EVENT_SHOWN: usize = 200;
 
+/// Most requests that wait for the Redis thread to take them. It takes them at once while
+/// connected, but not while a connect attempt is pending (up to a few seconds, or as long
+/// as a Redis that accepts and does not answer holds it): beyond this, a request gets the
+/// answer of a Redis that is down at once instead of piling up.
+pub const QUEUE_LIMIT: usize = 1024;
+
 /// A request for the Redis thread.
 enum Op {
     Get(String, Reply<Option<Registration>>),
@@ -296,7 +302,9 @@ pub struct RedisRegistry {
     connected: Arc<AtomicBool>,
     hook: Arc<Hook>,
     max_streams: usize,
-    ops: Mutex<Option<mpsc::UnboundedSender<Op>>>,
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    /// The queue was found full since the last connect (logged once per connect).
+    full: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -315,13 +323,16 @@ impl RedisRegistry {
         let hook = Arc::new(Hook::default());
         let view = Arc::new(MemoryRegistry::new(usize::MAX));
         let connected = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE_LIMIT);
+        let full = Arc::new(AtomicBool::new(false));
         let thread = {
             let (view, connected, hook) =
                 (Arc::clone(&view), Arc::clone(&connected), Arc::clone(&hook));
+            let full = Arc::clone(&full);
+            let link = Link { connected, full };
             std::thread::Builder::new()
                 .name("asf-redis".into())
-                .spawn(move || run(&client, &keys, rx, &view, &connected, &hook))
+                .spawn(move || run(&client, &keys, rx, &view, &link, &hook))
                 .map_err(|e| format!("cannot start the redis thread: {e}"))?
         };
         Ok(Arc::new(RedisRegistry {
@@ -330,6 +341,7 @@ impl RedisRegistry {
             hook,
             max_streams,
             ops: Mutex::new(Some(tx)),
+            full,
             thread: Mutex::new(Some(thread)),
         }))
     }
@@ -356,9 +368,29 @@ impl RedisRegistry {
     ) -> Answer<Result<T, RegistryError>> {
         let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         queued(
-            |tx| ops.as_ref().is_some_and(|ops| ops.send(op(tx)).is_ok()),
+            |tx| match ops.as_ref().map(|ops| ops.try_send(op(tx))) {
+                Some(Ok(())) => true,
+                Some(Err(mpsc::error::TrySendError::Full(op))) => {
+                    self.queue_full();
+                    refuse(op, &unavailable("too many requests wait for redis"));
+                    true
+                }
+                Some(Err(mpsc::error::TrySendError::Closed(_))) | None => false,
+            },
             "the redis registry is closed",
         )
+    }
+
+    /// Notes a request refused for a full queue (logged once per connect; each refused
+    /// change is logged by its caller).
+    fn queue_full(&self) {
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = QUEUE_LIMIT,
+                connected = self.connected(),
+                "requests toward redis: the queue is full (a connect attempt pending, or redis slow); later ones are answered as when redis is down"
+            );
+        }
     }
 }
 
@@ -434,7 +466,12 @@ impl Registry for RedisRegistry {
     fn publish(&self, message: &str) {
         let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ops) = ops.as_ref() {
-            let _ = ops.send(Op::Publish(message.to_owned()));
+            if let Err(mpsc::error::TrySendError::Full(op)) =
+                ops.try_send(Op::Publish(message.to_owned()))
+            {
+                self.queue_full();
+                refuse(op, &unavailable("too many requests wait for redis"));
+            }
         }
     }
 
@@ -443,16 +480,25 @@ impl Registry for RedisRegistry {
     }
 }
 
+/// What the Redis thread tells the workers besides its answers.
+struct Link {
+    /// Subscribed and in sync (see [`RedisRegistry::connected`]).
+    connected: Arc<AtomicBool>,
+    /// The request queue was found full (cleared on each connect, to log it once each).
+    full: Arc<AtomicBool>,
+}
+
 /// The Redis thread: connect, resync, serve requests and events; on loss, answer changes
 /// `Unavailable` and reconnect with backoff; stop when the request channel closes.
 fn run(
     client: &redis::Client,
     keys: &Keys,
-    mut ops: mpsc::UnboundedReceiver<Op>,
+    mut ops: mpsc::Receiver<Op>,
     view: &Arc<MemoryRegistry>,
-    connected: &AtomicBool,
+    link: &Link,
     hook: &Hook,
 ) {
+    let connected = &link.connected;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -474,6 +520,7 @@ fn run(
             match connect(client, keys, view, hook).await {
                 Ok((conn, events)) => {
                     connected.store(true, Ordering::Relaxed);
+                    link.full.store(false, Ordering::Relaxed);
                     tracing::info!(
                         streams = view.len(),
                         "redis connected; stream registry resynced"
@@ -592,7 +639,7 @@ async fn serve(
     mut conn: MultiplexedConnection,
     mut events: redis::aio::PubSubStream,
     keys: &Keys,
-    ops: &mut mpsc::UnboundedReceiver<Op>,
+    ops: &mut mpsc::Receiver<Op>,
     view: &Arc<MemoryRegistry>,
     hook: &Hook,
 ) -> Result<(), Down> {
