@@ -233,9 +233,15 @@ struct Keys {
 ///   it, the view is changed at once (a join on this node sees its own notify), unless
 ///   its event has been applied already: then the view holds it, or a change Redis ran
 ///   after it, which must stay.
+/// - Such a change, in the view ahead of its event, is remembered by id until its event
+///   comes: whatever event of that id arrives before it was run by Redis before it (another
+///   node's notify, or an earlier change made here), so it leaves the view alone, and so
+///   does the answer of an earlier change made here that comes late (a delete answered
+///   after the notify Redis ran after it).
 /// - A lookup's `HGET` answer goes into the view only if no event at all was applied
-///   while it was in flight (one could be a later change of that id); the answer itself
-///   is used either way, and the id's own event brings the view up to date.
+///   while it was in flight (one could be a later change of that id) and no change of the
+///   id made here is ahead of its event; the answer itself is used either way, and the
+///   id's own event brings the view up to date.
 #[derive(Debug, Default)]
 struct Order {
     /// The last number given to a change made here.
@@ -244,6 +250,9 @@ struct Order {
     own_applied: AtomicU64,
     /// Events applied (any node's).
     applied: AtomicU64,
+    /// Ids whose change made here is in the view ahead of its event, with its number.
+    /// Small: an entry lives from the change's answer to its event (or the next resync).
+    early: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Order {
@@ -256,6 +265,58 @@ impl Order {
     /// its event has not been (nothing Redis ran after it has been either).
     fn ahead_of_events(&self, seq: u64) -> bool {
         self.own_applied.load(Ordering::Relaxed) < seq
+    }
+
+    fn early(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this node's change `seq` of `id`, just run by Redis, goes into the view now:
+    /// its event has not been applied, and no later change of `id` made here went in
+    /// before its event. If so, it is remembered as ahead of its event.
+    fn settle(&self, id: &str, seq: u64) -> bool {
+        if !self.ahead_of_events(seq) {
+            return false;
+        }
+        let mut early = self.early();
+        if early.get(id).is_some_and(|&later| later > seq) {
+            return false;
+        }
+        early.insert(id.to_owned(), seq);
+        true
+    }
+
+    /// Whether an event of `id` (this node's change `own`, None for another node's) may
+    /// change the view: not while a change of `id` that Redis ran after it is there ahead
+    /// of its own event. That change's own event ends its advance.
+    fn admits(&self, id: &str, own: Option<u64>) -> bool {
+        let mut early = self.early();
+        let Some(&ahead) = early.get(id) else {
+            return true;
+        };
+        match own {
+            Some(seq) if seq >= ahead => {
+                early.remove(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a lookup's answer for `id` may go into the view, `applied` being the count
+    /// of applied events when it was sent.
+    fn lookup_settles(&self, id: &str, applied: u64) -> bool {
+        self.applied() == applied && !self.early().contains_key(id)
+    }
+
+    /// At a (re)connect, once the hash has been read into the view: it holds every change
+    /// made here so far that Redis ran before the read, and the events of those it ran
+    /// after arrive on the new subscription; none goes into the view ahead of its event
+    /// any more (an event lost with the old subscription would never end its advance).
+    fn resynced(&self) {
+        let numbered = self.numbered.load(Ordering::Relaxed);
+        self.own_applied.fetch_max(numbered, Ordering::Relaxed);
+        self.early().clear();
     }
 
     /// How many events have been applied (compare before and after a lookup).
@@ -601,9 +662,10 @@ async fn connect(
     }
     for (id, reg) in fresh {
         if view.get(&id).as_ref() != Some(&reg) {
-            changed_elsewhere(view, hook, id, reg);
+            changed_elsewhere(view, hook, id, reg, true);
         }
     }
+    keys.order.resynced();
     Ok((conn, pubsub.into_on_message()))
 }
 
@@ -703,11 +765,17 @@ fn apply(
             seq,
         } => {
             let reg = reg.registration();
+            let admitted = keys.order.admits(&id, own(from, seq));
             if from == keys.node {
-                // The view has no cap (usize::MAX): cannot fail.
-                let _ = view.insert(&id, reg);
+                if admitted {
+                    // The view has no cap (usize::MAX): cannot fail.
+                    let _ = view.insert(&id, reg);
+                }
             } else {
-                changed_elsewhere(view, hook, id, reg);
+                // Not admitted, it still reaches the hook: a completing notify made
+                // elsewhere ends the live streams of its file here, whatever Redis ran
+                // after it for the id.
+                changed_elsewhere(view, hook, id, reg, admitted);
             }
             keys.order.note(own(from, seq));
         }
@@ -717,7 +785,9 @@ fn apply(
             seq,
         } => {
             for id in ids {
-                view.remove(&id);
+                if keys.order.admits(&id, own(from, seq)) {
+                    view.remove(&id);
+                }
             }
             keys.order.note(own(from, seq));
         }
@@ -782,13 +852,23 @@ impl BadEvents {
     }
 }
 
-/// Puts another node's registration of `id` into the view, then runs the hook on it (off
-/// this loop), and only then wakes the id's watchers: a stalled listener woken by a notify
-/// made elsewhere must find the live session already told of it, or it would rejoin the
-/// still-stalled session and be stalled again.
-fn changed_elsewhere(view: &MemoryRegistry, hook: &Hook, id: String, reg: Registration) {
+/// Puts another node's registration of `id` into the view (if `into_view`: not when a
+/// later change is there already), then runs the hook on it (off this loop), and only then
+/// wakes the id's watchers: a stalled listener woken by a notify made elsewhere must find
+/// the live session already told of it, or it would rejoin the still-stalled session and
+/// be stalled again.
+fn changed_elsewhere(
+    view: &MemoryRegistry,
+    hook: &Hook,
+    id: String,
+    reg: Registration,
+    into_view: bool,
+) {
     // The view has no cap (usize::MAX): cannot fail.
-    let woken = view.insert_unwoken(&id, reg.clone()).unwrap_or_default();
+    let woken = match into_view {
+        true => view.insert_unwoken(&id, reg.clone()).unwrap_or_default(),
+        false => Vec::new(),
+    };
     let wake = move |woken: Vec<Waker>| woken.into_iter().for_each(Waker::wake);
     match hook.get() {
         Some(hook) => {
@@ -798,6 +878,19 @@ fn changed_elsewhere(view: &MemoryRegistry, hook: &Hook, id: String, reg: Regist
             });
         }
         None => wake(woken),
+    }
+}
+
+/// Puts this node's change `seq` of `id` (a registration, or None for a removal), which
+/// Redis has run, into the view, unless something at least as new is there (see
+/// [`Order`]).
+fn settle(keys: &Keys, view: &MemoryRegistry, id: &str, seq: u64, reg: Option<Registration>) {
+    if keys.order.settle(id, seq) {
+        match reg {
+            // The view has no cap (usize::MAX): cannot fail.
+            Some(reg) => drop(view.insert(id, reg)),
+            None => drop(view.remove(id)),
+        }
     }
 }
 
@@ -821,7 +914,7 @@ async fn handle(
                 Ok(Some(json)) => match serde_json::from_slice::<Stored>(&json) {
                     Ok(stored) => {
                         let reg = stored.registration();
-                        if keys.order.applied() == applied {
+                        if keys.order.lookup_settles(&id, applied) {
                             let _ = view.insert(&id, reg.clone());
                         }
                         Ok(Some(reg))
@@ -838,9 +931,7 @@ async fn handle(
             let answer = put(&mut conn, &keys, &id, &reg, seq, &failures)
                 .await
                 .map(|()| {
-                    if keys.order.ahead_of_events(seq) {
-                        let _ = view.insert(&id, reg);
-                    }
+                    settle(&keys, &view, &id, seq, Some(reg));
                 });
             drop(tx.send(answer));
         }
@@ -949,10 +1040,8 @@ async fn del(
         .query_async(conn)
         .await
         .map_err(|e| failures.answer(&e))?;
-    if keys.order.ahead_of_events(seq) {
-        for id in ids {
-            view.remove(id);
-        }
+    for id in ids {
+        settle(keys, view, id, seq, None);
     }
     Ok(removed)
 }
@@ -1016,10 +1105,8 @@ async fn expire(
             .query_async(conn)
             .await
             .map_err(|e| failures.answer(&e))?;
-        if keys.order.ahead_of_events(seq) {
-            for id in &removed {
-                view.remove(id);
-            }
+        for id in &removed {
+            settle(keys, view, id, seq, None);
         }
         count += removed.len();
     }
@@ -1051,6 +1138,83 @@ mod tests {
 
     fn path_of(view: &MemoryRegistry, id: &str) -> Option<PathBuf> {
         view.get(id).map(|r| r.path)
+    }
+
+    fn del_event(id: &str, node: u64, seq: u64) -> Vec<u8> {
+        let ids = vec![id.to_owned()];
+        serde_json::to_vec(&Event::Del { ids, node, seq }).unwrap()
+    }
+
+    fn reg(path: &str) -> Option<Registration> {
+        Some(Registration {
+            path: path.into(),
+            notified_at_ms: 1,
+            live: false,
+        })
+    }
+
+    #[test]
+    fn another_nodes_older_event_never_overwrites_a_notify_answered_here() {
+        let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
+        // Nodes 7 (here) and 9 notify "a" at once; Redis runs 9's, then 7's. 7's notify is
+        // answered (200) before either event arrives here.
+        let mine = k.order.number();
+        settle(&k, &view, "a", mine, reg("/mine"));
+        assert_eq!(path_of(&view, "a"), Some("/mine".into()));
+        // 9's event comes next: Redis ran it before 7's, so the view keeps 7's.
+        apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/mine".into()));
+        // 7's own event ends its advance: a change by 9 after it is applied.
+        apply(&put_event("a", "/mine", 7, mine), &k, &view, &hook).unwrap();
+        apply(&put_event("a", "/later", 9, 2), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/later".into()));
+    }
+
+    #[test]
+    fn a_delete_and_a_notify_of_one_id_made_here_at_once_leave_what_redis_ran_last() {
+        // Redis runs the delete (1), then the notify (2); the notify is answered first.
+        let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
+        let _ = view.insert("a", reg("/old").unwrap());
+        let (del, put) = (k.order.number(), k.order.number());
+        settle(&k, &view, "a", put, reg("/new"));
+        settle(&k, &view, "a", del, None);
+        assert_eq!(path_of(&view, "a"), Some("/new".into()), "the late delete");
+        apply(&del_event("a", 7, del), &k, &view, &hook).unwrap();
+        assert_eq!(
+            path_of(&view, "a"),
+            Some("/new".into()),
+            "the delete's event"
+        );
+        apply(&put_event("a", "/new", 7, put), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/new".into()));
+
+        // Redis runs the notify (3), then the delete (4); the delete is answered first.
+        let (put, del) = (k.order.number(), k.order.number());
+        settle(&k, &view, "a", del, None);
+        settle(&k, &view, "a", put, reg("/newer"));
+        assert_eq!(path_of(&view, "a"), None, "the late notify");
+        apply(&put_event("a", "/newer", 7, put), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), None, "the notify's event");
+        apply(&del_event("a", 7, del), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), None);
+        // Nothing is ahead of its event any more: another node's notify is applied.
+        apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/theirs".into()));
+    }
+
+    #[test]
+    fn a_resync_ends_every_advance_and_later_answers_wait_for_their_events() {
+        let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
+        let lost = k.order.number();
+        settle(&k, &view, "a", lost, reg("/mine"));
+        // The subscription is lost with the event; the resync reads the hash.
+        k.order.resynced();
+        apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/theirs".into()));
+        // A change numbered before the resync and answered after it: the read holds it
+        // (Redis ran it before), or its event comes.
+        settle(&k, &view, "b", lost, reg("/b"));
+        assert_eq!(path_of(&view, "b"), None);
     }
 
     #[test]
