@@ -44,7 +44,7 @@ fn assert_refused(resp: &Response, what: &str) {
 fn tokenless_internal_requests_naming_a_host_are_refused() {
     reported(|| {
         let _dog = Watchdog::new(Duration::from_secs(90), "DNS rebinding guard");
-        let server = Server::start_with(&[("ASF_METRICS_OPEN", "true")]);
+        let server = Server::start();
         let a = server.addr;
         let path = server.write_audio("rebind.mp3", b"abc");
         let file = path.to_string_lossy();
@@ -93,6 +93,25 @@ fn tokenless_internal_requests_naming_a_host_are_refused() {
         }
         assert_eq!(get_as(a, "127.0.0.1", "/metrics").0, 200);
         assert_eq!(server.health()["registered_streams"], 3);
+    })
+}
+
+#[test]
+fn metrics_made_public_are_served_whatever_the_host() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(60), "open metrics, any Host");
+        // ASF_METRICS_OPEN makes /metrics public: a scraper may name the host (asf-1:5006)
+        // and a rebound page reads nothing a direct client could not. The rest stays guarded.
+        let server = Server::start_with(&[("ASF_METRICS_OPEN", "true")]);
+        let a = server.addr;
+        let rebound = format!("{REBOUND}:{}", a.port());
+        let (status, _, body) = get_as(a, &rebound, "/metrics");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(
+            String::from_utf8_lossy(&body).contains("asf_"),
+            "not a scrape"
+        );
+        assert_refused(&get_as(a, &rebound, "/asf/internal/streams"), "listing");
     })
 }
 
