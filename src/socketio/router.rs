@@ -4,8 +4,10 @@
 //! data, and its own [`Rooms`]. It implements [`Service`], so the runtime drives it
 //! directly: Engine.IO messages are decoded into Socket.IO packets, rate-limited, and
 //! dispatched to the namespace they name; a CONNECT to a namespace that is not hosted is
-//! refused with `Invalid namespace`. HTTP routes outside the Engine.IO path go to the
-//! application's [`Endpoints`]. Sans-IO: time and the outbox come in a [`Cx`].
+//! refused with `Invalid namespace`. As in socket.io's server, a packet for a namespace the
+//! client has not joined (an event, an ack, a DISCONNECT), or a second CONNECT to one it has
+//! joined, ends the session with a protocol error. HTTP routes outside the Engine.IO path go
+//! to the application's [`Endpoints`]. Sans-IO: time and the outbox come in a [`Cx`].
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -261,30 +263,30 @@ impl Router {
                     )));
                     return Ok(());
                 };
-                let position = match conn.joined.iter().position(|j| j.ns == index) {
-                    Some(p) => p,
-                    None => {
-                        if conn.joined.len() >= self.limits.max_namespaces {
-                            return Err(DisconnectReason::ProtocolError(format!(
-                                "more than {} namespaces on one connection",
-                                self.limits.max_namespaces
-                            )));
-                        }
-                        self.namespaces[index]
-                            .sockets
-                            .fetch_add(1, Ordering::Relaxed);
-                        // Grow by exactly one: most connections join a single namespace
-                        // (a first growth to four would cost each about 100 bytes), and
-                        // joins are few and bounded by `max_namespaces`.
-                        conn.joined.reserve_exact(1);
-                        conn.joined.push(Joined {
-                            ns: index,
-                            data: self.namespaces[index].handler.new_data(),
-                            member: None,
-                        });
-                        conn.joined.len() - 1
-                    }
-                };
+                if conn.joined.iter().any(|j| j.ns == index) {
+                    // As socket.io's server does ("invalid state"): the client's idea of its
+                    // sockets no longer matches the server's.
+                    return Err(not_joined("CONNECT", &ns, "has already joined"));
+                }
+                if conn.joined.len() >= self.limits.max_namespaces {
+                    return Err(DisconnectReason::ProtocolError(format!(
+                        "more than {} namespaces on one connection",
+                        self.limits.max_namespaces
+                    )));
+                }
+                self.namespaces[index]
+                    .sockets
+                    .fetch_add(1, Ordering::Relaxed);
+                // Grow by exactly one: most connections join a single namespace (a first
+                // growth to four would cost each about 100 bytes), and joins are few and
+                // bounded by `max_namespaces`.
+                conn.joined.reserve_exact(1);
+                conn.joined.push(Joined {
+                    ns: index,
+                    data: self.namespaces[index].handler.new_data(),
+                    member: None,
+                });
+                let position = conn.joined.len() - 1;
                 // The socket's id is its own, never the Engine.IO sid: that one authorizes
                 // the session's polling requests, and apps pass socket ids around.
                 let id = Sid::generate();
@@ -296,18 +298,19 @@ impl Router {
                 Ok(())
             }
             Incoming::Disconnect { ns } => {
-                if let Some(p) = self.position(conn, &ns) {
-                    let mut j = conn.joined.remove(p);
-                    let n = &self.namespaces[j.ns];
-                    n.sockets.fetch_sub(1, Ordering::Relaxed);
-                    let sid = cx.sid;
-                    n.handler.on_disconnect(
-                        parts(n, &mut j.member, cx),
-                        &mut *j.data,
-                        &DisconnectReason::ClientClose,
-                    );
-                    n.rooms.leave_all(&mut j.member, sid);
-                }
+                let Some(p) = self.position(conn, &ns) else {
+                    return Err(not_joined("DISCONNECT", &ns, "has not joined"));
+                };
+                let mut j = conn.joined.remove(p);
+                let n = &self.namespaces[j.ns];
+                n.sockets.fetch_sub(1, Ordering::Relaxed);
+                let sid = cx.sid;
+                n.handler.on_disconnect(
+                    parts(n, &mut j.member, cx),
+                    &mut *j.data,
+                    &DisconnectReason::ClientClose,
+                );
+                n.rooms.leave_all(&mut j.member, sid);
                 Ok(())
             }
             Incoming::Event {
@@ -318,8 +321,12 @@ impl Router {
                 ack,
             } => {
                 let Some(p) = self.position(conn, &ns) else {
-                    tracing::debug!(sid = %cx.sid, ns = ?ns, event = ?event, "event for a namespace the client has not joined; ignored");
-                    return Ok(());
+                    let kind = if attachments.is_empty() {
+                        "EVENT"
+                    } else {
+                        "BINARY_EVENT"
+                    };
+                    return Err(not_joined(kind, &ns, "has not joined"));
                 };
                 let j = &mut conn.joined[p];
                 let n = &self.namespaces[j.ns];
@@ -335,7 +342,20 @@ impl Router {
                 );
                 Ok(())
             }
-            Incoming::Ack { ns, id, .. } => {
+            Incoming::Ack {
+                ns,
+                id,
+                attachments,
+                ..
+            } => {
+                if self.position(conn, &ns).is_none() {
+                    let kind = if attachments.is_empty() {
+                        "ACK"
+                    } else {
+                        "BINARY_ACK"
+                    };
+                    return Err(not_joined(kind, &ns, "has not joined"));
+                }
                 // This server never asks clients for acks.
                 tracing::debug!(sid = %cx.sid, ns = ?ns, id, "unexpected ack from client; ignored");
                 Ok(())
@@ -348,6 +368,20 @@ impl Router {
             .iter()
             .position(|j| self.namespaces[j.ns].name == ns)
     }
+}
+
+/// Most characters of a client's namespace name quoted in a log line or close reason.
+const NS_SHOWN: usize = 64;
+
+/// The session-ending error for a `kind` packet on namespace `ns` that the client `state`
+/// (has not joined, or has already joined): socket.io's server closes the connection for
+/// either ("invalid state" in its `Client::ondecoded`), and so does this router.
+fn not_joined(kind: &str, ns: &str, state: &str) -> DisconnectReason {
+    let shown: String = ns.chars().take(NS_SHOWN).collect();
+    let more = if shown.len() < ns.len() { "..." } else { "" };
+    DisconnectReason::ProtocolError(format!(
+        "{kind} for namespace {shown:?}{more}, which the client {state}"
+    ))
 }
 
 fn parts<'a>(n: &'a Namespace, member: &'a mut Option<Box<Membership>>, cx: Cx<'a>) -> Parts<'a> {

@@ -1,6 +1,6 @@
 //! Socket.IO payload abuse on a joined session: malformed packets, binary attachments that do
 //! not match their placeholders, event and join floods, CONNECT to unknown namespaces, events
-//! before CONNECT, and join_stream arguments of the wrong type or size.
+//! before CONNECT (closed), and join_stream arguments of the wrong type or size.
 
 use std::io::Write;
 use std::thread;
@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::raw_ws::{encode_frame, RawWs};
-use super::{assert_kicked, eio_get, leak, polling_handshake, raw, Case, HEALTHY_ID, HEALTHY_LEN};
+use super::{
+    assert_closed, assert_kicked, eio_get, leak, polling_handshake, raw, Case, HEALTHY_ID,
+    HEALTHY_LEN,
+};
 use crate::support::sio::parse_packet;
 use crate::support::{audio_bytes, sha256_hex, HttpConn, Server, NAMESPACE};
 
@@ -154,17 +157,18 @@ pub fn cases(s: &Server) -> Vec<Case<'_>> {
         }),
     ));
     v.push((
-        "sio: event before CONNECT is ignored, session lives",
+        "sio: event before CONNECT -> close 1008 (as socket.io servers do), not served",
         Box::new(move || {
             let mut ws = RawWs::open(a);
             ws.text(&format!(
                 "42{NAMESPACE},[\"join_stream\",{{\"stream_id\":\"{HEALTHY_ID}\"}}]"
             ));
-            ws.text(&format!("40{NAMESPACE},"));
-            let seen = ws.until_text("connection_ack", |t| t.contains("connection_ack"));
+            let end = ws.until_close();
+            assert_closed(&end, 1008, "event before CONNECT");
             assert!(
-                !seen.iter().any(|t| t.contains("stream_status")),
-                "event before CONNECT was served: {seen:?}"
+                !end.texts.iter().any(|t| t.contains("stream_status")),
+                "event before CONNECT was served: {:?}",
+                end.texts
             );
         }),
     ));

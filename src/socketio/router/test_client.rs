@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Conn, Router};
-use crate::engineio::{Message, Outgoing, Sid};
+use crate::engineio::{DisconnectReason, Message, Outgoing, Sid};
 use crate::service::{Cx, Service};
 
 /// Counts the wake-ups of a connection's waker.
@@ -64,9 +64,25 @@ impl Client {
 
     /// Delivers a Socket.IO packet (without the Engine.IO type digit).
     pub(crate) fn send(&mut self, router: &Router, text: &str) {
-        let msg = Message::Text(Bytes::copy_from_slice(text.as_bytes()));
+        self.try_send(router, text).expect("accepted");
+    }
+
+    /// Delivers a Socket.IO packet; the error is why the router ends the session.
+    pub(crate) fn try_send(&mut self, router: &Router, text: &str) -> Result<(), DisconnectReason> {
+        self.deliver(
+            router,
+            Message::Text(Bytes::copy_from_slice(text.as_bytes())),
+        )
+    }
+
+    /// Delivers an Engine.IO message (a binary one is an attachment).
+    pub(crate) fn deliver(
+        &mut self,
+        router: &Router,
+        msg: Message,
+    ) -> Result<(), DisconnectReason> {
         let (conn, cx) = self.cx();
-        router.on_message(conn, cx, msg).expect("accepted");
+        router.on_message(conn, cx, msg)
     }
 
     /// What the runtime does when the connection's waker fires.

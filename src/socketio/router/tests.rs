@@ -148,3 +148,75 @@ fn connects_count_against_the_packet_rate() {
     );
     assert_eq!(closed, Some(DisconnectReason::RateLimited));
 }
+
+/// Whether `r` ended the session for a packet on a namespace in the wrong state.
+fn invalid_state(r: Result<(), DisconnectReason>, what: &str) {
+    match r {
+        Err(DisconnectReason::ProtocolError(why)) => assert!(
+            why.contains("which the client has"),
+            "{what}: unexpected reason {why:?}"
+        ),
+        other => panic!("{what}: the session should end, got {other:?}"),
+    }
+}
+
+#[test]
+fn packets_for_a_namespace_not_joined_and_a_second_connect_end_the_session() {
+    let r = router();
+    // Every kind a client sends, for a hosted namespace it has not joined (or left).
+    for packet in [
+        r#"2/a,["join","r1"]"#,
+        r#"2/a,1["join","r1"]"#,
+        r#"51-/a,["x",{"_placeholder":true,"num":0}]"#,
+        r#"3/a,1[]"#,
+        r#"61-/a,1[{"_placeholder":true,"num":0}]"#,
+        "1/a,",
+        r#"2["x"]"#,
+        "1",
+    ] {
+        let mut c = Client::new(&r);
+        c.send(&r, "0/b,");
+        let r1 = c.try_send(&r, packet);
+        let r1 = if packet.starts_with('5') || packet.starts_with('6') {
+            assert_eq!(r1, Ok(()), "{packet}: waits for its attachment");
+            c.deliver(&r, Message::Binary(Bytes::from_static(b"bin")))
+        } else {
+            r1
+        };
+        invalid_state(r1, packet);
+    }
+    // Left, then used again.
+    let mut c = Client::new(&r);
+    c.send(&r, "0/a,");
+    c.send(&r, "1/a,");
+    invalid_state(
+        c.try_send(&r, r#"2/a,["join","r1"]"#),
+        "event after leaving",
+    );
+    // A second CONNECT to a namespace joined, with or without a payload.
+    for again in ["0/a,", r#"0/a,{"token":"x"}"#] {
+        let mut c = Client::new(&r);
+        c.send(&r, "0/a,");
+        let before = r.socket_counts().get();
+        invalid_state(c.try_send(&r, again), again);
+        assert_eq!(
+            r.socket_counts().get(),
+            before,
+            "no second socket for {again}"
+        );
+    }
+    // What stays allowed: an ack on a joined namespace is ignored, and joining again after
+    // leaving, or a CONNECT to an unknown namespace, is answered.
+    let mut c = Client::new(&r);
+    c.send(&r, "0/a,");
+    c.send(&r, "3/a,1[]");
+    c.send(&r, "1/a,");
+    c.send(&r, "0/a,");
+    c.send(&r, "0/nope,");
+    let t = c.texts();
+    assert!(t[2].starts_with("40/a,{\"sid\":"), "{t:?}");
+    assert_eq!(
+        t.last().unwrap(),
+        r#"44/nope,{"message":"Invalid namespace"}"#
+    );
+}
