@@ -167,7 +167,8 @@ fn socketio(c: &mut Criterion) {
     // The Socket.IO decoder takes the Engine.IO message's data, after the leading `4`.
     let join = Bytes::from_static(JOIN).slice(1..);
     let mut decoder = Decoder::default();
-    match decoder.decode_text(join.clone()) {
+    let now = std::time::Instant::now();
+    match decoder.decode_text(join.clone(), now) {
         Ok(Some(_)) => {}
         other => panic!("join_stream does not decode: {other:?}"),
     }
@@ -176,7 +177,7 @@ fn socketio(c: &mut Criterion) {
     group.bench_function("join_stream", |b| {
         b.iter_batched(
             || join.clone(),
-            |text| decoder.decode_text(text),
+            |text| decoder.decode_text(text, now),
             BatchSize::SmallInput,
         )
     });

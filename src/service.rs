@@ -186,6 +186,21 @@ pub trait Service: Send + Sync + 'static {
     ) -> Result<(), DisconnectReason>;
     /// Whether the session has joined what it must join in `connect_timeout`.
     fn is_connected(&self, conn: &Self::Conn) -> bool;
+    /// When [`Service::handle_timeout`] is next due for this session, if ever (a deadline of
+    /// the service's own, such as a binary packet's attachments). The runtime calls it
+    /// after each message and timer, with the Engine.IO deadlines.
+    fn poll_timeout(&self, _conn: &Self::Conn) -> Option<Instant> {
+        None
+    }
+    /// Applies the service's deadlines due at `now` (called from the session's timers, so
+    /// also when the client sends nothing). An error closes the session.
+    fn handle_timeout(
+        &self,
+        _conn: &mut Self::Conn,
+        _now: Instant,
+    ) -> Result<(), DisconnectReason> {
+        Ok(())
+    }
     /// The session ended.
     fn on_close(&self, conn: &mut Self::Conn, cx: Cx<'_>, reason: &DisconnectReason);
     /// Packets to send before closing a session from the server side.

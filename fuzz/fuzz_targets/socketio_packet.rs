@@ -10,6 +10,8 @@
 #![no_main]
 
 use asf::socketio::packet::{ack, event, DecodeError, Decoder, Incoming};
+use std::time::Instant;
+
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -36,7 +38,7 @@ fn round_trip(incoming: &Incoming) {
         panic!("encoder produced an empty message");
     };
     let mut decoder = Decoder::default();
-    let again = decoder.decode_text(Bytes::copy_from_slice(text));
+    let again = decoder.decode_text(Bytes::copy_from_slice(text), Instant::now());
     match (incoming, &again) {
         (
             Incoming::Event {
@@ -107,6 +109,8 @@ fn check(incoming: &Incoming) {
 
 fuzz_target!(|data: &[u8]| {
     let mut decoder = Decoder::default();
+    // One instant for the whole input: the completion timeout never fires.
+    let now = Instant::now();
     let mut rest = data;
     while let [kind, len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
@@ -115,9 +119,9 @@ fuzz_target!(|data: &[u8]| {
         let frame = Bytes::copy_from_slice(frame);
         let was_awaiting = decoder.awaiting_attachments();
         let result = if kind % 2 == 0 {
-            decoder.decode_text(frame)
+            decoder.decode_text(frame, now)
         } else {
-            decoder.decode_binary(frame)
+            decoder.decode_binary(frame, now)
         };
         match &result {
             Ok(Some(incoming)) => {

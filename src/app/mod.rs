@@ -120,6 +120,9 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
     });
     let limits = Limits {
         max_events_per_sec: config.max_events_per_sec,
+        // A client sends a binary packet's attachments right behind it; a live one is never
+        // silent longer than this (the heartbeat's own bound).
+        attachments_timeout: config.ping_interval + config.ping_timeout,
         ..Limits::default()
     };
     let ui_namespace = config.ui_updates_namespace.clone();

@@ -312,12 +312,21 @@ pub(crate) fn run_timers<S: Service>(
     }
     let open = st.eio.closed().is_none();
     st.eio.handle_timeout(now);
+    if open && st.eio.closed().is_none() {
+        if let Err(reason) = ctx.service.handle_timeout(&mut st.conn, now) {
+            st.eio.close(reason);
+        }
+    }
     if let Some(reason) = st.eio.closed().filter(|_| open) {
         // The client sees only a close (or, polling, an unknown session): say why here.
         crate::client_info!("closing session"; sid = %st.eio.sid(), %reason);
     }
     enforce_queue_cap(st);
-    st.eio.poll_timeout()
+    // None once the session is closed; else the earlier of both layers' deadlines.
+    let service = ctx.service.poll_timeout(&st.conn);
+    st.eio
+        .poll_timeout()
+        .map(|eio| service.map_or(eio, |s| s.min(eio)))
 }
 
 /// Closes the session, with a log line naming it and the cap, when the bytes queued for its
@@ -506,7 +515,10 @@ enum Timers {
     Closed,
 }
 
-/// Drives a session's timers: pings, pong deadline, connect timeout.
+/// Drives a polling session's timers: pings, pong deadline, connect timeout, and the
+/// service's own deadlines. One that a POST sets is learnt when this next runs (at the next
+/// ping at the latest), so it is kept on time when it is further off than a ping interval,
+/// as the Socket.IO attachments deadline (ping interval + ping timeout) always is.
 async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
     loop {
         let next = match ctx.apply_timers(&shared, Instant::now()) {

@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -33,6 +33,9 @@ pub struct Limits {
     pub max_events_per_sec: u32,
     /// Namespaces one connection may join at once.
     pub max_namespaces: usize,
+    /// How long a binary packet may wait for its attachments; past it the session is closed,
+    /// whether or not the client sends anything else (see [`Decoder`]).
+    pub attachments_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
         Limits {
             max_events_per_sec: 200,
             max_namespaces: 8,
+            attachments_timeout: packet::DEFAULT_COMPLETION_TIMEOUT,
         }
     }
 }
@@ -405,7 +409,7 @@ impl Service for Router {
 
     fn open(&self) -> Conn {
         Conn {
-            decoder: Decoder::default(),
+            decoder: Decoder::new(self.limits.attachments_timeout),
             joined: Vec::new(),
             rate: TokenBucket::new(self.limits.max_events_per_sec),
         }
@@ -418,10 +422,20 @@ impl Service for Router {
         msg: Message,
     ) -> Result<(), DisconnectReason> {
         let decoded = match msg {
-            Message::Text(t) => conn.decoder.decode_text(t),
-            Message::Binary(b) => conn.decoder.decode_binary(b),
+            Message::Text(t) => conn.decoder.decode_text(t, cx.now),
+            Message::Binary(b) => conn.decoder.decode_binary(b, cx.now),
         };
         self.dispatch(conn, cx, decoded)
+    }
+
+    fn poll_timeout(&self, conn: &Conn) -> Option<Instant> {
+        conn.decoder.deadline()
+    }
+
+    fn handle_timeout(&self, conn: &mut Conn, now: Instant) -> Result<(), DisconnectReason> {
+        conn.decoder
+            .handle_timeout(now)
+            .map_err(|e| DisconnectReason::ProtocolError(e.to_string()))
     }
 
     fn is_connected(&self, conn: &Conn) -> bool {

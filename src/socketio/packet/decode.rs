@@ -2,6 +2,8 @@
 //! protocol's rules (event arrays, CONNECT objects, placeholders) turn a parsed packet into
 //! an [`Incoming`] or a [`DecodeError`].
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use serde_json::Value;
 use socketioxide_core::packet::{Packet, PacketData};
@@ -87,54 +89,83 @@ pub enum DecodeError {
     /// The client sent a type only servers send (CONNECT_ERROR).
     #[error("packet type {0} is sent by servers only")]
     ServerOnly(char),
+    /// A binary packet's attachments did not all arrive within the decoder's completion
+    /// timeout (see [`Decoder::new`]).
+    #[error("binary attachments not all received within {0:?} of their packet")]
+    AttachmentsTimedOut(Duration),
 }
+
+/// How long a binary packet may wait for its attachments by default (the parser's own
+/// default).
+pub const DEFAULT_COMPLETION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Decodes a client's Socket.IO packets, keeping a binary packet until its attachments arrive.
 ///
 /// Bounds: at most 16 attachments and 1 MB of attachment bytes per packet, so a flood of
-/// binaries cannot grow memory; the parser also drops a packet whose attachments take over
-/// 60 seconds. After any error the decoder is reset, but callers should close the connection.
+/// binaries cannot grow memory, and a packet whose attachments have not all arrived within
+/// the completion timeout is refused: [`Decoder::deadline`] says when, so the caller's timer
+/// can call [`Decoder::handle_timeout`] then, without waiting for another message (a client
+/// that sends a header and then only answers pings would otherwise hold the packet for as
+/// long as it likes). After any error the decoder is reset, but callers should close the
+/// connection. Sans-IO: the time of each message comes in as `now`.
 #[derive(Debug)]
 pub struct Decoder {
     /// The pending binary packet, owned by the parser.
     state: ParserState,
-    /// The limits above.
+    /// The limits above (the parser also checks the completion timeout, on its own clock,
+    /// when an attachment arrives).
     config: ParseConfig,
-    /// Whether a binary packet waits for attachments (tracked here to avoid the parser's lock).
-    awaiting: bool,
+    /// When the binary packet waiting for attachments arrived (tracked here to avoid the
+    /// parser's lock); `None` when none waits.
+    pending_since: Option<Instant>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
+        Decoder::new(DEFAULT_COMPLETION_TIMEOUT)
+    }
+}
+
+impl Decoder {
+    /// A decoder whose binary packets must have all their attachments within
+    /// `completion_timeout` of their header.
+    pub fn new(completion_timeout: Duration) -> Self {
         Decoder {
             state: ParserState::default(),
             config: ParseConfig {
                 max_incoming_binaries: MAX_ATTACHMENTS,
                 max_incoming_binary_buf_size: MAX_ATTACHMENT_BYTES,
-                ..ParseConfig::default()
+                packet_completion_timeout: completion_timeout,
             },
-            awaiting: false,
+            pending_since: None,
         }
     }
-}
 
-impl Decoder {
-    /// Decodes an Engine.IO text message's payload (the text after the leading `4`).
-    /// `Ok(None)` means a binary packet now awaits its attachments.
-    pub fn decode_text(&mut self, text: Bytes) -> Result<Option<Incoming>, DecodeError> {
-        let result = self.try_decode_text(text);
+    /// Decodes an Engine.IO text message's payload (the text after the leading `4`), received
+    /// at `now`. `Ok(None)` means a binary packet now awaits its attachments.
+    pub fn decode_text(
+        &mut self,
+        text: Bytes,
+        now: Instant,
+    ) -> Result<Option<Incoming>, DecodeError> {
+        let result = self.try_decode_text(text, now);
         if result.is_err() {
             self.reset();
         }
         result
     }
 
-    /// Decodes an Engine.IO binary message: the next attachment of the pending binary packet.
-    /// `Ok(None)` means more attachments are still expected.
-    pub fn decode_binary(&mut self, data: Bytes) -> Result<Option<Incoming>, DecodeError> {
-        if !self.awaiting {
+    /// Decodes an Engine.IO binary message received at `now`: the next attachment of the
+    /// pending binary packet. `Ok(None)` means more attachments are still expected.
+    pub fn decode_binary(
+        &mut self,
+        data: Bytes,
+        now: Instant,
+    ) -> Result<Option<Incoming>, DecodeError> {
+        if self.pending_since.is_none() {
             return Err(DecodeError::UnexpectedBinary);
         }
+        self.handle_timeout(now)?;
         match CommonParser.decode_bin(&self.config, &self.state, data) {
             Err(ParseError::NeedsMoreBinaryData) => Ok(None),
             Err(e) => {
@@ -142,7 +173,7 @@ impl Decoder {
                 Err(DecodeError::Parse(e.to_string()))
             }
             Ok(packet) => {
-                self.awaiting = false;
+                self.pending_since = None;
                 validate(packet).map(Some)
             }
         }
@@ -150,17 +181,42 @@ impl Decoder {
 
     /// Whether a binary packet is waiting for attachments (binary messages are expected next).
     pub fn awaiting_attachments(&self) -> bool {
-        self.awaiting
+        self.pending_since.is_some()
     }
 
-    fn try_decode_text(&mut self, text: Bytes) -> Result<Option<Incoming>, DecodeError> {
+    /// When the binary packet waiting for attachments times out, if one waits: the caller
+    /// calls [`Decoder::handle_timeout`] then.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pending_since
+            .map(|t| t + self.config.packet_completion_timeout)
+    }
+
+    /// Refuses (and drops) the binary packet waiting for attachments when its deadline is at
+    /// or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DecodeError> {
+        match self.deadline() {
+            Some(deadline) if now >= deadline => {
+                self.reset();
+                Err(DecodeError::AttachmentsTimedOut(
+                    self.config.packet_completion_timeout,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn try_decode_text(
+        &mut self,
+        text: Bytes,
+        now: Instant,
+    ) -> Result<Option<Incoming>, DecodeError> {
         if text.first() == Some(&b'4') {
             return Err(DecodeError::ServerOnly('4'));
         }
         let text = String::from_utf8(Vec::from(text)).map_err(|_| DecodeError::InvalidUtf8)?;
         match CommonParser.decode_str(&self.config, &self.state, Str::from(text)) {
             Err(ParseError::NeedsMoreBinaryData) => {
-                self.awaiting = true;
+                self.pending_since = Some(now);
                 Ok(None)
             }
             Err(e) => Err(DecodeError::Parse(e.to_string())),
@@ -171,7 +227,7 @@ impl Decoder {
     /// Drops any pending binary packet.
     fn reset(&mut self) {
         self.state = ParserState::default();
-        self.awaiting = false;
+        self.pending_since = None;
     }
 }
 

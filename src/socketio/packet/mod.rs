@@ -18,7 +18,7 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{DecodeError, Decoder, Incoming};
+pub use decode::{DecodeError, Decoder, Incoming, DEFAULT_COMPLETION_TIMEOUT};
 pub use encode::{
     ack, binary_ack, binary_event, connect, connect_error, disconnect, event, single_binary_event,
 };

@@ -4,6 +4,13 @@ use super::*;
 use bytes::Bytes;
 use serde_json::json;
 use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// The one instant the tests that do not look at time decode at.
+fn t0() -> Instant {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
 
 const NS: &str = "/api/v1/podcasts/stream";
 
@@ -16,7 +23,7 @@ fn decode_with(d: &mut Decoder, message: &str) -> Result<Option<Incoming>, Decod
     let payload = message
         .strip_prefix('4')
         .expect("test messages start with 4");
-    d.decode_text(Bytes::copy_from_slice(payload.as_bytes()))
+    d.decode_text(Bytes::copy_from_slice(payload.as_bytes()), t0())
 }
 
 fn decode(message: &str) -> Result<Option<Incoming>, DecodeError> {
@@ -103,7 +110,7 @@ fn our_encoding_decodes_back() {
     let args = vec![json!({"k": [1, 2]}), json!("v")];
     let mut d = Decoder::default();
     let msg = event("/custom", "x", &args);
-    let got = d.decode_text(msg.slice(1..)).unwrap();
+    let got = d.decode_text(msg.slice(1..), t0()).unwrap();
     assert_eq!(
         got,
         Some(Incoming::Event {
@@ -116,7 +123,7 @@ fn our_encoding_decodes_back() {
     );
     let msg = ack("/", 3, &args);
     assert_eq!(
-        d.decode_text(msg.slice(1..)).unwrap(),
+        d.decode_text(msg.slice(1..), t0()).unwrap(),
         Some(Incoming::Ack {
             ns: "/".into(),
             id: 3,
@@ -240,7 +247,7 @@ fn decodes_binary_event_with_its_attachment() {
         Ok(None)
     );
     assert!(d.awaiting_attachments());
-    let got = d.decode_binary(Bytes::from_static(&[1, 2, 3]));
+    let got = d.decode_binary(Bytes::from_static(&[1, 2, 3]), t0());
     assert!(!d.awaiting_attachments());
     assert_eq!(
         got,
@@ -262,9 +269,9 @@ fn decodes_binary_ack_and_multi_attachment_events() {
     let header =
         r#"462-/custom,5[{"a":{"_placeholder":true,"num":1}},[{"_placeholder":true,"num":0}]]"#;
     assert_eq!(decode_with(&mut d, header), Ok(None));
-    assert_eq!(d.decode_binary(Bytes::from_static(b"zero")), Ok(None));
+    assert_eq!(d.decode_binary(Bytes::from_static(b"zero"), t0()), Ok(None));
     assert!(d.awaiting_attachments());
-    let got = d.decode_binary(Bytes::from_static(b"one")).unwrap();
+    let got = d.decode_binary(Bytes::from_static(b"one"), t0()).unwrap();
     assert_eq!(
         got,
         Some(Incoming::Ack {
@@ -313,12 +320,12 @@ fn rejects_malformed_packets() {
     );
     assert!(matches!(decode_err("45x-[\"m\"]"), DecodeError::Parse(_)));
     assert_eq!(
-        Decoder::default().decode_text(Bytes::from_static(b"2[\"\xff\"]")),
+        Decoder::default().decode_text(Bytes::from_static(b"2[\"\xff\"]"), t0()),
         Err(DecodeError::InvalidUtf8)
     );
     // Multi-byte characters where the parser slices must not panic.
     for text in ["2/é", "2é", "21é", "0/é,{\"é\":1}", "51-/é,1[\"é\"]", "é"] {
-        let _ = Decoder::default().decode_text(Bytes::copy_from_slice(text.as_bytes()));
+        let _ = Decoder::default().decode_text(Bytes::copy_from_slice(text.as_bytes()), t0());
     }
 }
 
@@ -326,7 +333,7 @@ fn rejects_malformed_packets() {
 fn rejects_bad_binary_sequences() {
     let mut d = Decoder::default();
     assert_eq!(
-        d.decode_binary(Bytes::from_static(b"x")),
+        d.decode_binary(Bytes::from_static(b"x"), t0()),
         Err(DecodeError::UnexpectedBinary)
     );
 
@@ -341,7 +348,7 @@ fn rejects_bad_binary_sequences() {
     ));
     assert!(!d.awaiting_attachments());
     assert_eq!(
-        d.decode_binary(Bytes::from_static(b"x")),
+        d.decode_binary(Bytes::from_static(b"x"), t0()),
         Err(DecodeError::UnexpectedBinary)
     );
 
@@ -358,7 +365,7 @@ fn rejects_bad_binary_sequences() {
         assert_eq!(decode_with(&mut d, header), Ok(None), "{header}");
         let mut last = Ok(None);
         for _ in 0..n {
-            last = d.decode_binary(Bytes::from_static(b"x"));
+            last = d.decode_binary(Bytes::from_static(b"x"), t0());
         }
         assert_eq!(
             last,
@@ -373,7 +380,7 @@ fn rejects_bad_binary_sequences() {
         Ok(None)
     );
     assert_eq!(
-        d.decode_binary(Bytes::from_static(b"x")),
+        d.decode_binary(Bytes::from_static(b"x"), t0()),
         Err(DecodeError::InvalidEventName)
     );
 }
@@ -392,7 +399,46 @@ fn bounds_attachment_floods() {
         Ok(None)
     );
     let big = Bytes::from(vec![0u8; 600_000]);
-    assert_eq!(d.decode_binary(big.clone()), Ok(None));
-    assert!(matches!(d.decode_binary(big), Err(DecodeError::Parse(_))));
+    assert_eq!(d.decode_binary(big.clone(), t0()), Ok(None));
+    assert!(matches!(
+        d.decode_binary(big, t0()),
+        Err(DecodeError::Parse(_))
+    ));
     assert!(!d.awaiting_attachments());
+}
+
+#[test]
+fn a_binary_packet_whose_attachments_do_not_arrive_in_time_is_refused_at_its_deadline() {
+    let timeout = Duration::from_secs(45);
+    let header = || {
+        Bytes::from_static(
+            b"52-[\"x\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]",
+        )
+    };
+    let mut d = Decoder::new(timeout);
+    assert_eq!(d.deadline(), None);
+    assert_eq!(d.decode_text(header(), t0()), Ok(None));
+    assert_eq!(d.deadline(), Some(t0() + timeout));
+    // Before the deadline nothing happens, and an attachment is taken.
+    let before = t0() + timeout - Duration::from_millis(1);
+    assert_eq!(d.handle_timeout(before), Ok(()));
+    assert_eq!(d.decode_binary(Bytes::from_static(b"a"), before), Ok(None));
+    // At the deadline, without any message: refused and dropped.
+    assert_eq!(
+        d.handle_timeout(t0() + timeout),
+        Err(DecodeError::AttachmentsTimedOut(timeout))
+    );
+    assert!(!d.awaiting_attachments());
+    assert_eq!(d.deadline(), None);
+    assert_eq!(d.handle_timeout(t0() + timeout * 2), Ok(()));
+    // An attachment arriving late is refused too, and the next packet decodes afresh.
+    assert_eq!(d.decode_text(header(), t0()), Ok(None));
+    assert_eq!(
+        d.decode_binary(Bytes::from_static(b"a"), t0() + timeout),
+        Err(DecodeError::AttachmentsTimedOut(timeout))
+    );
+    assert!(matches!(
+        d.decode_text(Bytes::from_static(b"2[\"x\"]"), t0() + timeout),
+        Ok(Some(Incoming::Event { .. }))
+    ));
 }
