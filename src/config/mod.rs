@@ -308,8 +308,8 @@ pub struct Config {
     /// is what an info log says about streaming; shorter is more detail, longer fewer lines.
     pub stream_summary_interval: Duration,
     /// `ASF_MAX_EVENTS_PER_SEC`, >= 1: incoming Socket.IO events and CONNECTs per session per
-    /// second, and (in a bucket of their own) Engine.IO pings and pongs; bursts up to twice
-    /// that. Default 200: lower protects the server from chatty clients, higher forgives bursts.
+    /// second, and (in a bucket of their own) Engine.IO pings, pongs and noops and WebSocket
+    /// ping and pong frames; bursts up to twice that. Default 200: lower protects the server from chatty clients, higher forgives bursts.
     pub max_events_per_sec: u32,
     /// `ASF_INTERNAL_TOKEN`, bearer token required by the internal HTTP endpoints. Default
     /// unset (empty = unset): the endpoints are open, so keep ASF on a private network.

@@ -1,7 +1,7 @@
 //! A token bucket: at most `rate` packets a second on average, bursts up to twice that.
 //!
-//! Shared by the Engine.IO layer (pings and pongs) and the Socket.IO layer (events and
-//! CONNECTs), both set from `ASF_MAX_EVENTS_PER_SEC`.
+//! Shared by the Engine.IO layer (pings, pongs, noops and WebSocket control frames) and the
+//! Socket.IO layer (events and CONNECTs), both set from `ASF_MAX_EVENTS_PER_SEC`.
 
 use std::time::{Duration, Instant};
 

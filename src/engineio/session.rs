@@ -31,8 +31,9 @@ pub struct EioConfig {
     pub connect_timeout: Duration,
     /// Largest message accepted, and largest polling response body.
     pub max_payload: usize,
-    /// Pings and pongs a client may send per second (`ASF_MAX_EVENTS_PER_SEC`, bursts of
-    /// twice that); past it the session is closed with [`DisconnectReason::RateLimited`].
+    /// Pings, pongs and noops a client may send per second, WebSocket ping and pong frames
+    /// included (`ASF_MAX_EVENTS_PER_SEC`, bursts of twice that); past it the session is
+    /// closed with [`DisconnectReason::RateLimited`].
     pub max_packets_per_sec: u32,
 }
 
@@ -188,7 +189,8 @@ pub struct Session {
     /// through [`Session::outbox`] and are charged on the next count.
     counted: usize,
     closed: Option<DisconnectReason>,
-    /// The client's pings and pongs against [`EioConfig::max_packets_per_sec`].
+    /// The client's pings, pongs and noops, and its WebSocket pings and pongs, against
+    /// [`EioConfig::max_packets_per_sec`].
     rate: TokenBucket,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
@@ -432,9 +434,10 @@ impl Session {
         via: Transport,
     ) -> Result<Option<Message>, DisconnectReason> {
         let upgrading_ws = via == Transport::WebSocket && self.transport == Transport::Polling;
-        // Messages are counted by the layer above (events, CONNECTs); pings and pongs here.
-        if matches!(packet, Packet::Ping(_) | Packet::Pong(_)) && !self.rate.take(now) {
-            return Err(DisconnectReason::RateLimited);
+        // Messages are counted by the layer above (events, CONNECTs); pings, pongs and noops
+        // here (each costs the server a little and says nothing to the app).
+        if matches!(packet, Packet::Ping(_) | Packet::Pong(_) | Packet::Noop) {
+            self.take_token(now)?;
         }
         match packet {
             Packet::Ping(data) if upgrading_ws => {
@@ -499,6 +502,29 @@ impl Session {
             Packet::Open(_) | Packet::Upgrade => Err(DisconnectReason::ProtocolError(
                 "unexpected packet type from client".into(),
             )),
+        }
+    }
+
+    /// Counts a WebSocket control frame the client sent (a ping or a pong) at `now` against
+    /// the same rate as Engine.IO pings and pongs; past it the session is closed with
+    /// [`DisconnectReason::RateLimited`], which is returned.
+    pub fn count_control_frame(&mut self, now: Instant) -> Result<(), DisconnectReason> {
+        if let Some(reason) = &self.closed {
+            return Err(reason.clone());
+        }
+        let result = self.take_token(now);
+        if let Err(reason) = &result {
+            self.close(reason.clone());
+        }
+        result
+    }
+
+    /// Takes one of the client's tokens for pings, pongs, noops and WebSocket control frames.
+    fn take_token(&mut self, now: Instant) -> Result<(), DisconnectReason> {
+        if self.rate.take(now) {
+            Ok(())
+        } else {
+            Err(DisconnectReason::RateLimited)
         }
     }
 
@@ -814,6 +840,47 @@ mod tests {
             Err(DisconnectReason::RateLimited)
         );
         assert_eq!(s.closed(), Some(&DisconnectReason::RateLimited));
+    }
+
+    #[test]
+    fn noops_and_websocket_control_frames_count_with_pings_and_pongs() {
+        let t0 = Instant::now();
+        let config = EioConfig {
+            max_packets_per_sec: 5,
+            ..cfg()
+        };
+        let mut s = Session::new(Sid::generate(), Transport::WebSocket, config.clone(), t0);
+        for _ in 0..10 {
+            assert_eq!(
+                s.handle_packet(t0, Packet::Noop, Transport::WebSocket),
+                Ok(None)
+            );
+        }
+        assert_eq!(
+            s.handle_packet(t0, Packet::Noop, Transport::WebSocket),
+            Err(DisconnectReason::RateLimited)
+        );
+        assert_eq!(s.closed(), Some(&DisconnectReason::RateLimited));
+
+        let mut s = Session::new(Sid::generate(), Transport::WebSocket, config, t0);
+        for _ in 0..5 {
+            assert_eq!(s.count_control_frame(t0), Ok(()));
+            assert_eq!(
+                s.handle_packet(t0, Packet::Noop, Transport::WebSocket),
+                Ok(None)
+            );
+        }
+        assert_eq!(
+            s.count_control_frame(t0),
+            Err(DisconnectReason::RateLimited)
+        );
+        assert_eq!(s.closed(), Some(&DisconnectReason::RateLimited));
+        // A second later the bucket has refilled, but the session stays closed.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            s.count_control_frame(t1),
+            Err(DisconnectReason::RateLimited)
+        );
     }
 
     #[test]

@@ -354,6 +354,9 @@ async fn on_message<S: Service>(
         },
         Message::Binary(b) => Packet::Binary(b),
         Message::Ping(p) => {
+            if count_control(shared) {
+                return Flow::Stop;
+            }
             let frame = ws::pong_frame(&p);
             // Control frames go through the writer once it runs, so frames never interleave.
             if *upgrading {
@@ -363,7 +366,14 @@ async fn on_message<S: Service>(
             }
             return Flow::Continue;
         }
-        Message::Pong(_) => return Flow::Continue,
+        Message::Pong(_) => {
+            // Unasked for (the server sends no WebSocket pings), but a client may send them.
+            return if count_control(shared) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            };
+        }
         Message::Close(code) => {
             tracing::debug!(sid = %shared.sid, ?code, "client closed the websocket");
             if *upgrading {
@@ -423,6 +433,22 @@ async fn on_message<S: Service>(
         return Flow::Stop;
     }
     Flow::Continue
+}
+
+/// Counts a WebSocket ping or pong from the client against the session's rate of pings,
+/// pongs and noops (`ASF_MAX_EVENTS_PER_SEC`); true when that closed the session (a flood).
+fn count_control<C>(shared: &Shared<C>) -> bool {
+    let mut st = shared.lock();
+    if st.eio.closed().is_some() {
+        return true;
+    }
+    let Err(reason) = st.eio.count_control_frame(Instant::now()) else {
+        return false;
+    };
+    crate::client_info!("closing session"; sid = %shared.sid, %reason);
+    drop(st);
+    shared.wake();
+    true
 }
 
 /// Queues a WebSocket control frame for the writer; true when that closed the session (its
