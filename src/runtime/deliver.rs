@@ -74,6 +74,8 @@ pub(crate) async fn writer<S: Service>(
         packets: MAX_IOVECS / 2 - 8,
         bytes: WRITE_BUDGET_BYTES,
     };
+    // Whether the loop ended by sending the close frame (not by a failed write).
+    let mut clean = false;
     loop {
         let now = Instant::now();
         let closing;
@@ -242,6 +244,7 @@ pub(crate) async fn writer<S: Service>(
             }
         }
         if closing {
+            clean = true;
             break;
         }
         if let Some(claim) = demand {
@@ -283,8 +286,17 @@ pub(crate) async fn writer<S: Service>(
             None => shared.woken().await,
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    ctx.finish(&shared);
+    if clean {
+        // A FIN behind the close frame; the read side stays open for the reader, which drains
+        // what the client still sends, so that the socket is not reset on close.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        ctx.finish(&shared);
+        super::websocket::await_reader(&shared, &stream).await;
+    } else {
+        // The client does not take our bytes: end its reader's read too.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        ctx.finish(&shared);
+    }
 }
 
 /// Awaits `write`; a bulk (audio) write first takes one of the worker's few slots, so the

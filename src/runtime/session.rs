@@ -171,6 +171,7 @@ impl<S: Service> Ctx<S> {
             signal,
             ended: Notify::new(),
             upgrade_progress: Notify::new(),
+            reader_over: Notify::new(),
             state: Mutex::new(State {
                 eio: Session::new(sid, transport, self.eio.clone(), Instant::now()),
                 conn: self.service.open(),
@@ -384,6 +385,10 @@ pub(crate) struct Shared<C> {
     /// Wakes the polling requests waiting for an upgrading WebSocket's reader (see
     /// [`Shared::settle_upgrade`]) whenever it handled more, or stopped.
     pub upgrade_progress: Notify,
+    /// Given one permit when the reader of the session's WebSocket transport ends (after
+    /// draining a closed socket): the writer, which sent the close frame, waits for it a
+    /// little before it lets the socket go (`websocket::await_reader`).
+    pub reader_over: Notify,
     state: Mutex<State<C>>,
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
@@ -27,6 +27,11 @@ use crate::ws::{self, Message};
 const WS_READ_CHUNK: usize = 256;
 
 const TEXT: OpCode = OpCode::Data(Data::Text);
+
+/// Most bytes drained from a client after its WebSocket closed (see [`linger`]).
+const LINGER_BYTES: usize = 8 * 1024;
+/// Longest a closed WebSocket is drained (see [`linger`]).
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// Handles `GET /socket.io/?EIO=4&transport=websocket[&sid=..]`.
 pub(crate) async fn handle<S: Service>(
@@ -165,8 +170,10 @@ impl<C> Drop for WatchGuard<'_, C> {
     }
 }
 
-/// Reads frames until the connection ends. (Writes made while upgrading are boxed, so the
-/// task of an idle connection stays small.)
+/// Reads frames until the connection ends; then, when the WebSocket was closed by either side
+/// with bytes of the client's perhaps still coming, drains them ([`linger`]) before letting
+/// the socket go. (Writes made while upgrading are boxed, so the task of an idle connection
+/// stays small.)
 async fn reader<S: Service>(
     ctx: Arc<Ctx<S>>,
     shared: Arc<Shared<S::Conn>>,
@@ -177,13 +184,64 @@ async fn reader<S: Service>(
     _guard: ConnGuard,
 ) {
     let mut decoder = ws::Decoder::new(ctx.eio.max_payload + 16);
+    let end = read_frames(
+        &ctx,
+        &shared,
+        &stream,
+        &mut buf,
+        &mut decoder,
+        &mut upgrading,
+        peer,
+    )
+    .await;
+    if let End::Linger {
+        in_sync,
+        half_close,
+    } = end
+    {
+        if half_close {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+        Box::pin(linger(&stream, buf, in_sync.then_some(&mut decoder))).await;
+    }
+    if !upgrading {
+        // The transport's writer waits for this before it lets the socket go.
+        shared.reader_over.notify_one();
+    }
+}
+
+/// How [`read_frames`] ended.
+enum End {
+    /// Nothing more will come (EOF, a failed read, the client's close frame), or the read
+    /// side is already shut.
+    Done,
+    /// The WebSocket is closing while the client may still send: drain what it sends.
+    Linger {
+        /// The frames are still in sync (no frame error): the client's close frame can be
+        /// recognised.
+        in_sync: bool,
+        /// The reader sent the close frame itself (no writer runs on an upgrading socket):
+        /// half-close the socket behind it.
+        half_close: bool,
+    },
+}
+
+async fn read_frames<S: Service>(
+    ctx: &Arc<Ctx<S>>,
+    shared: &Arc<Shared<S::Conn>>,
+    stream: &Rc<TcpStream>,
+    buf: &mut BytesMut,
+    decoder: &mut ws::Decoder,
+    upgrading: &mut bool,
+    peer: SocketAddr,
+) -> End {
     // An upgrade socket must finish the probe and the upgrade within the ping timeout (a
     // polling client that is alive does at once); until then it holds a connection slot.
     let upgrade_deadline = Instant::now() + ctx.eio.ping_timeout;
     let fd = stream.as_raw_fd();
-    // Declared after the parameters, so dropped before `stream`: the watch's fd stays valid.
+    // Dropped when this returns, before the socket is let go: the watch's fd stays valid.
     let _watch = upgrading.then(|| WatchGuard {
-        shared: &shared,
+        shared: &**shared,
         fd,
     });
     // Bytes read from the socket (the handshake's leftover first) whose frames are not all
@@ -191,7 +249,7 @@ async fn reader<S: Service>(
     let mut unhandled = buf.len() as u64;
     loop {
         loop {
-            let msg = match decoder.decode(&mut buf) {
+            let msg = match decoder.decode(buf) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
@@ -202,21 +260,28 @@ async fn reader<S: Service>(
                         DisconnectReason::TransportError(e.to_string())
                     };
                     let frame = ws::close_frame(e.close_code(), &e.to_string());
-                    if upgrading {
-                        let _ = Box::pin(write_all(&stream, vec![frame], ctx.config.stall_timeout))
+                    if *upgrading {
+                        let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout))
                             .await;
-                        return;
+                        return End::Linger {
+                            in_sync: false,
+                            half_close: true,
+                        };
                     }
                     let mut st = shared.lock();
                     st.ws_close = Some(frame);
                     st.eio.close(reason);
                     drop(st);
                     shared.wake();
-                    return;
+                    return End::Linger {
+                        in_sync: false,
+                        half_close: false,
+                    };
                 }
             };
-            match on_message(&ctx, &shared, &stream, msg, &mut upgrading).await {
+            match on_message(ctx, shared, stream, msg, upgrading).await {
                 Flow::Continue => {}
+                Flow::ClientClosed => return End::Done,
                 Flow::Stop => {
                     let full = matches!(
                         shared.lock().eio.closed(),
@@ -226,17 +291,24 @@ async fn reader<S: Service>(
                         // The client does not read: end the writer's blocked write now
                         // rather than after ASF_STALL_TIMEOUT, and free the connection.
                         let _ = stream.shutdown(std::net::Shutdown::Both);
+                        return End::Done;
                     }
-                    return;
+                    return End::Linger {
+                        in_sync: true,
+                        half_close: *upgrading,
+                    };
                 }
             }
         }
-        if upgrading {
+        if *upgrading {
             shared.upgrade_handled(fd, unhandled);
         }
         unhandled = 0;
-        if !upgrading && shared.lock().eio.closed().is_some() {
-            return;
+        if !*upgrading && shared.lock().eio.closed().is_some() {
+            return End::Linger {
+                in_sync: true,
+                half_close: false,
+            };
         }
         if buf.capacity() - buf.len() < WS_READ_CHUNK / 2 {
             // Grow with the data in flight (a large message arrives in larger reads).
@@ -244,15 +316,10 @@ async fn reader<S: Service>(
         }
         let start = buf.len();
         let cap = buf.capacity();
-        let read = stream.read(buf.slice(start..cap));
-        let (res, slice) = if upgrading {
-            let (done, gave_up) = Box::pin(read_while_upgrading(
-                &shared,
-                &stream,
-                read,
-                upgrade_deadline,
-            ))
-            .await;
+        let read = stream.read(std::mem::take(buf).slice(start..cap));
+        let (res, slice) = if *upgrading {
+            let (done, gave_up) =
+                Box::pin(read_while_upgrading(shared, stream, read, upgrade_deadline)).await;
             if let Some(why) = gave_up {
                 match why {
                     GiveUp::Deadline => crate::client_info!(
@@ -267,27 +334,96 @@ async fn reader<S: Service>(
                         "closing upgrade websocket: its session ended"
                     ),
                 }
-                return;
+                return End::Done;
             }
             done
         } else {
             read.await
         };
-        buf = slice.into_inner();
+        *buf = slice.into_inner();
         match res {
             Ok(n) if n > 0 => unhandled += n as u64,
             other => {
                 if let Err(e) = other {
                     tracing::debug!(%peer, sid = %shared.sid, error = %e, "websocket read failed");
                 }
-                if !upgrading {
+                if !*upgrading {
                     shared.lock().eio.close(DisconnectReason::TransportClose);
                     shared.wake();
                 } else {
                     tracing::debug!(sid = %shared.sid, "upgrade probe connection closed; polling goes on");
                 }
+                return End::Done;
+            }
+        }
+    }
+}
+
+/// Drains a closing WebSocket: reads and drops what the client still sends until its close
+/// frame (when `frames` is still in sync), EOF, [`LINGER_BYTES`] or [`LINGER_TIME`]. A socket
+/// closed with unread bytes in its receive queue (or that receives more after its close) is
+/// reset by the kernel instead of closed with a FIN, and a client that sees the reset before
+/// it has read our close frame (Windows clients, notably) loses the frame and the reason in
+/// it. A client that sends more than the few KiB, or keeps the socket open longer, gets the
+/// reset: draining holds no more than that.
+async fn linger(stream: &TcpStream, mut buf: BytesMut, mut frames: Option<&mut ws::Decoder>) {
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut budget = LINGER_BYTES;
+    loop {
+        let mut in_sync = false;
+        if let Some(decoder) = frames.as_deref_mut() {
+            in_sync = true;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(Message::Close(_))) => return,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => {
+                        in_sync = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !in_sync {
+            frames = None;
+            buf.clear();
+        }
+        if budget == 0 {
+            return;
+        }
+        if buf.capacity() - buf.len() < WS_READ_CHUNK / 2 {
+            buf.reserve(WS_READ_CHUNK);
+        }
+        let start = buf.len();
+        let end = buf.capacity().min(start + budget);
+        let read = stream.read(buf.slice(start..end));
+        tokio::pin!(read);
+        let (res, slice) = tokio::select! {
+            done = &mut read => done,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                // Ended by shutting the read side, and collected (never abandoned in flight).
+                let _ = stream.shutdown(std::net::Shutdown::Read);
+                let _ = read.await;
                 return;
             }
+        };
+        buf = slice.into_inner();
+        match res {
+            Ok(n) if n > 0 => budget = budget.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+/// Waits, after the writer sent the close frame and half-closed the socket, for the reader to
+/// end (it drains the client's last bytes, see [`linger`]); past [`LINGER_TIME`] ends its read
+/// by shutting the read side (a client that never answers, nor closes).
+pub(crate) async fn await_reader<C>(shared: &Shared<C>, stream: &TcpStream) {
+    tokio::select! {
+        _ = shared.reader_over.notified() => {}
+        _ = tokio::time::sleep(LINGER_TIME) => {
+            let _ = stream.shutdown(std::net::Shutdown::Read);
         }
     }
 }
@@ -295,6 +431,8 @@ async fn reader<S: Service>(
 enum Flow {
     Continue,
     Stop,
+    /// The client sent its close frame: nothing more may come from it.
+    ClientClosed,
 }
 
 /// Why an upgrade socket stopped waiting for its client.
@@ -381,14 +519,14 @@ async fn on_message<S: Service>(
                 // socket go. The polling session goes on.
                 let frame = ws::close_frame(1000, "");
                 let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout)).await;
-                return Flow::Stop;
+                return Flow::ClientClosed;
             }
             let mut st = shared.lock();
             st.ws_close = Some(ws::close_frame(1000, ""));
             st.eio.close(DisconnectReason::TransportClose);
             drop(st);
             shared.wake();
-            return Flow::Stop;
+            return Flow::ClientClosed;
         }
     };
     let is_probe = matches!(&packet, Packet::Ping(d) if &d[..] == b"probe");
