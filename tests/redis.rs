@@ -1029,9 +1029,10 @@ fn requests_beyond_the_queue_bound_get_503_at_once_while_a_connect_attempt_is_pe
     // the connect attempt (for ever here), the others are answered at once.
     let body = json!({ "stream_id": "strm_q", "filepath": path.to_string_lossy() }).to_string();
     let request = format!(
-        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+        body.len(),
+        addr = a.addr,
     );
     let mut pending: Vec<(std::net::TcpStream, Vec<u8>)> = (0..BOUND + BEYOND)
         .map(|_| {

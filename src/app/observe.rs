@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::endpoints::{method_not_allowed, refuse_foreign_host, Api};
+use super::endpoints::{method_not_allowed, Api};
 use crate::http::{decode_path_segment, Request, Response};
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
 use crate::service::{HttpReply, ServerStats};
