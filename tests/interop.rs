@@ -3,7 +3,8 @@
 //! WebSocket) and WebSocket only.
 //!
 //! Owns: the seed's exact texts as real clients see them (`connection_ack`, the `error` for
-//! a join without `stream_id`, `connect_error` "Invalid namespace"), a byte-exact small
+//! a join without `stream_id`, `connect_error` "Invalid namespace"), clients that open the
+//! root namespace `/` beside the audio one, a byte-exact small
 //! stream (sha256), heartbeats (an idle client survives ~10 ping intervals; a raw client
 //! that stops answering pings is dropped and its session freed) and the connect timeout (a
 //! raw Engine.IO WebSocket that never joins a namespace is closed).
@@ -138,6 +139,37 @@ fn unknown_namespace_gets_connect_error_invalid_namespace() {
         assert_eq!(
             message,
             Some("Invalid namespace"),
+            "{what}: {}",
+            describe(&run)
+        );
+    }
+}
+
+#[test]
+fn clients_that_also_open_the_root_namespace_connect_and_join() {
+    let _dog = Watchdog::new(Duration::from_secs(240), "root namespace");
+    let server = Server::start();
+    for (client, transports) in MATRIX {
+        let what = format!("{client:?} transports={transports}");
+        // python-socketio with a handler on `/` connects there too, and its connect() fails
+        // as a whole when any namespace is refused; socket.io-client opens `/` for io(url).
+        let run = probe(client, &server, "root", transports, 10.0);
+        assert_eq!(run.code, Some(0), "{what}: {}", describe(&run));
+        let names = run.event_names();
+        assert!(
+            names.iter().any(|e| e == "root_connected"),
+            "{what}: {}",
+            describe(&run)
+        );
+        assert_eq!(
+            run.data_of("connection_ack"),
+            Some(&json!({ "message": CONNECTION_ACK })),
+            "{what}: {}",
+            describe(&run)
+        );
+        assert_eq!(
+            run.data_of("error"),
+            Some(&json!({ "message": STREAM_ID_REQUIRED })),
             "{what}: {}",
             describe(&run)
         );

@@ -10,6 +10,7 @@
 mod endpoints;
 mod guard;
 mod observe;
+mod root;
 mod streams;
 pub mod summary;
 pub mod ui;
@@ -127,6 +128,7 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
     };
     let ui_namespace = config.ui_updates_namespace.clone();
     let router = Router::new(ENGINE_PATH, limits)
+        .namespace(root::ROOT, Arc::new(root::Root))
         .namespace(NAMESPACE, streams)
         .namespace(&ui_namespace, Arc::new(ui::UiUpdates::new(&ui_namespace)));
     let mut api = Api::new(

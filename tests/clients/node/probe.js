@@ -9,14 +9,17 @@
 //   bad_namespace  connects to /nope; prints {"event": "connect_error", "data": ...} (exit 0).
 //   idle           stays connected --seconds; prints {"event": "idle_done", "disconnected": B}
 //                  (exit 0 if never disconnected, 6 otherwise).
+//   root           also opens the root namespace `/` on the same connection (io(url));
+//                  prints {"event": "root_connected"} or {"event": "root_connect_error"}, and
+//                  runs no_stream_id on the audio namespace.
 // Exit 2: the connection failed unexpectedly. Must not: judge the answers.
 'use strict';
 
-const { io } = require('socket.io-client');
+const { io, Manager } = require('socket.io-client');
 const { NAMESPACE, parseArgs, emitLine, socketOptions, toBuffer, exitWith } = require('./common');
 
 const args = parseArgs(process.argv.slice(2));
-const scenarios = ['no_stream_id', 'join', 'bad_namespace', 'idle'];
+const scenarios = ['no_stream_id', 'join', 'bad_namespace', 'idle', 'root'];
 if (!args.url || !scenarios.includes(args.scenario)) {
   process.stderr.write(`usage: probe.js --url URL --scenario ${scenarios.join('|')}\n`);
   process.exit(64);
@@ -86,12 +89,45 @@ function runIdle() {
   }, seconds * 1000);
 }
 
+function runRoot() {
+  // One Manager, so both namespaces share one Engine.IO connection as an app's would.
+  const manager = new Manager(args.url, opts);
+  const root = manager.socket('/');
+  const audio = manager.socket(NAMESPACE);
+  const seen = { root: false, error: false };
+  const close = (code) => {
+    if (done) return;
+    done = true;
+    manager.engine?.close();
+    exitWith(code);
+  };
+  setTimeout(() => close(4), seconds * 1000).unref();
+  const settle = () => { if (seen.root && seen.error) close(0); };
+  root.on('connect', () => { emitLine({ event: 'root_connected' }); seen.root = true; settle(); });
+  root.on('connect_error', (err) => {
+    emitLine({ event: 'root_connect_error', data: { message: err.message } });
+    close(2);
+  });
+  audio.on('connect_error', (err) => {
+    emitLine({ event: 'connect_error', data: { message: err.message } });
+    close(2);
+  });
+  audio.onAny((event, ...rest) => {
+    const data = rest.length === 1 ? rest[0] : rest;
+    emitLine({ event, data });
+    if (event === 'connection_ack') audio.emit('join_stream', {});
+    if (event === 'error') { seen.error = true; settle(); }
+  });
+}
+
 if (args.scenario === 'no_stream_id') {
   runJoin({});
 } else if (args.scenario === 'join') {
   runJoin(args.payload ? JSON.parse(args.payload) : { stream_id: args.stream });
 } else if (args.scenario === 'bad_namespace') {
   runBadNamespace();
+} else if (args.scenario === 'root') {
+  runRoot();
 } else {
   runIdle();
 }

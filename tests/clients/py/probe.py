@@ -10,6 +10,10 @@ Scenarios:
   bad_namespace  connects to /nope; prints {"event": "connect_error", "data": ...} (exit 0).
   idle           stays connected --seconds; prints {"event": "idle_done", "disconnected": B}
                  (exit 0 if never disconnected, 6 otherwise).
+  root           as a client with a handler on the root namespace `/` too: connects without
+                 naming namespaces (python-socketio then connects every namespace it has
+                 handlers for), prints {"event": "root_connected"}, and runs no_stream_id on
+                 the audio namespace (exit 0 once its `error` came).
 Exit 2: the connection itself failed (unexpectedly). Exit 4: the awaited event never came.
 Must not: judge the answers; the Rust test compares the printed lines.
 """
@@ -27,13 +31,13 @@ TERMINAL = ("error", "stream_error")
 def connect(sio, args, namespace):
     sio.connect(
         args.url,
-        namespaces=[namespace],
+        namespaces=None if namespace is None else [namespace],
         transports=transports_arg(args.transports),
         wait_timeout=10,
     )
 
 
-def scenario_join(sio, args, payload):
+def scenario_join(sio, args, payload, namespace=NAMESPACE):
     done = threading.Event()
 
     @sio.on("connection_ack", namespace=NAMESPACE)
@@ -54,8 +58,16 @@ def scenario_join(sio, args, payload):
         if event in TERMINAL or end:
             done.set()
 
-    connect(sio, args, NAMESPACE)
+    connect(sio, args, namespace)
     return 0 if done.wait(args.seconds) else 4
+
+
+def scenario_root(sio, args):
+    @sio.on("connect")
+    def on_root_connect():
+        emit_line({"event": "root_connected"})
+
+    return scenario_join(sio, args, {}, namespace=None)
 
 
 def scenario_bad_namespace(sio, args):
@@ -100,7 +112,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--scenario", required=True,
-                        choices=["no_stream_id", "join", "bad_namespace", "idle"])
+                        choices=["no_stream_id", "join", "bad_namespace", "idle", "root"])
     parser.add_argument("--transports", default="websocket")
     parser.add_argument("--stream", default=None)
     parser.add_argument("--payload", default=None)
@@ -116,6 +128,8 @@ def main():
             code = scenario_join(sio, args, payload)
         elif args.scenario == "bad_namespace":
             code = scenario_bad_namespace(sio, args)
+        elif args.scenario == "root":
+            code = scenario_root(sio, args)
         else:
             code = scenario_idle(sio, args)
     except Exception as exc:  # noqa: BLE001 - reported as a line and exit code 2
