@@ -1078,3 +1078,49 @@ fn requests_beyond_the_queue_bound_get_503_at_once_while_a_connect_attempt_is_pe
         a.log()
     );
 }
+
+#[test]
+fn a_connect_attempt_that_redis_never_answers_ends_and_a_waiting_notify_gets_503() {
+    let _dog = Watchdog::new(LIMIT, "a connect attempt redis never answers");
+    // The stalling "Redis" answers the command connection and never the pub/sub one: the
+    // attempt used to wait for ever, and a notify queued behind it was never answered.
+    let redis = stalling_redis();
+    let url = format!("redis://{redis}/0");
+    let a = ChildServer::start(
+        &[("ASF_REDIS_URL", url.as_str()), ("ASF_REDIS_PREFIX", "t2:")],
+        None,
+    );
+    let path = a.root.path().canonicalize().expect("root").join("d.mp3");
+    std::fs::write(&path, audio_bytes(1000, 92)).expect("write audio");
+    let body = json!({ "stream_id": "strm_d", "filepath": path.to_string_lossy() }).to_string();
+    let request = format!(
+        "POST /asf/internal/notify_new_audio HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len(),
+        addr = a.addr,
+    );
+    let mut s = std::net::TcpStream::connect(a.addr).expect("connect");
+    {
+        use std::io::Write;
+        s.write_all(request.as_bytes()).expect("send notify");
+    }
+    // A deadline against a hang, not a speed check: the attempt's own bound is seconds.
+    s.set_read_timeout(Some(WAIT * 2)).expect("timeout");
+    let mut answer = Vec::new();
+    {
+        use std::io::Read;
+        s.read_to_end(&mut answer)
+            .expect("the notify is answered once the attempt ends");
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer
+            .contains("The stream registry is unavailable: the change was not stored; retry later"),
+        "{answer}"
+    );
+    assert_eq!(health(a.addr)["registry_connected"], false);
+    wait_until(WAIT, "the attempt's end in the log", || {
+        a.log().contains("no answer within")
+    });
+}

@@ -49,6 +49,11 @@ use crate::stream::{
 
 /// How long one connection attempt or one command may take before Redis counts as down.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a whole connect attempt (command connection, subscription, resync read) may
+/// take. The client bounds the command connection by [`TIMEOUT`] but not the pub/sub one: a
+/// Redis (or a proxy) that accepts it and never answers would hold the attempt, and every
+/// change queued behind it, for ever.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// First wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between two reconnection attempts.
@@ -578,7 +583,17 @@ fn run(
         // Logged once per change of state, not once per attempt.
         let mut logged = None;
         loop {
-            match connect(client, keys, view, hook).await {
+            let attempt = tokio::time::timeout(CONNECT_DEADLINE, connect(client, keys, view, hook));
+            // Cancelled at an await, before the resync touches the view.
+            let attempt = attempt.await.unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within {CONNECT_DEADLINE:?} (connect, subscribe and resync)"
+                    ),
+                )))
+            });
+            match attempt {
                 Ok((conn, events)) => {
                     connected.store(true, Ordering::Relaxed);
                     link.full.store(false, Ordering::Relaxed);
