@@ -226,21 +226,27 @@ pub(crate) async fn handle<S: Service>(
             }
             Ok(None) => {
                 awaiting = awaiting.update(&ctx, &buf, scan.seen(), Instant::now());
-                let head = if matches!(awaiting, Awaiting::Body(_)) && !continued {
-                    http::head_awaiting_continue(&buf, &ctx.http_limits)
+                // A request whose client waits for `100 Continue`: `Some(None)` to send it,
+                // `Some(Some(refusal))` when its head alone refuses it. The head is not kept
+                // across an await: every connection's task would carry room for it.
+                let early = if matches!(awaiting, Awaiting::Body(_)) && !continued {
+                    http::head_awaiting_continue(&buf, &ctx.http_limits).map(|head| {
+                        refuse_early(&ctx, side, &head, peer).map(|(route, refused)| {
+                            ctx.stats.http.count(route.name, refused.status);
+                            (refused, head.method() == "HEAD")
+                        })
+                    })
                 } else {
                     None
                 };
-                if let Some(head) = head {
+                if let Some(refusal) = early {
                     continued = true;
                     // A request its head already refuses gets that answer instead of the
                     // 100 (the client then need not send its body), and the connection
-                    // closes after whatever body it sends anyway.
-                    if let Some((route, refused)) = refuse_early(&ctx, side, &head, peer) {
-                        ctx.stats.http.count(route.name, refused.status);
-                        if send(&ctx, &stream, &refused, false, head.method() == "HEAD").await {
-                            drain_and_close(&stream, DRAIN_BYTES, DRAIN_TIME).await;
-                        }
+                    // closes after whatever body it sends anyway (boxed: the state of that rare path
+                    // stays out of every connection's task).
+                    if let Some((refused, head_only)) = refusal {
+                        Box::pin(refuse_before_body(&ctx, &stream, refused, head_only)).await;
                         return;
                     }
                     let line = vec![Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")];
@@ -335,6 +341,18 @@ fn refuse_early<S: Service>(
     // The refusal itself was logged where it was decided (token, content type, origin).
     tracing::debug!(%peer, path = req.path(), status = refused.status, "request refused before its body: no 100 Continue");
     Some((route, refused))
+}
+
+/// Answers a request refused before its body and closes after draining what still comes.
+async fn refuse_before_body<S: Service>(
+    ctx: &Ctx<S>,
+    stream: &TcpStream,
+    refused: Response,
+    head_only: bool,
+) {
+    if send(ctx, stream, &refused, false, head_only).await {
+        drain_and_close(stream, DRAIN_BYTES, DRAIN_TIME).await;
+    }
 }
 
 /// Writes a response; false when the connection is gone.
