@@ -82,6 +82,23 @@ fn sessions(server: &Server) -> u64 {
     server.health()["sessions"].as_u64().unwrap_or(u64::MAX)
 }
 
+/// The run got the seed's `connection_ack` and, for its join without `stream_id`, the seed's
+/// `error`.
+fn assert_ack_then_join_error(run: &ClientRun, what: &str) {
+    assert_eq!(
+        run.data_of("connection_ack"),
+        Some(&json!({ "message": CONNECTION_ACK })),
+        "{what}: {}",
+        describe(run)
+    );
+    assert_eq!(
+        run.data_of("error"),
+        Some(&json!({ "message": STREAM_ID_REQUIRED })),
+        "{what}: {}",
+        describe(run)
+    );
+}
+
 #[test]
 fn connection_ack_text_and_join_without_stream_id_error() {
     let _dog = Watchdog::new(
@@ -93,18 +110,7 @@ fn connection_ack_text_and_join_without_stream_id_error() {
         let what = format!("{client:?} transports={transports}");
         let run = probe(client, &server, "no_stream_id", transports, 10.0);
         assert_eq!(run.code, Some(0), "{what}: {}", describe(&run));
-        assert_eq!(
-            run.data_of("connection_ack"),
-            Some(&json!({ "message": CONNECTION_ACK })),
-            "{what}: {}",
-            describe(&run)
-        );
-        assert_eq!(
-            run.data_of("error"),
-            Some(&json!({ "message": STREAM_ID_REQUIRED })),
-            "{what}: {}",
-            describe(&run)
-        );
+        assert_ack_then_join_error(&run, &what);
         assert_eq!(
             run.event_names(),
             ["connection_ack", "error"],
@@ -161,18 +167,7 @@ fn clients_that_also_open_the_root_namespace_connect_and_join() {
             "{what}: {}",
             describe(&run)
         );
-        assert_eq!(
-            run.data_of("connection_ack"),
-            Some(&json!({ "message": CONNECTION_ACK })),
-            "{what}: {}",
-            describe(&run)
-        );
-        assert_eq!(
-            run.data_of("error"),
-            Some(&json!({ "message": STREAM_ID_REQUIRED })),
-            "{what}: {}",
-            describe(&run)
-        );
+        assert_ack_then_join_error(&run, &what);
     }
 }
 

@@ -333,7 +333,7 @@ fn registry_error(e: &RegistryError, what: &str) -> Response {
 
 /// The 403 answer of an internal request served without a token whose `Host` is neither an
 /// IP address nor `localhost` (DNS rebinding), or `None`; logs the refusal for `what`.
-pub(super) fn refuse_foreign_host(req: &Request, what: &str) -> Option<Response> {
+fn refuse_foreign_host(req: &Request, what: &str) -> Option<Response> {
     let host = req.header("host");
     if host_may_reach_internal(host) {
         return None;

@@ -674,11 +674,22 @@ async fn op_until<T>(
     op: impl std::future::Future<Output = T>,
     deadline: tokio::time::Instant,
 ) -> Option<T> {
+    op_until_shut(stream, op, deadline, std::net::Shutdown::Both).await
+}
+
+/// [`op_until`], shutting only the `how` side(s) at the deadline (a read of a socket whose
+/// writer may still be sending ends with [`Shutdown::Read`](std::net::Shutdown::Read)).
+pub(crate) async fn op_until_shut<T>(
+    stream: &TcpStream,
+    op: impl std::future::Future<Output = T>,
+    deadline: tokio::time::Instant,
+    how: std::net::Shutdown,
+) -> Option<T> {
     tokio::pin!(op);
     tokio::select! {
         done = &mut op => Some(done),
         _ = tokio::time::sleep_until(deadline) => {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown(how);
             let _ = op.await;
             None
         }

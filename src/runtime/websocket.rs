@@ -13,7 +13,7 @@ use tokio_uring::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::conn::{cors_headers, eio_error, handle_packet, session_limit};
-use super::deliver::{write_all, writer};
+use super::deliver::{op_until_shut, write_all, writer};
 use super::session::{enforce_queue_cap, ConnGuard, Ctx, Phase, Shared, UpgradeWatch};
 use crate::engineio::packet::{decode_text, ErrorCode};
 use crate::engineio::session::PACKET_OVERHEAD;
@@ -398,15 +398,10 @@ async fn linger(stream: &TcpStream, mut buf: BytesMut, mut frames: Option<&mut w
         let start = buf.len();
         let end = buf.capacity().min(start + budget);
         let read = stream.read(buf.slice(start..end));
-        tokio::pin!(read);
-        let (res, slice) = tokio::select! {
-            done = &mut read => done,
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                // Ended by shutting the read side, and collected (never abandoned in flight).
-                let _ = stream.shutdown(std::net::Shutdown::Read);
-                let _ = read.await;
-                return;
-            }
+        let Some((res, slice)) =
+            op_until_shut(stream, read, deadline.into(), std::net::Shutdown::Read).await
+        else {
+            return;
         };
         buf = slice.into_inner();
         match res {
