@@ -72,10 +72,12 @@ fn main() -> ExitCode {
         // The internal endpoints are reachable where they are served.
         let internal_host = config.internal_addr.map_or(config.host, |a| a.ip());
         if internal_host.is_loopback() {
-            tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port (addressed by IP address or localhost only)");
+            tracing::warn!("ASF_INTERNAL_TOKEN is not set: the internal endpoints accept requests from anyone who can reach this port (addressed by IP address, localhost or a name in ASF_INTERNAL_HOSTS only)");
         } else {
-            tracing::warn!(host = %internal_host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port (addressed by IP address or localhost only)");
+            tracing::warn!(host = %internal_host, "ASF_INTERNAL_TOKEN is not set and asf listens beyond loopback: the internal endpoints accept requests from anyone who can reach this port (addressed by IP address, localhost or a name in ASF_INTERNAL_HOSTS only)");
         }
+    } else if !config.internal_hosts.is_empty() {
+        tracing::warn!("ASF_INTERNAL_HOSTS is not used while ASF_INTERNAL_TOKEN is set: the token alone decides who reaches the internal endpoints");
     }
     if !config.audio_root.is_dir() {
         tracing::warn!(root = ?config.audio_root, "ASF_AUDIO_ROOT does not exist; notifies will be refused until it does");

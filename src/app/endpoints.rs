@@ -106,7 +106,7 @@ impl Api {
     /// host other than an IP address or `localhost` (see [`super::guard`]).
     pub(super) fn refuse_unauthorized(&self, req: &Request, what: &str) -> Option<Response> {
         if self.token.is_none() {
-            return refuse_foreign_host(req, what);
+            return refuse_foreign_host(req, what, &self.config.internal_hosts);
         }
         if self.authorized(req) {
             return None;
@@ -332,13 +332,14 @@ fn registry_error(e: &RegistryError, what: &str) -> Response {
 }
 
 /// The 403 answer of an internal request served without a token whose `Host` is neither an
-/// IP address nor `localhost` (DNS rebinding), or `None`; logs the refusal for `what`.
-fn refuse_foreign_host(req: &Request, what: &str) -> Option<Response> {
+/// IP address, `localhost` nor a `listed` name (DNS rebinding), or `None`; logs the refusal
+/// for `what`.
+fn refuse_foreign_host(req: &Request, what: &str, listed: &[String]) -> Option<Response> {
     let host = req.header("host");
-    if host_may_reach_internal(host) {
+    if host_may_reach_internal(host, listed) {
         return None;
     }
-    crate::client_warn!("internal request refused: no ASF_INTERNAL_TOKEN is set and Host is not an IP address or localhost (DNS rebinding guard)"; what, host = ?host);
+    crate::client_warn!("internal request refused: no ASF_INTERNAL_TOKEN is set and Host is not an IP address, localhost or a name in ASF_INTERNAL_HOSTS (DNS rebinding guard)"; what, host = ?host);
     Some(Response::error(403, FOREIGN_HOST))
 }
 

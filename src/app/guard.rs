@@ -1,12 +1,14 @@
 //! Who may reach the internal endpoints: the bearer token of `ASF_INTERNAL_TOKEN`, or, when
-//! no token is set, a request addressed to this machine by an IP address or `localhost`.
+//! no token is set, a request addressed to this machine by an IP address, `localhost` or a
+//! name the operator listed in `ASF_INTERNAL_HOSTS`.
 //!
 //! The second rule is the guard against DNS rebinding: a web page on a name its owner
 //! controls (`evil.example`) can have that name resolve to the server's address, and the
 //! visitor's browser then sends the page's requests to ASF as same-origin requests, with
 //! `Host: evil.example`. An IP literal or `localhost` cannot be rebound, and a browser
 //! always sends the name it connected to; so a tokenless internal request naming any other
-//! host is refused. With a token set, the token protects the endpoints (a page cannot know
+//! host is refused, but for the names of `ASF_INTERNAL_HOSTS`, which the operator vouches for
+//! (the names the deployment's own services call ASF by). With a token set, the token protects the endpoints (a page cannot know
 //! it), and the Host is not looked at. Pure: no IO.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -61,12 +63,13 @@ pub(super) fn bearer(header: Option<&str>) -> &str {
 }
 
 /// The answer text of an internal request refused by the Host guard.
-pub(super) const FOREIGN_HOST: &str = "Forbidden: with no ASF_INTERNAL_TOKEN set, the internal endpoints answer only requests addressed to an IP address or localhost (Host header); set ASF_INTERNAL_TOKEN to call them by name";
+pub(super) const FOREIGN_HOST: &str = "Forbidden: with no ASF_INTERNAL_TOKEN set, the internal endpoints answer only requests addressed to an IP address, localhost or a name in ASF_INTERNAL_HOSTS (Host header); set ASF_INTERNAL_TOKEN, or list the name in ASF_INTERNAL_HOSTS, to call them by name";
 
 /// Whether a tokenless internal request with this `Host` header may pass: no header (not
 /// a browser: every browser sends one), or a host that is an IP address (`127.0.0.1`,
-/// `[::1]`) or `localhost`, with or without a port.
-pub(super) fn host_may_reach_internal(host: Option<&str>) -> bool {
+/// `[::1]`), `localhost` or one of the `listed` names (lower-case, as the configuration
+/// keeps them), with or without a port.
+pub(super) fn host_may_reach_internal(host: Option<&str>, listed: &[String]) -> bool {
     let Some(host) = host else { return true };
     let host = host.trim();
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
@@ -86,7 +89,9 @@ pub(super) fn host_may_reach_internal(host: Option<&str>) -> bool {
     if !port.is_none_or(is_port) {
         return false;
     }
-    name.parse::<Ipv4Addr>().is_ok() || name.eq_ignore_ascii_case("localhost")
+    name.parse::<Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
 }
 
 /// A port in a Host header: digits (RFC 3986 allows an empty port too).
@@ -149,9 +154,9 @@ mod tests {
             "LOCALHOST:5006",
             " localhost:1 ",
         ] {
-            assert!(host_may_reach_internal(Some(ok)), "{ok:?} refused");
+            assert!(host_may_reach_internal(Some(ok), &[]), "{ok:?} refused");
         }
-        assert!(host_may_reach_internal(None), "no Host header");
+        assert!(host_may_reach_internal(None, &[]), "no Host header");
         for bad in [
             "evil.example",
             "evil.example:5006",
@@ -170,7 +175,32 @@ mod tests {
             "127.0.0.1:5006:1",
             "",
         ] {
-            assert!(!host_may_reach_internal(Some(bad)), "{bad:?} passed");
+            assert!(!host_may_reach_internal(Some(bad), &[]), "{bad:?} passed");
         }
+    }
+
+    #[test]
+    fn listed_names_pass_exactly_others_do_not() {
+        let listed = ["asf".to_owned(), "asf.internal".to_owned()];
+        for ok in ["asf", "ASF:5006", "asf:", "asf.internal", "Asf.Internal:80"] {
+            assert!(host_may_reach_internal(Some(ok), &listed), "{ok:?} refused");
+        }
+        for bad in [
+            "asf.",
+            "asf.evil.example",
+            "evil-asf",
+            "internal",
+            "asf.internal.evil.example",
+            "asf:50x6",
+            "[asf]",
+            "evil.example",
+        ] {
+            assert!(
+                !host_may_reach_internal(Some(bad), &listed),
+                "{bad:?} passed"
+            );
+        }
+        assert!(host_may_reach_internal(Some("127.0.0.1:1"), &listed));
+        assert!(host_may_reach_internal(Some("localhost"), &listed));
     }
 }

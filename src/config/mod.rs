@@ -149,6 +149,8 @@ pub const ASF_MAX_EVENTS_PER_SEC: &str = "ASF_MAX_EVENTS_PER_SEC";
 pub const DEFAULT_MAX_EVENTS_PER_SEC: u32 = 200;
 /// Name of the internal endpoint token variable.
 pub const ASF_INTERNAL_TOKEN: &str = "ASF_INTERNAL_TOKEN";
+/// Name of the variable listing the host names tokenless internal requests may use.
+pub const ASF_INTERNAL_HOSTS: &str = "ASF_INTERNAL_HOSTS";
 /// Name of the UI updates namespace variable.
 pub const ASF_UI_UPDATES_NAMESPACE: &str = "ASF_UI_UPDATES_NAMESPACE";
 /// Default UI updates namespace (the original service's).
@@ -314,6 +316,14 @@ pub struct Config {
     /// `ASF_INTERNAL_TOKEN`, bearer token required by the internal HTTP endpoints. Default
     /// unset (empty = unset): the endpoints are open, so keep ASF on a private network.
     pub internal_token: Option<SecretString>,
+    /// `ASF_INTERNAL_HOSTS`, a comma-separated list of host names (no ports, matched without
+    /// regard to case) that a request to the internal endpoints may name in its `Host`
+    /// while `ASF_INTERNAL_TOKEN` is unset, beside IP addresses and `localhost`: the names
+    /// this deployment calls ASF by (a compose service name such as `asf`). Default unset
+    /// (empty = unset): only IP addresses and `localhost`. A name listed here is trusted
+    /// not to be rebound by a hostile page (see the DNS rebinding guard in README); with a
+    /// token set it is not used.
+    pub internal_hosts: Vec<String>,
     /// `ASF_UI_UPDATES_NAMESPACE`, the Socket.IO namespace of UI updates: `/` then 1 to 127
     /// of `A-Z a-z 0-9 / - _ . ~`, not the audio namespace. Default `/ui_updates`, as the
     /// frontend expects; change it only together with the frontend.
@@ -388,6 +398,7 @@ impl Default for Config {
             stream_summary_interval: DEFAULT_STREAM_SUMMARY_INTERVAL,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             internal_token: None,
+            internal_hosts: Vec::new(),
             ui_updates_namespace: DEFAULT_UI_UPDATES_NAMESPACE.to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
@@ -482,6 +493,8 @@ impl Config {
             max_events_per_sec: var(src, ASF_MAX_EVENTS_PER_SEC, parse_max_events_per_sec)?
                 .unwrap_or(d.max_events_per_sec),
             internal_token: internal_token(src)?,
+            internal_hosts: optional(src, ASF_INTERNAL_HOSTS, parse_internal_hosts)?
+                .unwrap_or_default(),
             ui_updates_namespace: var(src, ASF_UI_UPDATES_NAMESPACE, parse_namespace)?
                 .unwrap_or(d.ui_updates_namespace),
             shutdown_grace: var(src, ASF_SHUTDOWN_GRACE, parse_shutdown_grace)?
@@ -547,7 +560,12 @@ impl Config {
         let internal_addr = self
             .internal_addr
             .map_or_else(|| "unset".to_owned(), |a| a.to_string());
-        let fields: [(&str, String); 41] = [
+        let internal_hosts = if self.internal_hosts.is_empty() {
+            "unset".to_owned()
+        } else {
+            token_of(&self.internal_hosts.join(","))
+        };
+        let fields: [(&str, String); 42] = [
             ("secret_key", self.secret_key.to_string()),
             (
                 "secret_key_generated",
@@ -595,6 +613,7 @@ impl Config {
             ),
             ("max_events_per_sec", self.max_events_per_sec.to_string()),
             ("internal_token", token),
+            ("internal_hosts", internal_hosts),
             ("ui_updates_namespace", token_of(&self.ui_updates_namespace)),
             ("shutdown_grace", format!("{:?}", self.shutdown_grace)),
             ("state_dir", state_dir),

@@ -375,3 +375,42 @@ pub(super) fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
         _ => Err("expected text or json".to_owned()),
     }
 }
+
+/// `ASF_INTERNAL_HOSTS`: host names as a `Host` header carries them, without a port,
+/// lower-cased (a trailing `.` dropped); each label 1 to 63 of `a-z 0-9 - _` (compose
+/// names may have `_`), not starting or ending with `-`, at most 253 bytes in all.
+pub(super) fn parse_internal_hosts(raw: String) -> Result<Vec<String>, String> {
+    let mut hosts = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name.contains('*') {
+            return Err(format!(
+                "{name:?}: wildcards are not accepted; list each name, or set ASF_INTERNAL_TOKEN"
+            ));
+        }
+        if name.contains(':') {
+            return Err(format!(
+                "{name:?}: give host names without a port (the port of Host is not compared)"
+            ));
+        }
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(format!(
+                "{name:?} is not a host name: expected dot-separated labels of letters, digits, - and _, e.g. asf or asf.internal"
+            ));
+        }
+        if !hosts.contains(&name) {
+            hosts.push(name);
+        }
+    }
+    if hosts.is_empty() {
+        return Err("expected a comma-separated list of host names, e.g. asf,asf.internal".into());
+    }
+    Ok(hosts)
+}

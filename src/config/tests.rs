@@ -792,3 +792,32 @@ fn every_setting_is_in_the_readme_table_and_in_env_example_whose_values_parse() 
         }
     }
 }
+
+#[test]
+fn internal_hosts_rules() {
+    assert!(parse(&[]).internal_hosts.is_empty());
+    assert!(parse(&[(ASF_INTERNAL_HOSTS, " ")])
+        .internal_hosts
+        .is_empty());
+    assert_eq!(
+        parse(&[(ASF_INTERNAL_HOSTS, "asf, ASF.internal., my_app-1,asf")]).internal_hosts,
+        ["asf", "asf.internal", "my_app-1"]
+    );
+    for bad in [
+        "*",
+        "*.internal",
+        "asf:5006",
+        " , ,",
+        "a b",
+        "-asf",
+        "asf-",
+        "a..b",
+        "http://asf",
+    ] {
+        parse_err(ASF_INTERNAL_HOSTS, bad);
+    }
+    parse_err(ASF_INTERNAL_HOSTS, &"a".repeat(64));
+    let summary = parse(&[(ASF_INTERNAL_HOSTS, "asf,b")]).summary();
+    assert!(summary.contains(" internal_hosts=asf,b "), "{summary}");
+    assert!(parse(&[]).summary().contains(" internal_hosts=unset "));
+}

@@ -12,7 +12,7 @@ use crate::support::{http_request, parse_json, wait_until, Response, Server, Wat
 
 /// The rebound name a hostile page is served from.
 const REBOUND: &str = "evil.example";
-const FOREIGN_HOST: &str = "Forbidden: with no ASF_INTERNAL_TOKEN set, the internal endpoints answer only requests addressed to an IP address or localhost (Host header); set ASF_INTERNAL_TOKEN to call them by name";
+const FOREIGN_HOST: &str = "Forbidden: with no ASF_INTERNAL_TOKEN set, the internal endpoints answer only requests addressed to an IP address, localhost or a name in ASF_INTERNAL_HOSTS (Host header); set ASF_INTERNAL_TOKEN, or list the name in ASF_INTERNAL_HOSTS, to call them by name";
 
 /// A notify of `id` as `filepath`, sent to `addr` with `host` as its Host header and the
 /// `extra` header lines.
@@ -129,6 +129,47 @@ fn with_a_token_the_token_decides_whatever_the_host() {
         let auth = "Authorization: Bearer s3cret\r\n";
         let (status, _, body) = notify_as(a, &named, auth, "strm_named", &file);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    })
+}
+
+#[test]
+fn tokenless_requests_may_name_the_listed_hosts_only() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(60), "ASF_INTERNAL_HOSTS");
+        // A compose network: the publisher calls ASF as `asf`, which the operator listed.
+        let server = Server::start_with(&[("ASF_INTERNAL_HOSTS", "asf, Asf.Internal.")]);
+        let a = server.addr;
+        let path = server.write_audio("listed.mp3", b"abc");
+        let file = path.to_string_lossy();
+        let port = a.port();
+        for (i, host) in [
+            "asf".to_owned(),
+            format!("ASF:{port}"),
+            format!("asf.internal:{port}"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (status, _, body) = notify_as(a, host, "", &format!("strm_listed{i}"), &file);
+            assert_eq!(
+                status,
+                200,
+                "Host {host}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let (status, _, body) = get_as(a, &format!("asf:{port}"), "/asf/internal/streams");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        // Names that merely contain a listed one, and any other name, are still refused.
+        for host in [
+            format!("{REBOUND}:{port}"),
+            format!("asf.{REBOUND}:{port}"),
+            format!("asf.:{port}"),
+            format!("internal:{port}"),
+        ] {
+            assert_refused(&notify_as(a, &host, "", "strm_other", &file), &host);
+        }
+        assert_eq!(server.health()["registered_streams"], 3);
     })
 }
 
