@@ -197,12 +197,13 @@ async fn reader<S: Service>(
     if let End::Linger {
         in_sync,
         half_close,
+        until,
     } = end
     {
         if half_close {
             let _ = stream.shutdown(std::net::Shutdown::Write);
         }
-        Box::pin(linger(&stream, buf, in_sync.then_some(&mut decoder))).await;
+        Box::pin(linger(&stream, buf, in_sync.then_some(&mut decoder), until)).await;
     }
     if !upgrading {
         // The transport's writer waits for this before it lets the socket go.
@@ -223,7 +224,20 @@ enum End {
         /// The reader sent the close frame itself (no writer runs on an upgrading socket):
         /// half-close the socket behind it.
         half_close: bool,
+        /// When the drain ends at the latest ([`LINGER_TIME`] after the close).
+        until: Instant,
     },
+}
+
+impl End {
+    /// Drain for [`LINGER_TIME`] from now.
+    fn linger(in_sync: bool, half_close: bool) -> End {
+        End::Linger {
+            in_sync,
+            half_close,
+            until: Instant::now() + LINGER_TIME,
+        }
+    }
 }
 
 async fn read_frames<S: Service>(
@@ -263,20 +277,14 @@ async fn read_frames<S: Service>(
                     if *upgrading {
                         let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout))
                             .await;
-                        return End::Linger {
-                            in_sync: false,
-                            half_close: true,
-                        };
+                        return End::linger(false, true);
                     }
                     let mut st = shared.lock();
                     st.ws_close = Some(frame);
                     st.eio.close(reason);
                     drop(st);
                     shared.wake();
-                    return End::Linger {
-                        in_sync: false,
-                        half_close: false,
-                    };
+                    return End::linger(false, false);
                 }
             };
             match on_message(ctx, shared, stream, msg, upgrading).await {
@@ -293,10 +301,19 @@ async fn read_frames<S: Service>(
                         let _ = stream.shutdown(std::net::Shutdown::Both);
                         return End::Done;
                     }
-                    return End::Linger {
-                        in_sync: true,
-                        half_close: *upgrading,
-                    };
+                    if *upgrading {
+                        // No writer runs on an upgrading socket: the close frame goes from
+                        // here, with the code of the session's end (a protocol error on this
+                        // socket, a control frame flood). A failed write (the probe's
+                        // answer) leaves nothing to say.
+                        let Some(reason) = shared.lock().eio.closed().cloned() else {
+                            return End::Done;
+                        };
+                        if !Box::pin(send_close(ctx, stream, reason.close_code())).await {
+                            return End::Done;
+                        }
+                    }
+                    return End::linger(true, *upgrading);
                 }
             }
         }
@@ -305,10 +322,7 @@ async fn read_frames<S: Service>(
         }
         unhandled = 0;
         if !*upgrading && shared.lock().eio.closed().is_some() {
-            return End::Linger {
-                in_sync: true,
-                half_close: false,
-            };
+            return End::linger(true, false);
         }
         if buf.capacity() - buf.len() < WS_READ_CHUNK / 2 {
             // Grow with the data in flight (a large message arrives in larger reads).
@@ -318,25 +332,28 @@ async fn read_frames<S: Service>(
         let cap = buf.capacity();
         let read = stream.read(std::mem::take(buf).slice(start..cap));
         let (res, slice) = if *upgrading {
-            let (done, gave_up) =
-                Box::pin(read_while_upgrading(shared, stream, read, upgrade_deadline)).await;
-            if let Some(why) = gave_up {
-                match why {
-                    GiveUp::Deadline => crate::client_info!(
-                        "closing upgrade websocket: no probe and upgrade within the ping timeout";
-                        %peer,
-                        sid = %shared.sid,
-                        limit = ?ctx.eio.ping_timeout
-                    ),
-                    GiveUp::SessionEnded => tracing::debug!(
-                        %peer,
-                        sid = %shared.sid,
-                        "closing upgrade websocket: its session ended"
-                    ),
+            match Box::pin(read_while_upgrading(
+                ctx,
+                shared,
+                stream,
+                read,
+                upgrade_deadline,
+                peer,
+            ))
+            .await
+            {
+                UpgradeRead::Done(done) => done,
+                // The client answered the close frame: drain the rest of its answer.
+                UpgradeRead::GaveUp(Some(((Ok(n), slice), until))) if n > 0 => {
+                    *buf = slice.into_inner();
+                    return End::Linger {
+                        in_sync: true,
+                        half_close: false,
+                        until,
+                    };
                 }
-                return End::Done;
+                UpgradeRead::GaveUp(_) => return End::Done,
             }
-            done
         } else {
             read.await
         };
@@ -360,14 +377,19 @@ async fn read_frames<S: Service>(
 }
 
 /// Drains a closing WebSocket: reads and drops what the client still sends until its close
-/// frame (when `frames` is still in sync), EOF, [`LINGER_BYTES`] or [`LINGER_TIME`]. A socket
+/// frame (when `frames` is still in sync), EOF, [`LINGER_BYTES`] or `deadline` (the close
+/// plus [`LINGER_TIME`]). A socket
 /// closed with unread bytes in its receive queue (or that receives more after its close) is
 /// reset by the kernel instead of closed with a FIN, and a client that sees the reset before
 /// it has read our close frame (Windows clients, notably) loses the frame and the reason in
 /// it. A client that sends more than the few KiB, or keeps the socket open longer, gets the
 /// reset: draining holds no more than that.
-async fn linger(stream: &TcpStream, mut buf: BytesMut, mut frames: Option<&mut ws::Decoder>) {
-    let deadline = Instant::now() + LINGER_TIME;
+async fn linger(
+    stream: &TcpStream,
+    mut buf: BytesMut,
+    mut frames: Option<&mut ws::Decoder>,
+    deadline: Instant,
+) {
     let mut budget = LINGER_BYTES;
     loop {
         let mut in_sync = false;
@@ -438,15 +460,30 @@ enum GiveUp {
     SessionEnded,
 }
 
+/// How a read on a socket still upgrading its session ended (see [`read_while_upgrading`]).
+enum UpgradeRead<T> {
+    /// The read completed.
+    Done(T),
+    /// The socket gave up on the upgrade and sent its close frame: the read's result (and
+    /// when the drain ends) if it completed within the drain time, so that what the client
+    /// answered is drained; `None` when nothing is left to drain.
+    GaveUp(Option<(T, Instant)>),
+}
+
 /// Awaits `read` on a socket still upgrading `shared`: gives up when the upgrade is not done by
-/// `deadline` or when the session ends first. The read is then ended by shutting the socket's
-/// read side and collected (an in-flight io_uring read is never abandoned).
-async fn read_while_upgrading<C, T>(
-    shared: &Shared<C>,
+/// `deadline` or when the session ends first. The socket is then closed as every WebSocket the
+/// server ends: a close frame (the code of the session's end, or 1000 when only the upgrade
+/// timed out: the polling session goes on), a FIN behind it, and `read`, still in flight, left
+/// to take the client's answer for at most [`LINGER_TIME`] before the read side is shut (an
+/// in-flight io_uring read is never abandoned).
+async fn read_while_upgrading<S: Service, T>(
+    ctx: &Ctx<S>,
+    shared: &Shared<S::Conn>,
     stream: &TcpStream,
     read: impl std::future::Future<Output = T>,
     deadline: Instant,
-) -> (T, Option<GiveUp>) {
+    peer: SocketAddr,
+) -> UpgradeRead<T> {
     tokio::pin!(read);
     let ended = shared.ended.notified();
     tokio::pin!(ended);
@@ -456,13 +493,47 @@ async fn read_while_upgrading<C, T>(
         GiveUp::SessionEnded
     } else {
         tokio::select! {
-            done = &mut read => return (done, None),
+            done = &mut read => return UpgradeRead::Done(done),
             _ = tokio::time::sleep_until(deadline.into()) => GiveUp::Deadline,
             _ = &mut ended => GiveUp::SessionEnded,
         }
     };
-    let _ = stream.shutdown(std::net::Shutdown::Read);
-    (read.await, Some(why))
+    let code = match why {
+        GiveUp::Deadline => {
+            crate::client_info!(
+                "closing upgrade websocket: no probe and upgrade within the ping timeout";
+                %peer,
+                sid = %shared.sid,
+                limit = ?ctx.eio.ping_timeout
+            );
+            1000
+        }
+        GiveUp::SessionEnded => {
+            let reason = shared.lock().eio.closed().cloned();
+            tracing::debug!(%peer, sid = %shared.sid, ?reason, "closing upgrade websocket: its session ended");
+            reason.map_or(1000, |r| r.close_code())
+        }
+    };
+    // Polling requests no longer wait for this socket's reader.
+    shared.upgrade_over(stream.as_raw_fd());
+    let until = Instant::now() + LINGER_TIME;
+    if !send_close(ctx, stream, code).await {
+        let _ = stream.shutdown(std::net::Shutdown::Read);
+        let _ = read.await;
+        return UpgradeRead::GaveUp(None);
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let done = op_until_shut(stream, read, until.into(), std::net::Shutdown::Read).await;
+    UpgradeRead::GaveUp(done.map(|d| (d, until)))
+}
+
+/// Sends a close frame with `code` from the reader of an upgrading socket (no writer runs on
+/// it); false when the write failed.
+async fn send_close<S: Service>(ctx: &Ctx<S>, stream: &TcpStream, code: u16) -> bool {
+    let frame = ws::close_frame(code, "");
+    write_all(stream, vec![frame], ctx.config.stall_timeout)
+        .await
+        .is_ok()
 }
 
 async fn on_message<S: Service>(
@@ -512,8 +583,7 @@ async fn on_message<S: Service>(
             if *upgrading {
                 // No writer runs yet: answer the close here (RFC 6455 5.5.1), then let the
                 // socket go. The polling session goes on.
-                let frame = ws::close_frame(1000, "");
-                let _ = Box::pin(write_all(stream, vec![frame], ctx.config.stall_timeout)).await;
+                let _ = Box::pin(send_close(ctx, stream, 1000)).await;
                 return Flow::ClientClosed;
             }
             let mut st = shared.lock();

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::raw_ws::{encode_frame, RawWs};
-use super::{eio_get, polling_handshake, raw};
+use super::{eio_get, eio_post, polling_handshake};
 use crate::security::reported;
 use crate::support::{wait_until, Server, Watchdog, NAMESPACE};
 
@@ -87,12 +87,7 @@ fn a_binary_packet_whose_attachments_never_come_closes_the_polling_session() {
         let sid = polling_handshake(server.addr);
         let query = format!("EIO=4&transport=polling&sid={sid}");
         let post = |body: &str| {
-            let req = format!(
-                "POST /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let (status, _, answer) = raw(server.addr, req.as_bytes());
+            let (status, _, answer) = eio_post(server.addr, &query, body);
             (status, String::from_utf8_lossy(&answer).into_owned())
         };
         assert_eq!(post(&format!("40{NAMESPACE},")), (200, "ok".into()));
