@@ -68,3 +68,81 @@ fn serve_on_a_caller_bound_listener_streams_and_stops_on_the_callers_signal() {
         "the listener is still open after serve returned"
     );
 }
+
+/// A Socket.IO handler that does nothing: the test below needs only the router's own rules.
+#[derive(Debug)]
+struct Quiet;
+
+impl asf::socketio::Handler for Quiet {
+    type Data = ();
+    fn on_connect(&self, _: &mut asf::socketio::Socket<'_, ()>, _: Option<&serde_json::Value>) {}
+    fn on_event(&self, _: &mut asf::socketio::Socket<'_, ()>, _: asf::socketio::Event) {}
+    fn on_disconnect(
+        &self,
+        _: &mut asf::socketio::Socket<'_, ()>,
+        _: &asf::engineio::DisconnectReason,
+    ) {
+    }
+}
+
+/// Review finding: a deadline a polling POST gave the service (here a binary packet's
+/// attachments deadline, made shorter than the heartbeat's) was learnt by the session's
+/// timers only when they next ran, at the next ping: the session lived on well past it. A
+/// WebSocket session keeps it (its writer is woken by every message), and a polling one now
+/// does too. The ping interval and timeouts are far beyond the hang guard, so only the
+/// attachments deadline can end the session in time.
+#[test]
+fn a_polling_session_is_closed_at_a_deadline_its_post_set_before_the_next_ping() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "service deadline over polling");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = Arc::new(Config {
+        ping_interval: Duration::from_secs(600),
+        ping_timeout: Duration::from_secs(600),
+        connect_timeout: Duration::from_secs(600),
+        shutdown_grace: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let limits = asf::socketio::Limits {
+        attachments_timeout: Duration::from_millis(300),
+        ..asf::socketio::Limits::default()
+    };
+    let router = asf::socketio::Router::new("/socket.io/", limits).namespace("/", Arc::new(Quiet));
+    let (handle, shutdown) = shutdown_channel();
+    let server = thread::spawn(move || serve(config, Arc::new(router), vec![listener], shutdown));
+
+    let polling = "/socket.io/?EIO=4&transport=polling";
+    let (status, _, body) = get(addr, polling);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let open: serde_json::Value = serde_json::from_slice(&body[1..]).expect("open packet JSON");
+    let query = format!("{polling}&sid={}", open["sid"].as_str().expect("sid"));
+    let post = |body: &str| {
+        let req = format!(
+            "POST {query} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        support::http_request(addr, req.as_bytes()).0
+    };
+    assert_eq!(post("40"), 200);
+    // An event announcing one attachment, which never comes.
+    assert_eq!(post("451-[\"e\",{\"_placeholder\":true,\"num\":0}]"), 200);
+    let mut seen = Vec::new();
+    loop {
+        let (status, _, body) = get(addr, &query);
+        assert_eq!(status, 200, "GET after {seen:?}");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        seen.extend(text.split('\u{1e}').map(str::to_owned));
+        if seen.last().is_some_and(|p| p == "1") {
+            break;
+        }
+    }
+    assert!(
+        !seen.contains(&"2".to_owned()),
+        "a ping came first: {seen:?}"
+    );
+    assert!(seen.contains(&"41".to_owned()), "no DISCONNECT: {seen:?}");
+
+    handle.drain();
+    assert!(server.join().expect("the server thread").is_ok());
+}

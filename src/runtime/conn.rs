@@ -649,6 +649,7 @@ fn poll_post<S: Service>(
             return eio_error(ErrorCode::BadRequest);
         }
         let now = Instant::now();
+        let deadline = ctx.service.poll_timeout(&st.conn);
         for packet in packets {
             handle_packet(ctx, &mut st, shared, packet, Transport::Polling, now);
             if st.eio.closed().is_some() {
@@ -658,6 +659,9 @@ fn poll_post<S: Service>(
         let closed = st.eio.closed().cloned();
         if closed == Some(DisconnectReason::ClientClose) && !st.eio.poll_pending() {
             ctx.owe_noop(shared.sid, now);
+        }
+        if closed.is_none() {
+            ctx.watch_service_deadline(shared, &st, deadline);
         }
         closed
     };

@@ -141,6 +141,36 @@ impl<S: Service> Ctx<S> {
         Timers::Closed
     }
 
+    /// Called after a polling POST was handled (lock held, session still open), with the
+    /// service's deadline from before it: when the POST brought that deadline nearer than
+    /// every timer already due to run, runs the session's timers at it with a one-shot task.
+    ///
+    /// The heartbeat sleeps until the earliest deadline it saw when it last ran, and the
+    /// Engine.IO deadlines only move later between its runs (a pong, the connect): so it
+    /// runs by `st.eio.poll_timeout()`, and by `before` (which, by the same rule, a timer
+    /// already covers). A deadline at or after either is kept without more; only one nearer
+    /// than both needs the task, which lives until that deadline. The Socket.IO attachments
+    /// deadline (ping interval + ping timeout) never is, so an idle session carries nothing
+    /// more than its heartbeat; a service with shorter deadlines gets them kept on time, as
+    /// a WebSocket session's writer (woken by every message) keeps them.
+    pub fn watch_service_deadline(
+        self: &Arc<Self>,
+        shared: &Arc<Shared<S::Conn>>,
+        st: &State<S::Conn>,
+        before: Option<Instant>,
+    ) {
+        let Some(due) = self.service.poll_timeout(&st.conn) else {
+            return;
+        };
+        let covered =
+            st.eio.poll_timeout().is_none_or(|eio| eio <= due) || before.is_some_and(|b| b <= due);
+        if covered {
+            return;
+        }
+        tracing::debug!(sid = %shared.sid, in_ms = due.saturating_duration_since(Instant::now()).as_millis() as u64, "service deadline before the heartbeat's next run: timer armed");
+        tokio_uring::spawn(run_timers_at(Arc::clone(self), Arc::clone(shared), due));
+    }
+
     /// Creates and registers a session, and starts its heartbeat on this worker. `None` when
     /// there are already `ASF_MAX_CONNECTIONS` sessions: every session counts against it,
     /// whether or not a TCP connection carries it now (a polling session between requests, or
@@ -520,10 +550,15 @@ enum Timers {
     Closed,
 }
 
+/// Runs a session's timers once, at `due` (see [`Ctx::watch_service_deadline`]).
+async fn run_timers_at<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>, due: Instant) {
+    tokio::time::sleep_until(due.into()).await;
+    let _ = ctx.apply_timers(&shared, Instant::now());
+}
+
 /// Drives a polling session's timers: pings, pong deadline, connect timeout, and the
-/// service's own deadlines. One that a POST sets is learnt when this next runs (at the next
-/// ping at the latest), so it is kept on time when it is further off than a ping interval,
-/// as the Socket.IO attachments deadline (ping interval + ping timeout) always is.
+/// service's own deadlines. One that a POST sets nearer than this task's next run is kept by
+/// a timer of its own ([`Ctx::watch_service_deadline`]).
 async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
     loop {
         let next = match ctx.apply_timers(&shared, Instant::now()) {
