@@ -379,6 +379,14 @@ impl Session {
                 .is_some_and(|at| now < at + self.config.ping_timeout)
     }
 
+    /// The WebSocket that probed ended without completing the upgrade (the client closed
+    /// it, or the server gave up on it): polls no longer end early for it (see
+    /// [`Session::awaits_upgrade`]), and the client, back to polling alone, long-polls
+    /// again instead of being answered a noop every 100 ms until the probe's ping timeout.
+    pub fn abandon_probe(&mut self) {
+        self.probed = None;
+    }
+
     /// True while a polling GET is in flight.
     pub fn poll_pending(&self) -> bool {
         self.poll_active
@@ -718,6 +726,25 @@ mod tests {
         );
         assert_eq!(s.transport(), Transport::WebSocket);
         assert!(s.begin_poll().is_err());
+    }
+
+    #[test]
+    fn polls_end_early_only_while_a_probe_awaits_its_upgrade() {
+        let t0 = Instant::now();
+        let mut s = session(Transport::Polling, t0);
+        assert!(!s.awaits_upgrade(t0));
+        let probe = Packet::Ping(Bytes::from_static(b"probe"));
+        assert_eq!(s.handle_packet(t0, probe, Transport::WebSocket), Ok(None));
+        assert!(s.awaits_upgrade(t0 + Duration::from_millis(10)));
+        // The probing socket is gone without a `5`: polls wait for packets again.
+        s.abandon_probe();
+        assert!(!s.awaits_upgrade(t0 + Duration::from_millis(10)));
+        assert_eq!(
+            s.handle_packet(t0, Packet::Upgrade, Transport::WebSocket),
+            Err(DisconnectReason::ProtocolError(
+                "upgrade without probe".into()
+            ))
+        );
     }
 
     #[test]

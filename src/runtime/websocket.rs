@@ -194,6 +194,10 @@ async fn reader<S: Service>(
         peer,
     )
     .await;
+    if upgrading {
+        // The upgrade is over without a `5`: the session's polls need not end early for it.
+        shared.lock().eio.abandon_probe();
+    }
     if let End::Linger {
         in_sync,
         half_close,

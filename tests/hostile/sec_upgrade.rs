@@ -238,3 +238,36 @@ fn a_poll_in_flight_when_the_upgrade_completes_ends_and_leaves_the_packets_to_th
         );
     }
 }
+
+#[test]
+fn polls_long_poll_again_once_the_probing_socket_is_gone() {
+    let _w = Watchdog::new(CLOSE_WAIT * 2, "polls after an abandoned upgrade");
+    // A poll with nothing to send waits for the next ping (every 5 s); pongs are due in
+    // 20 s, so the probe's hold (a noop after 100 ms) would last 20 s.
+    let server = Server::start_with(&[
+        ("ASF_PING_INTERVAL_MS", "5000"),
+        ("ASF_PING_TIMEOUT_MS", "20000"),
+    ]);
+    let addr = server.addr;
+    let sid = polling_handshake(addr);
+    let query = format!("EIO=4&transport=polling&sid={sid}");
+    let mut ws = open_upgrade(addr, &sid);
+    send_text(&mut ws, "2probe");
+    assert_eq!(read_text(&mut ws), "3probe");
+    // The client gives up on the upgrade (engine.io-client does when the probe socket
+    // closes before its `5`), and goes on polling.
+    drop(ws);
+    wait_until(CLOSE_WAIT, "the server to let the probe socket go", || {
+        connections(&server) == 1
+    });
+    let (status, _, body) = super::eio_get(addr, &query);
+    assert_eq!(status, 200);
+    assert!(body.starts_with(b"6"), "the probe's noop: {body:?}");
+    // Back to long-polling: this poll ends with the ping, not with a noop.
+    let (status, _, body) = super::eio_get(addr, &query);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).into_owned()),
+        (200, "2".to_owned()),
+        "a poll after the probe socket is gone"
+    );
+}
