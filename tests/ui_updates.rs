@@ -512,3 +512,42 @@ fn a_slow_reader_flooded_with_updates_loses_some_in_order_and_keeps_its_session(
     }
     c.close();
 }
+
+#[test]
+fn an_update_no_subscriber_could_take_is_refused_and_the_subscribers_keep_their_sessions() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "oversized UI update");
+    // The smallest ASF_MAX_PAYLOAD: a session's queue then holds 2 x 1024 + 64 KiB, while a
+    // request body may still be 1 MiB.
+    let server = Server::start_with(&[("ASF_MAX_PAYLOAD", "1024")]);
+    let mut c = SioClient::connect(server.addr);
+    assert_eq!(c.connect_ns(UI).expect("connect").kind, 0);
+    expect_ui(&mut c, "ui_connection_ack", ack_for(UI));
+    c.emit_on(UI, "subscribe_to_ui_updates", json!({"client_id": "big"}));
+    expect_ui(&mut c, "subscribed_ui_updates", subscribed("big").1);
+    // `42/ui_updates,["e","xx..."]` is 22 bytes around the string: 2048 fits, 2049 does not.
+    let update =
+        |len: usize| json!({"client_id": "big", "event_name": "e", "data": "x".repeat(len)});
+    assert_eq!(
+        send(server.addr, &update(2048 - 21)),
+        (
+            413,
+            json!({
+                "error_code": "ASF_SENDUI_TOO_LARGE",
+                "message": "The update is too large: its event is 2049 bytes, at most 2048 can be delivered."
+            })
+        )
+    );
+    // Far larger (as a generator's whole transcript might be): refused too, before any
+    // subscriber's session is asked to queue it.
+    assert_eq!(send(server.addr, &update(200_000)).0, 413);
+    // The subscriber is still there and gets what fits, the largest included, in order.
+    assert_eq!(send(server.addr, &update(2048 - 22)).0, 200);
+    let (status, _) = send(
+        server.addr,
+        &json!({"client_id": "big", "event_name": "after", "data": 1}),
+    );
+    assert_eq!(status, 200);
+    expect_ui(&mut c, "e", json!("x".repeat(2048 - 22)));
+    expect_ui(&mut c, "after", json!(1));
+    c.close();
+}

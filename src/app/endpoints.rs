@@ -133,9 +133,8 @@ impl Api {
         let Some(ui) = &self.ui else {
             return Response::error(404, &format!("No route for {}", req.path()));
         };
-        match parse_ui_update(req.body()) {
-            Ok(update) => {
-                let sockets = ui.send(&update);
+        match parse_ui_update(req.body()).and_then(|update| Ok((ui.send(&update)?, update))) {
+            Ok((sockets, update)) => {
                 // Members of the room on the other nodes (the body parsed, so it is UTF-8).
                 if let Ok(body) = std::str::from_utf8(req.body()) {
                     self.registry.publish(body);

@@ -127,6 +127,7 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         ..Limits::default()
     };
     let ui_namespace = config.ui_updates_namespace.clone();
+    let max_payload = config.max_payload;
     let router = Router::new(ENGINE_PATH, limits)
         .namespace(root::ROOT, Arc::new(root::Root))
         .namespace(NAMESPACE, streams)
@@ -145,14 +146,13 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         let ui = ui::UiRooms {
             namespace: ui_namespace,
             rooms,
+            max_packet: ui::max_update_packet(max_payload),
         };
         // An update sent to another node reaches this node's members of its room.
         let remote = ui.clone();
         registry.on_message(Box::new(move |body| {
-            match ui::parse_ui_update(body.as_bytes()) {
-                Ok(update) => {
-                    remote.send(&update);
-                }
+            match ui::parse_ui_update(body.as_bytes()).and_then(|u| remote.send(&u)) {
+                Ok(_) => {}
                 Err(refusal) => {
                     tracing::warn!(message = %refusal.message, "unreadable UI update from another node")
                 }

@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use crate::engineio::DisconnectReason;
 use crate::http::Response;
-use crate::socketio::rooms::{MAX_ROOMS_PER_SOCKET, MAX_ROOM_NAME_LEN};
-use crate::socketio::{Event, Handler, RoomError, Rooms, Socket};
+use crate::socketio::rooms::{MAILBOX_MAX_BYTES, MAX_ROOMS_PER_SOCKET, MAX_ROOM_NAME_LEN};
+use crate::socketio::{packet, Event, Handler, RoomError, Rooms, Socket};
 
 /// Path of the endpoint that sends a UI update.
 pub const SEND_UI_UPDATE_PATH: &str = "/asf/internal/send_ui_update";
@@ -135,7 +135,8 @@ pub struct UiUpdate {
     pub data: Value,
 }
 
-/// Why a `send_ui_update` request was refused (all answer 400).
+/// Why a `send_ui_update` request was refused (400, or 413 for an update too large to
+/// deliver).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// `ASF_SENDUI_*`.
@@ -143,6 +144,9 @@ pub struct Refusal {
     /// The message.
     pub message: String,
 }
+
+/// The error code of an update whose event packet no subscriber could be given.
+const TOO_LARGE: &str = "ASF_SENDUI_TOO_LARGE";
 
 impl Refusal {
     fn new(error_code: &'static str, message: impl Into<String>) -> Self {
@@ -152,10 +156,16 @@ impl Refusal {
         }
     }
 
-    /// The 400 answer `{"error_code": ..., "message": ...}`.
+    /// The answer `{"error_code": ..., "message": ...}`: 413 for an update too large, 400
+    /// for the others.
     pub fn response(&self) -> Response {
+        let status = if self.error_code == TOO_LARGE {
+            413
+        } else {
+            400
+        };
         Response::json(
-            400,
+            status,
             &json!({ "error_code": self.error_code, "message": self.message }),
         )
     }
@@ -232,17 +242,39 @@ pub struct UiRooms {
     pub namespace: String,
     /// Its rooms.
     pub rooms: Arc<Rooms>,
+    /// Longest event packet a subscriber can be given (see [`max_update_packet`]).
+    pub max_packet: usize,
+}
+
+/// Longest update event packet (bytes) a subscriber can be given with `ASF_MAX_PAYLOAD`
+/// `max_payload`: it must fit in the socket's mailbox ([`MAILBOX_MAX_BYTES`]), and, moved
+/// into the session's queue on its own, leave that queue under its cap (2 x `max_payload` +
+/// 64 KiB) with room for the pings beside it. A larger one would be dropped for every
+/// subscriber, or would close every subscriber's session for a full queue.
+pub fn max_update_packet(max_payload: usize) -> usize {
+    MAILBOX_MAX_BYTES.min(max_payload.saturating_mul(2))
 }
 
 impl UiRooms {
-    /// Emits `update` to its room; returns how many sockets it was queued for.
-    pub fn send(&self, update: &UiUpdate) -> usize {
-        self.rooms.emit(
+    /// Emits `update` to its room, encoded once; returns how many sockets it was queued
+    /// for, or the refusal of an update too large for any subscriber (sent to nobody).
+    pub fn send(&self, update: &UiUpdate) -> Result<usize, Refusal> {
+        let packet = packet::event(
             &self.namespace,
-            &update.client_id,
             &update.event_name,
             std::slice::from_ref(&update.data),
-        )
+        );
+        if packet.len() > self.max_packet {
+            return Err(Refusal::new(
+                TOO_LARGE,
+                format!(
+                    "The update is too large: its event is {} bytes, at most {} can be delivered.",
+                    packet.len(),
+                    self.max_packet
+                ),
+            ));
+        }
+        Ok(self.rooms.broadcast(&update.client_id, &packet))
     }
 }
 
@@ -373,12 +405,38 @@ mod tests {
         let ui = UiRooms {
             namespace: "/ui_updates".into(),
             rooms: Arc::new(Rooms::default()),
+            max_packet: max_update_packet(1_000_000),
         };
         let update = UiUpdate {
             client_id: "nobody".into(),
             event_name: "e".into(),
             data: json!(1),
         };
-        assert_eq!(ui.send(&update), 0);
+        assert_eq!(ui.send(&update), Ok(0));
+    }
+
+    #[test]
+    fn an_update_larger_than_a_subscriber_can_take_is_refused() {
+        assert_eq!(max_update_packet(1_000_000), MAILBOX_MAX_BYTES);
+        assert_eq!(max_update_packet(1024), 2048);
+        let ui = UiRooms {
+            namespace: "/ui_updates".into(),
+            rooms: Arc::new(Rooms::default()),
+            max_packet: 2048,
+        };
+        // `42/ui_updates,["e","xx..."]`: 22 bytes around the string's.
+        let update = |len: usize| UiUpdate {
+            client_id: "c".into(),
+            event_name: "e".into(),
+            data: json!("x".repeat(len)),
+        };
+        assert_eq!(ui.send(&update(2048 - 22)), Ok(0));
+        let refused = ui.send(&update(2048 - 21)).expect_err("one byte too many");
+        assert_eq!(refused.error_code, "ASF_SENDUI_TOO_LARGE");
+        assert_eq!(
+            refused.message,
+            "The update is too large: its event is 2049 bytes, at most 2048 can be delivered."
+        );
+        assert_eq!(refused.response().status, 413);
     }
 }
