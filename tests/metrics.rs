@@ -378,6 +378,102 @@ fn a_client_that_stops_reading_is_counted_as_a_lag_limit_drop() {
     drop(stalled);
 }
 
+/// Joins `id` on a new connection and returns it once `start_of_stream` has come, with the
+/// `total_bytes` it announced.
+fn started(addr: SocketAddr, id: &str) -> (SioClient, Value) {
+    let mut client = SioClient::connect(addr);
+    client.join(id);
+    loop {
+        let event = client.next_event().expect("start_of_stream");
+        let data = event.data();
+        if event.name == "audio_control" && data["event"] == "start_of_stream" {
+            return (client, data["total_bytes"].clone());
+        }
+        assert_ne!(event.name, "stream_error", "{data}");
+    }
+}
+
+#[test]
+fn a_file_replaced_mid_stream_shows_both_sessions_in_the_listing_as_in_health_and_metrics() {
+    let _dog = Watchdog::new(Duration::from_secs(60), "listing of a replaced file");
+    // One chunk a second: both listeners stay attached for the whole test.
+    let server = Server::start_with(&[("ASF_STREAM_SLEEP_INTERVAL", "1")]);
+    let first = audio_bytes(200_000, 44);
+    let path = server.publish("strm_replaced", &first);
+    let (old_listener, total) = started(server.addr, "strm_replaced");
+    assert_eq!(total, json!(first.len()));
+    // The generator writes a new file beside it and renames it over the path (a new inode),
+    // then notifies the same path again; the first listener keeps its file.
+    let second = audio_bytes(150_000, 45);
+    let fresh = server.write_audio("strm_replaced.tmp", &second);
+    std::fs::rename(&fresh, &path).expect("rename over the stream's file");
+    let (status, body) = server.notify("strm_replaced", &path);
+    assert_eq!(status, 200, "{body}");
+    let (new_listener, total) = started(server.addr, "strm_replaced");
+    assert_eq!(total, json!(second.len()));
+
+    // Two sessions of one path, each with its listener: health and metrics count both...
+    let health = server.health();
+    assert_eq!(health["active_streams"], json!(2), "{health}");
+    let text = scrape(server.addr, None);
+    assert!(has_line(&text, "asf_listeners 2"), "{text}");
+    assert!(has_line(&text, "asf_streams{state=\"active\"} 2"), "{text}");
+    // ...and so does the listing: the id's row shows the file the path names now, and the
+    // replaced file's session has a row of its own until its listener is done.
+    let (status, _, body) = request(server.addr, "GET", "/asf/internal/streams", None, None);
+    assert_eq!(status, 200);
+    let all = parse_json(&body);
+    let rows: Vec<(Value, Value, Value, Value)> = all["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["stream_id"].clone(),
+                s["size"].clone(),
+                s["registered"].clone(),
+                s["listeners"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(all["count"], json!(2), "{all}");
+    assert_eq!(
+        rows,
+        vec![
+            (
+                json!("strm_replaced"),
+                json!(second.len()),
+                json!(true),
+                json!(1)
+            ),
+            (
+                json!("strm_replaced"),
+                json!(first.len()),
+                json!(false),
+                json!(1)
+            ),
+        ],
+        "{all}"
+    );
+    // The id alone shows the file its path names now.
+    let (status, _, body) = request(
+        server.addr,
+        "GET",
+        "/asf/internal/streams/strm_replaced",
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+    let one = parse_json(&body);
+    assert_eq!(
+        (&one["size"], &one["registered"], &one["listeners"]),
+        (&json!(second.len()), &json!(true), &json!(1)),
+        "{one}"
+    );
+    old_listener.close();
+    new_listener.close();
+}
+
 #[test]
 fn a_live_file_that_stops_growing_is_counted_as_generation_stalled() {
     let _dog = Watchdog::new(Duration::from_secs(60), "generation_stalled end in metrics");

@@ -119,7 +119,7 @@ impl Api {
     fn list_streams(&self) -> Response {
         let registered = self.registry.list(MAX_LISTED_STREAMS + 1);
         let mut truncated = registered.len() > MAX_LISTED_STREAMS;
-        let by_path = sessions_by_path(self.sessions.list());
+        let (by_path, replaced) = sessions_by_path(self.sessions.list());
         let mut shown: Vec<Value> = Vec::new();
         let mut used = std::collections::HashSet::new();
         for (id, reg) in registered.iter().take(MAX_LISTED_STREAMS) {
@@ -129,11 +129,13 @@ impl Api {
             }
             shown.push(stream_json(id, Some(reg), session));
         }
-        // Open sessions no registered id names any more (re-notified to another file).
-        for (path, s) in &by_path {
-            if used.contains(path) {
-                continue;
-            }
+        // Open sessions no registered id names any more: re-notified to another file, or
+        // reading a file since replaced at its path.
+        let unnamed = by_path
+            .iter()
+            .filter(|(path, _)| !used.contains(*path))
+            .map(|(_, s)| s);
+        for s in unnamed.chain(&replaced) {
             if shown.len() >= MAX_LISTED_STREAMS {
                 truncated = true;
                 break;
@@ -160,7 +162,7 @@ impl Api {
             };
             let open = sessions.list();
             let session = match &reg {
-                Some(reg) => sessions_by_path(open).remove(&reg.path),
+                Some(reg) => sessions_by_path(open).0.remove(&reg.path),
                 None => open.into_iter().find(|s| s.id == id),
             };
             if reg.is_none() && session.is_none() {
@@ -181,18 +183,21 @@ pub(super) fn streams_method_refusal(raw_id: Option<&str>, method: &str) -> Opti
     }
 }
 
-/// Open sessions by file; of two sessions of one path (a replaced file), the active one.
-fn sessions_by_path(sessions: Vec<SessionInfo>) -> HashMap<PathBuf, SessionInfo> {
+/// Open sessions by path, and the others: of two sessions of one path (a file replaced
+/// there while the first was streamed), the later one reads the file the path names now,
+/// and the earlier one goes with the others, still shown with its own listeners.
+fn sessions_by_path(
+    mut sessions: Vec<SessionInfo>,
+) -> (HashMap<PathBuf, SessionInfo>, Vec<SessionInfo>) {
+    sessions.sort_by_key(|s| s.opened);
     let mut by_path: HashMap<PathBuf, SessionInfo> = HashMap::new();
+    let mut replaced = Vec::new();
     for s in sessions {
-        match by_path.get(&s.path) {
-            Some(old) if old.active && !s.active => {}
-            _ => {
-                by_path.insert(s.path.clone(), s);
-            }
+        if let Some(earlier) = by_path.insert(s.path.clone(), s) {
+            replaced.push(earlier);
         }
     }
-    by_path
+    (by_path, replaced)
 }
 
 /// One stream in the listing. `size` is the file's length as its session opened it (null

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,8 @@ pub const SESSION_LINGER: Duration = Duration::from_secs(3);
 struct Held {
     session: Arc<StreamSession>,
     idle_since: Option<Instant>,
+    /// When it was opened, in the table's order (see [`SessionInfo::opened`]).
+    opened: u64,
 }
 
 /// One open session, as the stream listing shows it.
@@ -60,6 +62,10 @@ pub struct SessionInfo {
     pub active: bool,
     /// Listeners waiting at the live edge for the file to grow.
     pub at_edge: usize,
+    /// Its place in the order sessions were opened: of two sessions of one path (a file
+    /// replaced there while the first was streamed), the later one reads the file the path
+    /// names now.
+    pub opened: u64,
 }
 
 /// Open stream sessions by file identity.
@@ -67,6 +73,8 @@ pub struct SessionInfo {
 pub struct Sessions {
     params: SessionParams,
     held: Mutex<HashMap<FileIdentity, Held>>,
+    /// The next session's [`SessionInfo::opened`].
+    opened: AtomicU64,
 }
 
 impl Sessions {
@@ -75,6 +83,7 @@ impl Sessions {
         Sessions {
             params,
             held: Mutex::new(HashMap::new()),
+            opened: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +152,8 @@ impl Sessions {
             Held {
                 session: Arc::clone(&session),
                 idle_since: None,
+                // Under the table's lock: the order of the inserts.
+                opened: self.opened.fetch_add(1, Ordering::Relaxed),
             },
         );
         drop(held);
@@ -219,16 +230,20 @@ impl Sessions {
             .count()
     }
 
-    /// Every open session (active or lingering), in no particular order.
+    /// Every open session (active or lingering), in the order they were opened.
     pub fn list(&self) -> Vec<SessionInfo> {
-        let held: Vec<_> = self
+        let mut held: Vec<_> = self
             .lock()
             .values()
-            .map(|h| (Arc::clone(&h.session), Arc::strong_count(&h.session) > 1))
+            .map(|h| {
+                let active = Arc::strong_count(&h.session) > 1;
+                (Arc::clone(&h.session), active, h.opened)
+            })
             .collect();
+        held.sort_unstable_by_key(|(_, _, opened)| *opened);
         // Each session's own lock is taken outside the table's.
         held.into_iter()
-            .map(|(s, active)| SessionInfo {
+            .map(|(s, active, opened)| SessionInfo {
                 id: s.id().to_owned(),
                 path: s.path().to_owned(),
                 len: s.len(),
@@ -236,6 +251,7 @@ impl Sessions {
                 bytes_sent: s.bytes_sent(),
                 active,
                 at_edge: s.at_edge(),
+                opened,
             })
             .collect()
     }
