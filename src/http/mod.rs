@@ -11,7 +11,8 @@ mod request;
 mod response;
 
 pub use request::{
-    awaiting_body, decode_path_segment, head_awaiting_continue, parse_request, Request, MAX_HEADERS,
+    awaiting_body, decode_path_segment, head_awaiting_continue, head_of_oversized, parse_request,
+    Request, MAX_HEADERS,
 };
 pub use response::{error_response, reason_phrase, Response};
 

@@ -184,7 +184,25 @@ pub fn head_awaiting_continue(buf: &[u8], limits: &Limits) -> Option<Request> {
             buf[name.clone()].eq_ignore_ascii_case(b"expect")
                 && buf[value.clone()].eq_ignore_ascii_case(b"100-continue")
         });
-    waits.then(|| Request {
+    waits.then(|| head_only(buf, head))
+}
+
+/// The head of the request at the front of `buf` whatever `Content-Length` it declares (its
+/// body empty): what a request [`parse_request`] refused with [`Error::BodyTooLarge`] was
+/// for, so that the caller can act on it (an Engine.IO POST over its limit ends its
+/// session). `None` when there is no complete, otherwise valid head.
+pub fn head_of_oversized(buf: &[u8], limits: &Limits) -> Option<Request> {
+    let unbounded = Limits {
+        max_body_bytes: usize::MAX,
+        ..*limits
+    };
+    let head = parse_head(buf, &unbounded).ok()??;
+    Some(head_only(buf, head))
+}
+
+/// A [`Request`] of `head` (at the front of `buf`) without its body.
+fn head_only(buf: &[u8], head: Head) -> Request {
+    Request {
         head: Bytes::copy_from_slice(&buf[..head.len]),
         method: head.method,
         target: head.target,
@@ -192,7 +210,7 @@ pub fn head_awaiting_continue(buf: &[u8], limits: &Limits) -> Option<Request> {
         version: head.version,
         headers: head.headers,
         body: Bytes::new(),
-    })
+    }
 }
 
 /// A complete, validated header block: ranges are relative to the start of the buffer.
@@ -471,6 +489,20 @@ mod tests {
         assert!(!r.header_contains_token("connection", "close"));
         assert_eq!(r.header("x-bin"), None);
         assert_eq!(r.header("connection"), Some("keep-alive,  Upgrade"));
+    }
+
+    #[test]
+    fn the_head_of_a_request_refused_for_its_body_size_is_still_readable() {
+        let raw = "POST /e/?sid=abc HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+        parse_err(raw, 413);
+        let head = head_of_oversized(raw.as_bytes(), &Limits::default()).expect("head");
+        assert_eq!((head.method(), head.path()), ("POST", "/e/"));
+        assert_eq!(head.query_param("sid").as_deref(), Some("abc"));
+        assert!(head.body().is_empty());
+        // Other errors stay errors; an incomplete head is no head.
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(head_of_oversized(chunked.as_bytes(), &Limits::default()).is_none());
+        assert!(head_of_oversized(b"POST / HTTP/1.1\r\n", &Limits::default()).is_none());
     }
 
     #[test]

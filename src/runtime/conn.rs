@@ -299,6 +299,9 @@ pub(crate) async fn handle<S: Service>(
             }
             Err(e) => {
                 crate::client_info!("bad HTTP request"; %peer, error = %e, status = e.status());
+                if let http::Error::BodyTooLarge { length, .. } = &e {
+                    close_oversized_post(&ctx, side, &buf, *length);
+                }
                 ctx.stats.http.count("invalid", e.status());
                 if send(&ctx, &stream, &http::error_response(&e), false, false).await {
                     // The client may still be sending (a body too large): let it finish.
@@ -623,10 +626,7 @@ fn poll_post<S: Service>(
         return eio_error(ErrorCode::BadRequest);
     }
     if body.len() > ctx.eio.max_payload {
-        crate::client_info!("polling POST over maxPayload; closing session"; sid = %shared.sid, len = body.len());
-        shared.lock().eio.close(DisconnectReason::PayloadTooLarge);
-        shared.wake();
-        ctx.finish(shared);
+        close_over_max_payload(ctx, shared, body.len() as u64);
         return Response::error(413, "Payload too large");
     }
     let packets = match decode_payload(body, MAX_POST_PACKETS) {
@@ -671,6 +671,47 @@ fn poll_post<S: Service>(
         ctx.finish(shared);
     }
     Response::text(200, "text/html", Bytes::from_static(b"ok"))
+}
+
+/// Closes a polling session whose client sent a POST of `len` bytes, over maxPayload (as
+/// engine.io does: the client gets a 413, and the session ends).
+fn close_over_max_payload<S: Service>(ctx: &Ctx<S>, shared: &Shared<S::Conn>, len: u64) {
+    crate::client_info!("polling POST over maxPayload; closing session"; sid = %shared.sid, len);
+    shared.lock().eio.close(DisconnectReason::PayloadTooLarge);
+    shared.wake();
+    ctx.finish(shared);
+}
+
+/// A request the HTTP layer refused (413) for declaring a body of `length` bytes, over
+/// max(1 MiB, maxPayload): when it is a polling POST of a polling session (that this
+/// listener serves, from an allowed origin), the session is closed as for a body over
+/// maxPayload within the HTTP limit ([`poll_post`]), rather than living on until its ping
+/// timeout. `buf` holds the refused head.
+fn close_oversized_post<S: Service>(ctx: &Ctx<S>, side: Side, buf: &[u8], length: u64) {
+    let Some(req) = http::head_of_oversized(buf, &ctx.http_limits) else {
+        return;
+    };
+    let engine = req.path() == ctx.service.engine_path();
+    if !engine
+        || !side.serves(ENGINE_ROUTE, true)
+        || req.method() != "POST"
+        || req.query_param("EIO").as_deref() != Some("4")
+        || req.query_param("transport").as_deref() != Some("polling")
+        || cors_headers(&ctx.config.cors_allowed_origins, &req).is_err()
+    {
+        return;
+    }
+    let Some(shared) = req
+        .query_param("sid")
+        .and_then(|sid| Sid::parse(&sid))
+        .and_then(|sid| ctx.lookup(&sid))
+    else {
+        return;
+    };
+    // As in `poll_post`: a POST's body must not end a session that does not poll.
+    if shared.lock().eio.transport() == Transport::Polling {
+        close_over_max_payload(ctx, &shared, length);
+    }
 }
 
 /// Feeds one client packet to the session and its service (lock held).

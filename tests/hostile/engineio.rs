@@ -4,7 +4,7 @@
 use std::thread;
 
 use super::raw_ws::{ws_handshake, RawWs};
-use super::{assert_eio_error, eio_get, leak, polling_handshake, raw, Case};
+use super::{assert_eio_error, eio_get, eio_post, leak, polling_handshake, raw, Case};
 use crate::support::{HttpConn, Server, NAMESPACE};
 
 /// Handshakes and session ids the server must refuse with an Engine.IO error.
@@ -109,6 +109,29 @@ pub fn polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
             ws.until_text("connection_ack after the refused POST", |t| t.contains("connection_ack"));
         }
     })));
+    v.push((
+        "eio: polling POST over maxPayload -> 413 and the session closed, within or past the HTTP body limit",
+        Box::new(move || {
+            // maxPayload is 1,000,000 bytes; HTTP bodies may be 1 MiB: the first is refused by
+            // the Engine.IO layer, the second by the HTTP layer (before its body is read, so
+            // only its head is sent). Either way the session ends, as engine.io ends it.
+            for (len, body) in [(1_000_001, true), (2_000_000, false)] {
+                let sid = polling_handshake(a);
+                let mut req = format!(
+                    "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+                     Content-Type: text/plain\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                )
+                .into_bytes();
+                if body {
+                    req.resize(req.len() + len, b'4');
+                }
+                let (status, _, _) = raw(a, &req);
+                assert_eq!(status, 413, "POST of {len} bytes");
+                let r = eio_post(a, &format!("EIO=4&transport=polling&sid={sid}"), "6");
+                assert_eio_error(&r, 400, 1, "Session ID unknown");
+            }
+        }),
+    ));
     v.push((
         "eio: overlapping polling GETs -> one gets code 3, the parked one returns the close packet",
         Box::new(move || {
