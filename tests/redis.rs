@@ -924,26 +924,33 @@ fn field(line: &str, name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-#[test]
-fn a_flood_of_unreadable_events_is_logged_once_in_full_then_counted() {
-    let _dog = Watchdog::new(LIMIT, "a flood of unreadable events");
-    const FLOOD: u64 = 1000;
-    let redis = RedisServer::start();
-    let a = node(&redis, None, &[]);
+/// A node on `redis` that has handled `count` messages published at once on its events
+/// channel, message `i` (1 to `count`) being the Lua expression `message` of `i`.
+fn node_after_flood(redis: &RedisServer, message: &str, count: u64) -> ChildServer {
+    let a = node(redis, None, &[]);
     wait_until(WAIT, "A to connect", || {
         health(a.addr)["registry_connected"] == true
     });
-    // Another tool publishes on asf's channel: a thousand events asf cannot read, then one
-    // it can (once A lists it, A has handled every event before it).
-    let flood = "for i = 1, tonumber(ARGV[1]) do \
-                 redis.call('PUBLISH', KEYS[1], 'not an asf event ' .. i) end";
-    redis.cli(&["EVAL", flood, "1", "t1:events", &FLOOD.to_string()]);
+    let flood =
+        format!("for i = 1, tonumber(ARGV[1]) do redis.call('PUBLISH', KEYS[1], {message}) end");
+    redis.cli(&["EVAL", &flood, "1", "t1:events", &count.to_string()]);
+    // Then an event A can read: once A lists it, A has handled every message before it.
     let marker = json!({"op": "put", "id": "strm_marker", "node": 1, "seq": 0,
         "reg": {"path": "/nowhere/marker.mp3", "notified_at_ms": 1, "live": false}});
     redis.cli(&["PUBLISH", "t1:events", &marker.to_string()]);
     wait_until(WAIT, "A to apply the event after the flood", || {
         listed(a.addr).contains(&"strm_marker".to_owned())
     });
+    a
+}
+
+#[test]
+fn a_flood_of_unreadable_events_is_logged_once_in_full_then_counted() {
+    let _dog = Watchdog::new(LIMIT, "a flood of unreadable events");
+    const FLOOD: u64 = 1000;
+    let redis = RedisServer::start();
+    // Another tool publishes on asf's channel: a thousand events asf cannot read.
+    let a = node_after_flood(&redis, "'not an asf event ' .. i", FLOOD);
     let full = |log: &str| {
         log.lines()
             .filter(|l| l.contains("unreadable registry event from redis"))
@@ -971,6 +978,45 @@ fn a_flood_of_unreadable_events_is_logged_once_in_full_then_counted() {
     );
     // One count line per interval at most: far fewer than the events.
     assert!(counts(&log).len() < 10, "{:?}", counts(&log));
+}
+
+#[test]
+fn a_flood_of_unreadable_ui_updates_from_another_node_is_rate_limited() {
+    let _dog = Watchdog::new(LIMIT, "a flood of unreadable UI updates");
+    const FLOOD: u64 = 1000;
+    // What logging's rate limit writes of one kind per 10 s window.
+    const WRITTEN: u64 = 10;
+    let redis = RedisServer::start();
+    // Well-formed events from "another node", each carrying an update A cannot read (no
+    // client_id).
+    let update = "cjson.encode({op = 'msg', node = 1, \
+                  body = cjson.encode({event_name = 'progress', data = i})})";
+    let a = node_after_flood(&redis, update, FLOOD);
+    let kind = "unreadable UI update from another node";
+    let full = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(kind) && !l.contains("more like this"))
+            .count() as u64
+    };
+    let counted = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(kind) && l.contains("more like this"))
+            .map(|l| field(l, "suppressed").unwrap_or_else(|| panic!("no count in {l}")))
+            .sum::<u64>()
+    };
+    // The ones past the window's quota are counted, the count logged once the window is
+    // over (10 s).
+    wait_until(Duration::from_secs(60), "the count of the others", || {
+        let log = a.log();
+        full(&log) > WRITTEN || full(&log) + counted(&log) == FLOOD
+    });
+    let log = a.log();
+    assert_eq!(full(&log), WRITTEN, "at most one window's quota in full");
+    assert_eq!(counted(&log), FLOOD - WRITTEN);
+    assert!(
+        log.contains("'client_id' must be non-empty string."),
+        "the lines say why"
+    );
 }
 
 /// A "Redis" on a free port that answers every command of the first connection with `+OK`

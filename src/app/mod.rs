@@ -153,8 +153,10 @@ pub fn build(config: Arc<Config>, files: Arc<dyn Files>, registry: Arc<dyn Regis
         registry.on_message(Box::new(move |body| {
             match ui::parse_ui_update(body.as_bytes()).and_then(|u| remote.send(&u)) {
                 Ok(_) => {}
+                // Whatever publishes on the events channel decides how many come: logged
+                // like a line a client can cause (rate-limited per call site).
                 Err(refusal) => {
-                    tracing::warn!(message = %refusal.message, "unreadable UI update from another node")
+                    crate::client_warn!("unreadable UI update from another node"; code = refusal.error_code, message = %refusal.message)
                 }
             }
         }));
