@@ -234,6 +234,33 @@ impl WireBlock {
     }
 }
 
+/// Whose waker waits for a pending block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Waiter {
+    /// A listener that asked for the block, by its waker's address: a listener asks again
+    /// on every wake-up, and with thousands waiting for one block a scan of a list for
+    /// duplicates cost O(waiters) per ask.
+    Asked(usize),
+    /// A listener that waited at the live edge when the file grew (see
+    /// [`StreamSession::observe`]), by its [`listener_key`](StreamSession::listener_key):
+    /// one that leaves before the read is done takes its waker out at once
+    /// ([`StreamSession::leave_edge`]), as it would from the edge.
+    FromEdge(u64),
+}
+
+/// The wakers of a block's waiters, each once: listeners moved there from the edge may
+/// share a waker (one connection), or have asked for the block since with theirs.
+fn once_each(mut waiters: HashMap<Waiter, Waker>) -> impl Iterator<Item = Waker> {
+    let from_edge: Vec<Waker> = waiters
+        .extract_if(|who, _| matches!(who, Waiter::FromEdge(_)))
+        .map(|(_, w)| w)
+        .collect();
+    for w in from_edge {
+        waiters.entry(Waiter::Asked(w.data() as usize)).or_insert(w);
+    }
+    waiters.into_values()
+}
+
 #[derive(Debug, Default)]
 struct Blocks {
     ready: BTreeMap<u64, Bytes>,
@@ -243,10 +270,8 @@ struct Blocks {
     listeners: usize,
     ready_bytes: usize,
     pending: HashSet<u64>,
-    /// Who waits for each pending block, keyed by the waker's address: a listener asks
-    /// again on every wake-up, and with thousands waiting for one block a scan of a list
-    /// for duplicates cost O(waiters) per ask.
-    waiters: HashMap<u64, HashMap<usize, Waker>>,
+    /// Who waits for each pending block (see [`Waiter`]).
+    waiters: HashMap<u64, HashMap<Waiter, Waker>>,
     /// Number of listener cursors inside each block.
     cursors: BTreeMap<u64, usize>,
     failure: Option<StreamError>,
@@ -462,7 +487,7 @@ impl StreamSession {
             .waiters
             .entry(b)
             .or_default()
-            .entry(waker.data() as usize)
+            .entry(Waiter::Asked(waker.data() as usize))
             .or_insert_with(|| waker.clone());
         let must_read = blocks.pending.insert(b);
         BlockState::Missing { must_read }
@@ -551,9 +576,7 @@ impl StreamSession {
 
     fn wake_waiters(blocks: &mut Blocks, b: u64) {
         if let Some(waiters) = blocks.waiters.remove(&b) {
-            for w in waiters.into_values() {
-                w.wake();
-            }
+            once_each(waiters).for_each(Waker::wake);
         }
     }
 
@@ -603,9 +626,7 @@ impl StreamSession {
     /// Wakes every listener waiting for a block or at the edge (the stream failed).
     fn wake_all(blocks: &mut Blocks) {
         for (_, waiters) in blocks.waiters.drain() {
-            for w in waiters.into_values() {
-                w.wake();
-            }
+            once_each(waiters).for_each(Waker::wake);
         }
         for w in std::mem::take(&mut blocks.live.edge).into_values() {
             w.wake();
@@ -637,10 +658,21 @@ impl StreamSession {
         Edge::Wait
     }
 
-    /// The listener `who` left (or was dropped): its waker, if it waits at the edge, goes.
+    /// The listener `who` left (or was dropped): its waker goes if it waits at the edge, or
+    /// for the read of the edge block that growth turned that wait into.
     pub fn leave_edge(&self, who: u64) {
         if self.live {
-            let gone = self.lock().live.edge.remove(&who);
+            let mut blocks = self.lock();
+            let mut gone = blocks.live.edge.remove(&who);
+            if gone.is_none() {
+                // Few blocks are pending at once (those being read).
+                let from_edge = Waiter::FromEdge(who);
+                gone = blocks
+                    .waiters
+                    .values_mut()
+                    .find_map(|waiters| waiters.remove(&from_edge));
+            }
+            drop(blocks);
             // Dropped outside the lock: the last reference may free the connection's state.
             drop(gone);
         }
@@ -704,8 +736,8 @@ impl StreamSession {
                     if !edge.is_empty() {
                         // Every edge listener is at `had`: block `b` holds its next byte.
                         let b = had / self.block_size();
-                        let by_waker = edge.into_values().map(|w| (w.data() as usize, w));
-                        blocks.waiters.entry(b).or_default().extend(by_waker);
+                        let by_listener = edge.into_iter().map(|(k, w)| (Waiter::FromEdge(k), w));
+                        blocks.waiters.entry(b).or_default().extend(by_listener);
                         read = blocks.pending.insert(b).then_some(b);
                     }
                 }

@@ -591,6 +591,53 @@ fn a_live_listener_waits_at_the_edge_and_gets_every_byte_once() {
 }
 
 #[test]
+fn a_listener_that_leaves_while_the_edge_block_is_read_leaves_no_waker_behind() {
+    let f = fixture(10_000, 16384, 1 << 20);
+    let t0 = Instant::now();
+    let session = f.open_live(5000, t0);
+    // Two listeners of one connection (one waker) wait at the edge.
+    let (w, woken) = counted();
+    let mut leaves = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    let mut stays = Listener::new(Arc::clone(&session), 0, 4096, Duration::ZERO, t0).unwrap();
+    let (mut got, mut other) = (Vec::new(), Vec::new());
+    assert_eq!(poll_live(&mut leaves, t0, &w, &mut got), Poll::Wait);
+    assert_eq!(poll_live(&mut stays, t0, &w, &mut other), Poll::Wait);
+    assert_eq!(session.at_edge(), 2);
+    // The file grows: their edge waits become waits for the edge block, whose read the
+    // caller of observe has claimed and not done yet (a slow disk).
+    assert_eq!(session.observe(Observed::Len(6000), t0), Some(0));
+    assert_eq!(session.at_edge(), 0);
+    // One leaves meanwhile: its waker goes at once, not when the block is read.
+    let held = Arc::strong_count(&woken);
+    drop(leaves);
+    assert_eq!(
+        Arc::strong_count(&woken),
+        held - 1,
+        "the waker of the one that left"
+    );
+    // The other is still woken by the read, and gets the new bytes.
+    let before = woken.0.load(Ordering::SeqCst);
+    read_live(&session, 0);
+    assert_eq!(woken.0.load(Ordering::SeqCst), before + 1);
+    let t1 = t0 + LIVE_EDGE_QUANTUM;
+    assert_eq!(poll_live(&mut stays, t1, &w, &mut other), Poll::Wait);
+    assert_eq!(other, f.data[..6000]);
+    // Two listeners of one connection taken from the edge wake it once per growth.
+    let mut joins = Listener::new(Arc::clone(&session), 6000, 4096, Duration::ZERO, t1).unwrap();
+    assert_eq!(poll_live(&mut joins, t1, &w, &mut Vec::new()), Poll::Wait);
+    assert_eq!(session.at_edge(), 2);
+    let before = woken.0.load(Ordering::SeqCst);
+    let b = session
+        .observe(Observed::Len(7000), t1)
+        .expect("a read of the edge block");
+    read_live(&session, b);
+    assert_eq!(woken.0.load(Ordering::SeqCst), before + 1);
+    drop((stays, joins));
+    drop(w);
+    assert_eq!(Arc::strong_count(&woken), 1, "the session keeps no waker");
+}
+
+#[test]
 fn a_lone_small_write_at_the_edge_goes_at_once_and_a_trickle_waits_a_quantum() {
     let f = fixture(10_000, 16384, 1 << 20);
     let t0 = Instant::now();
