@@ -247,6 +247,11 @@ struct Keys {
 ///   while it was in flight (one could be a later change of that id) and no change of the
 ///   id made here is ahead of its event; the answer itself is used either way, and the
 ///   id's own event brings the view up to date.
+/// - A resync reads the whole hash after subscribing, so the events of changes Redis ran
+///   between the two arrive after the read, which holds those changes already (or later
+///   ones). The read is numbered like a change made here, and publishes its number as an
+///   event that removes nothing (see [`connect`]): the events before it leave the view
+///   alone.
 #[derive(Debug, Default)]
 struct Order {
     /// The last number given to a change made here.
@@ -255,6 +260,9 @@ struct Order {
     own_applied: AtomicU64,
     /// Events applied (any node's).
     applied: AtomicU64,
+    /// The number of the last resync's read until its event is applied (0: none is
+    /// pending): meanwhile the events that arrive were run by Redis before the read.
+    read_pending: AtomicU64,
     /// Ids whose change made here is in the view ahead of its event, with its number.
     /// Small: an entry lives from the change's answer to its event (or the next resync).
     early: Mutex<std::collections::HashMap<String, u64>>,
@@ -314,14 +322,22 @@ impl Order {
         self.applied() == applied && !self.early().contains_key(id)
     }
 
-    /// At a (re)connect, once the hash has been read into the view: it holds every change
-    /// made here so far that Redis ran before the read, and the events of those it ran
-    /// after arrive on the new subscription; none goes into the view ahead of its event
-    /// any more (an event lost with the old subscription would never end its advance).
-    fn resynced(&self) {
-        let numbered = self.numbered.load(Ordering::Relaxed);
-        self.own_applied.fetch_max(numbered, Ordering::Relaxed);
+    /// At a (re)connect, once the hash has been read into the view by the read numbered
+    /// `read` (see [`connect`]): the view holds every change made here before it that
+    /// Redis ran before the read, and the events of those it ran after arrive on the new
+    /// subscription; none goes into the view ahead of its event any more (an event lost
+    /// with the old subscription would never end its advance). The events that arrive
+    /// before the read's own are older than the read.
+    fn resynced(&self, read: u64) {
+        self.own_applied.fetch_max(read - 1, Ordering::Relaxed);
+        self.read_pending.store(read, Ordering::Relaxed);
         self.early().clear();
+    }
+
+    /// Whether the event now applied was run by Redis before the last resync's read (its
+    /// change is in the view already, or a later one is).
+    fn before_read(&self) -> bool {
+        self.read_pending.load(Ordering::Relaxed) != 0
     }
 
     /// How many events have been applied (compare before and after a lookup).
@@ -334,6 +350,10 @@ impl Order {
         self.applied.fetch_add(1, Ordering::Relaxed);
         if let Some(seq) = own {
             self.own_applied.fetch_max(seq, Ordering::Relaxed);
+            // The resync read's own event: what comes after it, Redis ran after the read.
+            let _ =
+                self.read_pending
+                    .compare_exchange(seq, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 }
@@ -657,8 +677,18 @@ async fn connect(
         .await?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&keys.events).await?;
-    // Subscribed first: whatever changes after the read below arrives as an event.
-    let all = read_all(&mut conn, keys).await?;
+    // Subscribed first: whatever changes after the read below arrives as an event, and so
+    // does what changed between the subscription and the read: the read's own event tells
+    // the two apart (see [`Order`]).
+    let read = keys.order.number();
+    let all: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("EVAL")
+        .arg(READ_SCRIPT)
+        .arg(2)
+        .arg(&keys.streams)
+        .arg(&keys.events)
+        .arg(read_event(keys, read).map_err(|e| std::io::Error::other(e.to_string()))?)
+        .query_async(&mut conn)
+        .await?;
     let mut fresh = std::collections::HashMap::with_capacity(all.len());
     for (id, json) in all {
         match read_entry(id, &json) {
@@ -680,8 +710,27 @@ async fn connect(
             changed_elsewhere(view, hook, id, reg, true);
         }
     }
-    keys.order.resynced();
+    keys.order.resynced(read);
     Ok((conn, pubsub.into_on_message()))
+}
+
+/// Reads the whole hash `KEYS[1]` (as [`read_all`]) and publishes `ARGV[1]` on `KEYS[2]` at
+/// once: every event published before it was run before the read, every one after it
+/// after the read.
+const READ_SCRIPT: &str = r#"
+local all = redis.call('HGETALL', KEYS[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return all
+"#;
+
+/// The event of the resync read numbered `read`: this node's change that removes nothing
+/// (every node can read it; see [`Order`]).
+fn read_event(keys: &Keys, read: u64) -> serde_json::Result<String> {
+    serde_json::to_string(&Event::Del {
+        ids: Vec::new(),
+        node: keys.node,
+        seq: read,
+    })
 }
 
 /// The whole hash, as bytes: an entry written by something else than asf (an id or a
@@ -780,7 +829,7 @@ fn apply(
             seq,
         } => {
             let reg = reg.registration();
-            let admitted = keys.order.admits(&id, own(from, seq));
+            let admitted = !keys.order.before_read() && keys.order.admits(&id, own(from, seq));
             if from == keys.node {
                 if admitted {
                     // The view has no cap (usize::MAX): cannot fail.
@@ -799,8 +848,9 @@ fn apply(
             node: from,
             seq,
         } => {
+            let before_read = keys.order.before_read();
             for id in ids {
-                if keys.order.admits(&id, own(from, seq)) {
+                if !before_read && keys.order.admits(&id, own(from, seq)) {
                     view.remove(&id);
                 }
             }
@@ -1222,13 +1272,41 @@ mod tests {
         let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
         let lost = k.order.number();
         settle(&k, &view, "a", lost, reg("/mine"));
-        // The subscription is lost with the event; the resync reads the hash.
-        k.order.resynced();
+        // The subscription is lost with the event; the resync reads the hash, and its
+        // read's event arrives.
+        let read = k.order.number();
+        k.order.resynced(read);
+        apply(read_event(&k, read).unwrap().as_bytes(), &k, &view, &hook).unwrap();
         apply(&put_event("a", "/theirs", 9, 1), &k, &view, &hook).unwrap();
         assert_eq!(path_of(&view, "a"), Some("/theirs".into()));
         // A change numbered before the resync and answered after it: the read holds it
         // (Redis ran it before), or its event comes.
         settle(&k, &view, "b", lost, reg("/b"));
+        assert_eq!(path_of(&view, "b"), None);
+    }
+
+    #[test]
+    fn events_redis_ran_before_the_resync_read_do_not_roll_the_view_back() {
+        let (k, view, hook) = (keys(7), MemoryRegistry::new(usize::MAX), Hook::default());
+        // Between the subscription and the read, node 9 changed "a" twice and removed then
+        // registered "b" again: the read holds the last of each.
+        let read = k.order.number();
+        let _ = view.insert("a", reg("/a3").unwrap());
+        let _ = view.insert("b", reg("/b2").unwrap());
+        k.order.resynced(read);
+        // Their events arrive after the read: none shows an older value.
+        apply(&put_event("a", "/a2", 9, 1), &k, &view, &hook).unwrap();
+        apply(&del_event("b", 9, 2), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/a3".into()));
+        assert_eq!(path_of(&view, "b"), Some("/b2".into()));
+        apply(&put_event("a", "/a3", 9, 3), &k, &view, &hook).unwrap();
+        apply(&put_event("b", "/b2", 9, 4), &k, &view, &hook).unwrap();
+        // This node's event that removes nothing, published with the read: whatever comes
+        // after it Redis ran after the read.
+        apply(read_event(&k, read).unwrap().as_bytes(), &k, &view, &hook).unwrap();
+        apply(&put_event("a", "/a4", 9, 5), &k, &view, &hook).unwrap();
+        apply(&del_event("b", 9, 6), &k, &view, &hook).unwrap();
+        assert_eq!(path_of(&view, "a"), Some("/a4".into()));
         assert_eq!(path_of(&view, "b"), None);
     }
 
