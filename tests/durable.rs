@@ -523,6 +523,11 @@ fn a_store_that_cannot_be_opened_stops_asf_with_exit_code_2_and_one_line() {
     std::fs::write(&file, &store).expect("corrupt store");
     assert_store_error(&dirs, dirs.state.path(), "corrupt");
 
+    // A store cut short inside its header (as a crash while it was created can leave it).
+    let short = TempDir::new().expect("dir");
+    std::fs::write(short.path().join("registry.redb"), &store[..64]).expect("short store");
+    assert_store_error(&dirs, short.path(), "move ASF_STATE_DIR away");
+
     // A directory asf cannot write (a read-only mount: root ignores permission bits).
     let ro = Tmpfs::mount("size=1m,ro");
     let line = assert_store_error(&dirs, &ro.path().join("state"), "Read-only file system");

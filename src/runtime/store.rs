@@ -124,6 +124,13 @@ fn open_reason(e: &DatabaseError) -> String {
         {
             format!("the file is not a valid store ({e}); {RECOVER}")
         }
+        // Shorter than the store's header (cut short by a crash while it was created, or
+        // truncated): as corrupt as any other.
+        DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            format!("the file is cut short, not a whole store ({e}); {RECOVER}")
+        }
         other => other.to_string(),
     }
 }
