@@ -381,12 +381,11 @@ async fn read_frames<S: Service>(
 }
 
 /// Drains a closing WebSocket: reads and drops what the client still sends until its close
-/// frame (when `frames` is still in sync), EOF, [`LINGER_BYTES`] or `deadline` (the close
-/// plus [`LINGER_TIME`]). A socket
-/// closed with unread bytes in its receive queue (or that receives more after its close) is
-/// reset by the kernel instead of closed with a FIN, and a client that sees the reset before
-/// it has read our close frame (Windows clients, notably) loses the frame and the reason in
-/// it. A client that sends more than the few KiB, or keeps the socket open longer, gets the
+/// frame (when `frames` is still in sync), EOF, [`LINGER_BYTES`] or `deadline` (the close plus
+/// [`LINGER_TIME`]). A socket closed with unread bytes in its receive queue (or that receives
+/// more after its close) is reset by the kernel instead of closed with a FIN, and a client
+/// that sees the reset before it has read our close frame (Windows clients, notably) loses the
+/// frame and the reason in it. A client that sends more than the few KiB, or keeps the socket open longer, gets the
 /// reset: draining holds no more than that.
 async fn linger(
     stream: &TcpStream,
