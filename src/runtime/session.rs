@@ -558,13 +558,18 @@ async fn run_timers_at<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>
 
 /// Drives a polling session's timers: pings, pong deadline, connect timeout, and the
 /// service's own deadlines. One that a POST sets nearer than this task's next run is kept by
-/// a timer of its own ([`Ctx::watch_service_deadline`]).
+/// a timer of its own ([`Ctx::watch_service_deadline`]). Ends at its first run after the
+/// session upgraded to a WebSocket, whose writer runs the timers from then on: an upgraded
+/// connection (every browser's, with default options) keeps no task for them.
 async fn heartbeat<S: Service>(ctx: Arc<Ctx<S>>, shared: Arc<Shared<S::Conn>>) {
     loop {
         let next = match ctx.apply_timers(&shared, Instant::now()) {
             Timers::Due(next) => next,
             Timers::Closed => return,
         };
+        if shared.lock().eio.transport() == Transport::WebSocket {
+            return;
+        }
         match next {
             Some(t) => {
                 // Sleeping a little past the deadline is harmless; never spin.
