@@ -160,8 +160,19 @@ fn load(db: &Database, ttl: Option<Duration>, view: &MemoryRegistry) -> Result<u
         }
     }
     txn.commit().map_err(|e| e.to_string())?;
+    for (id, reg) in read_all(db)? {
+        // The view holds whatever the file holds: it was written under the id cap.
+        view.insert(&id, reg)
+            .map_err(|e| format!("loading {id:?}: {e}"))?;
+    }
+    Ok(expired)
+}
+
+/// Every id in the file with its registration.
+fn read_all(db: &Database) -> Result<Vec<(String, Registration)>, String> {
     let read = db.begin_read().map_err(|e| e.to_string())?;
     let table = read.open_table(STREAMS).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
     for row in table.iter().map_err(|e| e.to_string())? {
         let (id, value) = row.map_err(|e| e.to_string())?;
         let (notified_at_ms, live, path) = value.value();
@@ -170,11 +181,33 @@ fn load(db: &Database, ttl: Option<Duration>, view: &MemoryRegistry) -> Result<u
             notified_at_ms,
             live,
         };
-        // The view holds whatever the file holds: it was written under the id cap.
-        view.insert(id.value(), reg)
-            .map_err(|e| format!("loading {:?}: {e}", id.value()))?;
+        rows.push((id.value().to_owned(), reg));
     }
-    Ok(expired)
+    Ok(rows)
+}
+
+/// Makes the view what the file holds, after the file was opened again: a commit that
+/// failed after its data had reached the file (an error on its last sync) was answered 503
+/// and left out of the view, but the file has it. Ids that differ are put (waking who waits
+/// for them) or removed. Returns how many ids changed.
+fn resync_view(db: &Database, view: &MemoryRegistry) -> Result<usize, String> {
+    let rows = read_all(db)?;
+    let in_file: std::collections::HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    let mut changed = 0;
+    for (id, _) in view.list(usize::MAX) {
+        if !in_file.contains(id.as_str()) {
+            view.remove(&id);
+            changed += 1;
+        }
+    }
+    for (id, reg) in rows {
+        if view.get(&id).as_ref() != Some(&reg) {
+            // The view has no cap of its own: cannot fail.
+            let _ = view.insert(&id, reg);
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 impl RedbRegistry {
@@ -356,9 +389,12 @@ fn write_loop(
             // A failed commit may leave redb refusing every later one: open the file again,
             // at most once a second (the open checks every page of the file).
             reopen_at = Instant::now() + Duration::from_secs(1);
-            match open_file(path) {
-                Ok(d) => {
-                    tracing::info!(path = ?path, "stream store reopened");
+            match open_file(path).map_err(|e| e.to_string()).and_then(|d| {
+                let changed = resync_view(&d, view)?;
+                Ok((d, changed))
+            }) {
+                Ok((d, changed)) => {
+                    tracing::info!(path = ?path, ids_changed = changed, "stream store reopened (ids_changed: changes of failed commits that had reached the file, now in memory too)");
                     up.store(true, Ordering::Relaxed);
                     db = Some(d);
                 }
@@ -587,6 +623,55 @@ mod tests {
         assert_eq!(wait(again.lookup("a")), Ok(Some(reg("/a2", 13))));
         assert_eq!(wait(again.lookup("c")), Ok(Some(reg("/c", 12))));
         assert_eq!(wait(again.lookup("b")), Ok(None));
+    }
+
+    #[test]
+    fn a_reopened_store_brings_the_view_to_what_the_file_holds() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_file(&dir.path().join(STORE_FILE)).unwrap();
+        // The file as a failed commit can leave it ahead of the view: "b" changed, "c"
+        // removed and "d" added on disk, though their notifies were answered 503.
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(STREAMS).unwrap();
+            for (id, path, at) in [("a", "/a", 1u64), ("b", "/b2", 2), ("d", "/d", 4)] {
+                table.insert(id, (at, false, path.as_bytes())).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let view = MemoryRegistry::new(usize::MAX);
+        let plain = |path: &str, at| Registration {
+            path: PathBuf::from(path),
+            notified_at_ms: at,
+            live: false,
+        };
+        view.insert("a", plain("/a", 1)).unwrap();
+        view.insert("b", plain("/b", 2)).unwrap();
+        view.insert("c", plain("/c", 3)).unwrap();
+        let waiter = Arc::new(Count(0.into()));
+        view.watch("d", &Waker::from(Arc::clone(&waiter)));
+
+        assert_eq!(resync_view(&db, &view), Ok(3));
+        assert_eq!(
+            view.list(10),
+            [
+                ("a".to_owned(), plain("/a", 1)),
+                ("b".to_owned(), plain("/b2", 2)),
+                ("d".to_owned(), plain("/d", 4)),
+            ]
+        );
+        assert_eq!(
+            waiter.0.load(Ordering::Relaxed),
+            1,
+            "the listener waiting for d"
+        );
+        assert_eq!(resync_view(&db, &view), Ok(0), "nothing left to change");
     }
 
     #[test]
