@@ -20,7 +20,7 @@ mod types;
 
 use parse::*;
 use source::one_line;
-pub use source::{EnvSource, Source};
+pub use source::{parse_dotenv, EnvSource, Source};
 pub use types::{ConfigError, CorsOrigins, LogFormat, SecretString};
 
 /// Name of the secret key variable.

@@ -648,6 +648,53 @@ fn a_dollar_in_an_unquoted_or_double_quoted_dotenv_value_is_refused() {
     );
 }
 
+/// Found by the `dotenv` fuzz target: values dotenvy expands although the `$` sits where a
+/// line-by-line look missed it (a quoted value going on over lines, a quote followed by more
+/// value, `export` and a tab). Each read as something else than written, silently.
+#[test]
+fn a_dollar_that_dotenvy_expands_is_refused_wherever_it_sits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(".env");
+    for (text, line) in [
+        ("ASF_INTERNAL_TOKEN=\"abc\n${ecret}\"\n", 1),
+        ("ASF_PORT=1\nASF_INTERNAL_TOKEN=\"a\nb\nc${d}\"\n", 2),
+        ("ASF_INTERNAL_TOKEN='abc'$ecret\n", 1),
+        ("ASF_INTERNAL_TOKEN=\"abc\"$ecret\n", 1),
+        ("ASF_INTERNAL_TOKEN=abc'def'$ecret\n", 1),
+        ("export\tASF_INTERNAL_TOKEN=$ecret\n", 1),
+        ("OTHER=\"x\ny\"\nASF_INTERNAL_TOKEN=$ecret\n", 3),
+    ] {
+        std::fs::write(&path, text).expect("write");
+        match read_dotenv(&path) {
+            Ok(v) => panic!("{text:?} read as {v:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("line {line}:")) && msg.contains("single quotes"),
+                    "{text:?}: {msg}"
+                );
+                assert!(!msg.contains("ecret"), "{msg}");
+            }
+        }
+    }
+    // A `$` that dotenvy keeps is fine: single quotes, a comment, another variable's value.
+    for (text, value) in [
+        ("ASF_INTERNAL_TOKEN='ab$c'\n", "ab$c"),
+        ("ASF_INTERNAL_TOKEN='a\nb$c'\n", "a\nb$c"),
+        ("ASF_INTERNAL_TOKEN= #$not a value\n", ""),
+        ("ASF_INTERNAL_TOKEN=abc # $comment\n", "abc"),
+        ("OTHER=\"x\n${y}\"\nASF_INTERNAL_TOKEN=abc\n", "abc"),
+    ] {
+        std::fs::write(&path, text).expect("write");
+        let vars = read_dotenv(&path).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(
+            vars.get(ASF_INTERNAL_TOKEN).map(String::as_str),
+            Some(value),
+            "{text:?}"
+        );
+    }
+}
+
 #[test]
 fn an_internal_token_with_spaces_around_it_is_refused_without_showing_it() {
     for raw in ["tok\n", " tok", "tok "] {
