@@ -378,15 +378,17 @@ fn counted(reply: HttpReply, count: impl FnOnce(u16) + Send + 'static) -> HttpRe
 
 /// A valid notify body.
 #[derive(Debug, PartialEq, Eq)]
-struct Notify {
-    stream_id: String,
-    filepath: String,
+pub struct Notify {
+    /// The stream id: not empty, at most [`MAX_STREAM_ID_LEN`] bytes.
+    pub stream_id: String,
+    /// The audio file, as the publisher gave it (resolved beneath the root later).
+    pub filepath: String,
     /// `"live": true`: the file is still being written.
-    live: bool,
+    pub live: bool,
 }
 
-/// Reads a notify body, or the 400 message.
-fn parse_notify(body: &[u8]) -> Result<Notify, String> {
+/// Reads a notify body, or the 400 message. Public for the `app_inputs` fuzz target.
+pub fn parse_notify(body: &[u8]) -> Result<Notify, String> {
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| format!("Request body must be a JSON object: {e}"))?;
     let Value::Object(obj) = body else {

@@ -68,8 +68,8 @@ pub(super) const FOREIGN_HOST: &str = "Forbidden: with no ASF_INTERNAL_TOKEN set
 /// Whether a tokenless internal request with this `Host` header may pass: no header (not
 /// a browser: every browser sends one), or a host that is an IP address (`127.0.0.1`,
 /// `[::1]`), `localhost` or one of the `listed` names (lower-case, as the configuration
-/// keeps them), with or without a port.
-pub(super) fn host_may_reach_internal(host: Option<&str>, listed: &[String]) -> bool {
+/// keeps them), with or without a port. Public for the `app_inputs` fuzz target.
+pub fn host_may_reach_internal(host: Option<&str>, listed: &[String]) -> bool {
     let Some(host) = host else { return true };
     let host = host.trim();
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {

@@ -18,7 +18,8 @@ pub mod ui;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use endpoints::Api;
+pub use endpoints::{parse_notify, Api, Notify};
+pub use guard::host_may_reach_internal;
 pub use observe::MAX_LISTED_STREAMS;
 pub use streams::{parse_join, ConnData, JoinRequest, Streams};
 
