@@ -86,7 +86,7 @@ pub(super) fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, Config
 
 /// The variables of a `.env` file's `text` as dotenvy reads them (of duplicate keys the
 /// first wins), or why the file is refused, in one line that does not echo the file: a line
-/// dotenvy cannot parse, or an `ASF_*` value it would expand (see [`expanded_asf_value`]).
+/// dotenvy cannot parse, or an `ASF_*` value it would expand (the rule of `expanded_asf_value` below).
 ///
 /// Public for the `dotenv` fuzz target (`fuzz/`), which checks that every `ASF_*` value
 /// it accepts is the value as written, whatever the environment holds.
