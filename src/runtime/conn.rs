@@ -32,8 +32,21 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 const UPGRADE_POLL_HOLD: Duration = Duration::from_millis(100);
 /// Most packets in one polling response (python-socketio refuses longer payloads).
 const MAX_POLL_PACKETS: usize = 16;
-/// Most packets accepted in one polling POST.
-const MAX_POST_PACKETS: usize = 256;
+/// Fewest packets accepted in one polling POST (see [`max_post_packets`]).
+const MIN_POST_PACKETS: usize = 256;
+
+/// Most packets accepted in one polling POST: what the session's rate limits let through
+/// at once (a burst of twice `ASF_MAX_EVENTS_PER_SEC` events plus as many pings, pongs and
+/// noops), at least [`MIN_POST_PACKETS`]. A client queues every packet it could not send
+/// while a POST was out into the next one, so a POST may carry what the limits allow; one
+/// carrying more would be closed by the rate limits anyway, and the cap bounds the
+/// decoding work before they see it.
+fn max_post_packets(max_events_per_sec: u32) -> usize {
+    usize::try_from(max_events_per_sec)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4)
+        .max(MIN_POST_PACKETS)
+}
 /// First read buffer of a connection (a Socket.IO handshake is a few hundred bytes); it
 /// doubles as a request needs more.
 const READ_CHUNK: usize = 1024;
@@ -629,7 +642,7 @@ fn poll_post<S: Service>(
         close_over_max_payload(ctx, shared, body.len() as u64);
         return Response::error(413, "Payload too large");
     }
-    let packets = match decode_payload(body, MAX_POST_PACKETS) {
+    let packets = match decode_payload(body, max_post_packets(ctx.config.max_events_per_sec)) {
         Ok(p) => p,
         Err(e) => {
             crate::client_info!("bad polling payload; closing session"; sid = %shared.sid, error = %e);

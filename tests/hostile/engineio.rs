@@ -133,6 +133,21 @@ pub fn polling_misuse_cases(s: &Server) -> Vec<Case<'_>> {
         }),
     ));
     v.push((
+        "eio: a polling POST of more packets than 256, within the rate burst -> taken, session goes on",
+        Box::new(move || {
+            // A client queues what it could not send while a POST was out into the next
+            // one; the rate limits allow bursts of 400 noops (ASF_MAX_EVENTS_PER_SEC 200).
+            let sid = polling_handshake(a);
+            let query = format!("EIO=4&transport=polling&sid={sid}");
+            let body = vec!["6"; 300].join("\u{1e}");
+            let (status, _, reply) = eio_post(a, &query, &body);
+            assert_eq!(status, 200, "300 noops: {}", String::from_utf8_lossy(&reply));
+            assert_eq!(reply, b"ok".as_slice());
+            let (status, _, reply) = eio_post(a, &query, "6");
+            assert_eq!(status, 200, "the session after: {}", String::from_utf8_lossy(&reply));
+        }),
+    ));
+    v.push((
         "eio: overlapping polling GETs -> one gets code 3, the parked one returns the close packet",
         Box::new(move || {
             let sid = polling_handshake(a);
