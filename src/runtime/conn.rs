@@ -11,6 +11,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::deliver::{drain_and_close, gather, write_all, Budget, Item, Reads, Step};
+use super::hangup::{Gone, Hangup};
 use super::session::{cx, ConnGuard, Ctx, Shared, Side};
 use super::websocket;
 use crate::config::CorsOrigins;
@@ -218,7 +219,7 @@ pub(crate) async fn handle<S: Service>(
                     tracing::debug!(%peer, path = req.path(), ?side, "route not served on this listener");
                     Response::error(404, &format!("No route for {}", req.path()))
                 } else if engine {
-                    engine_request(&ctx, &req).await
+                    engine_request(&ctx, &req, &stream).await
                 } else {
                     match ctx.service.handle_http(&req, &ctx.stats) {
                         HttpReply::Ready(resp) => resp,
@@ -438,17 +439,26 @@ fn with_headers(mut resp: Response, headers: Vec<(&'static str, String)>) -> Res
     resp
 }
 
-/// Engine.IO over HTTP: handshake, polling GET and POST, CORS preflight.
-async fn engine_request<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Response {
+/// Engine.IO over HTTP: handshake, polling GET and POST, CORS preflight. `stream` is the
+/// request's connection (a polling GET watches it while it waits).
+async fn engine_request<S: Service>(
+    ctx: &Arc<Ctx<S>>,
+    req: &Request,
+    stream: &Rc<TcpStream>,
+) -> Response {
     let cors = match cors_headers(&ctx.config.cors_allowed_origins, req) {
         Ok(h) => h,
         Err(resp) => return resp,
     };
-    let resp = engine_polling(ctx, req).await;
+    let resp = engine_polling(ctx, req, stream).await;
     with_headers(resp, cors)
 }
 
-async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Response {
+async fn engine_polling<S: Service>(
+    ctx: &Arc<Ctx<S>>,
+    req: &Request,
+    stream: &Rc<TcpStream>,
+) -> Response {
     if req.method() == "OPTIONS" {
         let allow_headers = req
             .header("access-control-request-headers")
@@ -491,7 +501,7 @@ async fn engine_polling<S: Service>(ctx: &Arc<Ctx<S>>, req: &Request) -> Respons
     // A request sent after frames on an upgrading WebSocket is served after them.
     shared.settle_upgrade(ctx.eio.ping_timeout).await;
     match req.method() {
-        "GET" => poll_get(ctx, &shared).await,
+        "GET" => poll_get(ctx, &shared, stream).await,
         "POST" => poll_post(ctx, &shared, req.body().clone()),
         _ => eio_error(ErrorCode::BadRequest),
     }
@@ -516,7 +526,14 @@ fn to_outgoing(items: Vec<Item>) -> Vec<Outgoing> {
     out
 }
 
-async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) -> Response {
+/// A polling GET: answers what the session queues, waiting for it when nothing is. While it
+/// waits, its connection (`stream`) is watched ([`Hangup`]): a client gone meanwhile closes
+/// the session at once, as engine.io does, rather than at its ping timeout.
+async fn poll_get<S: Service>(
+    ctx: &Arc<Ctx<S>>,
+    shared: &Arc<Shared<S::Conn>>,
+    stream: &Rc<TcpStream>,
+) -> Response {
     let begun = shared.lock().eio.begin_poll();
     if let Err(reason) = begun {
         crate::client_info!("polling GET refused"; sid = %shared.sid, %reason);
@@ -531,6 +548,8 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
     let mut scratch = Vec::new();
     let mut items = Vec::new();
     let begun = Instant::now();
+    // Made at the first wait (most polls find something queued and never wait).
+    let mut hangup: Option<Option<Hangup>> = None;
     let closed = loop {
         let now = Instant::now();
         // Base64 grows binaries by a third: keep the body within maxPayload.
@@ -588,14 +607,29 @@ async fn poll_get<S: Service>(ctx: &Arc<Ctx<S>>, shared: &Arc<Shared<S::Conn>>) 
             Step::Sleep(t) => Some(hold.map_or(t, |h| h.min(t))),
             Step::Idle => hold,
         };
-        match wake_at {
-            Some(t) => {
-                tokio::select! {
-                    _ = shared.woken() => {}
-                    _ = tokio::time::sleep_until(t.into()) => {}
-                }
+        let watch = hangup.get_or_insert_with(|| {
+            Hangup::new(stream)
+                .inspect_err(|e| tracing::debug!(sid = %shared.sid, error = %e, "polling GET's connection not watched"))
+                .ok()
+        });
+        let gone = async {
+            match watch {
+                Some(h) => h.gone().await,
+                None => std::future::pending().await,
             }
-            None => shared.woken().await,
+        };
+        tokio::select! {
+            _ = shared.woken() => {}
+            _ = tokio::time::sleep_until(wake_at.unwrap_or(now).into()), if wake_at.is_some() => {}
+            why = gone => {
+                let reason = match why {
+                    Gone::Closed => DisconnectReason::TransportClose,
+                    Gone::Failed(e) => DisconnectReason::TransportError(e.to_string()),
+                };
+                crate::client_info!("polling GET's connection closed by the client while the GET waited; closing session"; sid = %shared.sid, %reason);
+                shared.lock().eio.close(reason);
+                break true;
+            }
         }
     };
     let mut out = to_outgoing(items);

@@ -14,6 +14,7 @@ mod conn;
 mod deliver;
 mod follow;
 mod fs;
+mod hangup;
 mod io;
 mod process;
 mod redis_store;

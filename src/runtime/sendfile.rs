@@ -66,9 +66,10 @@ impl Seg {
     }
 }
 
-/// The socket's descriptor, borrowed from the `TcpStream` its [`FileSender`] keeps alive.
+/// A socket's descriptor, borrowed from the `TcpStream` its holder (a [`FileSender`], a
+/// [`Hangup`](super::hangup::Hangup)) keeps alive, for registering it with tokio's reactor.
 #[derive(Debug)]
-struct SocketFd(RawFd);
+pub(super) struct SocketFd(pub(super) RawFd);
 
 impl AsRawFd for SocketFd {
     fn as_raw_fd(&self) -> RawFd {
@@ -78,8 +79,9 @@ impl AsRawFd for SocketFd {
 
 impl AsFd for SocketFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: a `SocketFd` lives only inside a `FileSender`, which holds the `TcpStream`
-        // owning this descriptor (an `Rc`) for longer: the descriptor stays open.
+        // SAFETY: a `SocketFd` lives only inside a `FileSender` or a `Hangup`, each of which
+        // holds the `TcpStream` owning this descriptor (an `Rc`) for longer: the descriptor
+        // stays open.
         unsafe { BorrowedFd::borrow_raw(self.0) }
     }
 }
