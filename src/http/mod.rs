@@ -6,6 +6,8 @@
 //!
 //! Scope, on purpose: `Content-Length` bodies only (a `Transfer-Encoding` request is refused with
 //! 411), HTTP/1.0 and HTTP/1.1, origin-form targets (`/path?query`, or `*` for `OPTIONS`).
+//! Every error is a framing error: the runtime answers it and closes the connection, so no
+//! byte after a refused head is ever read as the next request.
 
 mod request;
 mod response;
@@ -70,13 +72,24 @@ pub enum Error {
     /// The request has a `Transfer-Encoding` header. 411.
     #[error("chunked request bodies are not supported; send Content-Length")]
     TransferEncoding,
+    /// An HTTP/1.1 request without a `Host` header (RFC 9112, section 3.2). 400.
+    #[error("missing Host header")]
+    MissingHost,
+    /// More than one `Host` header line, or a `Host` value that is not `host[:port]`
+    /// (RFC 9112, section 3.2). 400.
+    #[error("invalid Host header")]
+    InvalidHost,
 }
 
 impl Error {
     /// The HTTP status code this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Error::Malformed(_) | Error::InvalidTarget | Error::InvalidContentLength => 400,
+            Error::Malformed(_)
+            | Error::InvalidTarget
+            | Error::InvalidContentLength
+            | Error::MissingHost
+            | Error::InvalidHost => 400,
             Error::HeaderTooLarge { .. } | Error::TooManyHeaders => 431,
             Error::BodyTooLarge { .. } => 413,
             Error::TransferEncoding => 411,

@@ -252,9 +252,15 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     let mut headers = Vec::with_capacity(req.headers.len());
     let mut transfer_encoding = false;
     let mut content_length: Option<u64> = None;
+    let mut hosts = 0usize;
     for h in req.headers.iter() {
         headers.push((range_in(buf, h.name.as_bytes()), range_in(buf, h.value)));
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if hosts > 1 || !valid_host(h.value) {
+                return Err(Error::InvalidHost);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encoding = true;
         } else if h.name.eq_ignore_ascii_case("content-length") {
             // RFC 9110 allows a list of identical values ("5, 5"); anything else is refused.
@@ -269,6 +275,10 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     }
     if transfer_encoding {
         return Err(Error::TransferEncoding);
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request names its host (HTTP/1.0 ones need not).
+    if hosts == 0 && version >= 1 {
+        return Err(Error::MissingHost);
     }
     let declared = content_length.unwrap_or(0);
     let content_length = match usize::try_from(declared) {
@@ -301,6 +311,37 @@ fn parse_length(value: &[u8]) -> Result<u64, Error> {
     Ok(value.iter().fold(0u64, |acc, &d| {
         acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     }))
+}
+
+/// A `Host` value as RFC 9112 3.2 allows it: `uri-host [":" port]` (RFC 3986), or empty. The
+/// host is a bracketed IP literal or a reg-name / IPv4 address (unreserved characters,
+/// percent escapes and sub-delims); the port is digits. Anything else (spaces, `/`, `@`, a
+/// second `:`) is refused rather than guessed at: a proxy in front may read it differently.
+fn valid_host(value: &[u8]) -> bool {
+    let name_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &rest[..end];
+                let ok = !literal.is_empty() && literal.iter().all(|b| name_byte(b) || *b == b':');
+                if !ok {
+                    return false;
+                }
+                (&[][..], &rest[end + 1..])
+            }
+            None => return false,
+        },
+        None => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok && host.iter().all(name_byte)
 }
 
 /// Where `part` (a sub-slice handed out by httparse) sits inside `base`; `0..0` if it does not.
@@ -394,7 +435,7 @@ mod tests {
     #[test]
     fn query_and_params() {
         let r = parse(
-            "GET /socket.io/?EIO=4&transport=polling&t=a%20b+c&flag&x=%zz&EIO=5 HTTP/1.1\r\n\r\n",
+            "GET /socket.io/?EIO=4&transport=polling&t=a%20b+c&flag&x=%zz&EIO=5 HTTP/1.1\r\nHost: x\r\n\r\n",
         );
         assert_eq!(r.path(), "/socket.io/");
         assert_eq!(
@@ -407,13 +448,13 @@ mod tests {
         assert_eq!(r.query_param("flag").as_deref(), Some(""));
         assert_eq!(r.query_param("x").as_deref(), Some("%zz"));
         assert_eq!(r.query_param("nope"), None);
-        let r = parse("GET /a? HTTP/1.1\r\n\r\n");
+        let r = parse("GET /a? HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(r.path(), "/a");
         assert_eq!(r.query(), "");
-        let r = parse("GET /a?s%74ream_id=%E2%82%AC%FF HTTP/1.1\r\n\r\n");
+        let r = parse("GET /a?s%74ream_id=%E2%82%AC%FF HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(r.query_param("stream_id").as_deref(), Some("€\u{FFFD}"));
         // A sign is not a hex digit: "%+a" stays as it is.
-        let r = parse("GET /a?x=%+a&y=%-1 HTTP/1.1\r\n\r\n");
+        let r = parse("GET /a?x=%+a&y=%-1 HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(r.query_param("x").as_deref(), Some("% a"));
         assert_eq!(r.query_param("y").as_deref(), Some("%-1"));
     }
@@ -421,7 +462,7 @@ mod tests {
     #[test]
     fn body_and_pipelining() {
         let mut buf = BytesMut::from(
-            "POST /n HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.0\r\n\r\nGET",
+            "POST /n HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.0\r\n\r\nGET",
         );
         let r = parse_request(&mut buf, &Limits::default())
             .unwrap()
@@ -440,7 +481,7 @@ mod tests {
 
     #[test]
     fn awaiting_body_only_between_a_complete_head_and_the_end_of_its_body() {
-        let full = "POST /n HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+        let full = "POST /n HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd";
         let head_len = full.len() - 4;
         for cut in 0..=full.len() {
             let want = (head_len..full.len()).contains(&cut);
@@ -448,18 +489,18 @@ mod tests {
             assert_eq!(got, want, "cut {cut}");
         }
         assert!(!awaiting_body(
-            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
             &Limits::default()
         ));
         assert!(!awaiting_body(
-            b"GET / HTTP/1.1\r\nX\0: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX\0: y\r\n\r\n",
             &Limits::default()
         ));
     }
 
     #[test]
     fn partial_input_leaves_buffer_untouched() {
-        let full = "POST /n HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+        let full = "POST /n HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd";
         for cut in 0..full.len() {
             let mut buf = BytesMut::from(&full[..cut]);
             assert_eq!(
@@ -475,15 +516,17 @@ mod tests {
 
     #[test]
     fn keep_alive_rules() {
-        assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive());
-        assert!(!parse("GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive());
+        assert!(!parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive());
+        assert!(
+            !parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive()
+        );
         assert!(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
         assert!(!parse("GET / HTTP/1.0\r\n\r\n").keep_alive());
     }
 
     #[test]
     fn header_tokens_and_non_utf8() {
-        let r = parse_bytes(b"GET / HTTP/1.1\r\nConnection: keep-alive,  Upgrade \r\nConnection: x\r\nX-Bin: \xff\xfe\r\n\r\n");
+        let r = parse_bytes(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive,  Upgrade \r\nConnection: x\r\nX-Bin: \xff\xfe\r\n\r\n");
         assert!(r.header_contains_token("connection", "upgrade"));
         assert!(r.header_contains_token("Connection", "x"));
         assert!(!r.header_contains_token("connection", "close"));
@@ -493,35 +536,40 @@ mod tests {
 
     #[test]
     fn the_head_of_a_request_refused_for_its_body_size_is_still_readable() {
-        let raw = "POST /e/?sid=abc HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+        let raw = "POST /e/?sid=abc HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n";
         parse_err(raw, 413);
         let head = head_of_oversized(raw.as_bytes(), &Limits::default()).expect("head");
         assert_eq!((head.method(), head.path()), ("POST", "/e/"));
         assert_eq!(head.query_param("sid").as_deref(), Some("abc"));
         assert!(head.body().is_empty());
         // Other errors stay errors; an incomplete head is no head.
-        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(head_of_oversized(chunked.as_bytes(), &Limits::default()).is_none());
-        assert!(head_of_oversized(b"POST / HTTP/1.1\r\n", &Limits::default()).is_none());
+        assert!(head_of_oversized(b"POST / HTTP/1.1\r\nHost: x\r\n", &Limits::default()).is_none());
     }
 
     #[test]
     fn content_length_errors() {
         for v in ["-1", "abc", "", "1 2", "+5", "0x10", "5, 6"] {
-            let req = format!("POST / HTTP/1.1\r\nContent-Length: {v}\r\n\r\n");
+            let req = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {v}\r\n\r\n");
             assert_eq!(parse_err(&req, 400), Error::InvalidContentLength, "{v}");
         }
         parse_err(
-            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
             400,
         );
-        let r = parse("POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2, 2\r\n\r\nab");
+        let r = parse(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\ncontent-length: 2, 2\r\n\r\nab",
+        );
         assert_eq!(&r.body()[..], b"ab");
     }
 
     #[test]
     fn body_too_large_refused_before_body() {
-        let e = parse_err("POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413);
+        let e = parse_err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n",
+            413,
+        );
         assert_eq!(
             e,
             Error::BodyTooLarge {
@@ -530,11 +578,11 @@ mod tests {
             }
         );
         parse_err(
-            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             413,
         );
         let r = parse(&format!(
-            "POST / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n{}",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n{}",
             "a".repeat(1_048_576)
         ));
         assert_eq!(r.body().len(), 1_048_576);
@@ -542,13 +590,16 @@ mod tests {
 
     #[test]
     fn transfer_encoding_refused() {
-        let e = parse_err("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411);
+        let e = parse_err(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            411,
+        );
         assert_eq!(
             e.to_string(),
             "chunked request bodies are not supported; send Content-Length"
         );
         parse_err(
-            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
             411,
         );
     }
@@ -559,7 +610,7 @@ mod tests {
             max_header_bytes: 64,
             max_body_bytes: 10,
         };
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(60));
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(60));
         let e = parse_err_with(big.as_bytes(), &limits, 431);
         assert_eq!(e, Error::HeaderTooLarge { limit: 64 });
         // Incomplete, but already over the limit.
@@ -569,14 +620,15 @@ mod tests {
         assert_eq!(parse_request(&mut buf, &limits), Ok(None));
 
         let many = |n: usize| {
-            let mut s = String::from("GET / HTTP/1.1\r\n");
+            let mut s = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
             for i in 0..n {
                 s.push_str(&format!("H{i}: v\r\n"));
             }
             s + "\r\n"
         };
-        assert_eq!(parse(&many(64)).headers().count(), 64);
-        assert_eq!(parse_err(&many(65), 431), Error::TooManyHeaders);
+        // `many` adds its headers after the Host line.
+        assert_eq!(parse(&many(63)).headers().count(), 64);
+        assert_eq!(parse_err(&many(64), 431), Error::TooManyHeaders);
     }
 
     #[test]
@@ -584,15 +636,65 @@ mod tests {
         let e = parse_err("GET / HTTP/2.0\r\n\r\n", 400);
         assert_eq!(e.to_string(), "malformed request: invalid HTTP version");
         parse_err("GET / FOO/1.1\r\n\r\n", 400);
-        parse_err("G\x01T / HTTP/1.1\r\n\r\n", 400);
-        parse_err("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400);
-        parse_err("GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400);
+        parse_err("G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+        parse_err("GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400);
+        parse_err("GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400);
         assert_eq!(
-            parse_err("GET http://h/ HTTP/1.1\r\n\r\n", 400),
+            parse_err("GET http://h/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             Error::InvalidTarget
         );
-        parse_err("GET * HTTP/1.1\r\n\r\n", 400);
-        assert_eq!(parse("OPTIONS * HTTP/1.1\r\n\r\n").path(), "*");
+        parse_err("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+        assert_eq!(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").path(), "*");
+    }
+
+    #[test]
+    fn host_rules() {
+        let get =
+            |host_lines: &str, version: &str| format!("GET / HTTP/{version}\r\n{host_lines}\r\n");
+        // HTTP/1.1 needs exactly one; HTTP/1.0 may have none.
+        assert_eq!(parse_err(&get("", "1.1"), 400), Error::MissingHost);
+        assert_eq!(parse(&get("", "1.0")).header("host"), None);
+        for two in ["Host: a\r\nHost: a\r\n", "Host: a\r\nhost: b\r\n"] {
+            assert_eq!(
+                parse_err(&get(two, "1.1"), 400),
+                Error::InvalidHost,
+                "{two}"
+            );
+            assert_eq!(
+                parse_err(&get(two, "1.0"), 400),
+                Error::InvalidHost,
+                "{two}"
+            );
+        }
+        for good in [
+            "",
+            "a",
+            "asf.example:5006",
+            "127.0.0.1:1",
+            "[::1]:5006",
+            "[::1]",
+            "a_b-c~d%41",
+            "x:",
+        ] {
+            let r = parse(&get(&format!("Host: {good}\r\n"), "1.1"));
+            assert_eq!(r.header("host"), Some(good));
+        }
+        for bad in [
+            "a b",
+            "a, b",
+            "a/b",
+            "user@a",
+            "a:1:2",
+            "a:x",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:8 0",
+            "a\"b",
+        ] {
+            let req = get(&format!("Host: {bad}\r\n"), "1.1");
+            assert_eq!(parse_err(&req, 400), Error::InvalidHost, "{bad}");
+        }
     }
 
     #[test]

@@ -239,7 +239,7 @@ mod tests {
             assert_eq!(e.status(), status);
             assert_eq!(e.response().status, status);
         }
-        let post = format!("POST / HTTP/1.1\r\n{GOOD}\r\n");
+        let post = format!("POST / HTTP/1.1\r\nHost: x\r\n{GOOD}\r\n");
         assert_eq!(check_upgrade(&request(&post)), Err(HandshakeError::NotGet));
         let old = format!("GET / HTTP/1.0\r\n{GOOD}\r\n");
         assert_eq!(
