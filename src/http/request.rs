@@ -177,9 +177,14 @@ pub fn awaiting_body(buf: &[u8], limits: &Limits) -> bool {
 /// a while) before it sends the body. The request's body is empty; `buf` is untouched, so
 /// that [`parse_request`] takes the whole request once its body is in. The caller checks the
 /// head first and sends `100 Continue` only for a request it will not refuse anyway.
+///
+/// Never for an HTTP/1.0 request: RFC 9110 (10.1.1, 15.2) has the server ignore the
+/// expectation there and send no 1xx, which an HTTP/1.0 client or proxy would take for the
+/// final answer (and the real answer for the next request's).
 pub fn head_awaiting_continue(buf: &[u8], limits: &Limits) -> Option<Request> {
     let head = parse_head(buf, limits).ok()??;
-    let waits = buf.len() < head.len.saturating_add(head.content_length)
+    let waits = head.version >= 1
+        && buf.len() < head.len.saturating_add(head.content_length)
         && head.headers.iter().any(|(name, value)| {
             buf[name.clone()].eq_ignore_ascii_case(b"expect")
                 && buf[value.clone()].eq_ignore_ascii_case(b"100-continue")
@@ -645,6 +650,22 @@ mod tests {
         );
         parse_err("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
         assert_eq!(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").path(), "*");
+    }
+
+    #[test]
+    fn only_http_1_1_requests_await_100_continue() {
+        let head = |version: &str| {
+            format!(
+                "POST /n HTTP/{version}\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+            )
+        };
+        let limits = Limits::default();
+        let waits = head_awaiting_continue(head("1.1").as_bytes(), &limits).expect("1.1");
+        assert_eq!(waits.path(), "/n");
+        // The body is in: nothing to wait for.
+        let full = head("1.1") + "hi";
+        assert!(head_awaiting_continue(full.as_bytes(), &limits).is_none());
+        assert!(head_awaiting_continue(head("1.0").as_bytes(), &limits).is_none());
     }
 
     #[test]

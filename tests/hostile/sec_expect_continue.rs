@@ -3,11 +3,11 @@
 //! refuses) must get that answer instead of a `100 Continue`: the 100 invites the client to
 //! send a body the server will not use. A request that passes gets the 100, then its answer.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::security::{notify_body, reported, NOTIFY};
+use crate::security::{notify_body, read_status_line, reported, NOTIFY};
 use crate::support::{Server, Watchdog, WAIT};
 
 const TOKEN: &str = "s3cret";
@@ -19,23 +19,6 @@ fn send_head(addr: SocketAddr, head: &str) -> TcpStream {
     s.set_read_timeout(Some(WAIT)).expect("read timeout");
     s.write_all(head.as_bytes()).expect("write head");
     s
-}
-
-/// Reads the next response head (through its blank line) from `s`; its status line.
-fn read_status_line(s: &mut TcpStream, what: &str) -> String {
-    let mut got = Vec::new();
-    let mut byte = [0u8; 1];
-    while !got.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => got.push(byte[0]),
-            other => panic!(
-                "{what}: no complete answer ({other:?}) after {:?}",
-                String::from_utf8_lossy(&got)
-            ),
-        }
-    }
-    let text = String::from_utf8_lossy(&got).into_owned();
-    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// A POST head of `path` with `headers` (each ending in CRLF) and a body of `len` bytes to come.

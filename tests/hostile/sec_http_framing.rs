@@ -2,14 +2,16 @@
 //! connections (deploy/nginx.conf keeps 64 alive): a request ASF refuses for its framing or
 //! its `Host` gets a 4xx, a log line, and the connection closed, so that whatever follows it
 //! on the connection (a request the proxy never saw, smuggled in a body ASF cannot frame) is
-//! never answered; and requests pipelined on a keep-alive connection are answered in order.
+//! never answered; requests pipelined on a keep-alive connection are answered in order; and
+//! no `100 Continue` goes to an HTTP/1.0 client, which would take it for the final answer.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::security::{log_lines, notify_body, reported, NOTIFY};
+use crate::security::{log_lines, notify_body, read_status_line, reported, NOTIFY};
 use crate::support::{header, parse_json, wait_until, HttpConn, Server, Watchdog, WAIT};
 
 /// A request for the health endpoint, to pipeline behind the request under test.
@@ -218,6 +220,47 @@ fn pipelined_requests_are_answered_in_order() {
         assert!(
             c.closed_by_peer(),
             "Connection: close left the connection open"
+        );
+    })
+}
+
+/// RFC 9110 15.2: no 1xx to an HTTP/1.0 client (and 10.1.1: its `Expect: 100-continue` is
+/// ignored). ASF sent `100 Continue`, which an HTTP/1.0 client or proxy reads as the final
+/// answer, taking the real one for the answer to its next request. Now the first bytes
+/// it gets are the final answer, once it has sent its body.
+#[test]
+fn no_100_continue_for_http_1_0() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(60), "no 100 for HTTP/1.0");
+        let server = Server::start();
+        let a = server.addr;
+        let body = String::from_utf8(notify_body("strm_x", "/nowhere/x.mp3")).expect("utf8");
+        let head = format!(
+            "POST {NOTIFY} HTTP/1.0\r\nHost: {a}\r\nContent-Type: application/json\r\n\
+             Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut s = TcpStream::connect_timeout(&a, WAIT).expect("connect");
+        s.set_read_timeout(Some(WAIT)).expect("read timeout");
+        s.write_all(head.as_bytes()).expect("head");
+        // Before the body, wait as long as the same request over HTTP/1.1 takes to get its
+        // 100: a 100 wrongly sent on this connection has left by then and would be the first
+        // bytes read below. (Timing can only hide the bug, never fail a correct server.)
+        let mut probe = HttpConn::connect(a);
+        probe.send_raw(head.replacen("HTTP/1.0", "HTTP/1.1", 1).as_bytes());
+        let interim = read_status_line(&mut probe.stream, "the HTTP/1.1 request");
+        assert_eq!(interim, "HTTP/1.1 100 Continue");
+        s.write_all(body.as_bytes()).expect("body");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        let status: u16 = answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an answer: {answer:?}"));
+        assert!(
+            status >= 200,
+            "the first bytes an HTTP/1.0 client gets must be the final answer: {answer:?}"
         );
     })
 }

@@ -7,7 +7,8 @@
 //! a submodule of `support`: a test binary that wants it declares it beside `support`
 //! (`#[path = "../support/security.rs"] mod security;`), so other binaries do not compile it.
 
-use std::net::SocketAddr;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::support::{http_request, Response, Server};
@@ -128,4 +129,23 @@ pub fn deep_missing_path(len: usize) -> String {
     path.push_str(FILE);
     assert_eq!(path.len(), len);
     path
+}
+
+/// Reads the next response head (through its blank line) from `s` byte by byte, so that
+/// nothing after it is consumed; its status line. Panics, naming `what`, if the connection
+/// ends or times out first.
+pub fn read_status_line(s: &mut TcpStream, what: &str) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            other => panic!(
+                "{what}: no complete answer ({other:?}) after {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    text.lines().next().unwrap_or_default().to_string()
 }
