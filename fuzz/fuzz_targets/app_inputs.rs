@@ -21,6 +21,8 @@
 
 #![no_main]
 
+mod segment;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -31,6 +33,7 @@ use asf::socketio::packet::{event, Decoder, Incoming};
 use asf::stream::MAX_FILEPATH_LEN;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use segment::percent_encode;
 use serde_json::{json, Value};
 
 /// The arguments of a `join_stream` event in Socket.IO text packet `text`, if it is one.
@@ -48,18 +51,6 @@ fn join_over_socketio(req: &JoinRequest) -> Result<JoinRequest, String> {
     // Without the Engine.IO message type `4`.
     let args = join_args(packet.slice(1..)).expect("our own join_stream event decodes");
     parse_join(&args)
-}
-
-/// `s` percent-encoded as a path segment (every byte but the unreserved ones).
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn check_notify(body: &[u8]) {
