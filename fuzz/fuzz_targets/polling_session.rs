@@ -4,11 +4,13 @@
 //! (`Service::on_message`: the Socket.IO decoder with its binary attachments, namespaces,
 //! acks, the rate limit, `join_stream` and the UI namespace), the timers of both, and the
 //! polling GETs that take the server's packets (`Session::take_polling_batch`). The registry
-//! holds the id `s`; its file cannot be opened (no stream starts; a join is answered).
+//! holds the id `s`, and others once registered (as by a notify); no file can be opened (no
+//! stream starts; a join is answered, at once or once its id is registered).
 //!
 //! The input is records: an op byte, a length byte, that many bytes (`op % 4`):
 //! 0, a POST body; 1, time passes (first byte x 50 ms) and the timers run; 2, a GET taking at
-//! most `1 + b0 % 16` packets and `1 + b1 * 8` bytes; 3, the session's writer wakes.
+//! most `1 + b0 % 16` packets and `1 + b1 * 8` bytes; 3, the data (if any) is registered as
+//! an id, then the session's writer wakes.
 //! A POST that does not decode, or a packet or message that closes the session, ends the run.
 //!
 //! Checked besides "no panic", on every GET's batch (and a last one taking the rest):
@@ -133,6 +135,7 @@ impl Client {
 /// The session, the app's state of it, and the client's view.
 struct Polling {
     router: Router,
+    registry: Arc<MemoryRegistry>,
     session: Session,
     conn: Conn,
     client: Client,
@@ -149,7 +152,7 @@ impl Polling {
             max_payload: config.max_payload,
             max_packets_per_sec: config.max_events_per_sec,
         };
-        let registry = MemoryRegistry::new(config.max_streams);
+        let registry = Arc::new(MemoryRegistry::new(config.max_streams));
         let reg = Registration {
             path: PathBuf::from("/a/s.mp3"),
             notified_at_ms: 0,
@@ -157,13 +160,14 @@ impl Polling {
         };
         registry.insert("s", reg).expect("room for one id");
         let attachments_timeout = config.ping_interval + config.ping_timeout;
-        let registry: Arc<dyn Registry> = Arc::new(registry);
-        let router = build(Arc::new(config), Arc::new(PathsOnly), registry);
+        let shared = Arc::clone(&registry) as Arc<dyn Registry>;
+        let router = build(Arc::new(config), Arc::new(PathsOnly), shared);
         let now = Instant::now();
         Polling {
             conn: router.open(),
             session: Session::new(Sid::generate(), Transport::Polling, eio, now),
             router,
+            registry,
             client: Client {
                 sent: Decoder::new(attachments_timeout),
                 ..Client::default()
@@ -224,7 +228,17 @@ impl Polling {
         !expired && self.session.closed().is_none()
     }
 
-    fn wake(&mut self) {
+    /// Registers `id` (if not empty), as a notify would, then wakes the writer.
+    fn wake(&mut self, id: &[u8]) {
+        if !id.is_empty() {
+            let reg = Registration {
+                path: PathBuf::from("/a/other.mp3"),
+                notified_at_ms: 0,
+                live: false,
+            };
+            // The default cap is far above what one input registers.
+            let _ = self.registry.insert(&String::from_utf8_lossy(id), reg);
+        }
         let (router, conn, cx) = self.cx();
         router.on_wake(conn, cx);
     }
@@ -276,7 +290,7 @@ fuzz_target!(|data: &[u8]| {
                 true
             }
             _ => {
-                polling.wake();
+                polling.wake(record);
                 true
             }
         };
