@@ -79,8 +79,12 @@ struct HeadScan {
 
 impl HeadScan {
     /// Whether `buf` may hold a complete head (a blank line ends one), or is past the head
-    /// size limit (the parser then refuses it): only then is it worth parsing.
+    /// size limit (the parser then refuses it): only then is it worth parsing. The first
+    /// bytes of a head are parsed once too, so that what is no HTTP/1.x request at all (a
+    /// TLS handshake, a line ended by a bare CR) is refused at once with 400 instead of
+    /// holding the connection until the header deadline and a 408.
     fn head_may_end(&mut self, buf: &[u8], max_head: usize) -> bool {
+        let first = self.scanned == 0 && !buf.is_empty();
         if !self.seen {
             let from = self.scanned.saturating_sub(2).min(buf.len());
             let rest = &buf[from..];
@@ -88,7 +92,7 @@ impl HeadScan {
                 rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n");
             self.scanned = buf.len();
         }
-        self.seen || buf.len() > max_head
+        first || self.seen || buf.len() > max_head
     }
 
     fn seen(&self) -> bool {
@@ -234,9 +238,9 @@ pub(crate) async fn handle<S: Service>(
                 {
                     return;
                 }
-                // Pipelined bytes already started the next head.
-                let head_seen = scan.head_may_end(&buf, ctx.http_limits.max_header_bytes);
-                awaiting = Awaiting::Idle.update(&ctx, &buf, head_seen, Instant::now());
+                // Pipelined bytes already started the next head; the top of the loop parses
+                // them (and waits for its body if that is what they lack).
+                awaiting = Awaiting::Idle.update(&ctx, &buf, false, Instant::now());
             }
             Ok(None) => {
                 awaiting = awaiting.update(&ctx, &buf, scan.seen(), Instant::now());
@@ -799,17 +803,25 @@ mod head_scan_tests {
         let head = b"POST /n HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
         let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let mut scan = HeadScan::default();
-        // One byte at a time: no parse before the last byte of the blank line.
+        // One byte at a time: the first byte is parsed (garbage is refused at once), then
+        // no parse before the last byte of the blank line.
         for n in 1..=head.len() {
             let may = scan.head_may_end(&head[..n], 16 * 1024);
-            assert_eq!(may, n >= end, "after {n} bytes");
+            assert_eq!(may, n == 1 || n >= end, "after {n} bytes");
         }
+        // Nothing yet: nothing to parse; the first bytes that come are.
+        let mut scan = HeadScan::default();
+        assert!(!scan.head_may_end(b"", 16 * 1024));
+        assert!(scan.head_may_end(b"\x16\x03\x01", 16 * 1024));
+        assert!(!scan.head_may_end(b"\x16\x03\x01\x02", 16 * 1024));
         // Bare LF line ends, split across reads.
         let mut scan = HeadScan::default();
+        assert!(scan.head_may_end(b"GET / HTTP/1.1\n", 16 * 1024));
         assert!(!scan.head_may_end(b"GET / HTTP/1.1\nHost: x\n", 16 * 1024));
         assert!(scan.head_may_end(b"GET / HTTP/1.1\nHost: x\n\n", 16 * 1024));
         // Past the size limit with no end: parse, so that the parser refuses it.
         let mut scan = HeadScan::default();
+        assert!(scan.head_may_end(&[b'a'; 50], 100));
         assert!(!scan.head_may_end(&[b'a'; 100], 100));
         assert!(scan.head_may_end(&[b'a'; 101], 100));
     }

@@ -264,3 +264,40 @@ fn no_100_continue_for_http_1_0() {
         );
     })
 }
+
+/// Bytes that are no HTTP/1.x request at all (a TLS handshake on the plain port, a head whose
+/// lines end in a bare CR) are refused with 400 as soon as they come, and the connection
+/// closed. They used to be parsed only once a blank line or 16 KiB had come, so such a
+/// client held its connection until the header deadline and got a 408.
+#[test]
+fn bytes_that_are_no_request_are_refused_at_once() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(60), "garbage refused at once");
+        // A header deadline longer than the watchdog: a 408 cannot come first.
+        let server = Server::start_with(&[("ASF_HEADER_TIMEOUT", "120")]);
+        let a = server.addr;
+        let cases: [(&str, &[u8], &str); 2] = [
+            (
+                "a TLS ClientHello",
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+                "malformed request: invalid token",
+            ),
+            (
+                "lines ended by a bare CR",
+                b"GET /asf/health HTTP/1.1\rHost: 127.0.0.1\r\r",
+                "malformed request: invalid new line",
+            ),
+        ];
+        for (what, raw, error) in cases {
+            let mut c = HttpConn::connect(a);
+            c.send_raw(raw);
+            let (status, _, body) = c.read_response();
+            assert_eq!(
+                (status, parse_json(&body)),
+                (400, json!({ "error": error })),
+                "{what}"
+            );
+            assert!(c.closed_by_peer(), "{what}: connection left open");
+        }
+    })
+}
