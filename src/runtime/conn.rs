@@ -671,10 +671,11 @@ fn poll_post<S: Service>(
     shared: &Arc<Shared<S::Conn>>,
     body: Bytes,
 ) -> Response {
-    // A POST for a session that does not poll is refused before its body is looked at: a
-    // body over maxPayload or not a valid payload must not close a WebSocket session.
-    if shared.lock().eio.transport() != Transport::Polling {
-        return eio_error(ErrorCode::BadRequest);
+    // A POST for a session that does not poll (or has ended) is refused before its body is
+    // looked at: a body over maxPayload or not a valid payload must not close a WebSocket
+    // session.
+    if let Some(refused) = refusal_of(shared, &shared.lock()) {
+        return refused;
     }
     if body.len() > ctx.eio.max_payload {
         close_over_max_payload(ctx, shared, body.len() as u64);
@@ -695,9 +696,10 @@ fn poll_post<S: Service>(
     };
     let closed = {
         let mut st = shared.lock();
-        if st.eio.transport() != Transport::Polling {
-            drop(st);
-            return eio_error(ErrorCode::BadRequest);
+        // Decided under the lock the packets are handled under: nothing ends the session
+        // between the answer and what it says.
+        if let Some(refused) = refusal_of(shared, &st) {
+            return refused;
         }
         let now = Instant::now();
         let deadline = ctx.service.poll_timeout(&st.conn);
@@ -722,6 +724,18 @@ fn poll_post<S: Service>(
         ctx.finish(shared);
     }
     Response::text(200, "text/html", Bytes::from_static(b"ok"))
+}
+
+/// Why session `st` (the lock held) takes no packet from a polling POST, as its answer: it
+/// ended since the request looked it up (while the request waited for an upgrading
+/// WebSocket's reader, or on another worker), answered as a session that is not known, so that
+/// the client knows its packets were dropped; or it does not poll (it upgraded).
+fn refusal_of<C>(shared: &Shared<C>, st: &super::session::State<C>) -> Option<Response> {
+    if st.finished || st.eio.closed().is_some() {
+        crate::client_info!("polling POST for a session that ended before it was handled"; sid = %shared.sid);
+        return Some(eio_error(ErrorCode::UnknownSid));
+    }
+    (st.eio.transport() != Transport::Polling).then(|| eio_error(ErrorCode::BadRequest))
 }
 
 /// Closes a polling session whose client sent a POST of `len` bytes, over maxPayload (as

@@ -18,7 +18,7 @@
 //! `sec_upgrade.rs` (4, silent upgrade WebSockets), `sec_sessions.rs` (5, the session cap),
 //! `sec_deadlines.rs` (6, dripped heads and bodies), `sec_stream_caps.rs` (7),
 //! `sec_log_injection.rs` (8), `sec_notify_endpoint.rs` (9), `sec_rate_limit.rs` (10),
-//! `sec_log_volume.rs` (11), and `sec_open_error_log.rs` (re-audit A: open errors quote the stored path), `sec_origin_log.rs` (re-audit B: refused origins logged quoted), `sec_dns_rebinding.rs` (re-audit C: tokenless internal requests must name an IP address or localhost), `sec_openat2_eperm.rs` (re-audit D: opens under a seccomp profile that refuses openat2), `sec_expect_continue.rs` (re-audit E: no 100 Continue for a request its head refuses), `sec_cors_credentials.rs` (re-audit F: no wildcard beside credentials, `Vary: Origin` on every Engine.IO answer), `sec_namespace_state.rs` (packets for namespaces not joined, a second CONNECT), `sec_pending_binary.rs` (attachments that never come), `sec_close_drain.rs` (a closed WebSocket is drained, not reset), `sec_upgrade_close.rs` (an upgrade WebSocket given up on gets a close frame), `sec_poll_hangup.rs` (a parked polling GET whose client leaves ends its session), `sec_http_framing.rs` (RFC 9112 framing behind a proxy: refused framing closes the connection, one valid `Host`, pipelining in order, no 100 to HTTP/1.0); their helpers are in `../support/security.rs`. Run them alone with
+//! `sec_log_volume.rs` (11), and `sec_open_error_log.rs` (re-audit A: open errors quote the stored path), `sec_origin_log.rs` (re-audit B: refused origins logged quoted), `sec_dns_rebinding.rs` (re-audit C: tokenless internal requests must name an IP address or localhost), `sec_openat2_eperm.rs` (re-audit D: opens under a seccomp profile that refuses openat2), `sec_expect_continue.rs` (re-audit E: no 100 Continue for a request its head refuses), `sec_cors_credentials.rs` (re-audit F: no wildcard beside credentials, `Vary: Origin` on every Engine.IO answer), `sec_namespace_state.rs` (packets for namespaces not joined, a second CONNECT), `sec_pending_binary.rs` (attachments that never come), `sec_close_drain.rs` (a closed WebSocket is drained, not reset), `sec_upgrade_close.rs` (an upgrade WebSocket given up on gets a close frame), `sec_poll_hangup.rs` (a parked polling GET whose client leaves ends its session), `sec_http_framing.rs` (RFC 9112 framing behind a proxy: refused framing closes the connection, one valid `Host`, pipelining in order, no 100 to HTTP/1.0), `sec_poll_post_race.rs` (a polling POST whose session ends before it is handled is told so); their helpers are in `../support/security.rs`. Run them alone with
 //! `cargo test --release --test hostile sec_`.
 
 #[path = "../support/security.rs"]
@@ -47,6 +47,7 @@ mod sec_outbox;
 mod sec_path_limits;
 mod sec_pending_binary;
 mod sec_poll_hangup;
+mod sec_poll_post_race;
 mod sec_rate_limit;
 mod sec_sessions;
 mod sec_stream_caps;
