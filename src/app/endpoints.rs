@@ -330,11 +330,11 @@ fn registry_error(e: &RegistryError, what: &str) -> Response {
     Response::error(503, &message)
 }
 
-/// The 403 answer of an internal request served without a token whose `Host` is neither an
-/// IP address, `localhost` nor a `listed` name (DNS rebinding), or `None`; logs the refusal
-/// for `what`.
+/// The 403 answer of an internal request served without a token whose host (`Host`, or the
+/// authority of an absolute-form target: `Request::host`) is neither an IP address,
+/// `localhost` nor a `listed` name (DNS rebinding), or `None`; logs the refusal for `what`.
 fn refuse_foreign_host(req: &Request, what: &str, listed: &[String]) -> Option<Response> {
-    let host = req.header("host");
+    let host = req.host();
     if host_may_reach_internal(host, listed) {
         return None;
     }

@@ -5,7 +5,8 @@
 //! runtime, and it knows nothing of routes or of ASF's behaviour (that is `app`).
 //!
 //! Scope, on purpose: `Content-Length` bodies only (a `Transfer-Encoding` request is refused with
-//! 411), HTTP/1.0 and HTTP/1.1, origin-form targets (`/path?query`, or `*` for `OPTIONS`).
+//! 411), HTTP/1.0 and HTTP/1.1, origin-form targets (`/path?query`, or `*` for `OPTIONS`) and
+//! absolute-form ones (`http://host/path?query`, whose authority stands in for `Host`).
 //! Every error is a framing error: the runtime answers it and closes the connection, so no
 //! byte after a refused head is ever read as the next request.
 
@@ -55,8 +56,9 @@ pub enum Error {
     /// More than [`MAX_HEADERS`] header fields. 431.
     #[error("request has more than {MAX_HEADERS} header fields")]
     TooManyHeaders,
-    /// The request target is neither origin-form (`/...`) nor `*` for `OPTIONS`. 400.
-    #[error("request target must start with '/'")]
+    /// The request target is neither origin-form (`/...`), absolute-form (`http://host/...`)
+    /// nor `*` for `OPTIONS`. 400.
+    #[error("request target must be a path (/...) or an http(s) URL")]
     InvalidTarget,
     /// `Content-Length` is not a non-negative decimal number, or several disagree. 400.
     #[error("invalid Content-Length header")]

@@ -19,8 +19,11 @@ pub struct Request {
     /// The header block exactly as received (request line through the blank line).
     head: Bytes,
     method: Range<usize>,
-    /// The whole request target, `path?query`.
+    /// The request target in origin form, `path?query` (of an absolute-form target, the part
+    /// after its authority).
     target: Range<usize>,
+    /// The authority (`host[:port]`) of an absolute-form target (`http://host:port/path`).
+    authority: Option<Range<usize>>,
     /// Length of the path part of `target` (up to, not including, the first `?`).
     path_len: usize,
     /// HTTP minor version: 0 or 1.
@@ -35,7 +38,9 @@ impl Request {
         self.str_at(&self.method)
     }
 
-    /// The full request target as sent, e.g. `/socket.io/?EIO=4&transport=polling`.
+    /// The request target in origin form, e.g. `/socket.io/?EIO=4&transport=polling`; of an
+    /// absolute-form target (`http://host/socket.io/?EIO=4`), the path and query after its
+    /// authority.
     pub fn target(&self) -> &str {
         self.str_at(&self.target)
     }
@@ -52,6 +57,16 @@ impl Request {
             .get(self.path_len..)
             .and_then(|q| q.strip_prefix('?'))
             .unwrap_or("")
+    }
+
+    /// The host the request is addressed to: the authority of an absolute-form target, which
+    /// RFC 9112 (3.2.2) says replaces the `Host` header, else the `Host` header. `None` only
+    /// for an HTTP/1.0 request without either (every HTTP/1.1 request has one `Host`).
+    pub fn host(&self) -> Option<&str> {
+        match &self.authority {
+            Some(range) => Some(self.str_at(range)),
+            None => self.header("host"),
+        }
     }
 
     /// HTTP minor version: `0` for HTTP/1.0, `1` for HTTP/1.1.
@@ -155,6 +170,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
         head: bytes,
         method: head.method,
         target: head.target,
+        authority: head.authority,
         path_len: head.path_len,
         version: head.version,
         headers: head.headers,
@@ -211,6 +227,7 @@ fn head_only(buf: &[u8], head: Head) -> Request {
         head: Bytes::copy_from_slice(&buf[..head.len]),
         method: head.method,
         target: head.target,
+        authority: head.authority,
         path_len: head.path_len,
         version: head.version,
         headers: head.headers,
@@ -223,6 +240,7 @@ struct Head {
     len: usize,
     method: Range<usize>,
     target: Range<usize>,
+    authority: Option<Range<usize>>,
     path_len: usize,
     version: u8,
     headers: Vec<(Range<usize>, Range<usize>)>,
@@ -249,10 +267,11 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(Error::Malformed(httparse::Error::Token));
     };
-    let target_ok = target.starts_with('/') || (target == "*" && method == "OPTIONS");
-    if !target_ok {
-        return Err(Error::InvalidTarget);
-    }
+    let (target, authority) = match absolute_form(target) {
+        Some((authority, path)) => (path, Some(range_in(buf, authority.as_bytes()))),
+        None if target.starts_with('/') || (target == "*" && method == "OPTIONS") => (target, None),
+        None => return Err(Error::InvalidTarget),
+    };
 
     let mut headers = Vec::with_capacity(req.headers.len());
     let mut transfer_encoding = false;
@@ -301,6 +320,7 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
         method: range_in(buf, method.as_bytes()),
         path_len: target.find('?').unwrap_or(target.len()),
         target: range_in(buf, target.as_bytes()),
+        authority,
         version,
         headers,
         content_length,
@@ -316,6 +336,21 @@ fn parse_length(value: &[u8]) -> Result<u64, Error> {
     Ok(value.iter().fold(0u64, |acc, &d| {
         acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     }))
+}
+
+/// The authority and the path-and-query of an absolute-form target (RFC 9112 3.2.2), which a
+/// server must accept: `http://` or `https://` (any case), a valid `host[:port]` (no user
+/// info, not empty) and a path starting with `/`. `None` for anything else, including an
+/// absolute URL without a path (`http://host?q`): refused rather than rewritten.
+fn absolute_form(target: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let slash = rest.find('/')?;
+    let (authority, path) = rest.split_at(slash);
+    let ok = !authority.is_empty() && valid_host(authority.as_bytes());
+    ok.then_some((authority, path))
 }
 
 /// A `Host` value as RFC 9112 3.2 allows it: `uri-host [":" port]` (RFC 3986), or empty. The
@@ -644,12 +679,42 @@ mod tests {
         parse_err("G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
         parse_err("GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400);
         parse_err("GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400);
-        assert_eq!(
-            parse_err("GET http://h/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-            Error::InvalidTarget
-        );
-        parse_err("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+        for target in [
+            "*",
+            "h/x",
+            "host:80",
+            "ftp://h/x",
+            "http://h",
+            "http:///x",
+            "http://u@h/x",
+        ] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(parse_err(&req, 400), Error::InvalidTarget, "{target}");
+        }
         assert_eq!(parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").path(), "*");
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        let r = parse("GET HTTP://127.0.0.1:5006/socket.io/?EIO=4 HTTP/1.1\r\nHost: evil\r\n\r\n");
+        assert_eq!(
+            (r.path(), r.query(), r.target()),
+            ("/socket.io/", "EIO=4", "/socket.io/?EIO=4")
+        );
+        // Its authority replaces the Host header (RFC 9112 3.2.2).
+        assert_eq!(r.host(), Some("127.0.0.1:5006"));
+        assert_eq!(r.header("host"), Some("evil"));
+        let r = parse("GET https://[::1]/a HTTP/1.0\r\n\r\n");
+        assert_eq!((r.path(), r.host()), ("/a", Some("[::1]")));
+        // Origin-form: the Host header, if any.
+        assert_eq!(
+            parse("GET /a HTTP/1.1\r\nHost: h:1\r\n\r\n").host(),
+            Some("h:1")
+        );
+        assert_eq!(parse("GET /a HTTP/1.0\r\n\r\n").host(), None);
+        // The Host header is still required, and checked, for HTTP/1.1.
+        parse_err("GET http://h/a HTTP/1.1\r\n\r\n", 400);
+        parse_err("GET http://h/a HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
     }
 
     #[test]

@@ -113,10 +113,14 @@ pub fn request_cases(s: &Server) -> Vec<Case<'_>> {
         }),
     ));
     v.push((
-        "http: request target not origin-form -> 400",
+        "http: request target neither a path nor an http(s) URL -> 400",
         Box::new(move || {
-            let r = raw(a, b"GET http://evil/asf/health HTTP/1.1\r\nHost: x\r\n\r\n");
-            assert_error(&r, 400, "request target must start with '/'");
+            let r = raw(a, b"GET ftp://evil/asf/health HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_error(
+                &r,
+                400,
+                "request target must be a path (/...) or an http(s) URL",
+            );
         }),
     ));
     v

@@ -116,10 +116,10 @@ fn framing_errors_close_the_connection() {
                 "malformed request: invalid header value",
             ),
             (
-                "absolute-form target",
-                format!("GET http://{a}/asf/health HTTP/1.1\r\n{host}\r\n"),
+                "authority-form target outside CONNECT",
+                format!("GET {a} HTTP/1.1\r\n{host}\r\n"),
                 400,
-                "request target must start with '/'",
+                "request target must be a path (/...) or an http(s) URL",
             ),
         ];
         for (what, raw, status, error) in cases {
@@ -299,5 +299,38 @@ fn bytes_that_are_no_request_are_refused_at_once() {
             );
             assert!(c.closed_by_peer(), "{what}: connection left open");
         }
+    })
+}
+
+/// RFC 9112 3.2.2: a server must accept an absolute-form target (`GET http://host/path`), and
+/// its authority, not the `Host` header, names the host. ASF refused it with 400. Now it is
+/// served, and the DNS-rebinding guard of the internal endpoints looks at the authority.
+#[test]
+fn absolute_form_targets_are_served_and_their_authority_is_the_host() {
+    reported(|| {
+        let _dog = Watchdog::new(Duration::from_secs(60), "absolute-form");
+        let server = Server::start();
+        let a = server.addr;
+        let mut c = HttpConn::connect(a);
+        let (status, _, body) = c
+            .request(format!("GET http://{a}/asf/health HTTP/1.1\r\nHost: {a}\r\n\r\n").as_bytes());
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        // The connection stays usable.
+        let (status, _, _) = c.request(health(a).as_bytes());
+        assert_eq!(status, 200);
+        // The guard reads the authority: a rebound name there is refused whatever the Host
+        // header says, and an IP address there passes.
+        let listing = |authority: &str, host: &str| {
+            HttpConn::connect(a)
+                .request(
+                    format!(
+                        "GET http://{authority}/asf/internal/streams HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .0
+        };
+        assert_eq!(listing("evil.example", &a.to_string()), 403);
+        assert_eq!(listing(&a.to_string(), "evil.example"), 200);
     })
 }
