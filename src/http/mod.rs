@@ -72,7 +72,7 @@ pub enum Error {
         limit: usize,
     },
     /// The request has a `Transfer-Encoding` header. 411.
-    #[error("chunked request bodies are not supported; send Content-Length")]
+    #[error("request bodies with a Transfer-Encoding are not supported; send Content-Length")]
     TransferEncoding,
     /// An HTTP/1.1 request without a `Host` header (RFC 9112, section 3.2). 400.
     #[error("missing Host header")]

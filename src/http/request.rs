@@ -636,7 +636,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "chunked request bodies are not supported; send Content-Length"
+            "request bodies with a Transfer-Encoding are not supported; send Content-Length"
         );
         parse_err(
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",

@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(r.status, 411);
         assert_eq!(
             &r.body[..],
-            &b"{\"error\":\"chunked request bodies are not supported; send Content-Length\"}"[..]
+            &b"{\"error\":\"request bodies with a Transfer-Encoding are not supported; send Content-Length\"}"[..]
         );
         assert_eq!(error_response(&Error::TooManyHeaders).status, 431);
     }

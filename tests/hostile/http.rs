@@ -65,7 +65,7 @@ pub fn request_cases(s: &Server) -> Vec<Case<'_>> {
     }
     v.push(("http: Content-Length + Transfer-Encoding -> 411", Box::new(move || {
         let r = raw(a, format!("POST {NOTIFY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n").as_bytes());
-        assert_error(&r, 411, "chunked request bodies are not supported; send Content-Length");
+        assert_error(&r, 411, "request bodies with a Transfer-Encoding are not supported; send Content-Length");
     })));
     v.push((
         "http: CR inside a header value -> 400",

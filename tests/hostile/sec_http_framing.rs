@@ -48,7 +48,7 @@ fn framing_errors_close_the_connection() {
         let server = Server::start();
         let a = server.addr;
         let host = format!("Host: {a}\r\n");
-        let te = "chunked request bodies are not supported; send Content-Length";
+        let te = "request bodies with a Transfer-Encoding are not supported; send Content-Length";
         let cl = "invalid Content-Length header";
         let cases = [
             (
