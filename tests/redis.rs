@@ -1118,11 +1118,10 @@ fn requests_beyond_the_queue_bound_get_503_at_once_while_a_connect_attempt_is_pe
         );
     }
     assert_eq!(health(a.addr)["registry_connected"], false);
-    assert!(
-        a.log().contains("the queue is full"),
-        "the full queue is logged:\n{}",
-        a.log()
-    );
+    // The log is read from the node's stderr as it comes: wait for the line.
+    wait_until(WAIT, "the full queue to be logged", || {
+        a.log().contains("the queue is full")
+    });
 }
 
 #[test]
