@@ -11,16 +11,14 @@
 //! ready (it would take the next request's bytes), nor ended without shutting the read side.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use rustix::io::Errno;
 use rustix::net::{recv, RecvFlags};
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_uring::net::TcpStream;
 
-use super::sendfile::SocketFd;
+use super::reactor::Registered;
 
 /// Why a watched connection is over.
 #[derive(Debug)]
@@ -33,31 +31,17 @@ pub(crate) enum Gone {
 
 /// A watch on a connection whose request waits (see the module docs). Made when the wait
 /// starts and dropped when it ends: it holds a reactor registration only meanwhile.
+#[derive(Debug)]
 pub(crate) struct Hangup {
-    // Declared before `_stream`: deregistered from the reactor while the socket is open.
-    fd: AsyncFd<SocketFd>,
-    _stream: Rc<TcpStream>,
-}
-
-impl std::fmt::Debug for Hangup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hangup")
-            .field("fd", &self.fd.get_ref().as_raw_fd())
-            .finish()
-    }
+    /// The socket, registered for readability.
+    socket: Registered,
 }
 
 impl Hangup {
     /// Registers the socket of `stream` for readability.
     pub fn new(stream: &Rc<TcpStream>) -> io::Result<Hangup> {
-        let fd = SocketFd(stream.as_raw_fd());
-        // SAFETY: the descriptor is the open socket of `stream`, which the watch keeps (and
-        // drops after the registration): it stays open and the same for the AsyncFd's life.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(io::Error::from)?;
         Ok(Hangup {
-            fd,
-            _stream: Rc::clone(stream),
+            socket: Registered::new(stream, Interest::READABLE)?,
         })
     }
 
@@ -65,14 +49,14 @@ impl Hangup {
     /// request, left unread), nor while nothing does.
     pub async fn gone(&self) -> Gone {
         loop {
-            let Ok(mut ready) = self.fd.readable().await else {
+            let Ok(mut ready) = self.socket.fd().readable().await else {
                 // The reactor is shutting down: the connection ends with the worker.
                 return std::future::pending().await;
             };
             let mut byte = [0u8; 1];
             // Non-blocking whatever the socket's mode; nothing is taken from the socket.
             let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
-            match recv(self.fd.get_ref(), &mut byte[..], flags) {
+            match recv(self.socket.fd().get_ref(), &mut byte[..], flags) {
                 Ok((_, 0)) => return Gone::Closed,
                 Ok(_) => return std::future::pending().await,
                 Err(Errno::AGAIN | Errno::INTR) => ready.clear_ready(),

@@ -17,6 +17,7 @@ mod fs;
 mod hangup;
 mod io;
 mod process;
+mod reactor;
 mod redis_store;
 mod sendfile;
 mod server;

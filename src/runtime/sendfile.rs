@@ -19,18 +19,17 @@
 //! read, as it would have without sendfile.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_uring::net::TcpStream;
 
 use super::deliver::MAX_IOVECS;
+use super::reactor::{Registered, SocketFd};
 use crate::stream::StreamSession;
 
 /// One piece of a batch sent by [`FileSender::send`].
@@ -66,42 +65,13 @@ impl Seg {
     }
 }
 
-/// A socket's descriptor, borrowed from the `TcpStream` its holder (a [`FileSender`], a
-/// [`Hangup`](super::hangup::Hangup)) keeps alive, for registering it with tokio's reactor.
-#[derive(Debug)]
-pub(super) struct SocketFd(pub(super) RawFd);
-
-impl AsRawFd for SocketFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
-impl AsFd for SocketFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: a `SocketFd` lives only inside a `FileSender` or a `Hangup`, each of which
-        // holds the `TcpStream` owning this descriptor (an `Rc`) for longer: the descriptor
-        // stays open.
-        unsafe { BorrowedFd::borrow_raw(self.0) }
-    }
-}
-
 /// A WebSocket connection's zero-copy sender, made when its first file chunk is sent.
+#[derive(Debug)]
 pub(crate) struct FileSender {
-    // Declared before `stream`: deregistered from the reactor while the socket is open.
-    fd: AsyncFd<SocketFd>,
-    stream: Rc<TcpStream>,
+    /// The socket, registered for writability.
+    socket: Registered,
     /// `sendfile` came up short or failed once: every later chunk goes from its bytes.
     from_memory: bool,
-}
-
-impl std::fmt::Debug for FileSender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSender")
-            .field("fd", &self.fd.get_ref().0)
-            .field("from_memory", &self.from_memory)
-            .finish()
-    }
 }
 
 /// What a [`FileSender::send`] sent from the page cache.
@@ -114,15 +84,10 @@ pub(crate) struct Sent {
 impl FileSender {
     /// Puts the socket in non-blocking mode and registers it for writability.
     pub fn new(stream: &Rc<TcpStream>) -> io::Result<FileSender> {
-        let fd = SocketFd(stream.as_raw_fd());
-        rustix::io::ioctl_fionbio(&fd, true)?;
-        // SAFETY: the descriptor is the open socket of `stream`, which the sender keeps (and
-        // drops after the registration): it stays open and the same for the AsyncFd's life.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }
-            .map_err(io::Error::from)?;
+        let socket = Registered::new(stream, Interest::WRITABLE)?;
+        rustix::io::ioctl_fionbio(socket.fd().get_ref(), true)?;
         Ok(FileSender {
-            fd,
-            stream: Rc::clone(stream),
+            socket,
             from_memory: false,
         })
     }
@@ -139,7 +104,7 @@ impl FileSender {
             .count();
         let cork = files > 1 && !self.from_memory;
         if cork {
-            rustix::net::sockopt::set_tcp_cork(self.fd.get_ref(), true)?;
+            rustix::net::sockopt::set_tcp_cork(self.socket.fd().get_ref(), true)?;
         }
         let mut sent = Sent::default();
         let mut i = 0;
@@ -177,11 +142,11 @@ impl FileSender {
                     done += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(stall, self.fd.writable()).await {
+                    match tokio::time::timeout(stall, self.socket.fd().writable()).await {
                         Ok(Ok(mut ready)) => ready.clear_ready(),
                         Ok(Err(e)) => return Err(e),
                         Err(_) => {
-                            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                            let _ = self.socket.stream().shutdown(std::net::Shutdown::Both);
                             return Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 format!("no write progress for {stall:?}"),
@@ -194,7 +159,7 @@ impl FileSender {
             }
         }
         if cork {
-            rustix::net::sockopt::set_tcp_cork(self.fd.get_ref(), false)?;
+            rustix::net::sockopt::set_tcp_cork(self.socket.fd().get_ref(), false)?;
         }
         segs.clear();
         Ok(sent)
@@ -223,7 +188,7 @@ impl FileSender {
                 SendFlags::empty()
             };
         let n = sendmsg(
-            self.fd.get_ref(),
+            self.socket.fd().get_ref(),
             &iov,
             &mut SendAncillaryBuffer::default(),
             flags,
@@ -241,7 +206,7 @@ impl FileSender {
         call: impl FnOnce(&SocketFd) -> rustix::io::Result<usize>,
     ) -> Result<usize, Failure> {
         use rustix::io::Errno;
-        match call(self.fd.get_ref()) {
+        match call(self.socket.fd().get_ref()) {
             Ok(n) => Ok(n),
             Err(e) if matches!(e, Errno::AGAIN | Errno::INTR) => {
                 Err(Failure::Socket(io::Error::from(e)))
